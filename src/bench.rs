@@ -1,0 +1,258 @@
+//! The benchmark harness behind `fdp bench`: bars per second of the whole graph (1 and 2 workers)
+//! and of each stage's kernel, on seeded synthetic data (default 500 tickers × 2,520 daily bars).
+
+use std::time::Instant;
+
+use crate::bar::{BarBatch, Tickers};
+use crate::config::{LoadedPipeline, Pipeline, QualitySpec, RiskSpec, Sizing};
+use crate::engine::{Cluster, RunOptions, run};
+use crate::operators::features::FeatureEngine;
+use crate::operators::indicators::FeatureSpec;
+use crate::operators::portfolio::Portfolio;
+use crate::operators::quality::QualityGate;
+use crate::operators::risk::{KillSwitch, RiskEngine};
+use crate::operators::signal::{RuleModel, SignalBatch};
+use crate::sinks::broker::PaperBroker;
+use crate::sources::synthetic::Synthetic;
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct BenchLine {
+    /// What was measured.
+    pub name: String,
+    /// Bars processed.
+    pub bars: u64,
+    /// Seconds taken (best of the repeats).
+    pub seconds: f64,
+}
+
+impl BenchLine {
+    /// Throughput.
+    pub fn bars_per_sec(&self) -> f64 {
+        self.bars as f64 / self.seconds
+    }
+}
+
+/// The SMA 10/30 crossover pipeline over synthetic data.
+pub fn sma_cross_pipeline(tickers: usize, bars: usize) -> LoadedPipeline {
+    let text = format!(
+        r#"name = "bench_sma_cross"
+[source]
+kind = "synthetic"
+tickers = {tickers}
+bars = {bars}
+seed = 7
+[quality]
+calendar = "weekdays"
+[[features]]
+kind = "sma"
+period = 10
+[[features]]
+kind = "sma"
+period = 30
+[model]
+kind = "crossover"
+fast = "SMA_10"
+slow = "SMA_30"
+[risk.sizing]
+kind = "fixed_fraction"
+fraction = 0.02
+[broker]
+kind = "paper"
+commission = 0.001
+"#
+    );
+    let pipeline = Pipeline::parse(&text, std::path::Path::new("<bench>"))
+        .unwrap_or_else(|e| unreachable!("built-in bench pipeline: {e}"));
+    LoadedPipeline {
+        pipeline,
+        path: "<bench>".into(),
+        base_dir: ".".into(),
+    }
+}
+
+fn best_of<F: FnMut() -> u64>(repeats: usize, mut f: F) -> (u64, f64) {
+    let mut best = f64::INFINITY;
+    let mut n = 0;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        n = f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (n, best)
+}
+
+/// Runs the suite and returns its lines.
+pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> Vec<BenchLine> {
+    let mut lines = Vec::new();
+    let syn = Synthetic::new(tickers, bars, 7, None);
+    let names: Tickers = syn.tickers();
+    let (n, s) = best_of(repeats, || {
+        syn.load(0, 1, &names)
+            .batches
+            .iter()
+            .map(|b| b.1.len() as u64)
+            .sum()
+    });
+    lines.push(BenchLine {
+        name: "source: synthetic generation".into(),
+        bars: n,
+        seconds: s,
+    });
+    let data = syn.load(0, 1, &names).batches;
+
+    let (n, s) = best_of(repeats, || {
+        let mut gates: Vec<QualityGate> = (0..tickers)
+            .map(|_| {
+                QualityGate::new(&QualitySpec {
+                    calendar: crate::config::CalendarKind::Weekdays,
+                    ..QualitySpec::default()
+                })
+            })
+            .collect();
+        let mut n = 0;
+        for (_, b) in &data {
+            for bar in b.iter() {
+                let _ = std::hint::black_box(gates[bar.ticker as usize].check(&bar));
+                n += 1;
+            }
+        }
+        n
+    });
+    lines.push(BenchLine {
+        name: "stage: quality".into(),
+        bars: n,
+        seconds: s,
+    });
+
+    let specs = vec![
+        FeatureSpec::Sma { period: 10 },
+        FeatureSpec::Sma { period: 30 },
+    ];
+    let (n, s) = best_of(repeats, || {
+        let mut fe = FeatureEngine::new(specs.clone());
+        data.iter()
+            .map(|(_, b)| std::hint::black_box(fe.apply(b.clone())).bars.len() as u64)
+            .sum()
+    });
+    lines.push(BenchLine {
+        name: "stage: features (SMA 10, SMA 30)".into(),
+        bars: n,
+        seconds: s,
+    });
+
+    let p = sma_cross_pipeline(tickers, bars);
+    let cols = p.pipeline.feature_columns();
+    let mut fe = FeatureEngine::new(specs.clone());
+    let featured: Vec<_> = data
+        .iter()
+        .map(|(t, b)| (*t, fe.apply(b.clone())))
+        .collect();
+    let (n, s) = best_of(repeats, || {
+        let mut models: Vec<Option<RuleModel>> = vec![None; tickers];
+        let mut n = 0;
+        for (_, fb) in &featured {
+            for i in 0..fb.bars.len() {
+                let m = models[fb.bars.ticker[i] as usize].get_or_insert_with(|| {
+                    RuleModel::new(&p.pipeline.model, &cols).unwrap_or_else(|| unreachable!())
+                });
+                let _ = std::hint::black_box(m.update(fb.row(i)));
+                n += 1;
+            }
+        }
+        n
+    });
+    lines.push(BenchLine {
+        name: "stage: signal (crossover)".into(),
+        bars: n,
+        seconds: s,
+    });
+
+    let mut models: Vec<Option<RuleModel>> = vec![None; tickers];
+    let signals: Vec<(u64, SignalBatch)> = featured
+        .iter()
+        .map(|(t, fb)| {
+            let signal = (0..fb.bars.len())
+                .map(|i| {
+                    models[fb.bars.ticker[i] as usize]
+                        .get_or_insert_with(|| {
+                            RuleModel::new(&p.pipeline.model, &cols)
+                                .unwrap_or_else(|| unreachable!())
+                        })
+                        .update(fb.row(i))
+                })
+                .collect();
+            (
+                *t,
+                SignalBatch {
+                    bars: fb.bars.clone(),
+                    signal,
+                    payoff: vec![1.0; fb.bars.len()],
+                },
+            )
+        })
+        .collect();
+    let (n, s) = best_of(repeats, || {
+        let risk = RiskSpec {
+            sizing: Sizing::FixedFraction { fraction: 0.02 },
+            ..RiskSpec::default()
+        };
+        let mut pf = Portfolio::new(
+            RiskEngine::new(risk, KillSwitch::default()),
+            PaperBroker::new(0.0005, 0.001, true),
+        );
+        let mut rows = Vec::new();
+        let mut n = 0;
+        for (t, sb) in &signals {
+            rows.clear();
+            rows.extend((0..sb.bars.len()).map(|i| (sb.bars.get(i), sb.signal[i], sb.payoff[i])));
+            pf.step(*t as i64, &rows);
+            n += rows.len() as u64;
+        }
+        std::hint::black_box(pf.finish());
+        n
+    });
+    lines.push(BenchLine {
+        name: "stage: portfolio (risk + paper broker)".into(),
+        bars: n,
+        seconds: s,
+    });
+
+    for &w in workers {
+        let opts = RunOptions {
+            cluster: Cluster {
+                workers: w,
+                ..Cluster::default()
+            },
+            ..RunOptions::default()
+        };
+        let (n, s) = best_of(repeats, || {
+            run(&p, &opts).ok().flatten().map_or(0, |o| o.ledger.bars)
+        });
+        lines.push(BenchLine {
+            name: format!("graph: SMA-cross pipeline, -w {w} (incl. generation)"),
+            bars: n,
+            seconds: s,
+        });
+    }
+    let _ = BarBatch::default();
+    lines
+}
+
+/// Formats the lines as a table.
+pub fn table(lines: &[BenchLine]) -> String {
+    let mut s = format!(
+        "{:<55} {:>12} {:>10} {:>14}\n",
+        "benchmark", "bars", "seconds", "bars/s"
+    );
+    for l in lines {
+        s.push_str(&format!(
+            "{:<55} {:>12} {:>10.4} {:>14.0}\n",
+            l.name,
+            l.bars,
+            l.seconds,
+            l.bars_per_sec()
+        ));
+    }
+    s
+}

@@ -1,0 +1,639 @@
+//! Pipeline files (`pipelines/*.toml`): the typed form of a run.
+//!
+//! A file deserializes straight into these types (`deny_unknown_fields` everywhere, tagged enums for
+//! every choice), then [`Pipeline::validate`] checks what serde cannot (positive periods, model inputs
+//! that name declared features). Every error names the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::operators::indicators::FeatureSpec;
+
+/// Errors from loading a pipeline file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type, or fails validation.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A whole pipeline: source → quality → features → model → risk → broker → outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Name of the pipeline; prefixes run ids.
+    pub name: String,
+    /// Where bars come from.
+    pub source: SourceSpec,
+    /// Quality gate rules.
+    #[serde(default)]
+    pub quality: QualitySpec,
+    /// Features computed per ticker, in order.
+    #[serde(default)]
+    pub features: Vec<Spanned<FeatureSpec>>,
+    /// The signal model.
+    pub model: ModelSpec,
+    /// Risk and sizing.
+    #[serde(default)]
+    pub risk: RiskSpec,
+    /// The broker that executes orders.
+    #[serde(default)]
+    pub broker: BrokerSpec,
+    /// Where results go.
+    #[serde(default)]
+    pub outputs: OutputSpec,
+}
+
+/// Where bars come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// Replay of history files.
+    Files {
+        /// File layout.
+        format: FileFormat,
+        /// Paths or glob patterns, relative to the pipeline file's directory.
+        paths: Vec<String>,
+        /// Optional universe file (a constituents CSV); only its tickers are read.
+        #[serde(default)]
+        universe: Option<String>,
+        /// Optional explicit ticker filter.
+        #[serde(default)]
+        tickers: Vec<String>,
+        /// First date included (`YYYY-MM-DD`), inclusive.
+        #[serde(default)]
+        start: Option<String>,
+        /// Last date included, inclusive.
+        #[serde(default)]
+        end: Option<String>,
+    },
+    /// Seeded synthetic random walk with volatility regimes and jumps.
+    Synthetic {
+        /// Number of tickers.
+        tickers: usize,
+        /// Bars per ticker.
+        bars: usize,
+        /// Random seed.
+        #[serde(default = "default_seed")]
+        seed: u64,
+        /// First date (`YYYY-MM-DD`); bars follow on weekdays.
+        #[serde(default)]
+        start: Option<String>,
+    },
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// File layouts of `../shared/data/real`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Kaggle S&P 500 per-ticker files: `date,open,high,low,close,volume,Name`.
+    Kaggle,
+    /// backtesting.py: `,Open,High,Low,Close,Volume` (the first column is the date).
+    BacktestingPy,
+    /// Yahoo daily files as in backtrader's samples: `Date,Open,High,Low,Close,Adj Close,Volume`.
+    Yahoo,
+    /// backtrader's own CSV: `Date[,Time],Open,High,Low,Close,Volume,OpenInterest`.
+    Backtrader,
+    /// CryptoDataDownload: a banner line, then `unix,date,symbol,open,high,low,close,...`, newest first.
+    Cryptodatadownload,
+    /// Parquet with columns `time, ticker, open, high, low, close, volume`.
+    Parquet,
+}
+
+/// Quality gate rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualitySpec {
+    /// Trading calendar used to detect missing sessions.
+    pub calendar: CalendarKind,
+    /// A close-to-close move larger than this fraction is an outlier.
+    pub max_move: f64,
+    /// What happens to an outlier.
+    pub outlier_action: OutlierAction,
+}
+
+impl Default for QualitySpec {
+    fn default() -> Self {
+        QualitySpec {
+            calendar: CalendarKind::Nyse,
+            max_move: 0.4,
+            outlier_action: OutlierAction::Flag,
+        }
+    }
+}
+
+/// Calendars for gap detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarKind {
+    /// New York Stock Exchange sessions (weekdays less NYSE holidays and closures).
+    Nyse,
+    /// Every weekday.
+    Weekdays,
+    /// Every calendar day (crypto).
+    Daily,
+    /// No gap detection (intraday or irregular data).
+    None,
+}
+
+/// Outlier handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutlierAction {
+    /// Record the outlier in the quarantine output and let the bar through.
+    Flag,
+    /// Quarantine the bar.
+    Reject,
+}
+
+/// The signal model slot: a transparent rule model now, the ML ensemble later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// Long when `fast` crosses above `slow` (strictly, both bars), flat (or short) when it crosses below.
+    Crossover {
+        /// Fast feature column, e.g. `SMA_10`.
+        fast: String,
+        /// Slow feature column, e.g. `SMA_30`.
+        slow: String,
+        /// Go short on the down-cross instead of flat.
+        #[serde(default)]
+        short: bool,
+        /// Probability of a winning trade that the user assigns to this rule (Kelly's p).
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+    },
+    /// Long when `feature` is beyond `enter`, flat (or short) when beyond `exit`.
+    Threshold {
+        /// Feature column, e.g. `RSI_14`.
+        feature: String,
+        /// `below`: enter long when the value is below `enter` (mean reversion); `above`: momentum.
+        long_when: Side,
+        /// Entry level.
+        enter: f64,
+        /// Exit level.
+        exit: f64,
+        /// Go short at the exit level instead of flat.
+        #[serde(default)]
+        short: bool,
+        /// Kelly's p for this rule.
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+    },
+}
+
+fn default_confidence() -> f64 {
+    0.55
+}
+
+/// Direction of a threshold comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Value below the level.
+    Below,
+    /// Value above the level.
+    Above,
+}
+
+/// Risk limits and sizing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSpec {
+    /// Starting capital in account currency.
+    pub capital: f64,
+    /// How an entry is sized.
+    pub sizing: Sizing,
+    /// Smallest order notional accepted.
+    pub min_order: f64,
+    /// Most positions open (or pending entry) at once.
+    pub max_positions: usize,
+    /// Loss within one trading day, as a fraction of the day's starting equity, that stops new entries
+    /// for the rest of that day. A value of 1 or more never triggers.
+    pub daily_loss_stop: f64,
+}
+
+impl Default for RiskSpec {
+    fn default() -> Self {
+        RiskSpec {
+            capital: 100_000.0,
+            sizing: Sizing::default(),
+            min_order: 100.0,
+            max_positions: 50,
+            daily_loss_stop: 0.02,
+        }
+    }
+}
+
+/// Position sizing.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sizing {
+    /// Fractional Kelly: `f* = (p·b − q)/b`, times `fraction`, capped at `cap` of equity.
+    /// `p` is the model's confidence; `b` is the ticker's upside over downside semi-volatility over
+    /// the last `window` returns.
+    Kelly {
+        /// Fraction of full Kelly.
+        #[serde(default = "default_kelly_fraction")]
+        fraction: f64,
+        /// Largest share of equity for one position.
+        #[serde(default = "default_kelly_cap")]
+        cap: f64,
+        /// Returns used to estimate `b`.
+        #[serde(default = "default_kelly_window")]
+        window: usize,
+    },
+    /// Every entry takes all available cash (backtesting.py's `buy()`).
+    AllIn,
+    /// Every entry takes a fixed fraction of equity.
+    FixedFraction {
+        /// Share of equity per entry.
+        fraction: f64,
+    },
+}
+
+impl Default for Sizing {
+    fn default() -> Self {
+        Sizing::Kelly {
+            fraction: default_kelly_fraction(),
+            cap: default_kelly_cap(),
+            window: default_kelly_window(),
+        }
+    }
+}
+
+fn default_kelly_fraction() -> f64 {
+    0.25
+}
+fn default_kelly_cap() -> f64 {
+    0.02
+}
+fn default_kelly_window() -> usize {
+    30
+}
+
+/// The broker that executes orders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BrokerSpec {
+    /// Simulated fills at the next bar's open.
+    Paper {
+        /// Slippage as a fraction of price, against the order.
+        #[serde(default = "default_slippage")]
+        slippage: f64,
+        /// Commission per side as a fraction of traded value.
+        #[serde(default)]
+        commission: f64,
+        /// Trade whole shares only.
+        #[serde(default = "default_true")]
+        whole_shares: bool,
+    },
+}
+
+impl Default for BrokerSpec {
+    fn default() -> Self {
+        BrokerSpec::Paper {
+            slippage: default_slippage(),
+            commission: 0.0,
+            whole_shares: true,
+        }
+    }
+}
+
+fn default_slippage() -> f64 {
+    0.0005
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSpec {
+    /// Directory holding `<run-id>/` folders, relative to the working directory.
+    pub dir: String,
+    /// Write `report.html`.
+    pub report: bool,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            dir: "runs".into(),
+            report: true,
+        }
+    }
+}
+
+/// A pipeline file, loaded and validated, with the directory its relative paths start from.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedPipeline {
+    /// Resolves a path written in the pipeline file.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Pipeline {
+    /// Loads and validates a pipeline file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] if the file cannot be read, [`ConfigError::Invalid`] with line and column
+    /// for bad TOML, unknown keys, wrong types and failed validation.
+    pub fn load(path: &Path) -> Result<LoadedPipeline, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let pipeline = Self::parse(&text, path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Paths in pipelines/*.toml are written relative to the repository root (the pipeline's
+        // parent directory's parent) when the file lives in a `pipelines` folder.
+        let base_dir = if base_dir.file_name().is_some_and(|n| n == "pipelines") {
+            base_dir.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            base_dir
+        };
+        Ok(LoadedPipeline {
+            pipeline,
+            path: path.to_path_buf(),
+            base_dir,
+        })
+    }
+
+    /// Parses and validates pipeline text; `path` only names the file in errors.
+    ///
+    /// # Errors
+    /// As [`Pipeline::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Pipeline, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let pipeline: Pipeline = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            invalid(offset, e.message().trim().to_string())
+        })?;
+        pipeline
+            .validate(text)
+            .map_err(|(offset, message)| invalid(offset, message))?;
+        Ok(pipeline)
+    }
+
+    /// Names of all feature output columns, in declaration order.
+    pub fn feature_columns(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .flat_map(|f| f.get_ref().output_names())
+            .collect()
+    }
+
+    /// Checks what the types cannot; the error carries a byte offset into `text`.
+    fn validate(&self, text: &str) -> Result<(), (usize, String)> {
+        for f in &self.features {
+            f.get_ref().validate().map_err(|m| (f.span().start, m))?;
+        }
+        let columns = self.feature_columns();
+        let check = |name: &str| {
+            if columns.iter().any(|c| c == name) {
+                Ok(())
+            } else {
+                Err((
+                    locate(text, "[model]", name),
+                    format!(
+                        "model input `{name}` is not a declared feature output (declared: {})",
+                        columns.join(", ")
+                    ),
+                ))
+            }
+        };
+        let model_at = locate(text, "[model]", "");
+        match &self.model {
+            ModelSpec::Crossover {
+                fast,
+                slow,
+                confidence,
+                ..
+            } => {
+                check(fast)?;
+                check(slow)?;
+                check_probability(*confidence, model_at)?;
+            }
+            ModelSpec::Threshold {
+                feature,
+                confidence,
+                ..
+            } => {
+                check(feature)?;
+                check_probability(*confidence, model_at)?;
+            }
+        }
+        if let SourceSpec::Files {
+            start, end, paths, ..
+        } = &self.source
+        {
+            if paths.is_empty() {
+                return Err((locate(text, "[source]", ""), "source.paths is empty".into()));
+            }
+            for d in [start, end].into_iter().flatten() {
+                if crate::time::parse_time(d).is_none() {
+                    return Err((
+                        locate(text, "[source]", d),
+                        format!("`{d}` is not a date (YYYY-MM-DD)"),
+                    ));
+                }
+            }
+        }
+        let r = &self.risk;
+        let risk_at = locate(text, "[risk", "");
+        let bad = |m: &str| Err((risk_at, format!("risk: {m}")));
+        if !(r.capital.is_finite() && r.capital > 0.0) {
+            return bad("capital must be positive");
+        }
+        if !(r.min_order.is_finite() && r.min_order >= 0.0) {
+            return bad("min_order must be zero or more");
+        }
+        if !(r.daily_loss_stop.is_finite() && r.daily_loss_stop > 0.0) {
+            return bad("daily_loss_stop must be positive");
+        }
+        match r.sizing {
+            Sizing::Kelly {
+                fraction,
+                cap,
+                window,
+            } => {
+                if !(fraction > 0.0 && fraction <= 1.0 && cap > 0.0 && cap <= 1.0 && window >= 2) {
+                    return bad("kelly needs 0 < fraction <= 1, 0 < cap <= 1, window >= 2");
+                }
+            }
+            Sizing::FixedFraction { fraction } if !(fraction > 0.0 && fraction <= 1.0) => {
+                return bad("fixed_fraction needs 0 < fraction <= 1");
+            }
+            _ => {}
+        }
+        let BrokerSpec::Paper {
+            slippage,
+            commission,
+            ..
+        } = self.broker;
+        if !(slippage.is_finite() && (0.0..0.5).contains(&slippage))
+            || !(commission.is_finite() && (0.0..0.5).contains(&commission))
+        {
+            return Err((
+                locate(text, "[broker]", ""),
+                "broker: slippage and commission must be in [0, 0.5)".into(),
+            ));
+        }
+        if !(self.quality.max_move.is_finite() && self.quality.max_move > 0.0) {
+            return Err((
+                locate(text, "[quality]", "max_move"),
+                "quality.max_move must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Byte offset of the quoted value `"value"` (or, when `value` is empty, of the header itself) in the
+/// section that starts with `header`; 0 when not found. Values inside tagged tables carry no span
+/// through serde, so validation finds them in the text.
+fn locate(text: &str, header: &str, value: &str) -> usize {
+    let Some(start) = text.find(header) else {
+        return 0;
+    };
+    if value.is_empty() {
+        return start;
+    }
+    let quoted = [
+        format!("\"{value}\""),
+        format!("'{value}'"),
+        value.to_string(),
+    ];
+    quoted
+        .iter()
+        .find_map(|q| text[start..].find(q.as_str()))
+        .map_or(start, |i| start + i)
+}
+
+fn check_probability(p: f64, at: usize) -> Result<(), (usize, String)> {
+    if p.is_finite() && p > 0.0 && p < 1.0 {
+        Ok(())
+    } else {
+        Err((at, format!("model confidence {p} must be in (0, 1)")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[source]
+kind = "synthetic"
+tickers = 3
+bars = 10
+
+[[features]]
+kind = "sma"
+period = 10
+
+[[features]]
+kind = "sma"
+period = 30
+
+[model]
+kind = "crossover"
+fast = "SMA_10"
+slow = "SMA_30"
+"#;
+
+    #[test]
+    fn a_good_file_parses() {
+        let p = Pipeline::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(p.feature_columns(), vec!["SMA_10", "SMA_30"]);
+        assert!(matches!(p.risk.sizing, Sizing::Kelly { .. }));
+    }
+
+    #[test]
+    fn an_unknown_key_names_line_and_column() {
+        let text = GOOD.replace("bars = 10", "bars = 10\nbras = 3");
+        let e = Pipeline::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:7:1:"), "{e}");
+        assert!(e.contains("bras"), "{e}");
+    }
+
+    #[test]
+    fn a_model_input_must_be_declared() {
+        let text = GOOD.replace("slow = \"SMA_30\"", "slow = \"SMA_31\"");
+        let e = Pipeline::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:19:8:"), "{e}");
+        assert!(e.contains("SMA_31"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_period_is_refused_where_it_is_declared() {
+        let text = GOOD.replace("period = 30", "period = 0");
+        let e = Pipeline::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml:13:"), "{e}");
+    }
+}

@@ -1,0 +1,282 @@
+//! The engine: builds the operator graph on timely, feeds each worker's share of the source at
+//! event time, and collects the portfolio's ledger and the quarantine on worker 0.
+//!
+//! ```text
+//! source ─▶ quality ─▶ features ─▶ signal ─▶ portfolio (risk + broker) ─▶ equity
+//!              └─ rejects ─┬─────────────────────────────────────────────▶ quarantine
+//! source rejects ──────────┘
+//! ```
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Concat, Input, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use crate::bar::{BarBatch, Tickers};
+use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
+use crate::operators::features::FeaturesExt;
+use crate::operators::indicators::FeatureSpec;
+use crate::operators::portfolio::{Ledger, Portfolio, PortfolioExt, SharedPortfolio};
+use crate::operators::quality::{QualityExt, Reject};
+use crate::operators::risk::{KillSwitch, RiskEngine};
+use crate::operators::signal::{RuleModel, SignalExt};
+use crate::sinks::broker::PaperBroker;
+use crate::sources::{Source, SourceError};
+
+/// How many timestamps a worker may run ahead of what the graph has finished.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The source could not start.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The pipeline names a model input that no feature produces.
+    #[error("the model's inputs are not feature columns: {0}")]
+    Model(String),
+    /// Timely could not start or a worker failed.
+    #[error("dataflow: {0}")]
+    Dataflow(String),
+}
+
+/// Timely's cluster options: `-w` threads per process, `-n` processes, `-p` this process, and the
+/// addresses of all processes (from `-h HOSTFILE`, else `localhost:2101`, `2102`, ...).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` of every process.
+    pub addresses: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+impl Cluster {
+    fn config(&self) -> timely::Config {
+        use timely::CommunicationConfig as C;
+        let communication = if self.processes > 1 {
+            let addresses = if self.addresses.is_empty() {
+                (0..self.processes)
+                    .map(|i| format!("localhost:{}", 2101 + i))
+                    .collect()
+            } else {
+                self.addresses.clone()
+            };
+            C::Cluster {
+                threads: self.workers.max(1),
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            C::Process(self.workers)
+        } else {
+            C::Thread
+        };
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// What a run produced (on the process that holds worker 0).
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The run's tickers.
+    pub tickers: Tickers,
+    /// Signals, orders, fills, positions, equity, trades.
+    pub ledger: Ledger,
+    /// Quarantined and flagged rows, in a deterministic order.
+    pub quarantine: Vec<Reject>,
+}
+
+/// Options of one run besides the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Timely cluster.
+    pub cluster: Cluster,
+    /// Show a progress bar on stderr (when it is a terminal) once the replay passes a second.
+    pub progress: bool,
+    /// Trips to halt new orders.
+    pub kill: KillSwitch,
+}
+
+/// Runs the pipeline to the end of its source. Returns the output on the process holding worker 0
+/// and `None` on the others.
+///
+/// # Errors
+/// A source that cannot start, or a worker that fails.
+pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
+    let source = Arc::new(Source::open(p)?);
+    let tickers = Arc::new(source.tickers());
+    let pipeline = Arc::new(p.pipeline.clone());
+    let columns = p.pipeline.feature_columns();
+    let model = RuleModel::new(&p.pipeline.model, &columns)
+        .ok_or_else(|| EngineError::Model(columns.join(", ")))?;
+    let opts2 = opts.clone();
+    let guards = timely::execute(
+        opts.cluster.config(),
+        move |worker| -> Result<Option<RunOutput>, String> {
+            let index = worker.index();
+            let peers = worker.peers();
+            let input = source
+                .load(index, peers, &tickers)
+                .map_err(|e| e.to_string())?;
+            let specs: Vec<FeatureSpec> = pipeline
+                .features
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect();
+            let window = match pipeline.risk.sizing {
+                Sizing::Kelly { window, .. } => window,
+                _ => 30,
+            };
+            let BrokerSpec::Paper {
+                slippage,
+                commission,
+                whole_shares,
+            } = pipeline.broker;
+            let portfolio: SharedPortfolio<PaperBroker> =
+                Rc::new(RefCell::new((index == 0).then(|| {
+                    Portfolio::new(
+                        RiskEngine::new(pipeline.risk.clone(), opts2.kill.clone()),
+                        PaperBroker::new(slippage, commission, whole_shares),
+                    )
+                })));
+            let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));
+            let mut bars_in: InputHandle<u64, CapacityContainerBuilder<Vec<BarBatch>>> =
+                InputHandle::new();
+            let mut rejects_in: InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>> =
+                InputHandle::new();
+            let probe = ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let (good, rejects) = scope
+                    .input_from(&mut bars_in)
+                    .quality(&pipeline.quality, Arc::clone(&tickers));
+                good.features(specs)
+                    .signals(model.clone(), window)
+                    .portfolio(Rc::clone(&portfolio))
+                    .probe_with(&probe);
+                let q = Rc::clone(&quarantine);
+                rejects.concat(scope.input_from(&mut rejects_in)).sink(
+                    Exchange::new(|_r: &Reject| 0),
+                    "Quarantine",
+                    move |(input, _)| {
+                        input.for_each(|_, data| q.borrow_mut().append(data));
+                    },
+                );
+            });
+            for r in input.rejects {
+                rejects_in.send(r);
+            }
+            rejects_in.close();
+            let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
+            let mut in_flight: VecDeque<u64> = VecDeque::new();
+            for (t, batch) in input.batches {
+                bars_in.advance_to(t);
+                for part in batch.shard(peers) {
+                    bars_in.send(part);
+                }
+                in_flight.push_back(t);
+                if in_flight.len() > MAX_IN_FLIGHT {
+                    if let Some(old) = in_flight.pop_front() {
+                        worker.step();
+                        while probe.less_equal(&old) {
+                            worker.step();
+                        }
+                    }
+                }
+                progress.tick();
+            }
+            bars_in.close();
+            while worker.step() {}
+            progress.finish();
+            let ledger = portfolio.borrow_mut().take().map(Portfolio::finish);
+            Ok(ledger.map(|ledger| {
+                let mut quarantine = std::mem::take(&mut *quarantine.borrow_mut());
+                quarantine.sort_by(|a, b| {
+                    (&a.ticker, a.ts, a.reason, &a.detail)
+                        .cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
+                });
+                RunOutput {
+                    tickers: (*tickers).clone(),
+                    ledger,
+                    quarantine,
+                }
+            }))
+        },
+    )
+    .map_err(EngineError::Dataflow)?;
+    let mut out = None;
+    for r in guards.join() {
+        match r {
+            Ok(Ok(Some(o))) => out = Some(o),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) | Err(e) => return Err(EngineError::Dataflow(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// A progress bar shown on stderr once the replay has run for a second (hidden when stderr is not
+/// a terminal). Wall-clock time is read here, at the edge, never inside an operator.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: usize) -> Self {
+        let bar = enabled.then(|| {
+            indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::hidden(),
+            )
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            shown: std::cell::Cell::new(false),
+        }
+    }
+
+    fn tick(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            if !self.shown.get() && self.started.elapsed() > Duration::from_secs(1) {
+                self.shown.set(true);
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! findashpro: market data in, trading decisions out, on timely dataflow.
+//!
+//! A tour of the layout:
+//! - [`config`]: pipeline files (`pipelines/*.toml`), typed and validated, errors with line and column.
+//! - [`sources`]: file replay (CSV/Parquet), universe lists, the seeded synthetic generator.
+//! - [`operators`]: the graph's stages, each a plain kernel plus a thin timely adapter —
+//!   [`operators::quality`], [`operators::features`] (kernels in [`operators::indicators`]),
+//!   [`operators::signal`], [`operators::risk`] and the [`operators::portfolio`] that applies them.
+//! - [`sinks`]: brokers (paper), run outputs (Parquet, `metrics.json`), `report.html`.
+//! - [`engine`]: wires the graph on timely, feeds it at event time, collects the results.
+//! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary.
+//!
+//! Error policy: each module has its own `thiserror` enum naming what failed and where; bad data is
+//! never an error that stops a run — it becomes a quarantine record with a reason. Only `main`
+//! uses `anyhow`. Event time is the timely timestamp; nothing under `operators/` reads the clock.
+
+pub mod bar;
+pub mod bench;
+pub mod calendar;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod operators;
+pub mod output;
+pub mod query;
+pub mod sinks;
+pub mod sources;
+pub mod time;

@@ -1,0 +1,98 @@
+//! True range and Wilder's average true range.
+
+use super::Sma;
+
+/// TRANGE: `max(h-l, |h-c[t-1]|, |l-c[t-1]|)`; none for the first bar (no previous close).
+#[derive(Debug, Clone, Default)]
+pub struct TrueRange {
+    prev_close: Option<f64>,
+}
+
+impl TrueRange {
+    /// Feeds one bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+        let pc = self.prev_close.replace(close)?;
+        let mut greatest = high - low;
+        let v2 = (pc - high).abs();
+        if v2 > greatest {
+            greatest = v2;
+        }
+        let v3 = (pc - low).abs();
+        if v3 > greatest {
+            greatest = v3;
+        }
+        Some(greatest)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.prev_close = None;
+    }
+}
+
+/// ATR(n): seeded with the mean of the first n true ranges, then `(atr·(n-1) + tr)/n`.
+/// First output after n+1 bars.
+#[derive(Debug, Clone)]
+pub struct Atr {
+    period: usize,
+    tr: TrueRange,
+    seed: Sma,
+    value: Option<f64>,
+}
+
+impl Atr {
+    /// A new ATR (`period >= 1`).
+    pub fn new(period: usize) -> Self {
+        let period = period.max(1);
+        Atr {
+            period,
+            tr: TrueRange::default(),
+            seed: Sma::new(period),
+            value: None,
+        }
+    }
+
+    /// Feeds one bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+        let tr = self.tr.update(high, low, close)?;
+        let n = self.period as f64;
+        self.value = match self.value {
+            None => self.seed.update(tr),
+            Some(mut v) => {
+                v *= n - 1.0;
+                v += tr;
+                v /= n;
+                Some(v)
+            }
+        };
+        self.value
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.tr.reset();
+        self.seed.reset();
+        self.value = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn true_range_uses_the_previous_close() {
+        let mut t = TrueRange::default();
+        assert_eq!(t.update(10.0, 9.0, 9.5), None);
+        assert_eq!(t.update(12.0, 11.0, 11.5), Some(2.5));
+    }
+
+    #[test]
+    fn atr_seeds_then_smooths() {
+        let mut a = Atr::new(2);
+        assert_eq!(a.update(10.0, 9.0, 9.5), None);
+        assert_eq!(a.update(10.0, 9.0, 9.5), None);
+        assert_eq!(a.update(10.0, 9.0, 9.5), Some(1.0));
+        assert_eq!(a.update(12.0, 9.5, 9.5), Some(1.75));
+    }
+}

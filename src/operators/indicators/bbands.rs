@@ -1,0 +1,91 @@
+//! Bollinger bands with TA-Lib's running sums and population deviation.
+
+use super::{Ring, Sma};
+
+/// One Bollinger output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    /// `middle + nbdev·σ`.
+    pub upper: f64,
+    /// SMA of the window.
+    pub middle: f64,
+    /// `middle - nbdev·σ`.
+    pub lower: f64,
+}
+
+/// BBANDS(n, k) with SMA middle; σ is the population deviation `sqrt(E[x²] - E[x]²)` from running
+/// sums, 0 when that variance is below 1e-8 (TA-Lib's `TA_IS_ZERO_OR_NEG`). First output after n values.
+#[derive(Debug, Clone)]
+pub struct Bbands {
+    period: usize,
+    nbdev: f64,
+    sma: Sma,
+    squares: Ring,
+    total2: f64,
+}
+
+impl Bbands {
+    /// New bands (`period >= 1`).
+    pub fn new(period: usize, nbdev: f64) -> Self {
+        let period = period.max(1);
+        Bbands {
+            period,
+            nbdev,
+            sma: Sma::new(period),
+            squares: Ring::new(period),
+            total2: 0.0,
+        }
+    }
+
+    /// Feeds one close.
+    pub fn update(&mut self, x: f64) -> Option<Band> {
+        let middle = self.sma.update(x);
+        let sq = x * x;
+        self.squares.push(sq);
+        self.total2 += sq;
+        let middle = middle?;
+        let oldest = self.squares.oldest()?;
+        let mut var = self.total2 / self.period as f64;
+        self.total2 -= oldest;
+        var -= middle * middle;
+        // TA-Lib: `!TA_IS_ZERO_OR_NEG(var)`, i.e. var >= 1e-8, else a zero deviation.
+        let sd = if var < 0.000_000_01 { 0.0 } else { var.sqrt() };
+        let dev = if self.nbdev == 1.0 {
+            sd
+        } else {
+            sd * self.nbdev
+        };
+        Some(Band {
+            upper: middle + dev,
+            middle,
+            lower: middle - dev,
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.sma.reset();
+        self.squares.clear();
+        self.total2 = 0.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn population_deviation() {
+        let mut b = Bbands::new(2, 2.0);
+        assert_eq!(b.update(1.0), None);
+        let v = b.update(3.0).unwrap();
+        assert_eq!((v.middle, v.upper, v.lower), (2.0, 4.0, 0.0));
+    }
+
+    #[test]
+    fn a_flat_window_has_no_width() {
+        let mut b = Bbands::new(3, 2.0);
+        let v = (0..5).filter_map(|_| b.update(10.0)).last().unwrap();
+        assert_eq!((v.upper, v.lower), (10.0, 10.0));
+    }
+}

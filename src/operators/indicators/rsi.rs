@@ -1,0 +1,87 @@
+//! Wilder's RSI as TA-Lib computes it.
+
+use super::is_zero;
+
+/// RSI(n): average gain and loss seeded with the simple mean of the first n changes, then Wilder
+/// smoothing `avg = (avg·(n-1) + x)/n`; `100·g/(g+l)`, 0 when `g+l` is (TA-Lib's) zero.
+/// First output after n+1 values.
+#[derive(Debug, Clone)]
+pub struct Rsi {
+    period: usize,
+    prev: Option<f64>,
+    changes: usize,
+    gain: f64,
+    loss: f64,
+}
+
+impl Rsi {
+    /// A new RSI (`period >= 1`).
+    pub fn new(period: usize) -> Self {
+        Rsi {
+            period: period.max(1),
+            prev: None,
+            changes: 0,
+            gain: 0.0,
+            loss: 0.0,
+        }
+    }
+
+    /// Feeds one close.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let prev = self.prev.replace(x)?;
+        let d = x - prev;
+        let n = self.period as f64;
+        if self.changes < self.period {
+            if d < 0.0 {
+                self.loss -= d
+            } else {
+                self.gain += d
+            }
+            self.changes += 1;
+            if self.changes < self.period {
+                return None;
+            }
+            self.loss /= n;
+            self.gain /= n;
+        } else {
+            self.loss *= n - 1.0;
+            self.gain *= n - 1.0;
+            if d < 0.0 {
+                self.loss -= d
+            } else {
+                self.gain += d
+            }
+            self.loss /= n;
+            self.gain /= n;
+        }
+        let sum = self.gain + self.loss;
+        Some(if is_zero(sum) {
+            0.0
+        } else {
+            100.0 * (self.gain / sum)
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        *self = Rsi::new(self.period);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_gains_give_100_and_flat_gives_0() {
+        let mut r = Rsi::new(2);
+        assert_eq!(r.update(1.0), None);
+        assert_eq!(r.update(2.0), None);
+        assert_eq!(r.update(3.0), Some(100.0));
+        let mut r = Rsi::new(2);
+        for _ in 0..3 {
+            r.update(5.0);
+        }
+        assert_eq!(r.update(5.0), Some(0.0));
+    }
+}

@@ -1,0 +1,67 @@
+//! Simple moving average with TA-Lib's running sum.
+
+use super::Ring;
+
+/// SMA(n): the mean of the last n values. First output after n values.
+///
+/// Uses TA-Lib's running total (add the new value, output, subtract the one leaving) so the bits
+/// agree with TA-Lib rather than with a two-pass mean.
+#[derive(Debug, Clone)]
+pub struct Sma {
+    period: usize,
+    ring: Ring,
+    total: f64,
+}
+
+impl Sma {
+    /// A new SMA over `period` values (`period >= 1`).
+    pub fn new(period: usize) -> Self {
+        let period = period.max(1);
+        Sma {
+            period,
+            ring: Ring::new(period),
+            total: 0.0,
+        }
+    }
+
+    /// Feeds one value; the average once `period` values have been seen.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.ring.push(x);
+        self.total += x;
+        let oldest = self.ring.oldest()?;
+        let out = self.total / self.period as f64;
+        self.total -= oldest;
+        Some(out)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.ring.clear();
+        self.total = 0.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averages_the_window() {
+        let mut s = Sma::new(3);
+        assert_eq!(s.update(1.0), None);
+        assert_eq!(s.update(2.0), None);
+        assert_eq!(s.update(3.0), Some(2.0));
+        assert_eq!(s.update(4.0), Some(3.0));
+    }
+
+    #[test]
+    fn period_one_is_identity_and_reset_forgets() {
+        let mut s = Sma::new(1);
+        assert_eq!(s.update(5.0), Some(5.0));
+        let mut s = Sma::new(2);
+        s.update(1.0);
+        s.reset();
+        assert_eq!(s.update(7.0), None);
+        assert_eq!(s.update(9.0), Some(8.0));
+    }
+}

@@ -1,0 +1,92 @@
+//! The adapter every per-ticker and portfolio operator shares.
+//!
+//! Timely may deliver a later time's data before an earlier one is complete. A stateful per-ticker
+//! kernel must see a ticker's bars in time order, and the portfolio must see every ticker's data for
+//! `t` before deciding, so [`by_time`] stashes input by time and hands a time's data to the logic
+//! only once the input frontier has passed it, in increasing time order.
+
+use std::collections::BTreeMap;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::ParallelizationContract;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::bar::TickerId;
+
+/// Runs `logic(t, items, out)` once per time `t`, in time order, after the frontier passed `t`.
+/// Whatever `logic` pushes into `out` is emitted at `t`.
+pub fn by_time<'s, I, O, P, L>(
+    stream: Stream<'s, u64, Vec<I>>,
+    pact: P,
+    name: &str,
+    mut logic: L,
+) -> Stream<'s, u64, Vec<O>>
+where
+    I: 'static,
+    O: 'static,
+    P: ParallelizationContract<u64, Vec<I>>,
+    L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
+{
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<I>)> = BTreeMap::new();
+        let mut out = Vec::new();
+        move |(input, frontier), output| {
+            let port = output.output_index();
+            input.for_each_stamp(|cap, data| {
+                if let Some(&t) = cap.least() {
+                    let entry = stash
+                        .entry(t)
+                        .or_insert_with(|| (cap.delayed(&t, port), Vec::new()));
+                    for container in data {
+                        entry.1.append(container);
+                    }
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (t, (cap, items)) = entry.remove_entry();
+                logic(t, items, &mut out);
+                if !out.is_empty() {
+                    output.session(&cap).give_iterator(out.drain(..));
+                }
+            }
+        }
+    })
+}
+
+/// Splits a stream of results into its `Ok` and `Err` parts (errors are data: they travel on).
+pub fn split<'s, A: 'static, B: 'static>(
+    s: Stream<'s, u64, Vec<Result<A, B>>>,
+) -> (Stream<'s, u64, Vec<A>>, Stream<'s, u64, Vec<B>>) {
+    s.ok_err(|x| x)
+}
+
+/// Per-ticker state, indexed by the dense ticker id, created on first use.
+pub struct KeyedState<S> {
+    states: Vec<Option<S>>,
+    init: Box<dyn Fn() -> S>,
+}
+
+impl<S> KeyedState<S> {
+    /// State created by `init` for each ticker seen.
+    pub fn new(init: impl Fn() -> S + 'static) -> Self {
+        KeyedState {
+            states: Vec::new(),
+            init: Box::new(init),
+        }
+    }
+
+    /// The state of `ticker`, created if new.
+    pub fn get(&mut self, ticker: TickerId) -> &mut S {
+        let i = ticker as usize;
+        if i >= self.states.len() {
+            self.states.resize_with(i + 1, || None);
+        }
+        self.states[i].get_or_insert_with(|| (self.init)())
+    }
+}

@@ -1,0 +1,14 @@
+//! Operators of the graph. Each file holds one stage: its kernel (plain arithmetic, unit-tested
+//! beside it) and a thin timely adapter, an extension trait on the stream.
+//!
+//! Per-ticker stages (quality, features, signal) see their input exchanged by ticker and in time
+//! order ([`keyed::by_time`]); the portfolio stage (risk, sizing, broker) runs on worker 0 for a
+//! time once the frontier has passed it.
+
+pub mod features;
+pub mod indicators;
+pub mod keyed;
+pub mod portfolio;
+pub mod quality;
+pub mod risk;
+pub mod signal;

@@ -1,0 +1,567 @@
+//! The portfolio operator: one account, decided once per timestamp after the frontier passed it.
+//!
+//! For each time `t`, with every ticker's bar and signal for `t` in hand (sorted by ticker, so the
+//! result does not depend on how many workers produced them):
+//! 1. orders pending from earlier bars execute at this bar's open (sized then, against the equity
+//!    marked at the opens),
+//! 2. positions are marked at the closes and the equity point for `t` is recorded,
+//! 3. risk reviews the signals and approved orders go to the broker for the ticker's next bar.
+//!
+//! Everything is booked in a [`Ledger`] that the sinks write out.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+
+use crate::bar::{Bar, TickerId};
+use crate::sinks::broker::{Broker, Fill, Order, OrderKind, OrderSide};
+use crate::time::EventTime;
+
+use super::keyed::by_time;
+use super::risk::{EntryContext, EntrySize, Refusal, RiskEngine};
+use super::signal::{Signal, SignalBatch, Target};
+
+/// Python's float floor division `a // b` (CPython's algorithm), so share counts match
+/// backtesting.py's bit for bit.
+pub fn py_floor_div(a: f64, b: f64) -> f64 {
+    let m = a % b;
+    let mut div = (a - m) / b;
+    if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+        div -= 1.0;
+    }
+    if div == 0.0 {
+        return 0.0_f64.copysign(a / b);
+    }
+    let mut floordiv = div.floor();
+    if div - floordiv > 0.5 {
+        floordiv += 1.0;
+    }
+    floordiv
+}
+
+/// 1 − machine epsilon: backtesting.py's default size for `buy()`.
+const ALL_IN: f64 = 1.0 - f64::EPSILON;
+
+/// An open position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Signed shares.
+    pub quantity: f64,
+    /// Entry price.
+    pub entry_price: f64,
+    /// Entry time.
+    pub entry_ts: EventTime,
+    /// Commission paid on entry.
+    pub entry_commission: f64,
+}
+
+/// A signal as written to the signals output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalRecord {
+    /// Bar time.
+    pub ts: EventTime,
+    /// Ticker.
+    pub ticker: TickerId,
+    /// The model's output.
+    pub signal: Signal,
+}
+
+/// Final state of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Executed.
+    Filled,
+    /// Refused by risk when decided.
+    Refused,
+    /// Accepted, then cancelled at the fill (sizing gave nothing, or no position to close).
+    Cancelled,
+    /// Accepted, never executed: the run ended before the ticker's next bar.
+    Unfilled,
+}
+
+/// An order with its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The order.
+    pub order: Order,
+    /// Side (for exits, known from the position when decided).
+    pub side: OrderSide,
+    /// Outcome.
+    pub status: OrderStatus,
+    /// Why refused or cancelled; empty otherwise.
+    pub reason: String,
+}
+
+/// A round trip, or a position still open at the end (marked at the last close).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trade {
+    /// Ticker.
+    pub ticker: TickerId,
+    /// Signed shares.
+    pub size: f64,
+    /// Entry time.
+    pub entry_ts: EventTime,
+    /// Entry price.
+    pub entry_price: f64,
+    /// Exit time (last bar's time when open).
+    pub exit_ts: EventTime,
+    /// Exit price (last close when open).
+    pub exit_price: f64,
+    /// Commissions paid (entry and exit).
+    pub commission: f64,
+    /// `size·(exit − entry) − commission`.
+    pub pnl: f64,
+    /// `pnl / |size·entry|`, in percent.
+    pub return_pct: f64,
+    /// Still open at the end.
+    pub open: bool,
+}
+
+/// Equity at a bar's close.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EquityPoint {
+    /// Time.
+    pub ts: EventTime,
+    /// Cash.
+    pub cash: f64,
+    /// Marked value of positions.
+    pub positions_value: f64,
+    /// Cash plus positions.
+    pub equity: f64,
+    /// Number of open positions.
+    pub open_positions: usize,
+}
+
+/// A position after a fill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionRecord {
+    /// Fill time.
+    pub ts: EventTime,
+    /// Ticker.
+    pub ticker: TickerId,
+    /// Signed shares after the fill.
+    pub quantity: f64,
+    /// Entry price (0 when flat).
+    pub entry_price: f64,
+}
+
+/// Everything the portfolio decided and booked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Non-empty signals.
+    pub signals: Vec<SignalRecord>,
+    /// Every order with its outcome.
+    pub orders: Vec<OrderRecord>,
+    /// Executions.
+    pub fills: Vec<Fill>,
+    /// Positions after each fill.
+    pub positions: Vec<PositionRecord>,
+    /// Equity per timestamp.
+    pub equity: Vec<EquityPoint>,
+    /// Closed round trips, then positions open at the end.
+    pub trades: Vec<Trade>,
+    /// Starting capital.
+    pub capital: f64,
+    /// Bars seen (after the quality gate).
+    pub bars: u64,
+}
+
+/// Cash, positions and the latest price of each ticker.
+#[derive(Debug, Clone)]
+pub struct Account {
+    cash: f64,
+    positions: BTreeMap<TickerId, Position>,
+    marks: Vec<f64>,
+}
+
+impl Account {
+    fn new(capital: f64) -> Self {
+        Account {
+            cash: capital,
+            positions: BTreeMap::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, t: TickerId, price: f64) {
+        let i = t as usize;
+        if i >= self.marks.len() {
+            self.marks.resize(i + 1, f64::NAN);
+        }
+        self.marks[i] = price;
+    }
+
+    fn positions_value(&self) -> f64 {
+        self.positions
+            .iter()
+            .map(|(&t, p)| {
+                p.quantity * self.marks.get(t as usize).copied().unwrap_or(p.entry_price)
+            })
+            .sum()
+    }
+
+    fn equity(&self) -> f64 {
+        self.cash + self.positions_value()
+    }
+}
+
+/// The portfolio state machine (risk + broker + account + ledger).
+pub struct Portfolio<B: Broker> {
+    risk: RiskEngine,
+    broker: B,
+    account: Account,
+    ledger: Ledger,
+    open_orders: BTreeMap<u64, OrderSide>,
+    next_id: u64,
+    last_ts: Option<EventTime>,
+}
+
+impl<B: Broker> Portfolio<B> {
+    /// A flat account with the risk engine's capital.
+    pub fn new(risk: RiskEngine, broker: B) -> Self {
+        let capital = risk.spec().capital;
+        Portfolio {
+            risk,
+            broker,
+            account: Account::new(capital),
+            ledger: Ledger {
+                capital,
+                ..Ledger::default()
+            },
+            open_orders: BTreeMap::new(),
+            next_id: 0,
+            last_ts: None,
+        }
+    }
+
+    /// Processes every ticker's bar and signal for time `t`; `rows` must be sorted by ticker.
+    pub fn step(&mut self, t: EventTime, rows: &[(Bar, Option<Signal>, f64)]) {
+        self.last_ts = Some(t);
+        self.ledger.bars += rows.len() as u64;
+        for (bar, _, _) in rows {
+            self.account.mark(bar.ticker, bar.open);
+        }
+        for (bar, _, _) in rows {
+            for order in self.broker.due(bar) {
+                self.execute(order, bar);
+            }
+        }
+        for (bar, _, _) in rows {
+            self.account.mark(bar.ticker, bar.close);
+        }
+        let positions_value = self.account.positions_value();
+        let equity = self.account.cash + positions_value;
+        self.risk.mark(t, equity);
+        self.ledger.equity.push(EquityPoint {
+            ts: t,
+            cash: self.account.cash,
+            positions_value,
+            equity,
+            open_positions: self.account.positions.len(),
+        });
+        for (bar, signal, payoff) in rows {
+            if let Some(s) = signal {
+                self.ledger.signals.push(SignalRecord {
+                    ts: t,
+                    ticker: bar.ticker,
+                    signal: *s,
+                });
+                self.decide(bar, s, *payoff, equity);
+            }
+        }
+    }
+
+    fn new_order(&mut self, t: EventTime, ticker: TickerId, kind: OrderKind) -> Order {
+        self.next_id += 1;
+        Order {
+            id: self.next_id,
+            ts: t,
+            ticker,
+            kind,
+        }
+    }
+
+    fn record(&mut self, order: Order, side: OrderSide, status: OrderStatus, reason: &str) {
+        self.ledger.orders.push(OrderRecord {
+            order,
+            side,
+            status,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn decide(&mut self, bar: &Bar, s: &Signal, payoff: f64, equity: f64) {
+        let held = self
+            .account
+            .positions
+            .get(&bar.ticker)
+            .map_or(0, |p| if p.quantity > 0.0 { 1 } else { -1 });
+        let want = s.target.direction();
+        if held == want {
+            return;
+        }
+        if held != 0 {
+            let side = if held > 0 {
+                OrderSide::Sell
+            } else {
+                OrderSide::Buy
+            };
+            let order = self.new_order(bar.ts, bar.ticker, OrderKind::Exit);
+            if let Err(r) = self.risk.review_exit() {
+                self.record(order, side, OrderStatus::Refused, r.as_str());
+                return;
+            }
+            self.open_orders.insert(order.id, side);
+            self.broker.submit(order);
+        }
+        if s.target == Target::Flat {
+            return;
+        }
+        let side = if want > 0 {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        };
+        let cx = EntryContext {
+            equity,
+            cash: self.account.cash,
+            positions: self.account.positions.len() + self.broker.pending_entries()
+                - usize::from(held != 0),
+            confidence: s.confidence,
+            payoff,
+        };
+        match self.risk.review_entry(&cx) {
+            Ok(size) => {
+                let order = self.new_order(
+                    bar.ts,
+                    bar.ticker,
+                    OrderKind::Entry {
+                        direction: want,
+                        size,
+                    },
+                );
+                self.open_orders.insert(order.id, side);
+                self.broker.submit(order);
+            }
+            Err(r) => {
+                let order = self.new_order(
+                    bar.ts,
+                    bar.ticker,
+                    OrderKind::Entry {
+                        direction: want,
+                        size: EntrySize::Fraction(0.0),
+                    },
+                );
+                self.record(order, side, OrderStatus::Refused, r.as_str());
+            }
+        }
+    }
+
+    fn execute(&mut self, order: Order, bar: &Bar) {
+        let side = self.open_orders.remove(&order.id).unwrap_or(OrderSide::Buy);
+        let price = self.broker.price(bar, side);
+        let signed = match order.kind {
+            OrderKind::Exit => match self.account.positions.get(&order.ticker) {
+                Some(p) => -p.quantity,
+                None => return self.record(order, side, OrderStatus::Cancelled, "no_position"),
+            },
+            OrderKind::Entry { direction, size } => {
+                let unit = price + self.broker.commission(1.0, price);
+                let equity = self.account.equity();
+                let budget = match size {
+                    EntrySize::AllIn => equity * ALL_IN,
+                    EntrySize::Fraction(f) => equity * f,
+                };
+                let mut q = if self.broker.whole_shares() {
+                    py_floor_div(budget, unit)
+                } else {
+                    budget / unit
+                };
+                if direction > 0 {
+                    let affordable = if self.broker.whole_shares() {
+                        py_floor_div(self.account.cash * ALL_IN, unit)
+                    } else {
+                        self.account.cash * ALL_IN / unit
+                    };
+                    q = q.min(affordable);
+                }
+                if q <= 0.0 {
+                    return self.record(
+                        order,
+                        side,
+                        OrderStatus::Cancelled,
+                        Refusal::InsufficientCash.as_str(),
+                    );
+                }
+                if q * price < self.risk.spec().min_order {
+                    return self.record(
+                        order,
+                        side,
+                        OrderStatus::Cancelled,
+                        Refusal::BelowMinOrder.as_str(),
+                    );
+                }
+                q * f64::from(direction)
+            }
+        };
+        let commission = self.broker.commission(signed, price);
+        self.account.cash -= signed * price + commission;
+        let fill = Fill {
+            order_id: order.id,
+            ts: bar.ts,
+            ticker: order.ticker,
+            side,
+            quantity: signed.abs(),
+            price,
+            commission,
+        };
+        match order.kind {
+            OrderKind::Exit => {
+                if let Some(p) = self.account.positions.remove(&order.ticker) {
+                    self.ledger.trades.push(trade(
+                        order.ticker,
+                        &p,
+                        bar.ts,
+                        price,
+                        commission,
+                        false,
+                    ));
+                }
+                self.ledger.positions.push(PositionRecord {
+                    ts: bar.ts,
+                    ticker: order.ticker,
+                    quantity: 0.0,
+                    entry_price: 0.0,
+                });
+            }
+            OrderKind::Entry { .. } => {
+                let p = Position {
+                    quantity: signed,
+                    entry_price: price,
+                    entry_ts: bar.ts,
+                    entry_commission: commission,
+                };
+                self.ledger.positions.push(PositionRecord {
+                    ts: bar.ts,
+                    ticker: order.ticker,
+                    quantity: signed,
+                    entry_price: price,
+                });
+                self.account.positions.insert(order.ticker, p);
+            }
+        }
+        self.ledger.fills.push(fill);
+        self.record(order, side, OrderStatus::Filled, "");
+    }
+
+    /// Ends the run: orders never executed are recorded as unfilled, open positions as open trades
+    /// marked at their last price. Returns the ledger.
+    pub fn finish(mut self) -> Ledger {
+        for order in self.broker.drain() {
+            let side = self.open_orders.remove(&order.id).unwrap_or(OrderSide::Buy);
+            self.record(
+                order,
+                side,
+                OrderStatus::Unfilled,
+                "run ended before the next bar",
+            );
+        }
+        let end = self.last_ts.unwrap_or_default();
+        for (&t, p) in &self.account.positions {
+            let mark = self
+                .account
+                .marks
+                .get(t as usize)
+                .copied()
+                .unwrap_or(p.entry_price);
+            self.ledger.trades.push(trade(t, p, end, mark, 0.0, true));
+        }
+        self.ledger.orders.sort_by_key(|o| o.order.id);
+        self.ledger
+    }
+}
+
+fn trade(
+    ticker: TickerId,
+    p: &Position,
+    exit_ts: EventTime,
+    exit_price: f64,
+    exit_commission: f64,
+    open: bool,
+) -> Trade {
+    let commission = p.entry_commission + exit_commission;
+    let pnl = p.quantity * (exit_price - p.entry_price) - commission;
+    Trade {
+        ticker,
+        size: p.quantity,
+        entry_ts: p.entry_ts,
+        entry_price: p.entry_price,
+        exit_ts,
+        exit_price,
+        commission,
+        pnl,
+        return_pct: pnl / (p.quantity * p.entry_price).abs() * 100.0,
+        open,
+    }
+}
+
+/// The portfolio as shared between its operator and the engine that finishes it.
+pub type SharedPortfolio<B> = Rc<RefCell<Option<Portfolio<B>>>>;
+
+/// Extension trait adding the portfolio stage.
+pub trait PortfolioExt<'s> {
+    /// Sends every signal batch to worker 0 and steps `portfolio` there, once per timestamp after
+    /// the frontier passed it. The engine takes the portfolio back to [`Portfolio::finish`] it once
+    /// the stream has ended. The returned stream carries the equity points.
+    fn portfolio<B: Broker + 'static>(
+        self,
+        portfolio: SharedPortfolio<B>,
+    ) -> Stream<'s, u64, Vec<EquityPoint>>;
+}
+
+impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
+    fn portfolio<B: Broker + 'static>(
+        self,
+        portfolio: SharedPortfolio<B>,
+    ) -> Stream<'s, u64, Vec<EquityPoint>> {
+        let mut rows: Vec<(Bar, Option<Signal>, f64)> = Vec::new();
+        by_time(
+            self,
+            Exchange::new(|_b: &SignalBatch| 0),
+            "Portfolio",
+            move |t, batches, emit| {
+                rows.clear();
+                for sb in &batches {
+                    for i in 0..sb.bars.len() {
+                        rows.push((sb.bars.get(i), sb.signal[i], sb.payoff[i]));
+                    }
+                }
+                rows.sort_by_key(|r| r.0.ticker);
+                if let Some(p) = portfolio.borrow_mut().as_mut() {
+                    p.step(t as EventTime, &rows);
+                    if let Some(e) = p.ledger.equity.last() {
+                        emit.push(*e);
+                    }
+                }
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_div_matches_python() {
+        assert_eq!(py_floor_div(10000.0 * ALL_IN, 186.31 * 1.001), 53.0);
+        assert_eq!(py_floor_div(7.0, 2.0), 3.0);
+        assert_eq!(py_floor_div(-7.0, 2.0), -4.0);
+        assert_eq!(py_floor_div(0.3, 0.1), 2.0, "Python: 0.3 // 0.1 == 2.0");
+    }
+}

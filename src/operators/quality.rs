@@ -1,0 +1,321 @@
+//! Quality gate: every bar is checked against the rules before any feature sees it.
+//!
+//! The kernel ([`QualityGate`], one per ticker) is plain arithmetic; the operator splits a batch
+//! into the bars that pass and [`Reject`] records that travel to the quarantine sink.
+//! Rules: finite positive prices; `low <= min(open, close) <= max(open, close) <= high`; finite
+//! volume >= 0; strictly increasing time per ticker (duplicates and out-of-order bars are rejected);
+//! missing sessions (by the configured calendar) and close-to-close moves above `max_move` are
+//! flagged (outliers may be rejected instead, by configuration).
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+
+use crate::bar::{Bar, BarBatch};
+use crate::calendar::sessions_between;
+use crate::config::{CalendarKind, OutlierAction, QualitySpec};
+use crate::time::{EventTime, date_of, format_time};
+
+use super::keyed::{KeyedState, by_time};
+
+/// Why a bar (or a source row) went to quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A price or volume field is empty or not a number.
+    MissingField,
+    /// A price is NaN or infinite.
+    NonFinite,
+    /// A price is zero or negative.
+    NonPositivePrice,
+    /// Open or close outside [low, high].
+    OhlcInconsistent,
+    /// Volume below zero or not finite.
+    BadVolume,
+    /// Same time as the previous bar of the ticker.
+    DuplicateTime,
+    /// Earlier than the previous bar of the ticker.
+    OutOfOrder,
+    /// Sessions missing before this bar (flag).
+    Gap,
+    /// Close-to-close move beyond `max_move` (flag or reject).
+    Outlier,
+    /// A source row that could not be parsed.
+    Unparseable,
+    /// A ticker that is not part of the run.
+    UnknownTicker,
+}
+
+impl Reason {
+    /// The snake_case name used in outputs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingField => "missing_field",
+            Reason::NonFinite => "non_finite",
+            Reason::NonPositivePrice => "non_positive_price",
+            Reason::OhlcInconsistent => "ohlc_inconsistent",
+            Reason::BadVolume => "bad_volume",
+            Reason::DuplicateTime => "duplicate_time",
+            Reason::OutOfOrder => "out_of_order",
+            Reason::Gap => "gap",
+            Reason::Outlier => "outlier",
+            Reason::Unparseable => "unparseable",
+            Reason::UnknownTicker => "unknown_ticker",
+        }
+    }
+}
+
+/// Whether the bar was kept out of the graph or only flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Quarantined: downstream never sees it.
+    Rejected,
+    /// Recorded, and the bar flows on.
+    Flagged,
+}
+
+/// One quarantine record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reject {
+    /// Ticker name as found in the input.
+    pub ticker: String,
+    /// Event time, when known.
+    pub ts: Option<EventTime>,
+    /// Rule that fired.
+    pub reason: Reason,
+    /// Rejected or flagged.
+    pub action: Action,
+    /// Where and what: file and line for source rows, the offending values for bars.
+    pub detail: String,
+}
+
+/// Result of checking one bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The bar flows on, with flags (usually none).
+    Pass(Vec<(Reason, String)>),
+    /// The bar is quarantined.
+    Reject(Reason, String),
+}
+
+/// Per-ticker quality state.
+#[derive(Debug, Clone)]
+pub struct QualityGate {
+    calendar: CalendarKind,
+    max_move: f64,
+    outliers: OutlierAction,
+    last_ts: Option<EventTime>,
+    last_close: Option<f64>,
+}
+
+impl QualityGate {
+    /// A gate with the pipeline's rules.
+    pub fn new(spec: &QualitySpec) -> Self {
+        QualityGate {
+            calendar: spec.calendar,
+            max_move: spec.max_move,
+            outliers: spec.outlier_action,
+            last_ts: None,
+            last_close: None,
+        }
+    }
+
+    /// Checks one bar of this ticker; a passing bar becomes the reference for the next.
+    pub fn check(&mut self, b: &Bar) -> Verdict {
+        let prices = [
+            ("open", b.open),
+            ("high", b.high),
+            ("low", b.low),
+            ("close", b.close),
+        ];
+        for (name, v) in prices {
+            if v.is_nan() {
+                return Verdict::Reject(Reason::MissingField, format!("{name} is empty or NaN"));
+            }
+            if !v.is_finite() {
+                return Verdict::Reject(Reason::NonFinite, format!("{name} is {v}"));
+            }
+            if v <= 0.0 {
+                return Verdict::Reject(Reason::NonPositivePrice, format!("{name} is {v}"));
+            }
+        }
+        if !(b.volume.is_finite() && b.volume >= 0.0) {
+            return Verdict::Reject(Reason::BadVolume, format!("volume is {}", b.volume));
+        }
+        let (lo, hi) = (b.open.min(b.close), b.open.max(b.close));
+        if !(b.low <= lo && hi <= b.high) {
+            return Verdict::Reject(
+                Reason::OhlcInconsistent,
+                format!(
+                    "open {} high {} low {} close {}",
+                    b.open, b.high, b.low, b.close
+                ),
+            );
+        }
+        let mut flags = Vec::new();
+        if let Some(last) = self.last_ts {
+            if b.ts == last {
+                return Verdict::Reject(
+                    Reason::DuplicateTime,
+                    format!("second bar at {}", format_time(b.ts)),
+                );
+            }
+            if b.ts < last {
+                return Verdict::Reject(
+                    Reason::OutOfOrder,
+                    format!("{} after {}", format_time(b.ts), format_time(last)),
+                );
+            }
+            let missing = sessions_between(self.calendar, date_of(last), date_of(b.ts));
+            if missing > 0 {
+                flags.push((
+                    Reason::Gap,
+                    format!("{missing} missing session(s) after {}", format_time(last)),
+                ));
+            }
+        }
+        if let Some(prev) = self.last_close {
+            let mv = b.close / prev - 1.0;
+            if mv.abs() > self.max_move {
+                let detail = format!(
+                    "close {} vs previous {} ({:+.1}%)",
+                    b.close,
+                    prev,
+                    mv * 100.0
+                );
+                if self.outliers == OutlierAction::Reject {
+                    return Verdict::Reject(Reason::Outlier, detail);
+                }
+                flags.push((Reason::Outlier, detail));
+            }
+        }
+        self.last_ts = Some(b.ts);
+        self.last_close = Some(b.close);
+        Verdict::Pass(flags)
+    }
+}
+
+/// The quality operator: exchanges bars by ticker, checks them in time order, and splits the stream
+/// into passing bars and quarantine records.
+pub trait QualityExt<'s> {
+    /// Applies the gate. `names` resolves ticker ids for the quarantine records.
+    fn quality(
+        self,
+        spec: &QualitySpec,
+        names: std::sync::Arc<crate::bar::Tickers>,
+    ) -> (Stream<'s, u64, Vec<BarBatch>>, Stream<'s, u64, Vec<Reject>>);
+}
+
+impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
+    fn quality(
+        self,
+        spec: &QualitySpec,
+        names: std::sync::Arc<crate::bar::Tickers>,
+    ) -> (Stream<'s, u64, Vec<BarBatch>>, Stream<'s, u64, Vec<Reject>>) {
+        let spec = spec.clone();
+        let mut gates: KeyedState<QualityGate> = KeyedState::new(move || QualityGate::new(&spec));
+        let exchange = Exchange::new(|b: &BarBatch| u64::from(b.dest));
+        let out = by_time(
+            self,
+            exchange,
+            "Quality",
+            move |_t, batches, out: &mut Vec<Result<BarBatch, Reject>>| {
+                let mut pass = BarBatch::default();
+                for batch in batches {
+                    for b in batch.iter() {
+                        let record = |reason, action, detail| Reject {
+                            ticker: names.name(b.ticker).to_string(),
+                            ts: Some(b.ts),
+                            reason,
+                            action,
+                            detail,
+                        };
+                        match gates.get(b.ticker).check(&b) {
+                            Verdict::Pass(flags) => {
+                                out.extend(
+                                    flags
+                                        .into_iter()
+                                        .map(|(r, d)| Err(record(r, Action::Flagged, d))),
+                                );
+                                pass.push(b);
+                            }
+                            Verdict::Reject(r, d) => out.push(Err(record(r, Action::Rejected, d))),
+                        }
+                    }
+                }
+                if !pass.is_empty() {
+                    out.push(Ok(pass));
+                }
+            },
+        );
+        super::keyed::split(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(ts: i64, o: f64, h: f64, l: f64, c: f64) -> Bar {
+        Bar {
+            ticker: 0,
+            ts,
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+            volume: 1.0,
+        }
+    }
+
+    fn day(s: &str) -> i64 {
+        crate::time::parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn rejects_each_rule_with_its_reason() {
+        let mut g = QualityGate::new(&QualitySpec::default());
+        assert_eq!(
+            g.check(&bar(day("2015-07-16"), 10.0, 11.0, 9.0, 10.5)),
+            Verdict::Pass(vec![])
+        );
+        let r = |v: Verdict| match v {
+            Verdict::Reject(r, _) => Some(r),
+            Verdict::Pass(_) => None,
+        };
+        assert_eq!(
+            r(g.check(&bar(day("2015-07-17"), f64::NAN, 11.0, 9.0, 10.5))),
+            Some(Reason::MissingField)
+        );
+        assert_eq!(
+            r(g.check(&bar(day("2015-07-17"), 10.0, 11.0, 9.0, 11.5))),
+            Some(Reason::OhlcInconsistent)
+        );
+        assert_eq!(
+            r(g.check(&bar(day("2015-07-17"), -1.0, 11.0, 9.0, 10.0))),
+            Some(Reason::NonPositivePrice)
+        );
+        assert_eq!(
+            r(g.check(&bar(day("2015-07-16"), 10.0, 11.0, 9.0, 10.5))),
+            Some(Reason::DuplicateTime)
+        );
+        assert_eq!(
+            r(g.check(&bar(day("2015-07-15"), 10.0, 11.0, 9.0, 10.5))),
+            Some(Reason::OutOfOrder)
+        );
+    }
+
+    #[test]
+    fn flags_gaps_and_outliers_but_lets_the_bar_through() {
+        let mut g = QualityGate::new(&QualitySpec::default());
+        g.check(&bar(day("2013-04-25"), 10.0, 11.0, 9.0, 10.0));
+        match g.check(&bar(day("2013-04-29"), 10.0, 16.0, 9.0, 15.0)) {
+            Verdict::Pass(flags) => {
+                let reasons: Vec<Reason> = flags.iter().map(|f| f.0).collect();
+                assert_eq!(reasons, vec![Reason::Gap, Reason::Outlier]);
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Signal operator: the pipeline's model turns each ticker's features into a target position.
+//!
+//! This model is a transparent rule ([`RuleModel`]): a crossover of two features or a
+//! threshold on one. The ML ensemble plugs into the same slot later. The operator also keeps the
+//! per-ticker payoff estimate Kelly sizing needs, and sends everything to the portfolio worker.
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Pipeline;
+
+use crate::bar::BarBatch;
+use crate::config::{ModelSpec, Side};
+
+use super::features::FeatureBatch;
+use super::keyed::{KeyedState, by_time};
+use super::risk::PayoffEstimator;
+
+/// The position a model wants for a ticker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// Hold a long position.
+    Long,
+    /// Hold nothing.
+    Flat,
+    /// Hold a short position.
+    Short,
+}
+
+impl Target {
+    /// +1, 0, -1.
+    pub fn direction(self) -> i8 {
+        match self {
+            Target::Long => 1,
+            Target::Flat => 0,
+            Target::Short => -1,
+        }
+    }
+
+    /// The action name written to the signals output.
+    pub fn action(self) -> &'static str {
+        match self {
+            Target::Long => "buy",
+            Target::Flat => "sell",
+            Target::Short => "short",
+        }
+    }
+}
+
+/// A model's output for one bar.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Wanted position.
+    pub target: Target,
+    /// Probability that acting on it wins (Kelly's p).
+    pub confidence: f64,
+    /// Predicted return over the model's horizon; NaN for rule models.
+    pub predicted_return: f64,
+}
+
+/// Rule models over declared feature columns; state is the previous bar's values.
+#[derive(Debug, Clone)]
+pub struct RuleModel {
+    kind: RuleKind,
+    confidence: f64,
+    prev: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+enum RuleKind {
+    Crossover {
+        fast: usize,
+        slow: usize,
+        down: Target,
+    },
+    Threshold {
+        col: usize,
+        long_when: Side,
+        enter: f64,
+        exit: f64,
+        down: Target,
+    },
+}
+
+impl RuleModel {
+    /// Builds the model, resolving feature names to column positions in `columns`.
+    /// Returns `None` if a name is not a column (the pipeline validation prevents that).
+    pub fn new(spec: &ModelSpec, columns: &[String]) -> Option<Self> {
+        let pos = |n: &str| columns.iter().position(|c| c == n);
+        let down = |short: bool| if short { Target::Short } else { Target::Flat };
+        let (kind, confidence) = match spec {
+            ModelSpec::Crossover {
+                fast,
+                slow,
+                short,
+                confidence,
+            } => (
+                RuleKind::Crossover {
+                    fast: pos(fast)?,
+                    slow: pos(slow)?,
+                    down: down(*short),
+                },
+                *confidence,
+            ),
+            ModelSpec::Threshold {
+                feature,
+                long_when,
+                enter,
+                exit,
+                short,
+                confidence,
+            } => (
+                RuleKind::Threshold {
+                    col: pos(feature)?,
+                    long_when: *long_when,
+                    enter: *enter,
+                    exit: *exit,
+                    down: down(*short),
+                },
+                *confidence,
+            ),
+        };
+        Some(RuleModel {
+            kind,
+            confidence,
+            prev: None,
+        })
+    }
+
+    /// Decides on one bar's feature row. Crossover: strict on both bars (equality is no cross).
+    pub fn update(&mut self, row: &[f64]) -> Option<Signal> {
+        let target = match self.kind {
+            RuleKind::Crossover { fast, slow, down } => {
+                let cur = (row[fast], row[slow]);
+                let prev = self.prev.replace(cur);
+                let (pf, ps) = prev?;
+                let (f, s) = cur;
+                if [pf, ps, f, s].iter().any(|v| v.is_nan()) {
+                    None
+                } else if pf < ps && f > s {
+                    Some(Target::Long)
+                } else if pf > ps && f < s {
+                    Some(down)
+                } else {
+                    None
+                }
+            }
+            RuleKind::Threshold {
+                col,
+                long_when,
+                enter,
+                exit,
+                down,
+            } => {
+                let v = row[col];
+                match long_when {
+                    _ if v.is_nan() => None,
+                    Side::Below if v < enter => Some(Target::Long),
+                    Side::Below if v > exit => Some(down),
+                    Side::Above if v > enter => Some(Target::Long),
+                    Side::Above if v < exit => Some(down),
+                    _ => None,
+                }
+            }
+        };
+        target.map(|target| Signal {
+            target,
+            confidence: self.confidence,
+            predicted_return: f64::NAN,
+        })
+    }
+}
+
+/// Bars with the model's signal and the Kelly payoff estimate, bound for the portfolio.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalBatch {
+    /// The bars.
+    pub bars: BarBatch,
+    /// The signal of each bar, if the model has one.
+    pub signal: Vec<Option<Signal>>,
+    /// Kelly's b for each ticker as of this bar (NaN until warm).
+    pub payoff: Vec<f64>,
+}
+
+struct TickerModel {
+    model: RuleModel,
+    payoff: PayoffEstimator,
+}
+
+/// Extension trait adding the signal stage.
+pub trait SignalExt<'s> {
+    /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate.
+    fn signals(self, model: RuleModel, payoff_window: usize) -> Stream<'s, u64, Vec<SignalBatch>>;
+}
+
+impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
+    fn signals(self, model: RuleModel, payoff_window: usize) -> Stream<'s, u64, Vec<SignalBatch>> {
+        let mut state = KeyedState::new(move || TickerModel {
+            model: model.clone(),
+            payoff: PayoffEstimator::new(payoff_window),
+        });
+        by_time(self, Pipeline, "Signal", move |_t, batches, out| {
+            for fb in batches {
+                let n = fb.bars.len();
+                let mut signal = Vec::with_capacity(n);
+                let mut payoff = Vec::with_capacity(n);
+                for i in 0..n {
+                    let s = state.get(fb.bars.ticker[i]);
+                    signal.push(s.model.update(fb.row(i)));
+                    payoff.push(s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN));
+                }
+                out.push(SignalBatch {
+                    bars: fb.bars,
+                    signal,
+                    payoff,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crossover() -> RuleModel {
+        let spec: ModelSpec = toml::from_str("kind='crossover'\nfast='F'\nslow='S'").unwrap();
+        RuleModel::new(&spec, &["F".into(), "S".into()]).unwrap()
+    }
+
+    #[test]
+    fn crossover_is_strict_on_both_bars() {
+        let mut m = crossover();
+        assert_eq!(m.update(&[1.0, 2.0]), None);
+        assert_eq!(m.update(&[2.0, 2.0]), None, "equality is not a cross");
+        assert_eq!(m.update(&[3.0, 2.0]), None, "previous bar was equal");
+        assert_eq!(m.update(&[1.0, 2.0]).map(|s| s.target), Some(Target::Flat));
+        assert_eq!(m.update(&[3.0, 2.0]).map(|s| s.target), Some(Target::Long));
+    }
+
+    #[test]
+    fn nan_features_give_no_signal() {
+        let mut m = crossover();
+        m.update(&[f64::NAN, 2.0]);
+        assert_eq!(m.update(&[3.0, 2.0]), None);
+    }
+}

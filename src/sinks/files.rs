@@ -1,0 +1,360 @@
+//! File sinks: a run's outputs under `runs/<run-id>/` as Parquet, plus `metrics.json`.
+//! Column meanings and units are documented in the README ("Outputs").
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampSecondArray,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+
+use crate::bar::Tickers;
+use crate::metrics::Metrics;
+use crate::operators::portfolio::Ledger;
+use crate::operators::quality::Reject;
+use crate::operators::risk::EntrySize;
+use crate::sinks::broker::OrderKind;
+
+/// Errors writing outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// File system.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Arrow or Parquet.
+    #[error("{path}: {message}")]
+    Encode {
+        /// The path.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// A column under construction.
+enum Col {
+    Time(Vec<i64>),
+    OptTime(Vec<Option<i64>>),
+    Str(Vec<String>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    Bool(Vec<bool>),
+}
+
+impl Col {
+    fn build(self, name: &str) -> (Field, ArrayRef) {
+        let ts = DataType::Timestamp(TimeUnit::Second, None);
+        match self {
+            Col::Time(v) => (
+                Field::new(name, ts, false),
+                Arc::new(TimestampSecondArray::from(v)),
+            ),
+            Col::OptTime(v) => (
+                Field::new(name, ts, true),
+                Arc::new(TimestampSecondArray::from(v)),
+            ),
+            Col::Str(v) => (
+                Field::new(name, DataType::Utf8, false),
+                Arc::new(StringArray::from(v)),
+            ),
+            Col::F64(v) => (
+                Field::new(name, DataType::Float64, false),
+                Arc::new(Float64Array::from(v)),
+            ),
+            Col::I64(v) => (
+                Field::new(name, DataType::Int64, false),
+                Arc::new(Int64Array::from(v)),
+            ),
+            Col::U64(v) => (
+                Field::new(name, DataType::UInt64, false),
+                Arc::new(UInt64Array::from(v)),
+            ),
+            Col::Bool(v) => (
+                Field::new(name, DataType::Boolean, false),
+                Arc::new(BooleanArray::from(v)),
+            ),
+        }
+    }
+}
+
+fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), SinkError> {
+    let path = dir.join(format!("{name}.parquet"));
+    let p = path.display().to_string();
+    let enc = |e: &dyn std::fmt::Display| SinkError::Encode {
+        path: p.clone(),
+        message: e.to_string(),
+    };
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
+        cols.into_iter().map(|(n, c)| c.build(n)).unzip();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| enc(&e))?;
+    let file = std::fs::File::create(&path).map_err(|source| SinkError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| enc(&e))?;
+    w.write(&batch).map_err(|e| enc(&e))?;
+    w.close().map_err(|e| enc(&e))?;
+    Ok(())
+}
+
+/// Writes signals, orders, fills, positions, equity, trades and quarantine as Parquet, and
+/// `metrics.json`, into `dir` (created if missing).
+///
+/// # Errors
+/// File system or encoding failures.
+pub fn write_run(
+    dir: &Path,
+    tickers: &Tickers,
+    ledger: &Ledger,
+    quarantine: &[Reject],
+    metrics: &Metrics,
+) -> Result<(), SinkError> {
+    std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let name = |t: u32| tickers.name(t).to_string();
+    let s = &ledger.signals;
+    write_table(
+        dir,
+        "signals",
+        vec![
+            ("time", Col::Time(s.iter().map(|r| r.ts).collect())),
+            (
+                "ticker",
+                Col::Str(s.iter().map(|r| name(r.ticker)).collect()),
+            ),
+            (
+                "action",
+                Col::Str(
+                    s.iter()
+                        .map(|r| r.signal.target.action().to_string())
+                        .collect(),
+                ),
+            ),
+            (
+                "confidence",
+                Col::F64(s.iter().map(|r| r.signal.confidence).collect()),
+            ),
+            (
+                "predicted_return",
+                Col::F64(s.iter().map(|r| r.signal.predicted_return).collect()),
+            ),
+        ],
+    )?;
+    let o = &ledger.orders;
+    write_table(
+        dir,
+        "orders",
+        vec![
+            ("order_id", Col::U64(o.iter().map(|r| r.order.id).collect())),
+            ("time", Col::Time(o.iter().map(|r| r.order.ts).collect())),
+            (
+                "ticker",
+                Col::Str(o.iter().map(|r| name(r.order.ticker)).collect()),
+            ),
+            (
+                "side",
+                Col::Str(o.iter().map(|r| r.side.as_str().to_string()).collect()),
+            ),
+            (
+                "intent",
+                Col::Str(
+                    o.iter()
+                        .map(|r| {
+                            match r.order.kind {
+                                OrderKind::Entry { .. } => "entry",
+                                OrderKind::Exit => "exit",
+                            }
+                            .to_string()
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "size_fraction",
+                Col::F64(
+                    o.iter()
+                        .map(|r| match r.order.kind {
+                            OrderKind::Entry {
+                                size: EntrySize::Fraction(f),
+                                ..
+                            } => f,
+                            OrderKind::Entry {
+                                size: EntrySize::AllIn,
+                                ..
+                            } => 1.0,
+                            OrderKind::Exit => f64::NAN,
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "status",
+                Col::Str(
+                    o.iter()
+                        .map(|r| format!("{:?}", r.status).to_lowercase())
+                        .collect(),
+                ),
+            ),
+            (
+                "reason",
+                Col::Str(o.iter().map(|r| r.reason.clone()).collect()),
+            ),
+        ],
+    )?;
+    let f = &ledger.fills;
+    write_table(
+        dir,
+        "fills",
+        vec![
+            ("order_id", Col::U64(f.iter().map(|r| r.order_id).collect())),
+            ("time", Col::Time(f.iter().map(|r| r.ts).collect())),
+            (
+                "ticker",
+                Col::Str(f.iter().map(|r| name(r.ticker)).collect()),
+            ),
+            (
+                "side",
+                Col::Str(f.iter().map(|r| r.side.as_str().to_string()).collect()),
+            ),
+            ("quantity", Col::F64(f.iter().map(|r| r.quantity).collect())),
+            ("price", Col::F64(f.iter().map(|r| r.price).collect())),
+            (
+                "commission",
+                Col::F64(f.iter().map(|r| r.commission).collect()),
+            ),
+        ],
+    )?;
+    let p = &ledger.positions;
+    write_table(
+        dir,
+        "positions",
+        vec![
+            ("time", Col::Time(p.iter().map(|r| r.ts).collect())),
+            (
+                "ticker",
+                Col::Str(p.iter().map(|r| name(r.ticker)).collect()),
+            ),
+            ("quantity", Col::F64(p.iter().map(|r| r.quantity).collect())),
+            (
+                "entry_price",
+                Col::F64(p.iter().map(|r| r.entry_price).collect()),
+            ),
+        ],
+    )?;
+    let e = &ledger.equity;
+    let dd = crate::metrics::drawdowns(&e.iter().map(|r| r.equity).collect::<Vec<_>>());
+    write_table(
+        dir,
+        "equity",
+        vec![
+            ("time", Col::Time(e.iter().map(|r| r.ts).collect())),
+            ("cash", Col::F64(e.iter().map(|r| r.cash).collect())),
+            (
+                "positions_value",
+                Col::F64(e.iter().map(|r| r.positions_value).collect()),
+            ),
+            ("equity", Col::F64(e.iter().map(|r| r.equity).collect())),
+            ("drawdown", Col::F64(dd)),
+            (
+                "open_positions",
+                Col::I64(e.iter().map(|r| r.open_positions as i64).collect()),
+            ),
+        ],
+    )?;
+    let t = &ledger.trades;
+    write_table(
+        dir,
+        "trades",
+        vec![
+            (
+                "ticker",
+                Col::Str(t.iter().map(|r| name(r.ticker)).collect()),
+            ),
+            ("size", Col::F64(t.iter().map(|r| r.size).collect())),
+            (
+                "entry_time",
+                Col::Time(t.iter().map(|r| r.entry_ts).collect()),
+            ),
+            (
+                "entry_price",
+                Col::F64(t.iter().map(|r| r.entry_price).collect()),
+            ),
+            (
+                "exit_time",
+                Col::Time(t.iter().map(|r| r.exit_ts).collect()),
+            ),
+            (
+                "exit_price",
+                Col::F64(t.iter().map(|r| r.exit_price).collect()),
+            ),
+            (
+                "commission",
+                Col::F64(t.iter().map(|r| r.commission).collect()),
+            ),
+            ("pnl", Col::F64(t.iter().map(|r| r.pnl).collect())),
+            (
+                "return_pct",
+                Col::F64(t.iter().map(|r| r.return_pct).collect()),
+            ),
+            ("open", Col::Bool(t.iter().map(|r| r.open).collect())),
+        ],
+    )?;
+    write_table(
+        dir,
+        "quarantine",
+        vec![
+            (
+                "ticker",
+                Col::Str(quarantine.iter().map(|r| r.ticker.clone()).collect()),
+            ),
+            (
+                "time",
+                Col::OptTime(quarantine.iter().map(|r| r.ts).collect()),
+            ),
+            (
+                "reason",
+                Col::Str(
+                    quarantine
+                        .iter()
+                        .map(|r| r.reason.as_str().to_string())
+                        .collect(),
+                ),
+            ),
+            (
+                "action",
+                Col::Str(
+                    quarantine
+                        .iter()
+                        .map(|r| format!("{:?}", r.action).to_lowercase())
+                        .collect(),
+                ),
+            ),
+            (
+                "detail",
+                Col::Str(quarantine.iter().map(|r| r.detail.clone()).collect()),
+            ),
+        ],
+    )?;
+    let json = serde_json::to_string_pretty(metrics).map_err(|e| SinkError::Encode {
+        path: "metrics.json".into(),
+        message: e.to_string(),
+    })?;
+    let mp = dir.join("metrics.json");
+    std::fs::write(&mp, json + "\n").map_err(|source| SinkError::Io {
+        path: mp.display().to_string(),
+        source,
+    })
+}

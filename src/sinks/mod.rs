@@ -1,0 +1,5 @@
+//! Sinks: where the graph's results go. Brokers execute orders; files hold a run's outputs.
+
+pub mod broker;
+pub mod files;
+pub mod report;

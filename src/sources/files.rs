@@ -1,0 +1,522 @@
+//! File replay: CSV in the layouts of `../shared/data/real` (read with arrow-csv) and Parquet.
+//!
+//! CSV columns are found by name, so one reader serves the Kaggle, backtesting.py, Yahoo,
+//! backtrader and CryptoDataDownload layouts and their documented quirks (an empty first header,
+//! a banner line, a time column missing from the header, newest-first rows, CRLF). Values are read
+//! as text and parsed here, so a bad value is reported with its file and line and the row goes to
+//! quarantine; an empty price becomes NaN for the quality gate to reject with its reason.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::bar::{Bar, BarBatch, Tickers};
+use crate::config::{FileFormat, LoadedPipeline, SourceSpec};
+use crate::operators::quality::{Action, Reason, Reject};
+use crate::time::{DAY, EventTime, parse_time};
+
+use super::{SourceError, WorkerInput, group_by_time, universe};
+
+/// The files of a replay and the filters that apply.
+#[derive(Debug, Clone)]
+pub struct FileSet {
+    format: FileFormat,
+    /// (path, ticker) for per-ticker CSV files; ticker empty for Parquet.
+    files: Vec<(PathBuf, String)>,
+    tickers: Tickers,
+    start: Option<EventTime>,
+    end: Option<EventTime>,
+}
+
+/// Ticker named by a per-ticker file: its stem, less a `_data` suffix (`AAPL_data.csv` → `AAPL`).
+pub fn ticker_of(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    stem.strip_suffix("_data").unwrap_or(stem).to_string()
+}
+
+impl FileSet {
+    /// Lists the files, applies the universe and ticker filters.
+    ///
+    /// # Errors
+    /// See [`SourceError`].
+    pub fn open(p: &LoadedPipeline) -> Result<FileSet, SourceError> {
+        let SourceSpec::Files {
+            format,
+            paths,
+            universe,
+            tickers,
+            start,
+            end,
+        } = &p.pipeline.source
+        else {
+            return Err(SourceError::Empty("not a file source".into()));
+        };
+        let mut found: Vec<PathBuf> = Vec::new();
+        for pattern in paths {
+            let full = p.resolve(pattern);
+            let text = full.to_string_lossy().to_string();
+            let matches = glob::glob(&text).map_err(|e| SourceError::Pattern {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+            let before = found.len();
+            for m in matches {
+                found.push(m.map_err(|e| SourceError::Io {
+                    path: e.path().to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?);
+            }
+            if found.len() == before {
+                return Err(SourceError::Io {
+                    path: full,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no file matches"),
+                });
+            }
+        }
+        found.sort();
+        found.dedup();
+        let allowed: Option<Vec<String>> = match universe {
+            Some(u) => Some(universe::load(&p.resolve(u))?),
+            None => None,
+        };
+        let keep = |t: &str| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.binary_search_by(|x| x.as_str().cmp(t)).is_ok())
+                && (tickers.is_empty() || tickers.iter().any(|x| x == t))
+        };
+        let (files, names): (Vec<(PathBuf, String)>, Vec<String>) =
+            if *format == FileFormat::Parquet {
+                let mut names = Vec::new();
+                for f in &found {
+                    names.extend(parquet_tickers(f)?.into_iter().filter(|t| keep(t)));
+                }
+                (
+                    found.into_iter().map(|f| (f, String::new())).collect(),
+                    names,
+                )
+            } else {
+                let files: Vec<(PathBuf, String)> = found
+                    .into_iter()
+                    .map(|f| {
+                        let t = ticker_of(&f);
+                        (f, t)
+                    })
+                    .filter(|(_, t)| keep(t))
+                    .collect();
+                let names = files.iter().map(|(_, t)| t.clone()).collect();
+                (files, names)
+            };
+        let tickers = Tickers::new(names);
+        if tickers.is_empty() {
+            return Err(SourceError::Empty(paths.join(", ")));
+        }
+        let start = start.as_deref().and_then(parse_time);
+        let end = end.as_deref().and_then(parse_time).map(|e| e + DAY);
+        Ok(FileSet {
+            format: *format,
+            files,
+            tickers,
+            start,
+            end,
+        })
+    }
+
+    /// The run's tickers.
+    pub fn tickers(&self) -> Tickers {
+        self.tickers.clone()
+    }
+
+    /// Loads the files of worker `index` (every `peers`-th file).
+    ///
+    /// # Errors
+    /// An unreadable file, or one whose header is not the declared layout.
+    pub fn load(
+        &self,
+        index: usize,
+        peers: usize,
+        tickers: &Tickers,
+    ) -> Result<WorkerInput, SourceError> {
+        let mut all = BarBatch::default();
+        let mut rejects = Vec::new();
+        for (i, (path, ticker)) in self.files.iter().enumerate() {
+            if i % peers.max(1) != index {
+                continue;
+            }
+            if self.format == FileFormat::Parquet {
+                read_parquet(path, tickers, &mut all, &mut rejects)?;
+            } else if let Some(id) = tickers.id(ticker) {
+                read_csv(path, self.format, ticker, id, &mut all, &mut rejects)?;
+            }
+        }
+        let (start, end) = (self.start.unwrap_or(i64::MIN), self.end.unwrap_or(i64::MAX));
+        let mut kept = BarBatch::with_capacity(all.len());
+        for b in all.iter().filter(|b| b.ts >= start && b.ts < end) {
+            kept.push(b);
+        }
+        rejects.retain(|r| r.ts.is_none_or(|t| t >= start && t < end));
+        Ok(WorkerInput {
+            batches: group_by_time(kept),
+            rejects,
+        })
+    }
+}
+
+/// Roles of CSV columns.
+#[derive(Debug, Default)]
+struct Columns {
+    date: Option<usize>,
+    time: Option<usize>,
+    unix: Option<usize>,
+    open: Option<usize>,
+    high: Option<usize>,
+    low: Option<usize>,
+    close: Option<usize>,
+    volume: Option<usize>,
+    name: Option<usize>,
+}
+
+fn columns(names: &[String]) -> Columns {
+    let mut c = Columns::default();
+    for (i, n) in names.iter().enumerate() {
+        let l = n.trim().to_ascii_lowercase();
+        let slot = match l.as_str() {
+            "" | "date" | "datetime" | "timestamp" if c.date.is_none() => &mut c.date,
+            "time" => &mut c.time,
+            "unix" => &mut c.unix,
+            "open" => &mut c.open,
+            "high" => &mut c.high,
+            "low" => &mut c.low,
+            "close" => &mut c.close,
+            "name" | "symbol" | "ticker" => &mut c.name,
+            v if v.starts_with("volume") && c.volume.is_none() => &mut c.volume,
+            _ => continue,
+        };
+        *slot = Some(i);
+    }
+    c
+}
+
+/// Reads one per-ticker CSV file.
+fn read_csv(
+    path: &Path,
+    format: FileFormat,
+    ticker: &str,
+    id: u32,
+    out: &mut BarBatch,
+    rejects: &mut Vec<Reject>,
+) -> Result<(), SourceError> {
+    let bad = |message: String| SourceError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = text.trim_start_matches('\u{feff}');
+    let mut lines = text.split_inclusive('\n');
+    let mut line_no = 1usize;
+    let mut header = lines.next().unwrap_or_default();
+    if format == FileFormat::Cryptodatadownload && header.trim_start().starts_with("http") {
+        header = lines.next().unwrap_or_default();
+        line_no += 1;
+    }
+    let header_line = line_no;
+    let body: String = lines.collect();
+    let mut names: Vec<String> = header
+        .trim_end_matches(['\r', '\n'])
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    // backtrader's minute file: rows carry an unnamed time field after the date.
+    let first_fields = body
+        .lines()
+        .next()
+        .map_or(names.len(), |l| l.split(',').count());
+    if first_fields == names.len() + 1 {
+        names.insert(1, "Time".into());
+    }
+    let c = columns(&names);
+    let (Some(open), Some(high), Some(low), Some(close)) = (c.open, c.high, c.low, c.close) else {
+        return Err(bad(format!(
+            "header `{}` lacks open/high/low/close for format {format:?}",
+            header.trim()
+        )));
+    };
+    if c.date.is_none() && c.unix.is_none() {
+        return Err(bad(format!(
+            "header `{}` has no date column",
+            header.trim()
+        )));
+    }
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Field::new(format!("c{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let reader = arrow::csv::ReaderBuilder::new(schema)
+        .with_header(false)
+        .with_batch_size(65_536)
+        .build(Cursor::new(body.as_bytes()))
+        .map_err(|e| bad(e.to_string()))?;
+    let mut row = 0usize;
+    for rb in reader {
+        let rb = rb.map_err(|e| bad(format!("after line {}: {e}", header_line + row)))?;
+        let cols: Vec<&StringArray> = rb
+            .columns()
+            .iter()
+            .filter_map(|a| a.as_any().downcast_ref::<StringArray>())
+            .collect();
+        let get = |i: Option<usize>, r: usize| -> Option<&str> {
+            let a = cols.get(i?)?;
+            if a.is_null(r) {
+                None
+            } else {
+                Some(a.value(r).trim())
+            }
+        };
+        for r in 0..rb.num_rows() {
+            row += 1;
+            let line = header_line + row;
+            let place = || format!("{}:{line}", path.display());
+            let reject = |reason, detail: String, ts| Reject {
+                ticker: ticker.to_string(),
+                ts,
+                reason,
+                action: Action::Rejected,
+                detail,
+            };
+            let ts = match (get(c.unix, r), get(c.date, r)) {
+                (Some(u), _) if !u.is_empty() => u
+                    .parse::<i64>()
+                    .ok()
+                    .map(|ms| if ms > 100_000_000_000 { ms / 1000 } else { ms }),
+                (_, Some(d)) => match get(c.time, r) {
+                    Some(t) if !t.is_empty() => parse_time(&format!("{d} {t}")),
+                    _ => parse_time(d),
+                },
+                _ => None,
+            };
+            let Some(ts) = ts else {
+                rejects.push(reject(
+                    Reason::Unparseable,
+                    format!(
+                        "{}: time `{}` not understood",
+                        place(),
+                        get(c.date, r).or(get(c.unix, r)).unwrap_or("")
+                    ),
+                    None,
+                ));
+                continue;
+            };
+            if let Some(n) = get(c.name, r) {
+                let n = n.replace('/', "");
+                if format == FileFormat::Kaggle && !n.is_empty() && n != ticker {
+                    rejects.push(reject(
+                        Reason::UnknownTicker,
+                        format!("{}: Name `{n}` in the file of {ticker}", place()),
+                        Some(ts),
+                    ));
+                    continue;
+                }
+            }
+            let value = |i: Option<usize>, field: &str| -> Result<f64, String> {
+                match get(i, r) {
+                    None | Some("") => Ok(f64::NAN),
+                    Some(v) => v
+                        .parse::<f64>()
+                        .map_err(|_| format!("{}: {field} `{v}` is not a number", place())),
+                }
+            };
+            let parsed = (|| {
+                Ok::<_, String>((
+                    value(Some(open), "open")?,
+                    value(Some(high), "high")?,
+                    value(Some(low), "low")?,
+                    value(Some(close), "close")?,
+                    value(c.volume, "volume")?,
+                ))
+            })();
+            match parsed {
+                Ok((o, h, l, cl, v)) => out.push(Bar {
+                    ticker: id,
+                    ts,
+                    open: o,
+                    high: h,
+                    low: l,
+                    close: cl,
+                    volume: if c.volume.is_none() { 0.0 } else { v },
+                }),
+                Err(detail) => rejects.push(reject(Reason::Unparseable, detail, Some(ts))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parquet_reader(
+    path: &Path,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, SourceError> {
+    let file = std::fs::File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| SourceError::Arrow {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+fn parquet_tickers(path: &Path) -> Result<Vec<String>, SourceError> {
+    let mut out = Vec::new();
+    for rb in parquet_reader(path)? {
+        let rb = rb.map_err(|e| SourceError::Arrow {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let col = rb
+            .column_by_name("ticker")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let col = col.ok_or_else(|| SourceError::Format {
+            path: path.to_path_buf(),
+            message: "no Utf8 `ticker` column".into(),
+        })?;
+        out.extend(col.iter().flatten().map(str::to_string));
+        out.sort();
+        out.dedup();
+    }
+    Ok(out)
+}
+
+fn read_parquet(
+    path: &Path,
+    tickers: &Tickers,
+    out: &mut BarBatch,
+    rejects: &mut Vec<Reject>,
+) -> Result<(), SourceError> {
+    for rb in parquet_reader(path)? {
+        let rb = rb.map_err(|e| SourceError::Arrow {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let (batch, unknown) =
+            BarBatch::from_arrow(&rb, tickers).map_err(|e| SourceError::Format {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        for b in batch.iter() {
+            out.push(b);
+        }
+        // Tickers filtered out by the universe are not errors; only names never seen would be.
+        let _ = unknown;
+        let _ = &rejects;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn kaggle_rows_with_a_bad_value_are_rejected_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "DHR_data.csv",
+            "date,open,high,low,close,volume,Name\n2015-07-16,1,2,0.5,1.5,10,DHR\n2015-07-17,,88.76,88.24,88.72,2056819,DHR\n2015-07-20,x,2,1,1,1,DHR\nnot-a-date,1,2,1,1,1,DHR\n",
+        );
+        let mut out = BarBatch::default();
+        let mut rejects = Vec::new();
+        read_csv(&p, FileFormat::Kaggle, "DHR", 0, &mut out, &mut rejects).unwrap();
+        assert_eq!(out.len(), 2, "the empty open stays for the quality gate");
+        assert!(out.open[1].is_nan());
+        assert_eq!(rejects.len(), 2);
+        assert!(
+            rejects[0]
+                .detail
+                .ends_with("DHR_data.csv:4: open `x` is not a number"),
+            "{}",
+            rejects[0].detail
+        );
+        assert!(
+            rejects[1]
+                .detail
+                .contains("DHR_data.csv:5: time `not-a-date`"),
+            "{}",
+            rejects[1].detail
+        );
+    }
+
+    #[test]
+    fn backtrader_minute_rows_with_an_unnamed_time_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "m.txt",
+            "Date,Open,High,Low,Close,Volume,OpenInterest\r\n2006-01-02,09:01:00,3602.00,3603.00,3601.00,3602.50,10,0\r\n",
+        );
+        let mut out = BarBatch::default();
+        let mut rejects = Vec::new();
+        read_csv(&p, FileFormat::Backtrader, "m", 0, &mut out, &mut rejects).unwrap();
+        assert!(rejects.is_empty(), "{rejects:?}");
+        assert_eq!(out.ts, vec![parse_time("2006-01-02 09:01:00").unwrap()]);
+        assert_eq!(out.close, vec![3602.5]);
+    }
+
+    #[test]
+    fn cryptodatadownload_banner_and_ms_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "X.csv",
+            "https://www.CryptoDataDownload.com\nunix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n1609286400000,2020-12-30 00:00:00,BTCUSDT,1,2,0.5,1.5,3,4,5\n",
+        );
+        let mut out = BarBatch::default();
+        let mut rejects = Vec::new();
+        read_csv(
+            &p,
+            FileFormat::Cryptodatadownload,
+            "X",
+            0,
+            &mut out,
+            &mut rejects,
+        )
+        .unwrap();
+        assert_eq!(out.ts, vec![1_609_286_400]);
+        assert_eq!(out.volume, vec![3.0]);
+    }
+
+    #[test]
+    fn a_file_without_prices_is_a_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "bad.csv", "a,b\n1,2\n");
+        let e = read_csv(
+            &p,
+            FileFormat::Kaggle,
+            "bad",
+            0,
+            &mut BarBatch::default(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lacks open/high/low/close"), "{e}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Sources: where bars enter the graph. File replay (CSV and Parquet in the layouts of the real data
+//! sets), universe lists, and a seeded synthetic generator. Each worker loads its share of the files
+//! (or synthetic tickers) and feeds them at their event time; the quality gate exchanges by ticker.
+
+pub mod files;
+pub mod synthetic;
+pub mod universe;
+
+use std::path::PathBuf;
+
+use crate::bar::{BarBatch, Tickers};
+use crate::config::{LoadedPipeline, SourceSpec};
+use crate::operators::quality::Reject;
+
+/// Errors that stop a source from starting (bad rows do not: they are quarantined).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's layout is not the declared format.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A glob pattern is malformed.
+    #[error("bad path pattern `{pattern}`: {message}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Nothing matched the source's paths and filters.
+    #[error("the source selects no ticker (paths: {0})")]
+    Empty(String),
+    /// Arrow or Parquet failed.
+    #[error("{path}: {message}")]
+    Arrow {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// What one worker feeds into the graph: bars grouped by time (ascending), and rows it could not
+/// turn into bars.
+#[derive(Debug, Default)]
+pub struct WorkerInput {
+    /// One batch per distinct event time, ascending.
+    pub batches: Vec<(u64, BarBatch)>,
+    /// Source-level rejects (unparseable rows, unknown tickers).
+    pub rejects: Vec<Reject>,
+}
+
+/// A source resolved from the pipeline: the ticker table every worker shares, and how to load a
+/// worker's share.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// File replay.
+    Files(files::FileSet),
+    /// Synthetic generator.
+    Synthetic(synthetic::Synthetic),
+}
+
+impl Source {
+    /// Resolves the pipeline's source (lists files, reads the universe).
+    ///
+    /// # Errors
+    /// Unreadable paths or universe, bad patterns, or an empty selection.
+    pub fn open(p: &LoadedPipeline) -> Result<Source, SourceError> {
+        match &p.pipeline.source {
+            SourceSpec::Files { .. } => Ok(Source::Files(files::FileSet::open(p)?)),
+            SourceSpec::Synthetic {
+                tickers,
+                bars,
+                seed,
+                start,
+            } => Ok(Source::Synthetic(synthetic::Synthetic::new(
+                *tickers,
+                *bars,
+                *seed,
+                start.as_deref(),
+            ))),
+        }
+    }
+
+    /// The run's ticker table.
+    pub fn tickers(&self) -> Tickers {
+        match self {
+            Source::Files(f) => f.tickers(),
+            Source::Synthetic(s) => s.tickers(),
+        }
+    }
+
+    /// Loads the share of worker `index` of `peers`.
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not in the declared format.
+    pub fn load(
+        &self,
+        index: usize,
+        peers: usize,
+        tickers: &Tickers,
+    ) -> Result<WorkerInput, SourceError> {
+        match self {
+            Source::Files(f) => f.load(index, peers, tickers),
+            Source::Synthetic(s) => Ok(s.load(index, peers, tickers)),
+        }
+    }
+}
+
+/// Groups bars by time into one batch per distinct time, ascending (stable within a time).
+pub fn group_by_time(bars: BarBatch) -> Vec<(u64, BarBatch)> {
+    let mut idx: Vec<usize> = (0..bars.len()).collect();
+    idx.sort_by_key(|&i| (bars.ts[i], bars.ticker[i]));
+    let mut out: Vec<(u64, BarBatch)> = Vec::new();
+    for i in idx {
+        let b = bars.get(i);
+        let t = b.ts.max(0) as u64;
+        match out.last_mut() {
+            Some((lt, batch)) if *lt == t => batch.push(b),
+            _ => {
+                let mut batch = BarBatch::default();
+                batch.push(b);
+                out.push((t, batch));
+            }
+        }
+    }
+    out
+}
