@@ -1,1 +1,9 @@
+//! Integration tests: one crate (each file under `tests/` would link the whole tree again).
 
+mod cli;
+mod common;
+mod determinism;
+mod golden_features;
+mod lookahead;
+mod quality_quirks;
+mod reference_backtest;

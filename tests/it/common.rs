@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+
+use findashpro::config::{LoadedPipeline, Pipeline};
+use findashpro::engine::{Cluster, RunOptions, RunOutput, run};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under the repository root.
+pub fn repo(p: &str) -> PathBuf {
+    root().join(p)
+}
+
+/// Loads a pipeline of `pipelines/`.
+pub fn pipeline(name: &str) -> LoadedPipeline {
+    Pipeline::load(&repo(&format!("pipelines/{name}"))).expect("pipeline loads")
+}
+
+/// A pipeline from text, with relative paths resolved against `base`.
+pub fn pipeline_text(text: &str, base: &Path) -> LoadedPipeline {
+    let pipeline = Pipeline::parse(text, Path::new("test.toml")).expect("pipeline parses");
+    LoadedPipeline {
+        pipeline,
+        path: base.join("test.toml"),
+        base_dir: base.to_path_buf(),
+    }
+}
+
+/// Runs a pipeline on `workers` threads.
+pub fn run_with(p: &LoadedPipeline, workers: usize) -> RunOutput {
+    let opts = RunOptions {
+        cluster: Cluster {
+            workers,
+            ..Cluster::default()
+        },
+        ..RunOptions::default()
+    };
+    run(p, &opts)
+        .expect("run succeeds")
+        .expect("worker 0 is in this process")
+}
+
+/// Reads a CSV file into (header, rows).
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).expect("csv readable");
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(String::from)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// `|a − b| <= tol·max(|b|, 1)`.
+pub fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}

@@ -1,0 +1,135 @@
+//! The same run gives the same outputs: twice, on 1 and 2 worker threads, and as two processes
+//! (timely's `-n 2 -p 0|1`, batches serialized across the process boundary).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{pipeline, repo, run_with};
+
+const TABLES: [&str; 8] = [
+    "signals.parquet",
+    "orders.parquet",
+    "fills.parquet",
+    "positions.parquet",
+    "equity.parquet",
+    "trades.parquet",
+    "quarantine.parquet",
+    "metrics.json",
+];
+
+#[test]
+fn one_and_two_workers_give_identical_ledgers() {
+    let p = pipeline("sample.toml");
+    let a = run_with(&p, 1);
+    let b = run_with(&p, 1);
+    let c = run_with(&p, 2);
+    // Debug text compares NaN fields (rule models predict no return) as equal, and floats exactly.
+    let text = |o: &findashpro::engine::RunOutput| format!("{:?}{:?}", o.ledger, o.quarantine);
+    assert!(text(&a) == text(&b), "two runs on one worker differ");
+    assert!(text(&a) == text(&c), "one and two workers differ");
+    assert!(!a.ledger.fills.is_empty() && !a.quarantine.is_empty());
+}
+
+fn fdp(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"));
+    c.args(args).current_dir(repo(""));
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn assert_same_files(a: &Path, b: &Path) {
+    for t in TABLES {
+        let (x, y) = (
+            std::fs::read(a.join(t)).expect("output"),
+            std::fs::read(b.join(t)).expect("output"),
+        );
+        assert!(
+            x == y,
+            "{t} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn two_processes_write_the_same_bytes_as_one_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_string_lossy().to_string();
+    let status = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "w1",
+        "--out",
+        &out,
+    ])
+    .status()
+    .expect("fdp runs");
+    assert!(status.success());
+    let status = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "w2",
+        "--out",
+        &out,
+        "-w",
+        "2",
+    ])
+    .status()
+    .expect("fdp runs");
+    assert!(status.success());
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("hostfile");
+    let h = hosts.to_string_lossy().to_string();
+    let mut p1 = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "n2",
+        "--out",
+        &out,
+        "-n",
+        "2",
+        "-p",
+        "1",
+        "-h",
+        &h,
+    ])
+    .spawn()
+    .expect("process 1");
+    let p0 = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "n2",
+        "--out",
+        &out,
+        "-n",
+        "2",
+        "-p",
+        "0",
+        "-h",
+        &h,
+    ])
+    .status()
+    .expect("process 0");
+    let s1 = p1.wait().expect("process 1 ends");
+    assert!(
+        p0.success() && s1.success(),
+        "process 0: {p0}, process 1: {s1}"
+    );
+    assert_same_files(&dir.path().join("w1"), &dir.path().join("w2"));
+    assert_same_files(&dir.path().join("w1"), &dir.path().join("n2"));
+}

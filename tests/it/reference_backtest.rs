@@ -1,0 +1,116 @@
+//! `pipelines/reference_sma_cross.toml` reproduces backtesting.py's SMA 10/30 backtest on GOOG.
+
+use findashpro::metrics::compute;
+use findashpro::time::format_time;
+
+use crate::common::{close, pipeline, read_csv, repo, run_with};
+
+#[test]
+fn trades_equity_and_metrics_match_the_golden_run() {
+    let out = run_with(&pipeline("reference_sma_cross.toml"), 1);
+    let (h, rows) = read_csv(&repo("tests/fixtures/golden/goog_sma_cross_trades.csv"));
+    let col = |n: &str| {
+        h.iter()
+            .position(|x| x == n)
+            .unwrap_or_else(|| panic!("column {n}"))
+    };
+    let trades = &out.ledger.trades;
+    assert_eq!(trades.len(), rows.len(), "32 closed + 1 open");
+    for (t, r) in trades.iter().zip(&rows) {
+        let f = |n: &str| r[col(n)].parse::<f64>().expect("number");
+        assert_eq!(
+            format_time(t.entry_ts),
+            r[col("entry_date")],
+            "trade {}",
+            r[0]
+        );
+        assert_eq!(
+            format_time(t.exit_ts),
+            r[col("exit_date")],
+            "trade {}",
+            r[0]
+        );
+        assert_eq!(t.size, f("size"), "trade {}", r[0]);
+        assert_eq!(t.open, r[col("status")].starts_with("open"));
+        for (ours, name) in [
+            (t.entry_price, "entry_price"),
+            (t.exit_price, "exit_price"),
+            (t.commission, "commission"),
+            (t.pnl, "pnl"),
+            (t.return_pct, "return_pct"),
+        ] {
+            assert!(
+                close(ours, f(name), 1e-9),
+                "trade {} {name}: ours {ours}, golden {}",
+                r[0],
+                f(name)
+            );
+        }
+    }
+    let (_, eq) = read_csv(&repo("tests/fixtures/golden/goog_sma_cross_equity.csv"));
+    assert_eq!(out.ledger.equity.len(), eq.len());
+    for (p, r) in out.ledger.equity.iter().zip(&eq) {
+        assert_eq!(format_time(p.ts), r[0]);
+        let g: f64 = r[1].parse().expect("equity");
+        assert!(
+            close(p.equity, g, 1e-9),
+            "equity at {}: ours {}, golden {g}",
+            r[0],
+            p.equity
+        );
+    }
+    let m = compute(&out.ledger, &out.quarantine);
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("tests/fixtures/golden/goog_sma_cross_metrics.json"))
+            .expect("metrics"),
+    )
+    .expect("json");
+    let g = |k: &str| {
+        golden["numpy_reference"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("golden {k}"))
+    };
+    for (ours, key) in [
+        (m.sharpe, "sharpe"),
+        (m.sortino, "sortino"),
+        (m.max_drawdown, "max_drawdown"),
+        (m.cagr, "annual_return_252"),
+        (m.cagr_calendar, "cagr_calendar_365"),
+        (m.calmar, "calmar_252"),
+        (m.volatility, "volatility"),
+        (m.total_return, "total_return"),
+    ] {
+        assert!(
+            close(ours, g(key), 1e-9),
+            "{key}: ours {ours}, golden {}",
+            g(key)
+        );
+    }
+    assert!(
+        close(m.final_equity, 54101.369159999966, 1e-9),
+        "final equity {}",
+        m.final_equity
+    );
+    assert_eq!((m.trades, m.open_trades, m.win_rate), (32, 1, 0.5));
+}
+
+#[test]
+fn a_signal_on_the_last_bar_does_not_fill() {
+    // Cut GOOG just after a golden cross: the buy decided on the last bar stays unfilled.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo("data/reference/GOOG.csv")).expect("GOOG");
+    // Trade 1 enters on 2004-12-21, so its signal is on 2004-12-20 (bar 85, file line 87).
+    let cut: String = text.lines().take(87).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("GOOG.csv"), cut).expect("write");
+    let p = std::fs::read_to_string(repo("pipelines/reference_sma_cross.toml"))
+        .expect("pipeline")
+        .replace("data/reference/GOOG.csv", "GOOG.csv");
+    let out = run_with(&crate::common::pipeline_text(&p, dir.path()), 1);
+    assert!(out.ledger.fills.is_empty());
+    let last = out.ledger.orders.last().expect("an order");
+    assert_eq!(format_time(last.order.ts), "2004-12-20");
+    assert_eq!(
+        last.status,
+        findashpro::operators::portfolio::OrderStatus::Unfilled
+    );
+}
