@@ -525,10 +525,8 @@ impl Pipeline {
                 fraction,
                 cap,
                 window,
-            } => {
-                if !(fraction > 0.0 && fraction <= 1.0 && cap > 0.0 && cap <= 1.0 && window >= 2) {
-                    return bad("kelly needs 0 < fraction <= 1, 0 < cap <= 1, window >= 2");
-                }
+            } if !(fraction > 0.0 && fraction <= 1.0 && cap > 0.0 && cap <= 1.0 && window >= 2) => {
+                return bad("kelly needs 0 < fraction <= 1, 0 < cap <= 1, window >= 2");
             }
             Sizing::FixedFraction { fraction } if !(fraction > 0.0 && fraction <= 1.0) => {
                 return bad("fixed_fraction needs 0 < fraction <= 1");
@@ -540,9 +538,8 @@ impl Pipeline {
             commission,
             ..
         } = self.broker;
-        if !(slippage.is_finite() && (0.0..0.5).contains(&slippage))
-            || !(commission.is_finite() && (0.0..0.5).contains(&commission))
-        {
+        let fraction_ok = |x: f64| x.is_finite() && (0.0..0.5).contains(&x);
+        if !(fraction_ok(slippage) && fraction_ok(commission)) {
             return Err((
                 locate(text, "[broker]", ""),
                 "broker: slippage and commission must be in [0, 0.5)".into(),

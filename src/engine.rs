@@ -201,12 +201,12 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     bars_in.send(part);
                 }
                 in_flight.push_back(t);
-                if in_flight.len() > MAX_IN_FLIGHT {
-                    if let Some(old) = in_flight.pop_front() {
+                if in_flight.len() > MAX_IN_FLIGHT
+                    && let Some(old) = in_flight.pop_front()
+                {
+                    worker.step();
+                    while probe.less_equal(&old) {
                         worker.step();
-                        while probe.less_equal(&old) {
-                            worker.step();
-                        }
                     }
                 }
                 progress.tick();

@@ -47,10 +47,10 @@ impl PayoffEstimator {
                 *down += sign * r * r
             }
         };
-        if self.rets.len() == self.window {
-            if let Some(old) = self.rets.pop_front() {
-                add(&mut self.up2, &mut self.down2, old, -1.0);
-            }
+        if self.rets.len() == self.window
+            && let Some(old) = self.rets.pop_front()
+        {
+            add(&mut self.up2, &mut self.down2, old, -1.0);
         }
         self.rets.push_back(r);
         add(&mut self.up2, &mut self.down2, r, 1.0);
