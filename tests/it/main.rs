@@ -5,5 +5,6 @@ mod common;
 mod determinism;
 mod golden_features;
 mod lookahead;
+mod properties;
 mod quality_quirks;
 mod reference_backtest;
