@@ -36,11 +36,68 @@ pub fn load(path: &Path) -> Result<Vec<String>, SourceError> {
             ),
         })?;
     let mut out: Vec<String> = lines
-        .filter_map(|l| l.split(',').nth(col))
-        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter_map(|l| split_csv(l).into_iter().nth(col))
         .filter(|s| !s.is_empty())
         .collect();
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Splits one CSV line, honouring double quotes (`"Saint Paul, Minnesota"` is one field).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.trim_end_matches(['\r', '\n']).chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut cur).trim().to_string()),
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur.trim().to_string());
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.csv");
+        std::fs::write(&p, text).unwrap();
+        load(&p).unwrap()
+    }
+
+    #[test]
+    fn reads_each_list_layout() {
+        let sp = "Symbol,Security,GICS Sector,GICS Sub-Industry,Headquarters Location,Date added,CIK,Founded\nMMM,3M,Industrials,Industrial Conglomerates,\"Saint Paul, Minnesota\",1957-03-04,66740,1902\nBRK.B,Berkshire,Financials,x,\"Omaha, Nebraska\",2010-02-16,1067983,1839\n";
+        assert_eq!(load_text(sp), vec!["BRK.B", "MMM"]);
+        let eu = "Ticker,Main Listing,Name,Corporate Form,Registered Office,Sector,Founded\nADS.DE,FWB:ADS,Adidas,Aktiengesellschaft,Germany,Consumer Discretionary,1924\n";
+        assert_eq!(load_text(eu), vec!["ADS.DE"]);
+        let nk = "code,name\n1332,ニッスイ\n1333,マルハニチロ";
+        assert_eq!(load_text(nk), vec!["1332", "1333"], "no trailing newline");
+        let cr = "symbol,base,quote,data_in_this_repo\nBTCUSDT,BTC,USDT,a.csv;b.csv\n";
+        assert_eq!(load_text(cr), vec!["BTCUSDT"]);
+    }
+
+    #[test]
+    fn a_list_without_a_symbol_column_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.csv");
+        std::fs::write(&p, "name\nx\n").unwrap();
+        assert!(
+            load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("no ticker column")
+        );
+    }
 }

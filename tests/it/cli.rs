@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::repo;
+use crate::common::{RUN_FILES, repo};
 
 fn fdp(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fdp"))
@@ -28,17 +28,7 @@ fn backtest_writes_every_output_and_a_self_contained_report() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = dir.path().join("cli");
-    for f in [
-        "signals.parquet",
-        "orders.parquet",
-        "fills.parquet",
-        "positions.parquet",
-        "equity.parquet",
-        "trades.parquet",
-        "quarantine.parquet",
-        "metrics.json",
-        "report.html",
-    ] {
+    for f in RUN_FILES {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let html = std::fs::read_to_string(run.join("report.html")).expect("report");

@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 use findashpro::config::{LoadedPipeline, Pipeline};
 use findashpro::engine::{Cluster, RunOptions, RunOutput, run};
 
+/// Every file a backtest writes into its run folder.
+pub const RUN_FILES: [&str; 9] = [
+    "signals.parquet",
+    "orders.parquet",
+    "fills.parquet",
+    "positions.parquet",
+    "equity.parquet",
+    "trades.parquet",
+    "quarantine.parquet",
+    "metrics.json",
+    "report.html",
+];
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,18 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{pipeline, repo, run_with};
-
-const TABLES: [&str; 8] = [
-    "signals.parquet",
-    "orders.parquet",
-    "fills.parquet",
-    "positions.parquet",
-    "equity.parquet",
-    "trades.parquet",
-    "quarantine.parquet",
-    "metrics.json",
-];
+use crate::common::{RUN_FILES, pipeline, repo, run_with};
 
 #[test]
 fn one_and_two_workers_give_identical_ledgers() {
@@ -44,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 fn assert_same_files(a: &Path, b: &Path) {
-    for t in TABLES {
+    for t in RUN_FILES.iter().filter(|f| **f != "report.html") {
         let (x, y) = (
             std::fs::read(a.join(t)).expect("output"),
             std::fs::read(b.join(t)).expect("output"),
