@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::bar::{BarBatch, Tickers};
+use crate::bar::Tickers;
 use crate::config::{LoadedPipeline, Pipeline, QualitySpec, RiskSpec, Sizing};
 use crate::engine::{Cluster, RunOptions, run};
 use crate::operators::features::FeatureEngine;
@@ -226,16 +226,29 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
             },
             ..RunOptions::default()
         };
-        let (n, s) = best_of(repeats, || {
-            run(&p, &opts).ok().flatten().map_or(0, |o| o.ledger.bars)
-        });
-        lines.push(BenchLine {
-            name: format!("graph: SMA-cross pipeline, -w {w} (incl. generation)"),
-            bars: n,
-            seconds: s,
-        });
+        let mut best: Option<(u64, f64, f64)> = None;
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            if let Ok(Some(o)) = run(&p, &opts) {
+                let total = t.elapsed().as_secs_f64();
+                if best.is_none_or(|b| total < b.1) {
+                    best = Some((o.ledger.bars, total, o.graph_seconds));
+                }
+            }
+        }
+        if let Some((n, total, graph)) = best {
+            lines.push(BenchLine {
+                name: format!("graph: SMA-cross pipeline, -w {w}"),
+                bars: n,
+                seconds: graph,
+            });
+            lines.push(BenchLine {
+                name: format!("  the same, with source generation, -w {w}"),
+                bars: n,
+                seconds: total,
+            });
+        }
     }
-    let _ = BarBatch::default();
     lines
 }
 

@@ -111,6 +111,10 @@ pub struct RunOutput {
     pub ledger: Ledger,
     /// Quarantined and flagged rows, in a deterministic order.
     pub quarantine: Vec<Reject>,
+    /// Wall-clock seconds worker 0 spent loading its share of the source.
+    pub load_seconds: f64,
+    /// Wall-clock seconds from the first bar fed to the end of the graph, on worker 0.
+    pub graph_seconds: f64,
 }
 
 /// Options of one run besides the pipeline.
@@ -142,9 +146,18 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
         move |worker| -> Result<Option<RunOutput>, String> {
             let index = worker.index();
             let peers = worker.peers();
+            let _span = tracing::info_span!("worker", index, peers).entered();
+            let loading = Instant::now();
             let input = source
                 .load(index, peers, &tickers)
                 .map_err(|e| e.to_string())?;
+            let load_seconds = loading.elapsed().as_secs_f64();
+            tracing::info!(
+                timestamps = input.batches.len(),
+                rejects = input.rejects.len(),
+                load_seconds,
+                "source loaded"
+            );
             let specs: Vec<FeatureSpec> = pipeline
                 .features
                 .iter()
@@ -193,6 +206,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 rejects_in.send(r);
             }
             rejects_in.close();
+            let running = Instant::now();
             let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
             let mut in_flight: VecDeque<u64> = VecDeque::new();
             for (t, batch) in input.batches {
@@ -214,6 +228,8 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             bars_in.close();
             while worker.step() {}
             progress.finish();
+            let graph_seconds = running.elapsed().as_secs_f64();
+            tracing::info!(graph_seconds, "graph done");
             let ledger = portfolio.borrow_mut().take().map(Portfolio::finish);
             Ok(ledger.map(|ledger| {
                 let mut quarantine = std::mem::take(&mut *quarantine.borrow_mut());
@@ -225,6 +241,8 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     tickers: (*tickers).clone(),
                     ledger,
                     quarantine,
+                    load_seconds,
+                    graph_seconds,
                 }
             }))
         },
