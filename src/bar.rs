@@ -69,6 +69,18 @@ impl Tickers {
     }
 }
 
+/// A string column as `Utf8`, whatever string layout it came in (DataFusion returns `Utf8View`).
+///
+/// # Errors
+/// A column that is not a string column.
+pub fn utf8(col: &ArrayRef) -> Result<StringArray, ArrowError> {
+    let cast = arrow::compute::cast(col, &DataType::Utf8)?;
+    cast.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| ArrowError::SchemaError("not a string column".into()))
+}
+
 /// Which worker owns a ticker: a fixed mix of its id, so the owner is the same in every process.
 pub fn owner(ticker: TickerId, peers: usize) -> usize {
     let mut x = u64::from(ticker).wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -243,7 +255,10 @@ impl BarBatch {
             }
             _ => col::<TimestampSecondArray>(rb, "time")?.values().to_vec(),
         };
-        let names = col::<StringArray>(rb, "ticker")?;
+        let names = utf8(
+            rb.column_by_name("ticker")
+                .ok_or_else(|| ArrowError::SchemaError("column `ticker` missing".into()))?,
+        )?;
         let f = |n: &str| -> Result<Vec<f64>, ArrowError> {
             let a = col::<Float64Array>(rb, n)?;
             Ok((0..a.len())

@@ -1,4 +1,5 @@
-//! File replay: CSV in the layouts of `../shared/data/real` (read with arrow-csv) and Parquet.
+//! File replay: CSV in the layouts of `../shared/data/real` (read with arrow-csv) and Parquet (read
+//! with DataFusion, the date range and ticker list pushed down).
 //!
 //! CSV columns are found by name, so one reader serves the Kaggle, backtesting.py, Yahoo,
 //! backtrader and CryptoDataDownload layouts and their documented quirks (an empty first header,
@@ -145,14 +146,20 @@ impl FileSet {
     ) -> Result<WorkerInput, SourceError> {
         let mut all = BarBatch::default();
         let mut rejects = Vec::new();
-        for (i, (path, ticker)) in self.files.iter().enumerate() {
-            if i % peers.max(1) != index {
-                continue;
-            }
-            if self.format == FileFormat::Parquet {
-                read_parquet(path, tickers, &mut all, &mut rejects)?;
-            } else if let Some(id) = tickers.id(ticker) {
-                read_csv(path, self.format, ticker, id, &mut all, &mut rejects)?;
+        let mine = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers.max(1) == index)
+            .map(|(_, f)| f);
+        if self.format == FileFormat::Parquet {
+            let paths: Vec<PathBuf> = mine.map(|(p, _)| p.clone()).collect();
+            read_parquet(&paths, tickers, self.start, self.end, &mut all)?;
+        } else {
+            for (path, ticker) in mine {
+                if let Some(id) = tickers.id(ticker) {
+                    read_csv(path, self.format, ticker, id, &mut all, &mut rejects)?;
+                }
             }
         }
         let (start, end) = (self.start.unwrap_or(i64::MIN), self.end.unwrap_or(i64::MAX));
@@ -363,64 +370,110 @@ fn read_csv(
     Ok(())
 }
 
-fn parquet_reader(
-    path: &Path,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, SourceError> {
-    let file = std::fs::File::open(path).map_err(|source| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| SourceError::Arrow {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+/// Runs a DataFusion query over Parquet files on a small runtime of its own (sources run on timely
+/// worker threads, which are not tokio's).
+fn datafusion<T>(
+    paths: &[PathBuf],
+    query: impl AsyncFnOnce(datafusion::prelude::DataFrame) -> datafusion::error::Result<T>,
+) -> Result<T, SourceError> {
+    let first = paths.first().cloned().unwrap_or_default();
+    let err = |e: &dyn std::fmt::Display| SourceError::Arrow {
+        path: first.clone(),
+        message: e.to_string(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| err(&e))?;
+    let files: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx
+            .read_parquet(files, datafusion::prelude::ParquetReadOptions::default())
+            .await?;
+        query(df).await
+    })
+    .map_err(|e| err(&e))
 }
 
+/// The distinct tickers of Parquet bar files.
 fn parquet_tickers(path: &Path) -> Result<Vec<String>, SourceError> {
+    use datafusion::prelude::col;
+    let batches = datafusion(&[path.to_path_buf()], async |df| {
+        df.select(vec![col("ticker")])?.distinct()?.collect().await
+    })?;
     let mut out = Vec::new();
-    for rb in parquet_reader(path)? {
-        let rb = rb.map_err(|e| SourceError::Arrow {
+    for rb in &batches {
+        let names = crate::bar::utf8(rb.column(0)).map_err(|e| SourceError::Format {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: format!("`ticker`: {e}"),
         })?;
-        let col = rb
-            .column_by_name("ticker")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-        let col = col.ok_or_else(|| SourceError::Format {
-            path: path.to_path_buf(),
-            message: "no Utf8 `ticker` column".into(),
-        })?;
-        out.extend(col.iter().flatten().map(str::to_string));
-        out.sort();
-        out.dedup();
+        out.extend(names.iter().flatten().map(str::to_string));
     }
+    out.sort();
+    out.dedup();
     Ok(out)
 }
 
+/// Reads Parquet bars through DataFusion with the date range and the ticker list pushed down, so
+/// row groups outside them are skipped by their statistics.
 fn read_parquet(
-    path: &Path,
+    paths: &[PathBuf],
     tickers: &Tickers,
+    start: Option<EventTime>,
+    end: Option<EventTime>,
     out: &mut BarBatch,
-    rejects: &mut Vec<Reject>,
 ) -> Result<(), SourceError> {
-    for rb in parquet_reader(path)? {
-        let rb = rb.map_err(|e| SourceError::Arrow {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let (batch, unknown) =
-            BarBatch::from_arrow(&rb, tickers).map_err(|e| SourceError::Format {
-                path: path.to_path_buf(),
+    use datafusion::common::ScalarValue;
+    use datafusion::prelude::{Expr, col, lit};
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<Expr> = tickers.names().iter().map(|n| lit(n.as_str())).collect();
+    let batches = datafusion(paths, async move |df| {
+        let seconds = matches!(
+            df.schema()
+                .field_with_unqualified_name("time")
+                .map(|f| f.data_type().clone()),
+            Ok(DataType::Timestamp(_, _))
+        );
+        let at = |t: EventTime| {
+            if seconds {
+                lit(ScalarValue::TimestampSecond(Some(t), None))
+            } else {
+                lit(t)
+            }
+        };
+        let mut df = df.filter(col("ticker").in_list(names, false))?;
+        if let Some(s) = start {
+            df = df.filter(col("time").gt_eq(at(s)))?;
+        }
+        if let Some(e) = end {
+            df = df.filter(col("time").lt(at(e)))?;
+        }
+        df.select(vec![
+            col("time"),
+            col("ticker"),
+            col("open"),
+            col("high"),
+            col("low"),
+            col("close"),
+            col("volume"),
+        ])?
+        .collect()
+        .await
+    })?;
+    for rb in &batches {
+        let (batch, _unknown) =
+            BarBatch::from_arrow(rb, tickers).map_err(|e| SourceError::Format {
+                path: paths[0].clone(),
                 message: e.to_string(),
             })?;
         for b in batch.iter() {
             out.push(b);
         }
-        // Tickers filtered out by the universe are not errors; only names never seen would be.
-        let _ = unknown;
-        let _ = &rejects;
     }
     Ok(())
 }
@@ -502,6 +555,43 @@ mod tests {
         .unwrap();
         assert_eq!(out.ts, vec![1_609_286_400]);
         assert_eq!(out.volume, vec![3.0]);
+    }
+
+    #[test]
+    fn parquet_reads_only_the_selected_tickers_and_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = Tickers::new(["A".to_string(), "B".to_string(), "C".to_string()]);
+        let mut b = BarBatch::default();
+        for t in 0..3u32 {
+            for d in 0..10i64 {
+                b.push(Bar {
+                    ticker: t,
+                    ts: d * DAY,
+                    open: 1.0,
+                    high: 2.0,
+                    low: 0.5,
+                    close: 1.5,
+                    volume: d as f64,
+                });
+            }
+        }
+        let rb = b.to_arrow(&all).unwrap();
+        let path = dir.path().join("bars.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            rb.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&rb).unwrap();
+        w.close().unwrap();
+        assert_eq!(parquet_tickers(&path).unwrap(), vec!["A", "B", "C"]);
+        let some = Tickers::new(["A".to_string(), "C".to_string()]);
+        let mut out = BarBatch::default();
+        read_parquet(&[path], &some, Some(2 * DAY), Some(5 * DAY), &mut out).unwrap();
+        let mut got: Vec<(u32, i64)> = out.iter().map(|b| (b.ticker, b.ts / DAY)).collect();
+        got.sort();
+        assert_eq!(got, vec![(0, 2), (0, 3), (0, 4), (1, 2), (1, 3), (1, 4)]);
     }
 
     #[test]

@@ -114,3 +114,42 @@ fn a_signal_on_the_last_bar_does_not_fill() {
         findashpro::operators::portfolio::OrderStatus::Unfilled
     );
 }
+
+#[test]
+fn a_parquet_replay_equals_the_csv_replay() {
+    use findashpro::bar::{Bar, BarBatch, Tickers};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, rows) = read_csv(&repo("data/reference/GOOG.csv"));
+    let mut bars = BarBatch::default();
+    for r in &rows {
+        let f = |i: usize| r[i].parse::<f64>().expect("number");
+        let ts = findashpro::time::parse_time(&r[0]).expect("date");
+        bars.push(Bar {
+            ticker: 0,
+            ts,
+            open: f(1),
+            high: f(2),
+            low: f(3),
+            close: f(4),
+            volume: f(5),
+        });
+    }
+    let rb = bars
+        .to_arrow(&Tickers::new(["GOOG".to_string()]))
+        .expect("arrow");
+    let file = std::fs::File::create(dir.path().join("goog.parquet")).expect("create");
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, rb.schema(), None).expect("writer");
+    w.write(&rb).expect("write");
+    w.close().expect("close");
+    let text = std::fs::read_to_string(repo("pipelines/reference_sma_cross.toml"))
+        .expect("pipeline")
+        .replace("format = \"backtesting_py\"", "format = \"parquet\"")
+        .replace("data/reference/GOOG.csv", "goog.parquet");
+    let from_parquet = run_with(&crate::common::pipeline_text(&text, dir.path()), 1);
+    let from_csv = run_with(&pipeline("reference_sma_cross.toml"), 1);
+    assert_eq!(
+        format!("{:?}", from_parquet.ledger),
+        format!("{:?}", from_csv.ledger)
+    );
+    assert_eq!(from_parquet.ledger.trades.len(), 33);
+}
