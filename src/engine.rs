@@ -19,8 +19,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concat, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::bar::{BarBatch, Tickers};
+use crate::bar::{BarBatch, TickerId, Tickers};
 use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
+use crate::operators::exposure::{ExposureRow, sector_exposure};
 use crate::operators::features::FeaturesExt;
 use crate::operators::indicators::FeatureSpec;
 use crate::operators::portfolio::{Ledger, Portfolio, PortfolioExt, SharedPortfolio};
@@ -111,6 +112,8 @@ pub struct RunOutput {
     pub ledger: Ledger,
     /// Quarantined and flagged rows, in a deterministic order.
     pub quarantine: Vec<Reject>,
+    /// Exposure per sector after each time with fills, by time then sector.
+    pub exposure: Vec<ExposureRow>,
     /// Wall-clock seconds worker 0 spent loading its share of the source.
     pub load_seconds: f64,
     /// Wall-clock seconds from the first bar fed to the end of the graph, on worker 0.
@@ -136,6 +139,7 @@ pub struct RunOptions {
 pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
     let source = Arc::new(Source::open(p)?);
     let tickers = Arc::new(source.tickers());
+    let sectors = Arc::new(source.sectors());
     let pipeline = Arc::new(p.pipeline.clone());
     let columns = p.pipeline.feature_columns();
     let model = RuleModel::new(&p.pipeline.model, &columns)
@@ -184,15 +188,27 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 InputHandle::new();
             let mut rejects_in: InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>> =
                 InputHandle::new();
+            let mut sectors_in: InputHandle<
+                u64,
+                CapacityContainerBuilder<Vec<(TickerId, String)>>,
+            > = InputHandle::new();
+            let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
             let probe = ProbeHandle::new();
             worker.dataflow::<u64, _, _>(|scope| {
                 let (good, rejects) = scope
                     .input_from(&mut bars_in)
                     .quality(&pipeline.quality, Arc::clone(&tickers));
-                good.features(specs)
+                let (equity, deltas) = good
+                    .features(specs)
                     .signals(model.clone(), window)
-                    .portfolio(Rc::clone(&portfolio))
-                    .probe_with(&probe);
+                    .portfolio(Rc::clone(&portfolio));
+                equity.probe_with(&probe);
+                sector_exposure(
+                    deltas,
+                    scope.input_from(&mut sectors_in),
+                    Rc::clone(&exposure),
+                )
+                .probe_with(&probe);
                 let q = Rc::clone(&quarantine);
                 rejects.concat(scope.input_from(&mut rejects_in)).sink(
                     Exchange::new(|_r: &Reject| 0),
@@ -206,6 +222,16 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 rejects_in.send(r);
             }
             rejects_in.close();
+            if index == 0 {
+                for (id, name) in tickers.names().iter().enumerate() {
+                    let sector = sectors
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| "unknown".into());
+                    sectors_in.send((id as TickerId, sector));
+                }
+            }
+            sectors_in.close();
             let running = Instant::now();
             let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
             let mut in_flight: VecDeque<u64> = VecDeque::new();
@@ -237,10 +263,13 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     (&a.ticker, a.ts, a.reason, &a.detail)
                         .cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
                 });
+                let exposure =
+                    crate::operators::exposure::rows(std::mem::take(&mut *exposure.borrow_mut()));
                 RunOutput {
                     tickers: (*tickers).clone(),
                     ledger,
                     quarantine,
+                    exposure,
                     load_seconds,
                     graph_seconds,
                 }

@@ -19,7 +19,14 @@ pub fn write(
     with_report: bool,
 ) -> Result<Metrics, SinkError> {
     let metrics = compute(&out.ledger, &out.quarantine);
-    write_run(dir, &out.tickers, &out.ledger, &out.quarantine, &metrics)?;
+    write_run(
+        dir,
+        &out.tickers,
+        &out.ledger,
+        &out.quarantine,
+        &out.exposure,
+        &metrics,
+    )?;
     if with_report {
         let html = report::render(title, &out.ledger.equity, &metrics);
         let p = dir.join("report.html");

@@ -5,7 +5,8 @@ use std::path::Path;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// The tables a run folder holds.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
+    "exposure",
     "signals",
     "orders",
     "fills",

@@ -57,6 +57,20 @@ pub struct Position {
     pub entry_ts: EventTime,
     /// Commission paid on entry.
     pub entry_commission: f64,
+    /// Entry value in cents (signed), the exact amount the position adds to exposure.
+    pub cost_cents: i64,
+}
+
+/// A change of a ticker's position at cost: a fill is an update, a position is their sum.
+/// Amounts are integer cents so sums are exact in any order (the exposure collection relies on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PositionDelta {
+    /// Ticker.
+    pub ticker: TickerId,
+    /// Change of the value at entry prices, in cents.
+    pub cost_cents: i64,
+    /// Change of the number of open positions (+1 entry, −1 exit).
+    pub count: i64,
 }
 
 /// A signal as written to the signals output.
@@ -219,6 +233,7 @@ pub struct Portfolio<B: Broker> {
     open_orders: BTreeMap<u64, OrderSide>,
     next_id: u64,
     last_ts: Option<EventTime>,
+    deltas: Vec<PositionDelta>,
 }
 
 impl<B: Broker> Portfolio<B> {
@@ -236,6 +251,7 @@ impl<B: Broker> Portfolio<B> {
             open_orders: BTreeMap::new(),
             next_id: 0,
             last_ts: None,
+            deltas: Vec::new(),
         }
     }
 
@@ -423,6 +439,11 @@ impl<B: Broker> Portfolio<B> {
         match order.kind {
             OrderKind::Exit => {
                 if let Some(p) = self.account.positions.remove(&order.ticker) {
+                    self.deltas.push(PositionDelta {
+                        ticker: order.ticker,
+                        cost_cents: -p.cost_cents,
+                        count: -1,
+                    });
                     self.ledger.trades.push(trade(
                         order.ticker,
                         &p,
@@ -440,12 +461,19 @@ impl<B: Broker> Portfolio<B> {
                 });
             }
             OrderKind::Entry { .. } => {
+                let cost_cents = (signed * price * 100.0).round() as i64;
                 let p = Position {
                     quantity: signed,
                     entry_price: price,
                     entry_ts: bar.ts,
                     entry_commission: commission,
+                    cost_cents,
                 };
+                self.deltas.push(PositionDelta {
+                    ticker: order.ticker,
+                    cost_cents,
+                    count: 1,
+                });
                 self.ledger.positions.push(PositionRecord {
                     ts: bar.ts,
                     ticker: order.ticker,
@@ -517,24 +545,31 @@ pub type SharedPortfolio<B> = Rc<RefCell<Option<Portfolio<B>>>>;
 pub trait PortfolioExt<'s> {
     /// Sends every signal batch to worker 0 and steps `portfolio` there, once per timestamp after
     /// the frontier passed it. The engine takes the portfolio back to [`Portfolio::finish`] it once
-    /// the stream has ended. The returned stream carries the equity points.
+    /// the stream has ended. Returns the equity points and the position changes.
+    #[allow(clippy::type_complexity)]
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
-    ) -> Stream<'s, u64, Vec<EquityPoint>>;
+    ) -> (
+        Stream<'s, u64, Vec<EquityPoint>>,
+        Stream<'s, u64, Vec<PositionDelta>>,
+    );
 }
 
 impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
-    ) -> Stream<'s, u64, Vec<EquityPoint>> {
+    ) -> (
+        Stream<'s, u64, Vec<EquityPoint>>,
+        Stream<'s, u64, Vec<PositionDelta>>,
+    ) {
         let mut rows: Vec<(Bar, Option<Signal>, f64)> = Vec::new();
-        by_time(
+        let events = by_time(
             self,
             Exchange::new(|_b: &SignalBatch| 0),
             "Portfolio",
-            move |t, batches, emit| {
+            move |t, batches, emit: &mut Vec<Result<EquityPoint, PositionDelta>>| {
                 rows.clear();
                 for sb in &batches {
                     for i in 0..sb.bars.len() {
@@ -544,12 +579,14 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                 rows.sort_by_key(|r| r.0.ticker);
                 if let Some(p) = portfolio.borrow_mut().as_mut() {
                     p.step(t as EventTime, &rows);
+                    emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {
-                        emit.push(*e);
+                        emit.push(Ok(*e));
                     }
                 }
             },
-        )
+        );
+        super::keyed::split(events)
     }
 }
 

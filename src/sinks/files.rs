@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::bar::Tickers;
 use crate::metrics::Metrics;
+use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 use crate::operators::quality::Reject;
 use crate::operators::risk::EntrySize;
@@ -108,7 +109,8 @@ fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), Sin
     Ok(())
 }
 
-/// Writes signals, orders, fills, positions, equity, trades and quarantine as Parquet, and
+/// Writes signals, orders, fills, positions, equity, trades, quarantine and sector exposure as
+/// Parquet, and
 /// `metrics.json`, into `dir` (created if missing).
 ///
 /// # Errors
@@ -118,6 +120,7 @@ pub fn write_run(
     tickers: &Tickers,
     ledger: &Ledger,
     quarantine: &[Reject],
+    exposure: &[ExposureRow],
     metrics: &Metrics,
 ) -> Result<(), SinkError> {
     std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
@@ -345,6 +348,30 @@ pub fn write_run(
             (
                 "detail",
                 Col::Str(quarantine.iter().map(|r| r.detail.clone()).collect()),
+            ),
+        ],
+    )?;
+    write_table(
+        dir,
+        "exposure",
+        vec![
+            ("time", Col::Time(exposure.iter().map(|r| r.ts).collect())),
+            (
+                "sector",
+                Col::Str(exposure.iter().map(|r| r.sector.clone()).collect()),
+            ),
+            (
+                "cost_basis",
+                Col::F64(
+                    exposure
+                        .iter()
+                        .map(|r| r.cost_cents as f64 / 100.0)
+                        .collect(),
+                ),
+            ),
+            (
+                "positions",
+                Col::I64(exposure.iter().map(|r| r.positions).collect()),
             ),
         ],
     )?;

@@ -28,6 +28,7 @@ pub struct FileSet {
     /// (path, ticker) for per-ticker CSV files; ticker empty for Parquet.
     files: Vec<(PathBuf, String)>,
     tickers: Tickers,
+    sectors: std::collections::BTreeMap<String, String>,
     start: Option<EventTime>,
     end: Option<EventTime>,
 }
@@ -82,10 +83,17 @@ impl FileSet {
         }
         found.sort();
         found.dedup();
-        let allowed: Option<Vec<String>> = match universe {
-            Some(u) => Some(universe::load(&p.resolve(u))?),
+        let members = match universe {
+            Some(u) => Some(universe::members(&p.resolve(u))?),
             None => None,
         };
+        let sectors = members
+            .iter()
+            .flatten()
+            .filter_map(|m| Some((m.ticker.clone(), m.sector.clone()?)))
+            .collect();
+        let allowed: Option<Vec<String>> =
+            members.map(|m| m.into_iter().map(|m| m.ticker).collect());
         let keep = |t: &str| {
             allowed
                 .as_ref()
@@ -124,6 +132,7 @@ impl FileSet {
             format: *format,
             files,
             tickers,
+            sectors,
             start,
             end,
         })
@@ -132,6 +141,11 @@ impl FileSet {
     /// The run's tickers.
     pub fn tickers(&self) -> Tickers {
         self.tickers.clone()
+    }
+
+    /// Sectors the universe file gives.
+    pub fn sectors(&self) -> std::collections::BTreeMap<String, String> {
+        self.sectors.clone()
     }
 
     /// Loads the files of worker `index` (every `peers`-th file).

@@ -103,6 +103,14 @@ impl Source {
         }
     }
 
+    /// Sector of each ticker that the universe file names one for.
+    pub fn sectors(&self) -> std::collections::BTreeMap<String, String> {
+        match self {
+            Source::Files(f) => f.sectors(),
+            Source::Synthetic(_) => std::collections::BTreeMap::new(),
+        }
+    }
+
     /// Loads the share of worker `index` of `peers`.
     ///
     /// # Errors

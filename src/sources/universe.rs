@@ -7,41 +7,66 @@ use super::SourceError;
 /// Column names that hold the ticker in the supported lists, in order of preference.
 const SYMBOL_COLUMNS: [&str; 4] = ["Symbol", "Ticker", "code", "symbol"];
 
-/// Reads the tickers of a constituents CSV (first column named like a symbol column).
+/// Column names that hold a sector or category.
+const SECTOR_COLUMNS: [&str; 4] = ["GICS Sector", "Sector", "category", "sector"];
+
+/// One constituent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Ticker as the data files name it.
+    pub ticker: String,
+    /// Sector or category, when the list has one.
+    pub sector: Option<String>,
+}
+
+/// Reads a constituents CSV: the ticker column (the first named like a symbol column) and, when
+/// present, the sector column. Sorted by ticker, duplicates removed.
 ///
 /// # Errors
 /// Unreadable file, or no symbol column.
-pub fn load(path: &Path) -> Result<Vec<String>, SourceError> {
-    let io = |source| SourceError::Io {
+pub fn members(path: &Path) -> Result<Vec<Member>, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    })?;
     let text = text.trim_start_matches('\u{feff}');
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
+    let header = split_csv(lines.next().unwrap_or_default());
+    let find = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|c| header.iter().position(|h| h == c))
+    };
+    let col = find(&SYMBOL_COLUMNS).ok_or_else(|| SourceError::Format {
+        path: path.to_path_buf(),
+        message: format!(
+            "no ticker column (looked for {})",
+            SYMBOL_COLUMNS.join(", ")
+        ),
+    })?;
+    let sector_col = find(&SECTOR_COLUMNS);
+    let mut out: Vec<Member> = lines
+        .map(split_csv)
+        .filter_map(|f| {
+            let ticker = f.get(col).filter(|s| !s.is_empty())?.clone();
+            let sector = sector_col
+                .and_then(|c| f.get(c))
+                .filter(|s| !s.is_empty())
+                .cloned();
+            Some(Member { ticker, sector })
+        })
         .collect();
-    let col = SYMBOL_COLUMNS
-        .iter()
-        .find_map(|c| header.iter().position(|h| h == c))
-        .ok_or_else(|| SourceError::Format {
-            path: path.to_path_buf(),
-            message: format!(
-                "no ticker column (looked for {})",
-                SYMBOL_COLUMNS.join(", ")
-            ),
-        })?;
-    let mut out: Vec<String> = lines
-        .filter_map(|l| split_csv(l).into_iter().nth(col))
-        .filter(|s| !s.is_empty())
-        .collect();
-    out.sort();
-    out.dedup();
+    out.sort_by(|a, b| a.ticker.cmp(&b.ticker));
+    out.dedup_by(|a, b| a.ticker == b.ticker);
     Ok(out)
+}
+
+/// The tickers of a constituents CSV, sorted.
+///
+/// # Errors
+/// As [`members`].
+pub fn load(path: &Path) -> Result<Vec<String>, SourceError> {
+    Ok(members(path)?.into_iter().map(|m| m.ticker).collect())
 }
 
 /// Splits one CSV line, honouring double quotes (`"Saint Paul, Minnesota"` is one field).
@@ -86,6 +111,25 @@ mod tests {
         assert_eq!(load_text(nk), vec!["1332", "1333"], "no trailing newline");
         let cr = "symbol,base,quote,data_in_this_repo\nBTCUSDT,BTC,USDT,a.csv;b.csv\n";
         assert_eq!(load_text(cr), vec!["BTCUSDT"]);
+    }
+
+    #[test]
+    fn sectors_come_with_their_tickers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.csv");
+        std::fs::write(
+            &p,
+            "Symbol,Name,Sector\nAAPL,Apple,Information Technology\nXOM,Exxon,Energy\n",
+        )
+        .unwrap();
+        let m = members(&p).unwrap();
+        assert_eq!(
+            m[1],
+            Member {
+                ticker: "XOM".into(),
+                sector: Some("Energy".into())
+            }
+        );
     }
 
     #[test]

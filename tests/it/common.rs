@@ -6,7 +6,8 @@ use findashpro::config::{LoadedPipeline, Pipeline};
 use findashpro::engine::{Cluster, RunOptions, RunOutput, run};
 
 /// Every file a backtest writes into its run folder.
-pub const RUN_FILES: [&str; 9] = [
+pub const RUN_FILES: [&str; 10] = [
+    "exposure.parquet",
     "signals.parquet",
     "orders.parquet",
     "fills.parquet",

@@ -13,7 +13,9 @@ fn one_and_two_workers_give_identical_ledgers() {
     let b = run_with(&p, 1);
     let c = run_with(&p, 2);
     // Debug text compares NaN fields (rule models predict no return) as equal, and floats exactly.
-    let text = |o: &findashpro::engine::RunOutput| format!("{:?}{:?}", o.ledger, o.quarantine);
+    let text = |o: &findashpro::engine::RunOutput| {
+        format!("{:?}{:?}{:?}", o.ledger, o.quarantine, o.exposure)
+    };
     assert!(text(&a) == text(&b), "two runs on one worker differ");
     assert!(text(&a) == text(&c), "one and two workers differ");
     assert!(!a.ledger.fills.is_empty() && !a.quarantine.is_empty());

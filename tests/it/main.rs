@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod determinism;
+mod exposure;
 mod golden_features;
 mod lookahead;
 mod properties;

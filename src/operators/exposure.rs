@@ -1,0 +1,139 @@
+//! Sector exposure as differential-dataflow collections.
+//!
+//! Each fill changes a ticker's position at cost ([`PositionDelta`], integer cents); the
+//! collection of those changes is joined with the ticker → sector table (from the universe file)
+//! and summed per sector. Differential keeps the sums incremental and exact: at every time the
+//! output holds, per sector, the value at entry prices and the number of open positions, whatever
+//! order the updates arrived in and however many workers hold the keys.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use differential_dataflow::AsCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+
+use crate::bar::TickerId;
+use crate::time::EventTime;
+
+use super::keyed::by_time;
+use super::portfolio::PositionDelta;
+
+/// Exposure of one sector after the fills at `ts`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExposureRow {
+    /// Time of the fills that changed it.
+    pub ts: EventTime,
+    /// Sector (`unknown` for tickers the universe gives none).
+    pub sector: String,
+    /// Signed value at entry prices, in cents.
+    pub cost_cents: i64,
+    /// Open positions.
+    pub positions: i64,
+}
+
+/// Differential updates of the per-sector totals: `((sector, (cost_cents, positions)), time, diff)`.
+pub type ExposureUpdates<'s> = Stream<'s, u64, Vec<((String, (i64, i64)), u64, isize)>>;
+
+/// Turns the sink's raw rows into one row per time and sector: the inserted value, or zero when
+/// the time only retracted the sector's previous value.
+pub fn rows(mut raw: Vec<ExposureRow>) -> Vec<ExposureRow> {
+    raw.sort();
+    let mut out: Vec<ExposureRow> = Vec::with_capacity(raw.len());
+    for r in raw {
+        match out.last_mut() {
+            Some(last) if last.ts == r.ts && last.sector == r.sector => {
+                if (r.cost_cents, r.positions) != (0, 0) {
+                    *last = r;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Adds `(data, time, +1)` to every record, making a stream a collection of insertions.
+fn stamp<'s, D: Clone + 'static>(
+    s: Stream<'s, u64, Vec<D>>,
+    name: &str,
+) -> Stream<'s, u64, Vec<(D, u64, isize)>> {
+    by_time(s, Pipeline, name, |t, items, out| {
+        out.extend(items.into_iter().map(|d| (d, t, 1)))
+    })
+}
+
+/// Builds the exposure dataflow: `deltas` are position changes, `sectors` the ticker → sector table
+/// (sent once, at the first time). Rows land in `out` on worker 0; the returned stream is the
+/// exposure updates, for a probe.
+pub fn sector_exposure<'s>(
+    deltas: Stream<'s, u64, Vec<PositionDelta>>,
+    sectors: Stream<'s, u64, Vec<(TickerId, String)>>,
+    out: Rc<RefCell<Vec<ExposureRow>>>,
+) -> ExposureUpdates<'s> {
+    let positions = stamp(deltas, "StampFills")
+        .as_collection()
+        .map(|d: PositionDelta| (d.ticker, (d.cost_cents, d.count)));
+    let sectors = stamp(sectors, "StampSectors").as_collection();
+    let totals = positions
+        .join(sectors)
+        .map(|(_ticker, (value, sector))| (sector, value))
+        .reduce(|_sector, input, output| {
+            let (mut cost, mut count) = (0i64, 0i64);
+            for ((c, n), diff) in input {
+                cost += c * *diff as i64;
+                count += n * *diff as i64;
+            }
+            output.push(((cost, count), 1isize));
+        });
+    let updates = totals.inner;
+    updates.clone().sink(
+        Exchange::new(|_u: &((String, (i64, i64)), u64, isize)| 0),
+        "ExposureSink",
+        move |(input, _)| {
+            input.for_each(|_, data| {
+                for ((sector, (cost_cents, positions)), t, diff) in data.drain(..) {
+                    if diff > 0 {
+                        out.borrow_mut().push(ExposureRow {
+                            ts: t as EventTime,
+                            sector,
+                            cost_cents,
+                            positions,
+                        });
+                    }
+                }
+            })
+        },
+    );
+    updates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ts: i64, sector: &str, cost_cents: i64, positions: i64) -> ExposureRow {
+        ExposureRow {
+            ts,
+            sector: sector.into(),
+            cost_cents,
+            positions,
+        }
+    }
+
+    #[test]
+    fn a_lone_retraction_is_a_zero_and_an_insertion_wins() {
+        let raw = vec![
+            row(2, "A", 0, 0),
+            row(1, "A", 500, 1),
+            row(2, "B", 700, 2),
+            row(2, "B", 0, 0),
+        ];
+        assert_eq!(
+            rows(raw),
+            vec![row(1, "A", 500, 1), row(2, "A", 0, 0), row(2, "B", 700, 2)]
+        );
+    }
+}
