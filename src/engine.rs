@@ -8,7 +8,6 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,8 +30,10 @@ use crate::operators::signal::{RuleModel, SignalExt};
 use crate::sinks::broker::PaperBroker;
 use crate::sources::{Source, SourceError};
 
-/// How many timestamps a worker may run ahead of what the graph has finished.
-const MAX_IN_FLIGHT: usize = 512;
+/// Timestamps a worker feeds before it lets the graph catch up. Bounds the times in flight (each
+/// outstanding time makes every progress update dearer) without stepping once per timestamp;
+/// 64 to 1,024 measure the same on the benchmark.
+const FEED_CHUNK: usize = 128;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
@@ -234,18 +235,16 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             sectors_in.close();
             let running = Instant::now();
             let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
-            let mut in_flight: VecDeque<u64> = VecDeque::new();
+            let mut sent = 0usize;
             for (t, batch) in input.batches {
                 bars_in.advance_to(t);
                 for part in batch.shard(peers) {
                     bars_in.send(part);
                 }
-                in_flight.push_back(t);
-                if in_flight.len() > MAX_IN_FLIGHT
-                    && let Some(old) = in_flight.pop_front()
-                {
-                    worker.step();
-                    while probe.less_equal(&old) {
+                sent += 1;
+                if sent % FEED_CHUNK == 0 {
+                    bars_in.advance_to(t + 1);
+                    while probe.less_equal(&t) {
                         worker.step();
                     }
                 }

@@ -1,7 +1,7 @@
 //! Sector exposure as differential-dataflow collections.
 //!
-//! Each fill changes a ticker's position at cost ([`PositionDelta`], integer cents); the
-//! collection of those changes is joined with the ticker → sector table (from the universe file)
+//! The open positions are a collection: an entry fill inserts `(ticker, cost)` ([`PositionDelta`],
+//! integer cents) and its exit retracts it. That collection is joined with the ticker → sector table (from the universe file)
 //! and summed per sector. Differential keeps the sums incremental and exact: at every time the
 //! output holds, per sector, the value at entry prices and the number of open positions, whatever
 //! order the updates arrived in and however many workers hold the keys.
@@ -73,18 +73,23 @@ pub fn sector_exposure<'s>(
     sectors: Stream<'s, u64, Vec<(TickerId, String)>>,
     out: Rc<RefCell<Vec<ExposureRow>>>,
 ) -> ExposureUpdates<'s> {
-    let positions = stamp(deltas, "StampFills")
-        .as_collection()
-        .map(|d: PositionDelta| (d.ticker, (d.cost_cents, d.count)));
+    let positions = by_time(deltas, Pipeline, "OpenPositions", |t, items, out| {
+        out.extend(
+            items
+                .into_iter()
+                .map(|d: PositionDelta| ((d.ticker, d.cost_cents), t, d.diff)),
+        );
+    })
+    .as_collection();
     let sectors = stamp(sectors, "StampSectors").as_collection();
     let totals = positions
         .join(sectors)
-        .map(|(_ticker, (value, sector))| (sector, value))
+        .map(|(_ticker, (cost, sector))| (sector, cost))
         .reduce(|_sector, input, output| {
             let (mut cost, mut count) = (0i64, 0i64);
-            for ((c, n), diff) in input {
-                cost += c * *diff as i64;
-                count += n * *diff as i64;
+            for (c, diff) in input {
+                cost += **c * *diff as i64;
+                count += *diff as i64;
             }
             output.push(((cost, count), 1isize));
         });
@@ -94,15 +99,21 @@ pub fn sector_exposure<'s>(
         "ExposureSink",
         move |(input, _)| {
             input.for_each(|_, data| {
+                let mut out = out.borrow_mut();
                 for ((sector, (cost_cents, positions)), t, diff) in data.drain(..) {
-                    if diff > 0 {
-                        out.borrow_mut().push(ExposureRow {
-                            ts: t as EventTime,
-                            sector,
-                            cost_cents,
-                            positions,
-                        });
-                    }
+                    // A retraction alone means the sector's positions all closed: record zero. An
+                    // insertion at the same time replaces it (see `rows`).
+                    let (cost_cents, positions) = if diff > 0 {
+                        (cost_cents, positions)
+                    } else {
+                        (0, 0)
+                    };
+                    out.push(ExposureRow {
+                        ts: t as EventTime,
+                        sector,
+                        cost_cents,
+                        positions,
+                    });
                 }
             })
         },

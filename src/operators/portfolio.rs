@@ -61,16 +61,17 @@ pub struct Position {
     pub cost_cents: i64,
 }
 
-/// A change of a ticker's position at cost: a fill is an update, a position is their sum.
+/// A change of the set of open positions: an entry inserts `(ticker, cost)`, the exit retracts the
+/// very same record, so the collection of these updates holds exactly the open positions.
 /// Amounts are integer cents so sums are exact in any order (the exposure collection relies on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PositionDelta {
     /// Ticker.
     pub ticker: TickerId,
-    /// Change of the value at entry prices, in cents.
+    /// Value at entry prices, in cents (signed: negative for a short).
     pub cost_cents: i64,
-    /// Change of the number of open positions (+1 entry, −1 exit).
-    pub count: i64,
+    /// +1 when the position opens, −1 when it closes.
+    pub diff: isize,
 }
 
 /// A signal as written to the signals output.
@@ -441,8 +442,8 @@ impl<B: Broker> Portfolio<B> {
                 if let Some(p) = self.account.positions.remove(&order.ticker) {
                     self.deltas.push(PositionDelta {
                         ticker: order.ticker,
-                        cost_cents: -p.cost_cents,
-                        count: -1,
+                        cost_cents: p.cost_cents,
+                        diff: -1,
                     });
                     self.ledger.trades.push(trade(
                         order.ticker,
@@ -472,7 +473,7 @@ impl<B: Broker> Portfolio<B> {
                 self.deltas.push(PositionDelta {
                     ticker: order.ticker,
                     cost_cents,
-                    count: 1,
+                    diff: 1,
                 });
                 self.ledger.positions.push(PositionRecord {
                     ts: bar.ts,

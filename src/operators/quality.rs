@@ -14,7 +14,7 @@ use timely::dataflow::channels::pact::Exchange;
 use crate::bar::{Bar, BarBatch};
 use crate::calendar::sessions_between;
 use crate::config::{CalendarKind, OutlierAction, QualitySpec};
-use crate::time::{EventTime, date_of, format_time};
+use crate::time::{EventTime, date_of, day_number, format_time};
 
 use super::keyed::{KeyedState, by_time};
 
@@ -167,7 +167,12 @@ impl QualityGate {
                     format!("{} after {}", format_time(b.ts), format_time(last)),
                 );
             }
-            let missing = sessions_between(self.calendar, date_of(last), date_of(b.ts));
+            // Consecutive days cannot hide a session: skip the calendar walk for them.
+            let missing = if day_number(b.ts) - day_number(last) <= 1 {
+                0
+            } else {
+                sessions_between(self.calendar, date_of(last), date_of(b.ts))
+            };
             if missing > 0 {
                 flags.push((
                     Reason::Gap,
@@ -221,9 +226,9 @@ impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
             exchange,
             "Quality",
             move |_t, batches, out: &mut Vec<Result<BarBatch, Reject>>| {
-                let mut pass = BarBatch::default();
                 for batch in batches {
-                    for b in batch.iter() {
+                    let mut rejected: Vec<usize> = Vec::new();
+                    for (i, b) in batch.iter().enumerate() {
                         let record = |reason, action, detail| Reject {
                             ticker: names.name(b.ticker).to_string(),
                             ts: Some(b.ts),
@@ -232,20 +237,33 @@ impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                             detail,
                         };
                         match gates.get(b.ticker).check(&b) {
-                            Verdict::Pass(flags) => {
-                                out.extend(
-                                    flags
-                                        .into_iter()
-                                        .map(|(r, d)| Err(record(r, Action::Flagged, d))),
-                                );
-                                pass.push(b);
+                            Verdict::Pass(flags) => out.extend(
+                                flags
+                                    .into_iter()
+                                    .map(|(r, d)| Err(record(r, Action::Flagged, d))),
+                            ),
+                            Verdict::Reject(r, d) => {
+                                rejected.push(i);
+                                out.push(Err(record(r, Action::Rejected, d)));
                             }
-                            Verdict::Reject(r, d) => out.push(Err(record(r, Action::Rejected, d))),
                         }
                     }
-                }
-                if !pass.is_empty() {
-                    out.push(Ok(pass));
+                    // The common case, a clean batch, flows on without a copy.
+                    let pass = if rejected.is_empty() {
+                        batch
+                    } else {
+                        let mut pass = BarBatch::with_capacity(batch.len() - rejected.len());
+                        let mut skip = rejected.iter().peekable();
+                        for (i, b) in batch.iter().enumerate() {
+                            if skip.next_if_eq(&&i).is_none() {
+                                pass.push(b);
+                            }
+                        }
+                        pass
+                    };
+                    if !pass.is_empty() {
+                        out.push(Ok(pass));
+                    }
                 }
             },
         );

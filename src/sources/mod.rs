@@ -131,7 +131,8 @@ impl Source {
 /// Groups bars by time into one batch per distinct time, ascending (stable within a time).
 pub fn group_by_time(bars: BarBatch) -> Vec<(u64, BarBatch)> {
     let mut idx: Vec<usize> = (0..bars.len()).collect();
-    idx.sort_by_key(|&i| (bars.ts[i], bars.ticker[i]));
+    // The row index breaks ties, so equal (time, ticker) rows keep their file order.
+    idx.sort_unstable_by_key(|&i| (bars.ts[i], bars.ticker[i], i));
     let mut out: Vec<(u64, BarBatch)> = Vec::new();
     for i in idx {
         let b = bars.get(i);
