@@ -242,7 +242,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     bars_in.send(part);
                 }
                 sent += 1;
-                if sent % FEED_CHUNK == 0 {
+                if sent.is_multiple_of(FEED_CHUNK) {
                     bars_in.advance_to(t + 1);
                     while probe.less_equal(&t) {
                         worker.step();
