@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! findashpro: market data in, trading decisions out, on timely dataflow.
 //!
 //! A tour of the layout:
@@ -13,6 +14,7 @@
 //! Error policy: each module has its own `thiserror` enum naming what failed and where; bad data is
 //! never an error that stops a run — it becomes a quarantine record with a reason. Only `main`
 //! uses `anyhow`. Event time is the timely timestamp; nothing under `operators/` reads the clock.
+
 
 pub mod bar;
 pub mod bench;
