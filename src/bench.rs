@@ -269,3 +269,65 @@ pub fn table(lines: &[BenchLine]) -> String {
     }
     s
 }
+
+/// ns per bar of the whole standard feature set (68 outputs) and of each indicator alone, over
+/// `bars` synthetic bars of one ticker (default 1,000,000).
+pub fn features_suite(bars: usize, repeats: usize) -> Vec<BenchLine> {
+    use crate::operators::indicators::{FeatureSet, Ohlcv, talib_standard};
+    let syn = Synthetic::new(1, bars, 11, Some("1900-01-01"));
+    let series = syn.series(0);
+    let input: Vec<Ohlcv> = series
+        .iter()
+        .map(|b| Ohlcv {
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+        })
+        .collect();
+    let run = |specs: &[crate::operators::indicators::FeatureSpec]| {
+        best_of(repeats, || {
+            let mut set = FeatureSet::new(specs);
+            let mut out = vec![0.0; set.width()];
+            let mut acc = 0.0;
+            for b in &input {
+                set.update(b, &mut out);
+                acc += out[0];
+            }
+            std::hint::black_box(acc);
+            input.len() as u64
+        })
+    };
+    let all = talib_standard();
+    let mut lines = Vec::new();
+    let (n, s) = run(&all);
+    lines.push(BenchLine {
+        name: "features: standard set, 68 outputs".into(),
+        bars: n,
+        seconds: s,
+    });
+    for spec in &all {
+        let (n, s) = run(std::slice::from_ref(spec));
+        lines.push(BenchLine {
+            name: format!("  {}", spec.output_names().join(" ")),
+            bars: n,
+            seconds: s,
+        });
+    }
+    lines
+}
+
+/// Formats feature lines as ns per bar.
+pub fn ns_table(lines: &[BenchLine]) -> String {
+    let mut s = format!("{:<70} {:>12} {:>10}\n", "benchmark", "bars", "ns/bar");
+    for l in lines {
+        s.push_str(&format!(
+            "{:<70} {:>12} {:>10.1}\n",
+            l.name,
+            l.bars,
+            l.seconds * 1e9 / l.bars as f64
+        ));
+    }
+    s
+}

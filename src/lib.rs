@@ -15,12 +15,12 @@
 //! never an error that stops a run — it becomes a quarantine record with a reason. Only `main`
 //! uses `anyhow`. Event time is the timely timestamp; nothing under `operators/` reads the clock.
 
-
 pub mod bar;
 pub mod bench;
 pub mod calendar;
 pub mod config;
 pub mod engine;
+pub mod features_cmd;
 pub mod metrics;
 pub mod operators;
 pub mod output;

@@ -36,19 +36,39 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Compute features over one bar file (any layout of the real data sets) into a CSV:
+    /// `date` plus one column per output, named as TA-Lib's (the whole standard set by default).
+    Features {
+        /// Input bars (CSV).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output CSV.
+        #[arg(long)]
+        output: PathBuf,
+        /// Only these columns, in this order (e.g. `RSI_14,MACD_12_26_9_signal`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Take the features declared by this pipeline file instead of the standard set.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// Check a pipeline file without running it.
     Validate {
         /// Pipeline file.
         pipeline: PathBuf,
     },
-    /// Benchmarks: bars/s of the whole graph and each stage on synthetic data.
+    /// Benchmarks on seeded synthetic data: `graph` (default) gives bars/s of the whole graph and
+    /// of each stage; `features` gives ns per bar of the standard feature set and each indicator.
     Bench {
+        /// What to measure.
+        #[arg(value_enum, default_value_t = BenchWhat::Graph)]
+        what: BenchWhat,
         /// Synthetic tickers.
         #[arg(long, default_value_t = 500)]
         tickers: usize,
-        /// Bars per ticker.
-        #[arg(long, default_value_t = 2520)]
-        bars: usize,
+        /// Bars per ticker (graph), or bars of the one series (features: default 1,000,000).
+        #[arg(long)]
+        bars: Option<usize>,
         /// Worker counts for the whole-graph runs.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         workers: Vec<usize>,
@@ -65,6 +85,15 @@ enum Command {
         /// The query.
         sql: String,
     },
+}
+
+/// What `fdp bench` measures.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BenchWhat {
+    /// The whole graph and each stage, bars/s.
+    Graph,
+    /// The feature kernels, ns per bar.
+    Features,
 }
 
 /// Timely's cluster options.
@@ -193,15 +222,52 @@ fn main() -> Result<()> {
             );
             println!("outputs: {}", dir.display());
         }
+        Command::Features {
+            input,
+            output,
+            only,
+            pipeline,
+        } => {
+            let specs = match pipeline {
+                Some(p) => Some(
+                    Pipeline::load(&p)?
+                        .pipeline
+                        .features
+                        .iter()
+                        .map(|f| f.get_ref().clone())
+                        .collect(),
+                ),
+                None => None,
+            };
+            let report = findashpro::features_cmd::run(&input, &output, specs, &only)?;
+            for r in &report.rejected {
+                tracing::warn!(row = %r, "row not used (its outputs are NaN)");
+            }
+            eprintln!(
+                "{}: {} rows × {} columns ({} rows rejected)",
+                output.display(),
+                report.rows,
+                report.columns,
+                report.rejected.len()
+            );
+        }
         Command::Bench {
+            what,
             tickers,
             bars,
             workers,
             repeats,
-        } => {
-            let lines = findashpro::bench::suite(tickers, bars, &workers, repeats);
-            print!("{}", findashpro::bench::table(&lines));
-        }
+        } => match what {
+            BenchWhat::Graph => {
+                let lines =
+                    findashpro::bench::suite(tickers, bars.unwrap_or(2520), &workers, repeats);
+                print!("{}", findashpro::bench::table(&lines));
+            }
+            BenchWhat::Features => {
+                let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);
+                print!("{}", findashpro::bench::ns_table(&lines));
+            }
+        },
         Command::Query { run, sql } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -33,6 +33,53 @@ pub struct FileSet {
     end: Option<EventTime>,
 }
 
+/// Guesses a CSV file's layout from its first line (and the second, after a banner).
+///
+/// # Errors
+/// An unreadable file.
+pub fn detect_format(path: &Path) -> Result<FileFormat, SourceError> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        return Ok(FileFormat::Parquet);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    Ok(if first.starts_with("http") {
+        FileFormat::Cryptodatadownload
+    } else if first.starts_with(',') {
+        FileFormat::BacktestingPy
+    } else if first.ends_with(",name") {
+        FileFormat::Kaggle
+    } else if first.contains("adj close") {
+        FileFormat::Yahoo
+    } else {
+        FileFormat::Backtrader
+    })
+}
+
+/// Reads one per-ticker CSV file of any supported layout into bars (ticker id 0, named after the
+/// file) and the rows it could not parse.
+///
+/// # Errors
+/// An unreadable file, or one whose header is not the layout.
+pub fn read_bar_file(
+    path: &Path,
+    format: FileFormat,
+) -> Result<(BarBatch, Vec<Reject>), SourceError> {
+    let mut bars = BarBatch::default();
+    let mut rejects = Vec::new();
+    read_csv(path, format, &ticker_of(path), 0, &mut bars, &mut rejects)?;
+    Ok((bars, rejects))
+}
+
 /// Ticker named by a per-ticker file: its stem, less a `_data` suffix (`AAPL_data.csv` → `AAPL`).
 pub fn ticker_of(path: &Path) -> String {
     let stem = path

@@ -78,21 +78,54 @@ fn first_feature_set_matches_talib_within_1e9() {
 }
 
 #[test]
+fn the_standard_set_names_every_golden_column_in_order() {
+    let (header, _) = read_csv(&repo("tests/fixtures/golden/goog_daily_talib.csv"));
+    let names: Vec<String> = findashpro::operators::indicators::talib_standard()
+        .iter()
+        .flat_map(FeatureSpec::output_names)
+        .collect();
+    assert_eq!(names.len(), 68);
+    assert_eq!(names, header[1..].to_vec());
+}
+
+#[test]
+fn every_golden_column_matches_talib_within_1e9_with_equal_nan_positions() {
+    let specs = findashpro::operators::indicators::talib_standard();
+    let (header, rows) = read_csv(&repo("tests/fixtures/golden/goog_daily_talib.csv"));
+    let bars = goog();
+    let mut set = FeatureSet::new(&specs);
+    let mut out = vec![0.0; set.width()];
+    let mut failures: Vec<String> = Vec::new();
+    for (i, bar) in bars.iter().enumerate() {
+        set.update(bar, &mut out);
+        for (j, ours) in out.iter().enumerate() {
+            let name = &header[j + 1];
+            let golden: f64 = rows[i][j + 1].parse().expect("golden number");
+            let bad = if golden.is_nan() || ours.is_nan() {
+                golden.is_nan() != ours.is_nan()
+            } else {
+                !close(*ours, golden, 1e-9)
+            };
+            if bad && !failures.iter().any(|f| f.starts_with(name.as_str())) {
+                failures.push(format!(
+                    "{name} first differs at row {i} ({}): ours {ours}, TA-Lib {golden}",
+                    rows[i][0]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} columns differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
 fn reset_then_replay_gives_the_same_values() {
-    let specs = vec![
-        FeatureSpec::Macd {
-            fast: 12,
-            slow: 26,
-            signal: 9,
-        },
-        FeatureSpec::Rsi { period: 14 },
-        FeatureSpec::Atr { period: 14 },
-        FeatureSpec::Bbands {
-            period: 20,
-            nbdev: 2.0,
-        },
-        FeatureSpec::Volatility { period: 30 },
-    ];
+    let mut specs = findashpro::operators::indicators::talib_standard();
+    specs.push(FeatureSpec::Volatility { period: 30 });
     let bars = goog();
     let mut set = FeatureSet::new(&specs);
     let mut out = vec![0.0; set.width()];

@@ -1,4 +1,4 @@
-//! Wilder's RSI as TA-Lib computes it.
+//! Wilder's RSI (and CMO, from the same averages) as TA-Lib computes them.
 
 use super::is_zero;
 
@@ -26,8 +26,14 @@ impl Rsi {
         }
     }
 
-    /// Feeds one close.
+    /// Feeds one close; the RSI once warm.
     pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.update_both(x).map(|v| v[0])
+    }
+
+    /// Feeds one close; `[RSI, CMO]` from the same Wilder averages once warm
+    /// (CMO = `100·(g−l)/(g+l)`, 0 when `g+l` is TA-Lib's zero).
+    pub fn update_both(&mut self, x: f64) -> Option<[f64; 2]> {
         let prev = self.prev.replace(x)?;
         let d = x - prev;
         let n = self.period as f64;
@@ -55,11 +61,13 @@ impl Rsi {
             self.gain /= n;
         }
         let sum = self.gain + self.loss;
-        Some(if is_zero(sum) {
-            0.0
-        } else {
-            100.0 * (self.gain / sum)
-        })
+        if is_zero(sum) {
+            return Some([0.0, 0.0]);
+        }
+        Some([
+            100.0 * (self.gain / sum),
+            100.0 * ((self.gain - self.loss) / sum),
+        ])
     }
 
     /// Back to empty.

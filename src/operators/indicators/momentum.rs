@@ -1,0 +1,572 @@
+//! Momentum indicators, each a kernel with TA-Lib's order of operations. Kernels with several
+//! outputs compute a family in one pass (ADX and its relatives, AROON up/down/oscillator,
+//! MOM/ROC/ROCP, APO/PPO); each output starts at its own TA-Lib lookback.
+
+use super::window::Extreme;
+use super::{Ring, RollingTotal, Rsi, Sma, is_zero};
+
+/// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window.
+fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
+    let diff = (hh - ll) / 100.0;
+    if diff != 0.0 {
+        (close - ll) / diff
+    } else {
+        0.0
+    }
+}
+
+/// STOCH(fastk, slowk, slowd) with SMA smoothing: outputs `[slowk, slowd]`, both from the longest
+/// lookback.
+#[derive(Debug, Clone)]
+pub struct Stoch {
+    hh: Extreme,
+    ll: Extreme,
+    slowk: Sma,
+    slowd: Sma,
+}
+
+impl Stoch {
+    /// New STOCH.
+    pub fn new(fastk: usize, slowk: usize, slowd: usize) -> Self {
+        Stoch {
+            hh: Extreme::max(fastk),
+            ll: Extreme::min(fastk),
+            slowk: Sma::new(slowk),
+            slowd: Sma::new(slowd),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
+        let hh = self.hh.update(high);
+        let ll = self.ll.update(low);
+        let k = self.slowk.update(fast_k(close, hh?, ll?))?;
+        let d = self.slowd.update(k)?;
+        Some([k, d])
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.hh.reset();
+        self.ll.reset();
+        self.slowk.reset();
+        self.slowd.reset();
+    }
+}
+
+/// STOCHF(fastk, fastd): outputs `[fastk, fastd]`, both from the longest lookback.
+#[derive(Debug, Clone)]
+pub struct StochF {
+    hh: Extreme,
+    ll: Extreme,
+    fastd: Sma,
+}
+
+impl StochF {
+    /// New STOCHF.
+    pub fn new(fastk: usize, fastd: usize) -> Self {
+        StochF {
+            hh: Extreme::max(fastk),
+            ll: Extreme::min(fastk),
+            fastd: Sma::new(fastd),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
+        let hh = self.hh.update(high);
+        let ll = self.ll.update(low);
+        let k = fast_k(close, hh?, ll?);
+        let d = self.fastd.update(k)?;
+        Some([k, d])
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.hh.reset();
+        self.ll.reset();
+        self.fastd.reset();
+    }
+}
+
+/// STOCHRSI(n, fastk, fastd): STOCHF over RSI(n) (RSI as high, low and close).
+#[derive(Debug, Clone)]
+pub struct StochRsi {
+    rsi: Rsi,
+    stoch: StochF,
+}
+
+impl StochRsi {
+    /// New STOCHRSI.
+    pub fn new(n: usize, fastk: usize, fastd: usize) -> Self {
+        StochRsi {
+            rsi: Rsi::new(n),
+            stoch: StochF::new(fastk, fastd),
+        }
+    }
+
+    /// Feeds a close.
+    pub fn update(&mut self, close: f64) -> Option<[f64; 2]> {
+        let r = self.rsi.update(close)?;
+        self.stoch.update(r, r, r)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.rsi.reset();
+        self.stoch.reset();
+    }
+}
+
+/// WILLR(n): `(highest − close)/((highest − lowest)/−100)`, 0 on a flat window.
+#[derive(Debug, Clone)]
+pub struct WillR {
+    hh: Extreme,
+    ll: Extreme,
+}
+
+impl WillR {
+    /// New WILLR.
+    pub fn new(n: usize) -> Self {
+        WillR {
+            hh: Extreme::max(n),
+            ll: Extreme::min(n),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+        let hh = self.hh.update(high);
+        let ll = self.ll.update(low);
+        let (hh, ll) = (hh?, ll?);
+        let diff = (hh - ll) / -100.0;
+        Some(if diff != 0.0 {
+            (hh - close) / diff
+        } else {
+            0.0
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.hh.reset();
+        self.ll.reset();
+    }
+}
+
+/// CCI(n) over typical prices: `(tp − mean)/(0.015 · mean absolute deviation)`; O(n) per bar as
+/// TA-Lib defines it (the deviation is from the current mean).
+#[derive(Debug, Clone)]
+pub struct Cci {
+    n: usize,
+    ring: Ring,
+}
+
+impl Cci {
+    /// New CCI.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Cci {
+            n,
+            ring: Ring::new(n),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+        let tp = (high + low + close) / 3.0;
+        self.ring.push(tp);
+        if self.ring.len() < self.n {
+            return None;
+        }
+        let n = self.n as f64;
+        let avg = self.ring.storage().iter().sum::<f64>() / n;
+        let dev: f64 = self.ring.storage().iter().map(|v| (v - avg).abs()).sum();
+        let t = tp - avg;
+        Some(if t != 0.0 && dev != 0.0 {
+            t / (0.015 * (dev / n))
+        } else {
+            0.0
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.ring.clear();
+    }
+}
+
+/// The directional movement family over one pass: outputs
+/// `[PLUS_DM, MINUS_DM, PLUS_DI, MINUS_DI, DX, ADX, ADXR]`, each from its own lookback
+/// (n−1, n−1, n, n, n, 2n−1, 3n−2).
+#[derive(Debug, Clone)]
+pub struct Dmi {
+    n: usize,
+    prev: Option<(f64, f64, f64)>,
+    bars: usize,
+    pdm: f64,
+    mdm: f64,
+    tr: f64,
+    dx_seen: usize,
+    dx_sum: f64,
+    adx: Option<f64>,
+    adx_ring: Ring,
+}
+
+impl Dmi {
+    /// New family over `n` bars.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(2);
+        Dmi {
+            n,
+            prev: None,
+            bars: 0,
+            pdm: 0.0,
+            mdm: 0.0,
+            tr: 0.0,
+            dx_seen: 0,
+            dx_sum: 0.0,
+            adx: None,
+            adx_ring: Ring::new(n),
+        }
+    }
+
+    /// Feeds a bar; NaN marks outputs still warming up.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 7] {
+        let mut out = [f64::NAN; 7];
+        let Some((ph, pl, pc)) = self.prev.replace((high, low, close)) else {
+            return out;
+        };
+        self.bars += 1;
+        let n = self.n as f64;
+        let diff_p = high - ph;
+        let diff_m = pl - low;
+        let plus = if diff_p > 0.0 && diff_p > diff_m {
+            diff_p
+        } else {
+            0.0
+        };
+        let minus = if diff_m > 0.0 && diff_m > diff_p {
+            diff_m
+        } else {
+            0.0
+        };
+        let mut tr = high - low;
+        let v2 = (pc - high).abs();
+        if v2 > tr {
+            tr = v2;
+        }
+        let v3 = (pc - low).abs();
+        if v3 > tr {
+            tr = v3;
+        }
+        if self.bars < self.n {
+            self.pdm += plus;
+            self.mdm += minus;
+            self.tr += tr;
+        } else {
+            self.pdm = self.pdm - (self.pdm / n) + plus;
+            self.mdm = self.mdm - (self.mdm / n) + minus;
+            self.tr = self.tr - (self.tr / n) + tr;
+        }
+        if self.bars < self.n - 1 {
+            return out;
+        }
+        out[0] = self.pdm;
+        out[1] = self.mdm;
+        if self.bars < self.n {
+            return out;
+        }
+        let dx = if is_zero(self.tr) {
+            out[2] = 0.0;
+            out[3] = 0.0;
+            None
+        } else {
+            let pdi = 100.0 * (self.pdm / self.tr);
+            let mdi = 100.0 * (self.mdm / self.tr);
+            out[2] = pdi;
+            out[3] = mdi;
+            let sum = mdi + pdi;
+            (!is_zero(sum)).then(|| 100.0 * ((mdi - pdi).abs() / sum))
+        };
+        out[4] = dx.unwrap_or(0.0);
+        match self.adx {
+            None => {
+                self.dx_sum += dx.unwrap_or(0.0);
+                self.dx_seen += 1;
+                if self.dx_seen == self.n {
+                    self.adx = Some(self.dx_sum / n);
+                }
+            }
+            Some(a) => {
+                if let Some(d) = dx {
+                    self.adx = Some(((a * (n - 1.0)) + d) / n);
+                }
+            }
+        }
+        if let Some(a) = self.adx {
+            out[5] = a;
+            self.adx_ring.push(a);
+            if let Some(old) = self.adx_ring.oldest() {
+                out[6] = (a + old) / 2.0;
+            }
+        }
+        out
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        *self = Dmi::new(self.n);
+    }
+}
+
+/// MFI(n): money flow index with TA-Lib's `< 1` guard on the total flow.
+#[derive(Debug, Clone)]
+pub struct Mfi {
+    n: usize,
+    prev_tp: Option<f64>,
+    pos: Ring,
+    neg: Ring,
+    pos_sum: f64,
+    neg_sum: f64,
+}
+
+impl Mfi {
+    /// New MFI.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Mfi {
+            n,
+            prev_tp: None,
+            pos: Ring::new(n),
+            neg: Ring::new(n),
+            pos_sum: 0.0,
+            neg_sum: 0.0,
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
+        let tp = (high + low + close) / 3.0;
+        let prev = self.prev_tp.replace(tp)?;
+        if let (Some(p), Some(q)) = (self.pos.oldest(), self.neg.oldest()) {
+            self.pos_sum -= p;
+            self.neg_sum -= q;
+        }
+        let diff = tp - prev;
+        let flow = tp * volume;
+        let (p, q) = if diff < 0.0 {
+            (0.0, flow)
+        } else if diff > 0.0 {
+            (flow, 0.0)
+        } else {
+            (0.0, 0.0)
+        };
+        self.pos.push(p);
+        self.neg.push(q);
+        self.pos_sum += p;
+        self.neg_sum += q;
+        if self.pos.len() < self.n {
+            return None;
+        }
+        let total = self.pos_sum + self.neg_sum;
+        Some(if total < 1.0 {
+            0.0
+        } else {
+            100.0 * (self.pos_sum / total)
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        *self = Mfi::new(self.n);
+    }
+}
+
+/// MOM, ROC and ROCP over n bars: outputs `[ROC, ROCP, MOM]`.
+#[derive(Debug, Clone)]
+pub struct Change {
+    ring: Ring,
+}
+
+impl Change {
+    /// New (`n >= 1`).
+    pub fn new(n: usize) -> Self {
+        Change {
+            ring: Ring::new(n.max(1) + 1),
+        }
+    }
+
+    /// Feeds a close.
+    pub fn update(&mut self, x: f64) -> Option<[f64; 3]> {
+        self.ring.push(x);
+        let prev = self.ring.oldest()?;
+        let roc = if prev != 0.0 {
+            ((x / prev) - 1.0) * 100.0
+        } else {
+            0.0
+        };
+        let rocp = if prev != 0.0 { (x - prev) / prev } else { 0.0 };
+        Some([roc, rocp, x - prev])
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.ring.clear();
+    }
+}
+
+/// APO and PPO with simple moving averages: outputs `[APO, PPO]` from the slow lookback.
+#[derive(Debug, Clone)]
+pub struct PriceOsc {
+    fast: Sma,
+    slow: Sma,
+}
+
+impl PriceOsc {
+    /// New (fast and slow are swapped if given the other way round, as TA-Lib does).
+    pub fn new(fast: usize, slow: usize) -> Self {
+        let (f, s) = if slow < fast {
+            (slow, fast)
+        } else {
+            (fast, slow)
+        };
+        PriceOsc {
+            fast: Sma::new(f),
+            slow: Sma::new(s),
+        }
+    }
+
+    /// Feeds a close.
+    pub fn update(&mut self, x: f64) -> Option<[f64; 2]> {
+        let f = self.fast.update(x);
+        let s = self.slow.update(x)?;
+        let f = f?;
+        let ppo = if is_zero(s) {
+            0.0
+        } else {
+            ((f - s) / s) * 100.0
+        };
+        Some([f - s, ppo])
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.fast.reset();
+        self.slow.reset();
+    }
+}
+
+/// ULTOSC(p1, p2, p3): `100·(4·A1 + 2·A2 + A3)/7` with `Ak = Σ buying pressure / Σ true range`
+/// over the k-th window (shortest first).
+#[derive(Debug, Clone)]
+pub struct UltOsc {
+    prev_close: Option<f64>,
+    windows: [(RollingTotal, RollingTotal); 3],
+}
+
+impl UltOsc {
+    /// New ULTOSC; the periods are sorted so the shortest gets weight 4.
+    pub fn new(p1: usize, p2: usize, p3: usize) -> Self {
+        let mut p = [p1.max(1), p2.max(1), p3.max(1)];
+        p.sort_unstable();
+        UltOsc {
+            prev_close: None,
+            windows: p.map(|n| (RollingTotal::new(n), RollingTotal::new(n))),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+        let pc = self.prev_close.replace(close)?;
+        let true_low = low.min(pc);
+        let bp = close - true_low;
+        let mut tr = high - low;
+        let d = (pc - high).abs();
+        if d > tr {
+            tr = d;
+        }
+        let d = (pc - low).abs();
+        if d > tr {
+            tr = d;
+        }
+        let sums: [Option<(f64, f64)>; 3] = std::array::from_fn(|i| {
+            let (a, b) = &mut self.windows[i];
+            let a = a.update(bp);
+            let b = b.update(tr);
+            Some((a?, b?))
+        });
+        let [(a1, b1), (a2, b2), (a3, b3)] = [sums[0]?, sums[1]?, sums[2]?];
+        let mut out = 0.0;
+        if !is_zero(b1) {
+            out += 4.0 * (a1 / b1);
+        }
+        if !is_zero(b2) {
+            out += 2.0 * (a2 / b2);
+        }
+        if !is_zero(b3) {
+            out += a3 / b3;
+        }
+        Some(100.0 * (out / 7.0))
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.prev_close = None;
+        for (a, b) in &mut self.windows {
+            a.reset();
+            b.reset();
+        }
+    }
+}
+
+/// AROON(n) over the last n+1 bars: outputs `[down, up, oscillator]`; on ties the most recent
+/// extreme wins.
+#[derive(Debug, Clone)]
+pub struct Aroon {
+    n: usize,
+    hh: Extreme,
+    ll: Extreme,
+}
+
+impl Aroon {
+    /// New AROON.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Aroon {
+            n,
+            hh: Extreme::max(n + 1),
+            ll: Extreme::min(n + 1),
+        }
+    }
+
+    /// Feeds a bar.
+    pub fn update(&mut self, high: f64, low: f64) -> Option<[f64; 3]> {
+        let h = self.hh.update(high);
+        let l = self.ll.update(low);
+        h?;
+        l?;
+        let factor = 100.0 / self.n as f64;
+        let n = self.n as f64;
+        let (age_h, age_l) = (self.hh.age() as f64, self.ll.age() as f64);
+        let up = factor * (n - age_h);
+        let down = factor * (n - age_l);
+        Some([down, up, factor * (age_l - age_h)])
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.hh.reset();
+        self.ll.reset();
+    }
+}
+
+/// BOP: `(close − open)/(high − low)`, 0 when the range is below 1e-8.
+pub fn bop(open: f64, high: f64, low: f64, close: f64) -> f64 {
+    let range = high - low;
+    if range < 0.000_000_01 {
+        0.0
+    } else {
+        (close - open) / range
+    }
+}

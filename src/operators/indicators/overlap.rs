@@ -1,0 +1,374 @@
+//! Overlap studies beyond SMA/EMA/BBANDS: WMA, DEMA, TEMA, TRIMA, KAMA, MIDPOINT, MIDPRICE, SAR.
+
+use std::collections::VecDeque;
+
+use super::window::Extreme;
+use super::{Ema, Ring, Sma, is_zero};
+
+/// WMA(n): weights 1..n (newest n) over n(n+1)/2, with TA-Lib's running sums.
+#[derive(Debug, Clone)]
+pub struct Wma {
+    n: usize,
+    ring: Ring,
+    sum: f64,
+    sub: f64,
+    trailing: f64,
+}
+
+impl Wma {
+    /// New WMA (`n >= 1`).
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Wma {
+            n,
+            ring: Ring::new(n),
+            sum: 0.0,
+            sub: 0.0,
+            trailing: 0.0,
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.ring.push(x);
+        let k = self.ring.len();
+        if k < self.n {
+            self.sub += x;
+            self.sum += x * k as f64;
+            return None;
+        }
+        self.sub += x;
+        self.sub -= self.trailing;
+        self.sum += x * self.n as f64;
+        self.trailing = self.ring.oldest().unwrap_or(0.0);
+        let out = self.sum / ((self.n * (self.n + 1)) / 2) as f64;
+        self.sum -= self.sub;
+        Some(out)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        *self = Wma::new(self.n);
+    }
+}
+
+/// DEMA(n) = 2·E1 − E2 and TEMA(n) = E3 + (3·E1 − 3·E2): cascaded EMAs, each seeded with the mean
+/// of the first `n` values of the one before.
+#[derive(Debug, Clone)]
+pub struct MultiEma {
+    triple: bool,
+    e1: Ema,
+    e2: Ema,
+    e3: Ema,
+}
+
+impl MultiEma {
+    /// DEMA (`triple = false`) or TEMA.
+    pub fn new(n: usize, triple: bool) -> Self {
+        MultiEma {
+            triple,
+            e1: Ema::new(n),
+            e2: Ema::new(n),
+            e3: Ema::new(n),
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let a = self.e1.update(x)?;
+        let b = self.e2.update(a)?;
+        if !self.triple {
+            return Some((2.0 * a) - b);
+        }
+        let c = self.e3.update(b)?;
+        Some(c + ((3.0 * a) - (3.0 * b)))
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.e1.reset();
+        self.e2.reset();
+        self.e3.reset();
+    }
+}
+
+/// TRIX(n): one-bar rate of change (percent) of the triple-smoothed EMA.
+#[derive(Debug, Clone)]
+pub struct Trix {
+    e1: Ema,
+    e2: Ema,
+    e3: Ema,
+    prev: Option<f64>,
+}
+
+impl Trix {
+    /// New TRIX.
+    pub fn new(n: usize) -> Self {
+        Trix {
+            e1: Ema::new(n),
+            e2: Ema::new(n),
+            e3: Ema::new(n),
+            prev: None,
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let a = self.e1.update(x)?;
+        let b = self.e2.update(a)?;
+        let c = self.e3.update(b)?;
+        let prev = self.prev.replace(c)?;
+        Some(if prev != 0.0 {
+            ((c / prev) - 1.0) * 100.0
+        } else {
+            0.0
+        })
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.e1.reset();
+        self.e2.reset();
+        self.e3.reset();
+        self.prev = None;
+    }
+}
+
+/// TRIMA(n) = SMA(SMA(x, ⌈n/2⌉ or n/2), n/2 + 1) (TA-Lib's definition for even and odd n).
+#[derive(Debug, Clone)]
+pub struct Trima {
+    a: Sma,
+    b: Sma,
+}
+
+impl Trima {
+    /// New TRIMA.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        let (p1, p2) = if n.is_multiple_of(2) {
+            (n / 2, n / 2 + 1)
+        } else {
+            (n.div_ceil(2), n.div_ceil(2))
+        };
+        Trima {
+            a: Sma::new(p1),
+            b: Sma::new(p2),
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        self.a.update(x).and_then(|v| self.b.update(v))
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.a.reset();
+        self.b.reset();
+    }
+}
+
+/// KAMA(n) (fast 2, slow 30), TA-Lib's order of operations: ER = |x[t] − x[t−n]| over the sum of
+/// the last n one-bar moves (1 when that sum is zero or not above the signed change), smoothing
+/// `sc = (ER·(2/3 − 2/31) + 2/31)²`, seeded with x[n−1]; first output at n.
+#[derive(Debug, Clone)]
+pub struct Kama {
+    n: usize,
+    last: VecDeque<f64>,
+    sum_roc: f64,
+    kama: Option<f64>,
+}
+
+impl Kama {
+    /// New KAMA.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Kama {
+            n,
+            last: VecDeque::with_capacity(n + 3),
+            sum_roc: 0.0,
+            kama: None,
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let prev = self.last.back().copied();
+        self.last.push_back(x);
+        if self.last.len() > self.n + 2 {
+            self.last.pop_front();
+        }
+        let seen = self.kama.is_some();
+        if !seen {
+            if let Some(p) = prev {
+                self.sum_roc += (p - x).abs();
+            }
+            if self.last.len() < self.n + 1 {
+                return None;
+            }
+        }
+        let prev = prev.unwrap_or(x);
+        let trailing = if seen {
+            let (tp, t) = (self.last[0], self.last[1]);
+            self.sum_roc -= (tp - t).abs();
+            self.sum_roc += (x - prev).abs();
+            t
+        } else {
+            self.last[0]
+        };
+        let period_roc = x - trailing;
+        let const_max = 2.0 / (30.0 + 1.0);
+        let const_diff = 2.0 / (2.0 + 1.0) - const_max;
+        let er = if self.sum_roc <= period_roc || is_zero(self.sum_roc) {
+            1.0
+        } else {
+            (period_roc / self.sum_roc).abs()
+        };
+        let mut sc = (er * const_diff) + const_max;
+        sc *= sc;
+        let base = self.kama.unwrap_or(prev);
+        let k = ((x - base) * sc) + base;
+        self.kama = Some(k);
+        Some(k)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        *self = Kama::new(self.n);
+    }
+}
+
+/// MIDPOINT(n) = (max + min)/2 of the last n closes; MIDPRICE(n) = (highest high + lowest low)/2.
+#[derive(Debug, Clone)]
+pub struct Mid {
+    hi: Extreme,
+    lo: Extreme,
+}
+
+impl Mid {
+    /// New (`n >= 1`).
+    pub fn new(n: usize) -> Self {
+        Mid {
+            hi: Extreme::max(n),
+            lo: Extreme::min(n),
+        }
+    }
+
+    /// Feeds the value for the high side and for the low side (the close twice for MIDPOINT).
+    pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
+        let h = self.hi.update(high);
+        let l = self.lo.update(low);
+        Some((h? + l?) / 2.0)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.hi.reset();
+        self.lo.reset();
+    }
+}
+
+/// Parabolic SAR, as TA-Lib computes it (first output at the second bar).
+#[derive(Debug, Clone)]
+pub struct Sar {
+    acceleration: f64,
+    maximum: f64,
+    first: Option<(f64, f64)>,
+    state: Option<SarState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SarState {
+    long: bool,
+    sar: f64,
+    ep: f64,
+    af: f64,
+    new_high: f64,
+    new_low: f64,
+}
+
+impl Sar {
+    /// New SAR with TA-Lib's acceleration and maximum (0.02, 0.2 by default).
+    pub fn new(acceleration: f64, maximum: f64) -> Self {
+        Sar {
+            acceleration,
+            maximum,
+            first: None,
+            state: None,
+        }
+    }
+
+    /// Feeds one bar's high and low.
+    pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
+        let mut s = match self.state {
+            Some(s) => s,
+            None => {
+                let Some((h0, l0)) = self.first else {
+                    self.first = Some((high, low));
+                    return None;
+                };
+                // Direction from bar 0 to 1: short when −DM > +DM and −DM > 0.
+                let dm_minus = l0 - low;
+                let dm_plus = high - h0;
+                let long = !(dm_minus > 0.0 && dm_plus < dm_minus);
+                let (ep, sar) = if long { (high, l0) } else { (low, h0) };
+                SarState {
+                    long,
+                    sar,
+                    ep,
+                    af: self.acceleration,
+                    new_high: high,
+                    new_low: low,
+                }
+            }
+        };
+        let (prev_low, prev_high) = (s.new_low, s.new_high);
+        s.new_low = low;
+        s.new_high = high;
+        let (a, m) = (self.acceleration, self.maximum);
+        let out;
+        if s.long {
+            if s.new_low <= s.sar {
+                s.long = false;
+                s.sar = s.ep.max(prev_high).max(s.new_high);
+                out = s.sar;
+                s.af = a;
+                s.ep = s.new_low;
+                s.sar += s.af * (s.ep - s.sar);
+                s.sar = s.sar.max(prev_high).max(s.new_high);
+            } else {
+                out = s.sar;
+                if s.new_high > s.ep {
+                    s.ep = s.new_high;
+                    s.af = (s.af + a).min(m);
+                }
+                s.sar += s.af * (s.ep - s.sar);
+                s.sar = s.sar.min(prev_low).min(s.new_low);
+            }
+        } else if s.new_high >= s.sar {
+            s.long = true;
+            s.sar = s.ep.min(prev_low).min(s.new_low);
+            out = s.sar;
+            s.af = a;
+            s.ep = s.new_high;
+            s.sar += s.af * (s.ep - s.sar);
+            s.sar = s.sar.min(prev_low).min(s.new_low);
+        } else {
+            out = s.sar;
+            if s.new_low < s.ep {
+                s.ep = s.new_low;
+                s.af = (s.af + a).min(m);
+            }
+            s.sar += s.af * (s.ep - s.sar);
+            s.sar = s.sar.max(prev_high).max(s.new_high);
+        }
+        self.state = Some(s);
+        Some(out)
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        self.first = None;
+        self.state = None;
+    }
+}
