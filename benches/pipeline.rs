@@ -53,5 +53,28 @@ fn features(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, graph, features);
+fn standard_set(c: &mut Criterion) {
+    use findashpro::operators::indicators::{FeatureSet, talib_standard};
+    const BARS: usize = 1_000_000;
+    let input = findashpro::bench::ohlcv_series(BARS);
+    let specs = talib_standard();
+    let mut g = c.benchmark_group("features_standard_set");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(BARS as u64));
+    g.bench_function("68_outputs_1m_bars", |b| {
+        b.iter(|| {
+            let mut set = FeatureSet::new(&specs);
+            let mut out = vec![0.0; set.width()];
+            let mut acc = 0.0;
+            for x in &input {
+                set.update(x, &mut out);
+                acc += out[0];
+            }
+            acc
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, graph, features, standard_set);
 criterion_main!(benches);

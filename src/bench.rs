@@ -270,22 +270,26 @@ pub fn table(lines: &[BenchLine]) -> String {
     s
 }
 
-/// ns per bar of the whole standard feature set (68 outputs) and of each indicator alone, over
-/// `bars` synthetic bars of one ticker (default 1,000,000).
-pub fn features_suite(bars: usize, repeats: usize) -> Vec<BenchLine> {
-    use crate::operators::indicators::{FeatureSet, Ohlcv, talib_standard};
-    let syn = Synthetic::new(1, bars, 11, Some("1900-01-01"));
-    let series = syn.series(0);
-    let input: Vec<Ohlcv> = series
+/// One seeded synthetic series of `bars` bars, as kernel input (the feature benchmarks' data).
+pub fn ohlcv_series(bars: usize) -> Vec<crate::operators::indicators::Ohlcv> {
+    Synthetic::new(1, bars, 11, Some("1900-01-01"))
+        .series(0)
         .iter()
-        .map(|b| Ohlcv {
+        .map(|b| crate::operators::indicators::Ohlcv {
             open: b.open,
             high: b.high,
             low: b.low,
             close: b.close,
             volume: b.volume,
         })
-        .collect();
+        .collect()
+}
+
+/// ns per bar of the whole standard feature set (68 outputs) and of each indicator alone, over
+/// `bars` synthetic bars of one ticker (default 1,000,000).
+pub fn features_suite(bars: usize, repeats: usize) -> Vec<BenchLine> {
+    use crate::operators::indicators::{FeatureSet, talib_standard};
+    let input = ohlcv_series(bars);
     let run = |specs: &[crate::operators::indicators::FeatureSpec]| {
         best_of(repeats, || {
             let mut set = FeatureSet::new(specs);

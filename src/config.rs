@@ -62,6 +62,58 @@ pub struct Pipeline {
     /// Where results go.
     #[serde(default)]
     pub outputs: OutputSpec,
+    /// Fundamentals and sentiment joined as of each bar's time.
+    #[serde(default)]
+    pub fundamentals: FundamentalsSpec,
+    /// Caches.
+    #[serde(default)]
+    pub cache: CacheSpec,
+}
+
+/// Caches that spare a repeated run or a restart work already done.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSpec {
+    /// Directory of the feature cache (per ticker: kernel state and rows, keyed by the feature
+    /// set); no feature cache when absent.
+    pub features: Option<String>,
+}
+
+/// Fundamentals (FMP) and news sentiment (Finnhub) from recorded responses, joined to each bar as
+/// of its time (see `sources::fundamentals` for when each value becomes public).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FundamentalsSpec {
+    /// Directory holding `<SYMBOL>/ratios.json`, `key-metrics.json`, `income-statement.json`.
+    pub fmp_dir: Option<String>,
+    /// Directory holding `news-sentiment/<SYMBOL>/<fetched-at>.json`.
+    pub finnhub_dir: Option<String>,
+    /// FMP fields (e.g. `priceToEarningsRatio`, `priceToBookRatio`, `debtToEquityRatio`,
+    /// `returnOnEquity`, `eps`, `epsGrowth`), each a column `FMP_<field>`.
+    pub fmp: Vec<String>,
+    /// Finnhub news-sentiment fields, each a column `FINNHUB_<field>`.
+    pub finnhub: Vec<String>,
+}
+
+/// The Finnhub `/news-sentiment` fields a pipeline may ask for.
+pub const FINNHUB_FIELDS: [&str; 7] = [
+    "companyNewsScore",
+    "sectorAverageBullishPercent",
+    "sectorAverageNewsScore",
+    "bullishPercent",
+    "bearishPercent",
+    "buzz",
+    "articlesInLastWeek",
+];
+
+impl FundamentalsSpec {
+    /// The fact columns asked for.
+    pub fn columns(&self) -> crate::sources::fundamentals::FactColumns {
+        crate::sources::fundamentals::FactColumns {
+            fmp: self.fmp.clone(),
+            finnhub: self.finnhub.clone(),
+        }
+    }
 }
 
 /// Where bars come from.
@@ -446,6 +498,7 @@ impl Pipeline {
         self.features
             .iter()
             .flat_map(|f| f.get_ref().output_names())
+            .chain(self.fundamentals.columns().names())
             .collect()
     }
 
@@ -456,6 +509,30 @@ impl Pipeline {
                 let key = m.split_whitespace().next().unwrap_or_default();
                 (key_after(text, f.span().start, key), m)
             })?;
+        }
+        let fu = &self.fundamentals;
+        let fu_at = locate(text, "[fundamentals]", "");
+        if let Some(bad) = fu
+            .finnhub
+            .iter()
+            .find(|f| !FINNHUB_FIELDS.contains(&f.as_str()))
+        {
+            return Err((
+                locate(text, "[fundamentals]", bad),
+                format!(
+                    "unknown Finnhub field `{bad}` (known: {})",
+                    FINNHUB_FIELDS.join(", ")
+                ),
+            ));
+        }
+        if !fu.fmp.is_empty() && fu.fmp_dir.is_none() {
+            return Err((fu_at, "fundamentals.fmp needs fundamentals.fmp_dir".into()));
+        }
+        if !fu.finnhub.is_empty() && fu.finnhub_dir.is_none() {
+            return Err((
+                fu_at,
+                "fundamentals.finnhub needs fundamentals.finnhub_dir".into(),
+            ));
         }
         let columns = self.feature_columns();
         let check = |name: &str| {

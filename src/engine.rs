@@ -18,8 +18,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concat, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::bar::{BarBatch, TickerId, Tickers};
+use crate::bar::{BarBatch, TickerId, Tickers, owner};
 use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
+use crate::operators::asof::AsOfExt;
 use crate::operators::exposure::{ExposureRow, sector_exposure};
 use crate::operators::features::FeaturesExt;
 use crate::operators::indicators::FeatureSpec;
@@ -28,6 +29,7 @@ use crate::operators::quality::{QualityExt, Reject};
 use crate::operators::risk::{KillSwitch, RiskEngine};
 use crate::operators::signal::{RuleModel, SignalExt};
 use crate::sinks::broker::PaperBroker;
+use crate::sources::fundamentals::Fact;
 use crate::sources::{Source, SourceError};
 
 /// Timestamps a worker feeds before it lets the graph catch up. Bounds the times in flight (each
@@ -141,6 +143,25 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
     let source = Arc::new(Source::open(p)?);
     let tickers = Arc::new(source.tickers());
     let sectors = Arc::new(source.sectors());
+    let fact_columns = p.pipeline.fundamentals.columns();
+    let facts = Arc::new(crate::sources::fundamentals::load(
+        p.pipeline
+            .fundamentals
+            .fmp_dir
+            .as_deref()
+            .map(|d| p.resolve(d))
+            .as_deref(),
+        p.pipeline
+            .fundamentals
+            .finnhub_dir
+            .as_deref()
+            .map(|d| p.resolve(d))
+            .as_deref(),
+        &fact_columns,
+        &tickers,
+    )?);
+    let fact_width = fact_columns.len();
+    let base_dir = p.base_dir.clone();
     let pipeline = Arc::new(p.pipeline.clone());
     let columns = p.pipeline.feature_columns();
     let model = RuleModel::new(&p.pipeline.model, &columns)
@@ -193,14 +214,29 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 u64,
                 CapacityContainerBuilder<Vec<(TickerId, String)>>,
             > = InputHandle::new();
+            let mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>> =
+                InputHandle::new();
             let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
             let probe = ProbeHandle::new();
             worker.dataflow::<u64, _, _>(|scope| {
                 let (good, rejects) = scope
                     .input_from(&mut bars_in)
                     .quality(&pipeline.quality, Arc::clone(&tickers));
-                let (equity, deltas) = good
-                    .features(specs)
+                let cache = pipeline.cache.features.as_ref().map(|d| {
+                    (
+                        crate::operators::feature_cache::FeatureCache::new(
+                            &base_dir.join(d),
+                            &specs,
+                        ),
+                        Arc::clone(&tickers),
+                    )
+                });
+                let mut featured = good.features(specs, cache);
+                if fact_width > 0 {
+                    featured =
+                        featured.join_as_of(scope.input_from(&mut facts_in), fact_width, peers);
+                }
+                let (equity, deltas) = featured
                     .signals(model.clone(), window)
                     .portfolio(Rc::clone(&portfolio));
                 equity.probe_with(&probe);
@@ -233,6 +269,12 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 }
             }
             sectors_in.close();
+            // Facts enter at their publication time; each worker sends those of its tickers.
+            for f in facts.iter().filter(|f| owner(f.ticker, peers) == index) {
+                facts_in.advance_to(f.ts.max(0) as u64);
+                facts_in.send(f.clone());
+            }
+            facts_in.close();
             let running = Instant::now();
             let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
             let mut sent = 0usize;

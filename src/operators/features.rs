@@ -10,7 +10,14 @@ use timely::dataflow::channels::pact::Pipeline;
 use crate::bar::BarBatch;
 
 use super::indicators::{FeatureSet, FeatureSpec, Ohlcv};
-use super::keyed::{KeyedState, by_time};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::bar::Tickers;
+
+use super::feature_cache::{CachedTicker, FeatureCache};
+use super::keyed::{KeyedState, by_time, by_time_then};
 
 /// Bars with their feature values: `values` is row-major, `width` values per bar, in the order of
 /// the pipeline's feature columns.
@@ -71,19 +78,105 @@ impl FeatureEngine {
     }
 }
 
+/// The features of every ticker a worker owns, through the feature cache.
+pub struct CachedEngine {
+    specs: Vec<FeatureSpec>,
+    width: usize,
+    cache: FeatureCache,
+    names: Arc<Tickers>,
+    tickers: KeyedState<Option<CachedTicker>>,
+}
+
+impl CachedEngine {
+    /// Kernels for `specs` behind `cache`; `names` resolves ticker ids to cache entries.
+    pub fn new(specs: Vec<FeatureSpec>, cache: FeatureCache, names: Arc<Tickers>) -> Self {
+        let width = FeatureSet::new(&specs).width();
+        CachedEngine {
+            specs,
+            width,
+            cache,
+            names,
+            tickers: KeyedState::new(|| None),
+        }
+    }
+
+    /// As [`FeatureEngine::apply`], serving cached rows where the bars are the cached ones.
+    pub fn apply(&mut self, bars: BarBatch) -> FeatureBatch {
+        let w = self.width;
+        let mut values = vec![f64::NAN; bars.len() * w];
+        for i in 0..bars.len() {
+            let t = bars.ticker[i];
+            let slot = self.tickers.get(t);
+            let ticker = slot.get_or_insert_with(|| {
+                CachedTicker::new(&self.specs, self.cache.load(self.names.name(t)))
+            });
+            ticker.update(&bars.get(i), &mut values[i * w..(i + 1) * w]);
+        }
+        FeatureBatch {
+            bars,
+            width: w,
+            values,
+        }
+    }
+
+    /// Stores every ticker's entry; returns (rows served from the cache, rows computed).
+    pub fn flush(&mut self) -> (u64, u64) {
+        let (mut hits, mut computed) = (0, 0);
+        for (id, slot) in self.tickers.drain() {
+            let Some(t) = slot else { continue };
+            hits += t.hits;
+            computed += t.computed;
+            if let Some(entry) = t.into_entry() {
+                let name = self.names.name(id).to_string();
+                if let Err(e) = self.cache.store(&name, &entry) {
+                    tracing::warn!(ticker = %name, error = %e, "feature cache not written");
+                }
+            }
+        }
+        tracing::info!(hits, computed, "feature cache");
+        (hits, computed)
+    }
+}
+
 /// Extension trait adding the features stage to a stream of bars.
 pub trait FeaturesExt<'s> {
-    /// Computes `specs` for every bar.
-    fn features(self, specs: Vec<FeatureSpec>) -> Stream<'s, u64, Vec<FeatureBatch>>;
+    /// Computes `specs` for every bar; through `cache` (with the run's ticker names) when given.
+    fn features(
+        self,
+        specs: Vec<FeatureSpec>,
+        cache: Option<(FeatureCache, Arc<Tickers>)>,
+    ) -> Stream<'s, u64, Vec<FeatureBatch>>;
 }
 
 impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
-    fn features(self, specs: Vec<FeatureSpec>) -> Stream<'s, u64, Vec<FeatureBatch>> {
-        let mut engine = FeatureEngine::new(specs);
-        by_time(self, Pipeline, "Features", move |_t, batches, out| {
-            for b in batches {
-                out.push(engine.apply(b));
+    fn features(
+        self,
+        specs: Vec<FeatureSpec>,
+        cache: Option<(FeatureCache, Arc<Tickers>)>,
+    ) -> Stream<'s, u64, Vec<FeatureBatch>> {
+        match cache {
+            None => {
+                let mut engine = FeatureEngine::new(specs);
+                by_time(self, Pipeline, "Features", move |_t, batches, out| {
+                    out.extend(batches.into_iter().map(|b| engine.apply(b)));
+                })
             }
-        })
+            Some((cache, names)) => {
+                let engine = Rc::new(RefCell::new(CachedEngine::new(specs, cache, names)));
+                let at_end = Rc::clone(&engine);
+                by_time_then(
+                    self,
+                    Pipeline,
+                    "Features",
+                    move |_t, batches, out| {
+                        let mut e = engine.borrow_mut();
+                        out.extend(batches.into_iter().map(|b| e.apply(b)));
+                    },
+                    move || {
+                        at_end.borrow_mut().flush();
+                    },
+                )
+            }
+        }
     }
 }

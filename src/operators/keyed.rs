@@ -22,7 +22,7 @@ pub fn by_time<'s, I, O, P, L>(
     stream: Stream<'s, u64, Vec<I>>,
     pact: P,
     name: &str,
-    mut logic: L,
+    logic: L,
 ) -> Stream<'s, u64, Vec<O>>
 where
     I: 'static,
@@ -30,6 +30,26 @@ where
     P: ParallelizationContract<u64, Vec<I>>,
     L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
 {
+    by_time_then(stream, pact, name, logic, || {})
+}
+
+/// As [`by_time`], and calls `at_end` once, when the input has ended (its frontier is empty) and
+/// every time has been handed to `logic`: for work a stage owes after its last bar.
+pub fn by_time_then<'s, I, O, P, L, E>(
+    stream: Stream<'s, u64, Vec<I>>,
+    pact: P,
+    name: &str,
+    mut logic: L,
+    mut at_end: E,
+) -> Stream<'s, u64, Vec<O>>
+where
+    I: 'static,
+    O: 'static,
+    P: ParallelizationContract<u64, Vec<I>>,
+    L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
+    E: FnMut() + 'static,
+{
+    let mut ended = false;
     stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<I>)> = BTreeMap::new();
         let mut out = Vec::new();
@@ -55,6 +75,10 @@ where
                     output.session(&cap).give_iterator(out.drain(..));
                 }
             }
+            if !ended && stash.is_empty() && frontier.is_empty() {
+                ended = true;
+                at_end();
+            }
         }
     })
 }
@@ -79,6 +103,14 @@ impl<S> KeyedState<S> {
             states: Vec::new(),
             init: Box::new(init),
         }
+    }
+
+    /// Takes every state out, with its ticker id.
+    pub fn drain(&mut self) -> impl Iterator<Item = (TickerId, S)> + '_ {
+        self.states
+            .drain(..)
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as TickerId, s?)))
     }
 
     /// The state of `ticker`, created if new.

@@ -5,7 +5,9 @@
 //! order ([`keyed::by_time`]); the portfolio stage (risk, sizing, broker) runs on worker 0 for a
 //! time once the frontier has passed it.
 
+pub mod asof;
 pub mod exposure;
+pub mod feature_cache;
 pub mod features;
 pub mod indicators;
 pub mod keyed;

@@ -3,6 +3,7 @@
 //! (or synthetic tickers) and feeds them at their event time; the quality gate exchanges by ticker.
 
 pub mod files;
+pub mod fundamentals;
 pub mod synthetic;
 pub mod universe;
 

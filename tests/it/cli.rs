@@ -100,7 +100,7 @@ fn a_broken_pipeline_names_file_line_and_column() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for cmd in ["backtest", "validate", "bench", "query"] {
+    for cmd in ["backtest", "validate", "bench", "query", "features"] {
         let o = fdp(&[cmd, "--help"]);
         assert!(
             o.status.success(),
@@ -112,4 +112,60 @@ fn every_subcommand_has_help() {
             "{cmd}"
         );
     }
+}
+
+#[test]
+fn features_on_goog_reproduce_the_golden_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("goog_features.csv");
+    let o = fdp(&[
+        "features",
+        "--input",
+        "data/reference/GOOG.csv",
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = crate::common::read_csv(&out);
+    let (gh, grows) = crate::common::read_csv(&repo("tests/fixtures/golden/goog_daily_talib.csv"));
+    assert_eq!(h, gh, "same columns, same order");
+    assert_eq!(rows.len(), grows.len());
+    for (r, g) in rows.iter().zip(&grows) {
+        assert_eq!(r[0], g[0]);
+        for j in 1..h.len() {
+            let (a, b): (f64, f64) = (r[j].parse().expect("ours"), g[j].parse().expect("golden"));
+            assert!(
+                a.is_nan() == b.is_nan() && (b.is_nan() || crate::common::close(a, b, 1e-9)),
+                "{} on {}: {a} vs {b}",
+                h[j],
+                r[0]
+            );
+        }
+    }
+    let only = dir.path().join("only.csv");
+    let o = fdp(&[
+        "features",
+        "--input",
+        "data/reference/GOOG.csv",
+        "--output",
+        &only.to_string_lossy(),
+        "--only",
+        "RSI_14,MACD_12_26_9_signal",
+    ]);
+    assert!(o.status.success());
+    let (h, _) = crate::common::read_csv(&only);
+    assert_eq!(h, vec!["date", "RSI_14", "MACD_12_26_9_signal"]);
+    let bad = fdp(&[
+        "features",
+        "--input",
+        "data/reference/GOOG.csv",
+        "--output",
+        &only.to_string_lossy(),
+        "--only",
+        "RSI_41",
+    ]);
+    assert!(
+        !bad.status.success()
+            && String::from_utf8_lossy(&bad.stderr).contains("unknown column `RSI_41`")
+    );
 }

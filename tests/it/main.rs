@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod determinism;
 mod exposure;
+mod feature_cache;
+mod fundamentals;
 mod golden_features;
 mod lookahead;
 mod properties;

@@ -136,38 +136,39 @@ proptest! {
     }
 }
 
+/// Consistent bars (low ≤ open, close ≤ high, positive volume) around random mid prices.
+fn ohlcv_bars(
+    len: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<findashpro::operators::indicators::Ohlcv>> {
+    prop::collection::vec(
+        (
+            10.0f64..200.0,
+            0.001f64..0.05,
+            0.001f64..0.05,
+            0.0f64..1.0,
+            1.0f64..1e6,
+        ),
+        len,
+    )
+    .prop_map(|rows| {
+        rows.into_iter()
+            .map(|(mid, up, down, at, volume)| {
+                let (high, low) = (mid * (1.0 + up), mid * (1.0 - down));
+                findashpro::operators::indicators::Ohlcv {
+                    open: low + (high - low) * at,
+                    high,
+                    low,
+                    close: low + (high - low) * (1.0 - at),
+                    volume,
+                }
+            })
+            .collect()
+    })
+}
+
 mod standard_set {
     use findashpro::operators::indicators::{FeatureSet, Ohlcv, talib_standard};
     use proptest::prelude::*;
-
-    fn bars() -> impl Strategy<Value = Vec<Ohlcv>> {
-        prop::collection::vec(
-            (
-                10.0f64..200.0,
-                0.0f64..0.05,
-                0.0f64..0.05,
-                0.0f64..1.0,
-                0.0f64..1e6,
-            ),
-            40..160,
-        )
-        .prop_map(|rows| {
-            rows.into_iter()
-                .map(|(mid, up, down, at, volume)| {
-                    let (high, low) = (mid * (1.0 + up), mid * (1.0 - down));
-                    let open = low + (high - low) * at;
-                    let close = low + (high - low) * (1.0 - at);
-                    Ohlcv {
-                        open,
-                        high,
-                        low,
-                        close,
-                        volume,
-                    }
-                })
-                .collect()
-        })
-    }
 
     fn rows(set: &mut FeatureSet, bars: &[Ohlcv]) -> Vec<Vec<u64>> {
         let mut out = vec![0.0; set.width()];
@@ -185,7 +186,7 @@ mod standard_set {
         /// Feeding bars one at a time gives, at every bar, what a fresh set computes from scratch
         /// over the same prefix, and a reset set replays to identical bits.
         #[test]
-        fn incremental_equals_recomputation_and_reset_replays(bars in bars()) {
+        fn incremental_equals_recomputation_and_reset_replays(bars in super::ohlcv_bars(40..160)) {
             let specs = talib_standard();
             let mut set = FeatureSet::new(&specs);
             let incremental = rows(&mut set, &bars);
@@ -196,6 +197,125 @@ mod standard_set {
             }
             set.reset();
             prop_assert_eq!(rows(&mut set, &bars), incremental);
+        }
+    }
+}
+
+mod oracles {
+    //! Window indicators against direct recomputation over the window at every bar, and the NaN
+    //! policy: a bad bar costs its own row only.
+    use findashpro::operators::indicators::{FeatureSet, FeatureSpec, Ohlcv};
+    use proptest::prelude::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-7 * b.abs().max(1.0)
+    }
+
+    /// Direct definitions over the last n bars (x = 0 oldest).
+    fn oracle(name: &str, w: &[Ohlcv], prev_close: f64) -> f64 {
+        let n = w.len() as f64;
+        let c: Vec<f64> = w.iter().map(|b| b.close).collect();
+        let hh = w.iter().map(|b| b.high).fold(f64::MIN, f64::max);
+        let ll = w.iter().map(|b| b.low).fold(f64::MAX, f64::min);
+        let mean = c.iter().sum::<f64>() / n;
+        let last = w[w.len() - 1];
+        match name {
+            "SMA" => mean,
+            "WMA" => {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, v)| (i + 1) as f64 * v)
+                    .sum::<f64>()
+                    / (n * (n + 1.0) / 2.0)
+            }
+            "VAR" => c.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n,
+            "MIDPRICE" => (hh + ll) / 2.0,
+            "WILLR" => -100.0 * (hh - last.close) / (hh - ll),
+            "MOM" => last.close - prev_close,
+            "LINEARREG" | "SLOPE" => {
+                let xm = (n - 1.0) / 2.0;
+                let sxy: f64 = c
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64 - xm) * (v - mean))
+                    .sum();
+                let sxx: f64 = (0..w.len()).map(|i| (i as f64 - xm).powi(2)).sum();
+                let b = sxy / sxx;
+                if name == "SLOPE" {
+                    b
+                } else {
+                    mean + b * (n - 1.0 - xm)
+                }
+            }
+            "CCI" => {
+                let tp: Vec<f64> = w.iter().map(|b| (b.high + b.low + b.close) / 3.0).collect();
+                let m = tp.iter().sum::<f64>() / n;
+                let md = tp.iter().map(|v| (v - m).abs()).sum::<f64>() / n;
+                (tp[tp.len() - 1] - m) / (0.015 * md)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn window_indicators_equal_their_definitions(bars in super::ohlcv_bars(40..120), n in 2usize..12) {
+            let cases: Vec<(&str, FeatureSpec, usize)> = vec![
+                ("SMA", FeatureSpec::Sma { period: n }, n),
+                ("WMA", FeatureSpec::Wma { period: n }, n),
+                ("VAR", FeatureSpec::Var { period: n, nbdev: 1.0 }, n),
+                ("MIDPRICE", FeatureSpec::Midprice { period: n }, n),
+                ("WILLR", FeatureSpec::Willr { period: n }, n),
+                ("MOM", FeatureSpec::Mom { period: n }, n + 1),
+                ("LINEARREG", FeatureSpec::Linearreg { period: n }, n),
+                ("SLOPE", FeatureSpec::LinearregSlope { period: n }, n),
+                ("CCI", FeatureSpec::Cci { period: n }, n),
+            ];
+            let specs: Vec<FeatureSpec> = cases.iter().map(|c| c.1.clone()).collect();
+            let mut set = FeatureSet::new(&specs);
+            let mut out = vec![0.0; set.width()];
+            for (t, b) in bars.iter().enumerate() {
+                set.update(b, &mut out);
+                for (j, (name, _, span)) in cases.iter().enumerate() {
+                    if t + 1 < *span {
+                        prop_assert!(out[j].is_nan(), "{} warm at {}", name, t);
+                        continue;
+                    }
+                    // The window of the last n bars; MOM also needs the close n bars back.
+                    let w = &bars[t + 1 - n..=t];
+                    let prev = bars[t + 1 - span].close;
+                    let want = oracle(name, w, prev);
+                    prop_assert!(close(out[j], want), "{} at {}: {} vs {}", name, t, out[j], want);
+                }
+            }
+        }
+
+        #[test]
+        fn a_nan_bar_costs_only_its_own_row(bars in super::ohlcv_bars(40..120), at in 0usize..40) {
+            let specs = findashpro::operators::indicators::talib_standard();
+            let at = at % bars.len();
+            let mut with_nan = bars.clone();
+            with_nan.insert(at, Ohlcv { close: f64::NAN, ..bars[at] });
+            let mut a = FeatureSet::new(&specs);
+            let mut b = FeatureSet::new(&specs);
+            let (mut oa, mut ob) = (vec![0.0; a.width()], vec![0.0; b.width()]);
+            let mut clean = Vec::new();
+            for x in &bars {
+                a.update(x, &mut oa);
+                clean.push(oa.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+            let mut k = 0;
+            for (i, x) in with_nan.iter().enumerate() {
+                b.update(x, &mut ob);
+                if i == at {
+                    prop_assert!(ob.iter().all(|v| v.is_nan()));
+                } else {
+                    prop_assert_eq!(&ob.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), &clean[k]);
+                    k += 1;
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::Sma;
 
 /// TRANGE: `max(h-l, |h-c[t-1]|, |l-c[t-1]|)`; none for the first bar (no previous close).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct TrueRange {
     prev_close: Option<f64>,
 }
@@ -32,7 +32,7 @@ impl TrueRange {
 
 /// ATR(n): seeded with the mean of the first n true ranges, then `(atr·(n-1) + tr)/n`.
 /// First output after n+1 bars.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Atr {
     period: usize,
     tr: TrueRange,

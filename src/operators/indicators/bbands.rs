@@ -3,7 +3,7 @@
 use super::{Ring, Sma};
 
 /// One Bollinger output.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct Band {
     /// `middle + nbdev·σ`.
     pub upper: f64,
@@ -15,7 +15,7 @@ pub struct Band {
 
 /// BBANDS(n, k) with SMA middle; σ is the population deviation `sqrt(E[x²] - E[x]²)` from running
 /// sums, 0 when that variance is below 1e-8 (TA-Lib's `TA_IS_ZERO_OR_NEG`). First output after n values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Bbands {
     period: usize,
     nbdev: f64,

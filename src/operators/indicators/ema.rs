@@ -2,7 +2,7 @@
 
 /// EMA(n) with k = 2/(n+1): the first output, after n values, is their mean; then
 /// `ema = (x - ema)·k + ema` (TA-Lib's order of operations).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ema {
     period: usize,
     k: f64,

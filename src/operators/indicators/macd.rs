@@ -3,7 +3,7 @@
 use super::Ema;
 
 /// One MACD output.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct MacdValue {
     /// Fast EMA minus slow EMA.
     pub macd: f64,
@@ -17,7 +17,7 @@ pub struct MacdValue {
 /// index `slow-1` (not the first `fast` closes), the slow EMA with the first `slow` closes; the
 /// signal EMA is seeded with the mean of the first `signal` MACD values. Every output starts at
 /// index `slow + signal - 2`, as in TA-Lib.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Macd {
     fast: usize,
     slow: usize,

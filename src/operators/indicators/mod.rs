@@ -6,9 +6,10 @@
 //! as few kernels as possible — the ADX family, the LINEARREG family, AROON, MOM/ROC/ROCP, APO/PPO,
 //! RSI/CMO, VAR/STDDEV and ATR/NATR each share one pass — and writes the outputs as columns.
 //!
-//! Inputs are bars that passed the quality gate (finite, positive, consistent), so kernels do not
-//! guard against NaN themselves: a NaN fed directly would propagate until the window holding it
-//! has passed (running sums: until `reset`).
+//! Non-finite input: [`FeatureSet::update`] skips a bar with a NaN or infinite field (its outputs
+//! are NaN, the kernels continue from the previous bar), so a bad value never poisons running
+//! sums. Gaps (missing bars) are simply not seen: kernels count bars, not calendar days. In the
+//! graph the quality gate quarantines such bars before they get here.
 
 mod atr;
 mod bbands;
@@ -41,7 +42,7 @@ pub use window::Extreme;
 use serde::Deserialize;
 
 /// The fields of a bar a kernel may read.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct Ohlcv {
     /// Open.
     pub open: f64,
@@ -57,7 +58,7 @@ pub struct Ohlcv {
 
 /// A feature declared in a pipeline file: its kind and parameters (TA-Lib's defaults).
 /// Output columns are named as in TA-Lib's golden file (see [`FeatureSpec::output_names`]).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FeatureSpec {
     /// Simple moving average of the close.
@@ -478,7 +479,7 @@ fn param(x: f64) -> String {
 }
 
 /// What one kernel computes, with its parameters; equal keys share a kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Sma(usize),
     Ema(usize),
@@ -950,7 +951,7 @@ pub fn talib_standard() -> Vec<FeatureSpec> {
 }
 
 /// One kernel of any kind (enum dispatch keeps the per-bar loop free of virtual calls).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Kernel {
     Sma(Sma),
     Ema(Ema),
@@ -1159,7 +1160,7 @@ impl Kernel {
 
 /// The kernels of one ticker, planned so that features computed by the same kernel share it,
 /// writing one row of outputs per bar in declaration order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
     kernels: Vec<(Kernel, usize)>,
     scratch: Vec<f64>,
@@ -1200,7 +1201,18 @@ impl FeatureSet {
     }
 
     /// Feeds one bar; `out` must have `width()` slots.
+    ///
+    /// A bar with a non-finite field is skipped: its outputs are NaN and every kernel continues
+    /// from the previous bar as if the bar had never come (the same as a gap in the data), so one
+    /// bad value costs one row instead of poisoning running sums forever.
     pub fn update(&mut self, bar: &Ohlcv, out: &mut [f64]) {
+        if ![bar.open, bar.high, bar.low, bar.close, bar.volume]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            out.fill(f64::NAN);
+            return;
+        }
         for (k, at) in &mut self.kernels {
             let w = k.width();
             k.update(bar, &mut self.scratch[*at..*at + w]);
@@ -1223,7 +1235,7 @@ pub(crate) fn is_zero(v: f64) -> bool {
 }
 
 /// A fixed-capacity ring of the last `n` values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ring {
     buf: Vec<f64>,
     pos: usize,
@@ -1276,7 +1288,7 @@ impl Ring {
 }
 
 /// A rolling total with TA-Lib's order: add the new value, report, then drop the trailing one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RollingTotal {
     ring: Ring,
     total: f64,

@@ -17,7 +17,7 @@ fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
 
 /// STOCH(fastk, slowk, slowd) with SMA smoothing: outputs `[slowk, slowd]`, both from the longest
 /// lookback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stoch {
     hh: Extreme,
     ll: Extreme,
@@ -55,7 +55,7 @@ impl Stoch {
 }
 
 /// STOCHF(fastk, fastd): outputs `[fastk, fastd]`, both from the longest lookback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StochF {
     hh: Extreme,
     ll: Extreme,
@@ -90,7 +90,7 @@ impl StochF {
 }
 
 /// STOCHRSI(n, fastk, fastd): STOCHF over RSI(n) (RSI as high, low and close).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StochRsi {
     rsi: Rsi,
     stoch: StochF,
@@ -119,7 +119,7 @@ impl StochRsi {
 }
 
 /// WILLR(n): `(highest − close)/((highest − lowest)/−100)`, 0 on a flat window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WillR {
     hh: Extreme,
     ll: Extreme,
@@ -156,7 +156,7 @@ impl WillR {
 
 /// CCI(n) over typical prices: `(tp − mean)/(0.015 · mean absolute deviation)`; O(n) per bar as
 /// TA-Lib defines it (the deviation is from the current mean).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cci {
     n: usize,
     ring: Ring,
@@ -199,7 +199,7 @@ impl Cci {
 /// The directional movement family over one pass: outputs
 /// `[PLUS_DM, MINUS_DM, PLUS_DI, MINUS_DI, DX, ADX, ADXR]`, each from its own lookback
 /// (n−1, n−1, n, n, n, 2n−1, 3n−2).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dmi {
     n: usize,
     prev: Option<(f64, f64, f64)>,
@@ -321,7 +321,7 @@ impl Dmi {
 }
 
 /// MFI(n): money flow index with TA-Lib's `< 1` guard on the total flow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mfi {
     n: usize,
     prev_tp: Option<f64>,
@@ -384,7 +384,7 @@ impl Mfi {
 }
 
 /// MOM, ROC and ROCP over n bars: outputs `[ROC, ROCP, MOM]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     ring: Ring,
 }
@@ -417,7 +417,7 @@ impl Change {
 }
 
 /// APO and PPO with simple moving averages: outputs `[APO, PPO]` from the slow lookback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PriceOsc {
     fast: Sma,
     slow: Sma,
@@ -459,7 +459,7 @@ impl PriceOsc {
 
 /// ULTOSC(p1, p2, p3): `100·(4·A1 + 2·A2 + A3)/7` with `Ak = Σ buying pressure / Σ true range`
 /// over the k-th window (shortest first).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UltOsc {
     prev_close: Option<f64>,
     windows: [(RollingTotal, RollingTotal); 3],
@@ -522,7 +522,7 @@ impl UltOsc {
 
 /// AROON(n) over the last n+1 bars: outputs `[down, up, oscillator]`; on ties the most recent
 /// extreme wins.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Aroon {
     n: usize,
     hh: Extreme,

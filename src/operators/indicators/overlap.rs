@@ -6,7 +6,7 @@ use super::window::Extreme;
 use super::{Ema, Ring, Sma, is_zero};
 
 /// WMA(n): weights 1..n (newest n) over n(n+1)/2, with TA-Lib's running sums.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Wma {
     n: usize,
     ring: Ring,
@@ -54,7 +54,7 @@ impl Wma {
 
 /// DEMA(n) = 2·E1 − E2 and TEMA(n) = E3 + (3·E1 − 3·E2): cascaded EMAs, each seeded with the mean
 /// of the first `n` values of the one before.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MultiEma {
     triple: bool,
     e1: Ema,
@@ -93,7 +93,7 @@ impl MultiEma {
 }
 
 /// TRIX(n): one-bar rate of change (percent) of the triple-smoothed EMA.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Trix {
     e1: Ema,
     e2: Ema,
@@ -135,7 +135,7 @@ impl Trix {
 }
 
 /// TRIMA(n) = SMA(SMA(x, ⌈n/2⌉ or n/2), n/2 + 1) (TA-Lib's definition for even and odd n).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Trima {
     a: Sma,
     b: Sma,
@@ -171,7 +171,7 @@ impl Trima {
 /// KAMA(n) (fast 2, slow 30), TA-Lib's order of operations: ER = |x[t] − x[t−n]| over the sum of
 /// the last n one-bar moves (1 when that sum is zero or not above the signed change), smoothing
 /// `sc = (ER·(2/3 − 2/31) + 2/31)²`, seeded with x[n−1]; first output at n.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kama {
     n: usize,
     last: VecDeque<f64>,
@@ -239,7 +239,7 @@ impl Kama {
 }
 
 /// MIDPOINT(n) = (max + min)/2 of the last n closes; MIDPRICE(n) = (highest high + lowest low)/2.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mid {
     hi: Extreme,
     lo: Extreme,
@@ -269,7 +269,7 @@ impl Mid {
 }
 
 /// Parabolic SAR, as TA-Lib computes it (first output at the second bar).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sar {
     acceleration: f64,
     maximum: f64,
@@ -277,7 +277,7 @@ pub struct Sar {
     state: Option<SarState>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct SarState {
     long: bool,
     sar: f64,

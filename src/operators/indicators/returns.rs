@@ -3,7 +3,7 @@
 use super::Ring;
 
 /// `ln(close[t]/close[t-1])`; none for the first value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct LogReturn {
     prev: Option<f64>,
 }
@@ -24,7 +24,7 @@ impl LogReturn {
 /// Annualized volatility: sample standard deviation (ddof 1) of the last `period` log returns,
 /// times √252. First output after `period + 1` closes. O(1) per value from running sums of the
 /// returns and their squares.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Volatility {
     period: usize,
     ret: LogReturn,

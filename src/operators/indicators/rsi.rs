@@ -5,7 +5,7 @@ use super::is_zero;
 /// RSI(n): average gain and loss seeded with the simple mean of the first n changes, then Wilder
 /// smoothing `avg = (avg·(n-1) + x)/n`; `100·g/(g+l)`, 0 when `g+l` is (TA-Lib's) zero.
 /// First output after n+1 values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rsi {
     period: usize,
     prev: Option<f64>,

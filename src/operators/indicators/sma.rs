@@ -6,7 +6,7 @@ use super::Ring;
 ///
 /// Uses TA-Lib's running total (add the new value, output, subtract the one leaving) so the bits
 /// agree with TA-Lib rather than with a two-pass mean.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sma {
     period: usize,
     ring: Ring,

@@ -8,7 +8,7 @@ use super::{Ring, is_zero};
 /// from running sums loses ~2e-9 on prices near 600 (measured on GOOG). So this keeps a sliding
 /// mean and sum of squared deviations (Welford's update, O(1) per value) and recomputes them
 /// exactly from the window each time the ring wraps, which bounds the drift at O(1) amortized.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Var {
     n: usize,
     ring: Ring,
@@ -75,7 +75,7 @@ impl Var {
 /// The least-squares line over the last n values (x = 0 oldest … n−1 newest), computed as TA-Lib
 /// does in one pass: outputs `[LINEARREG, LINEARREG_SLOPE, LINEARREG_INTERCEPT,
 /// LINEARREG_ANGLE, TSF]`. O(n) per bar, the cost of TA-Lib's own definition, shared by all five.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinReg {
     n: usize,
     ring: Ring,
@@ -125,7 +125,7 @@ impl LinReg {
 
 /// CORREL(n): Pearson correlation of two series from running sums (subtract the trailing pair,
 /// then add the new one, as TA-Lib does); 0 when a variance is not positive.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Correl {
     n: usize,
     xs: Ring,
@@ -182,7 +182,7 @@ impl Correl {
 
 /// BETA(n): regression slope of the second series' simple returns on the first's over the last n
 /// returns, `(nΣxy − ΣxΣy)/(nΣx² − (Σx)²)`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Beta {
     n: usize,
     prev: Option<(f64, f64)>,

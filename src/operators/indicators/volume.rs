@@ -2,7 +2,7 @@
 
 /// OBV: starts at the first bar's volume, then adds or subtracts each volume by the sign of the
 /// close's change (unchanged on a flat close).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct Obv {
     state: Option<(f64, f64)>,
 }
@@ -29,7 +29,7 @@ impl Obv {
 }
 
 /// Chaikin accumulation/distribution: `Σ ((c−l) − (h−c))/(h−l)·v`, a bar with h = l adds nothing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct Ad {
     ad: f64,
 }
@@ -52,7 +52,7 @@ impl Ad {
 
 /// ADOSC(fast, slow): EMA(fast) − EMA(slow) of the A/D line, both seeded with the first A/D value,
 /// `ema = k·ad + (1−k)·ema`; first output after `slow` bars.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Adosc {
     fast_k: f64,
     slow_k: f64,

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 /// Highest (or lowest) of the last `n` values, with its position. On ties the most recent value
 /// wins, as TA-Lib's AROON expects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Extreme {
     n: usize,
     highest: bool,
