@@ -1258,7 +1258,10 @@ impl Ring {
             None
         };
         self.buf[self.pos] = x;
-        self.pos = (self.pos + 1) % self.buf.len();
+        self.pos += 1;
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+        }
         if self.len < self.buf.len() {
             self.len += 1;
         }

@@ -72,13 +72,17 @@ impl Var {
     }
 }
 
-/// The least-squares line over the last n values (x = 0 oldest … n−1 newest), computed as TA-Lib
-/// does in one pass: outputs `[LINEARREG, LINEARREG_SLOPE, LINEARREG_INTERCEPT,
-/// LINEARREG_ANGLE, TSF]`. O(n) per bar, the cost of TA-Lib's own definition, shared by all five.
+/// The least-squares line over the last n values (x = 0 oldest … n−1 newest), in TA-Lib's
+/// formulation: outputs `[LINEARREG, LINEARREG_SLOPE, LINEARREG_INTERCEPT, LINEARREG_ANGLE, TSF]`,
+/// all five from one pass. `Σy` and `Σ i·y` (i = bars ago) are updated in O(1) per bar and
+/// recomputed exactly each time the ring wraps, which bounds their drift at O(1) amortized.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinReg {
     n: usize,
     ring: Ring,
+    sum_y: f64,
+    sum_xy: f64,
+    since_exact: usize,
 }
 
 impl LinReg {
@@ -88,26 +92,46 @@ impl LinReg {
         LinReg {
             n,
             ring: Ring::new(n),
+            sum_y: 0.0,
+            sum_xy: 0.0,
+            since_exact: 0,
         }
     }
 
     /// Feeds a value.
     pub fn update(&mut self, x: f64) -> Option<[f64; 5]> {
-        self.ring.push(x);
-        self.ring.oldest()?;
         let n = self.n as f64;
+        match self.ring.push(x) {
+            None => {
+                // Every value seen ages by one bar.
+                self.sum_xy += self.sum_y;
+                self.sum_y += x;
+            }
+            Some(old) => {
+                self.since_exact += 1;
+                if self.since_exact >= self.n {
+                    self.since_exact = 0;
+                    let (mut sy, mut sxy) = (0.0, 0.0);
+                    for (k, y) in self.ring.ordered().enumerate() {
+                        sy += y;
+                        sxy += (self.n - 1 - k) as f64 * y;
+                    }
+                    self.sum_y = sy;
+                    self.sum_xy = sxy;
+                } else {
+                    self.sum_xy = (self.sum_xy - (n - 1.0) * old) + (self.sum_y - old);
+                    self.sum_y += x - old;
+                }
+            }
+        }
+        if self.ring.len() < self.n {
+            return None;
+        }
         let sum_x = n * (n - 1.0) * 0.5;
         let sum_x_sqr = n * (n - 1.0) * (2.0 * n - 1.0) / 6.0;
         let divisor = sum_x * sum_x - n * sum_x_sqr;
-        let (mut sum_xy, mut sum_y) = (0.0, 0.0);
-        // Oldest first, weighted by how many bars ago (n−1 … 0), as TA-Lib loops.
-        for (k, y) in self.ring.ordered().enumerate() {
-            let i = (self.n - 1 - k) as f64;
-            sum_y += y;
-            sum_xy += i * y;
-        }
-        let m = (n * sum_xy - sum_x * sum_y) / divisor;
-        let b = (sum_y - m * sum_x) / n;
+        let m = (n * self.sum_xy - sum_x * self.sum_y) / divisor;
+        let b = (self.sum_y - m * sum_x) / n;
         Some([
             b + m * (n - 1.0),
             m,
@@ -119,7 +143,7 @@ impl LinReg {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.ring.clear();
+        *self = LinReg::new(self.n);
     }
 }
 
