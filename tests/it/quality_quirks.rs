@@ -138,3 +138,42 @@ fn missing_trading_days_are_flagged_as_gaps() {
         );
     }
 }
+
+/// Over the whole S&P 500 set in `../shared/data/real` (when it is beside the repository, as on the
+/// project's machines): exactly the quirks PROVENANCE.md counts, and no gap the calendar invents.
+#[test]
+fn the_whole_sp500_set_has_exactly_the_documented_quirks() {
+    let dir = repo("../shared/data/real/sp500_5yr_kaggle_camnugent/individual_stocks_5yr");
+    if !dir.is_dir() {
+        eprintln!(
+            "skipped: {} is not here (the fixture tests above cover every named quirk)",
+            dir.display()
+        );
+        return;
+    }
+    let text = format!(
+        "name = \"all\"\n[source]\nkind = \"files\"\nformat = \"kaggle\"\npaths = [\"{}/*_data.csv\"]\n[quality]\ncalendar = \"nyse\"\n[[features]]\nkind = \"sma\"\nperiod = 10\n[[features]]\nkind = \"sma\"\nperiod = 30\n[model]\nkind = \"crossover\"\nfast = \"SMA_10\"\nslow = \"SMA_30\"\n",
+        dir.display()
+    );
+    let q = run_with(&pipeline_text(&text, &repo("")), 2).quarantine;
+    let count = |reason: Reason| q.iter().filter(|r| r.reason == reason).count();
+    assert_eq!(count(Reason::MissingField), 11);
+    assert_eq!(count(Reason::OhlcInconsistent), 12);
+    assert_eq!(
+        count(Reason::Outlier),
+        9,
+        "EBAY NI BAX DISCA DISCK NWL VRTX×2 AMD"
+    );
+    let rejected: BTreeSet<&str> = q
+        .iter()
+        .filter(|r| r.action == Action::Rejected)
+        .map(|r| r.ticker.as_str())
+        .collect();
+    for g in q.iter().filter(|r| r.reason == Reason::Gap) {
+        assert!(
+            ["BMY", "DHR", "ES", "ICE", "O", "ORCL"].contains(&g.ticker.as_str())
+                || rejected.contains(g.ticker.as_str()),
+            "unexpected gap: {g:?}"
+        );
+    }
+}
