@@ -33,6 +33,10 @@ enum Command {
         /// Output base directory (default: the pipeline's `outputs.dir`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write signals, orders, fills and positions to this PostgreSQL database
+        /// (migrated first), with an audit event.
+        #[arg(long)]
+        database_url: Option<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -51,6 +55,12 @@ enum Command {
         /// Take the features declared by this pipeline file instead of the standard set.
         #[arg(long)]
         pipeline: Option<PathBuf>,
+    },
+    /// Apply the database migrations (versioned, re-runnable).
+    Migrate {
+        /// PostgreSQL URL (default: `DATABASE_URL`, else the local server's `test` database).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Check a pipeline file without running it.
     Validate {
@@ -157,6 +167,12 @@ impl ClusterArgs {
     }
 }
 
+/// `DATABASE_URL`, else the local server's `test` database.
+fn default_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -177,10 +193,24 @@ fn main() -> Result<()> {
                 p.pipeline.feature_columns().join(", ")
             );
         }
+        Command::Migrate { database_url } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let applied = rt.block_on(async {
+                let mut c = findashpro::sinks::postgres::connect(
+                    &database_url.unwrap_or_else(default_database_url),
+                )
+                .await?;
+                findashpro::sinks::postgres::migrate(&mut c).await
+            })?;
+            println!("migrations applied: {applied:?}");
+        }
         Command::Backtest {
             pipeline,
             run_id,
             out,
+            database_url,
             cluster,
         } => {
             let p = Pipeline::load(&pipeline)?;
@@ -221,6 +251,20 @@ fn main() -> Result<()> {
                 m.flagged.values().sum::<usize>()
             );
             println!("outputs: {}", dir.display());
+            if let Some(url) = database_url {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let written = rt.block_on(async {
+                    use findashpro::sinks::postgres as pg;
+                    let mut c = pg::connect(&url).await?;
+                    pg::migrate(&mut c).await?;
+                    let w = pg::write_ledger(&mut c, &run_id, &output.tickers, &output.ledger).await?;
+                    pg::audit(&c, "backtest_written", &serde_json::json!({"run_id": run_id, "pipeline": p.pipeline.name, "final_equity": m.final_equity})).await?;
+                    Ok::<_, findashpro::sinks::postgres::DbError>(w)
+                })?;
+                println!("postgres: {written:?}");
+            }
         }
         Command::Features {
             input,

@@ -2,4 +2,5 @@
 
 pub mod broker;
 pub mod files;
+pub mod postgres;
 pub mod report;

@@ -8,6 +8,7 @@ mod feature_cache;
 mod fundamentals;
 mod golden_features;
 mod lookahead;
+mod postgres;
 mod properties;
 mod quality_quirks;
 mod reference_backtest;

@@ -1,0 +1,248 @@
+//! PostgreSQL: the audit trail and the run's decisions.
+//!
+//! Migrations (`migrations/*.sql`) are embedded, versioned in `schema_migrations` with a checksum,
+//! applied in one transaction under an advisory lock (so concurrent starters do not race) and
+//! re-runnable. Writes are parameterised and idempotent: natural keys plus `ON CONFLICT DO
+//! NOTHING`, one transaction per batch, so a redelivered message never doubles a row.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, NoTls};
+
+use crate::bar::Tickers;
+use crate::operators::portfolio::Ledger;
+use crate::operators::risk::EntrySize;
+use crate::sinks::broker::OrderKind;
+
+/// The embedded migrations: (version, name, SQL).
+pub const MIGRATIONS: [(i32, &str, &str); 1] =
+    [(1, "core", include_str!("../../migrations/0001_core.sql"))];
+
+/// Advisory lock key that serializes migrators.
+const MIGRATION_LOCK: i64 = 0x66_6470_6d69_6772;
+
+/// Errors talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server refused or failed a statement, or the connection broke.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// An applied migration's file changed since it was applied.
+    #[error(
+        "migration {version} ({name}) was edited after it was applied (checksum {applied} in the database, {now} now)"
+    )]
+    Edited {
+        /// Version.
+        version: i32,
+        /// Name.
+        name: String,
+        /// Checksum recorded.
+        applied: String,
+        /// Checksum of the embedded file.
+        now: String,
+    },
+}
+
+/// Rows written by [`write_ledger`] (rows already present are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Signals.
+    pub signals: u64,
+    /// Orders.
+    pub orders: u64,
+    /// Fills.
+    pub fills: u64,
+    /// Positions.
+    pub positions: u64,
+}
+
+fn checksum(sql: &str) -> String {
+    let h = sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// Connects and drives the connection on the current tokio runtime.
+///
+/// # Errors
+/// The server cannot be reached or refuses the login.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations not yet applied; returns their versions.
+///
+/// # Errors
+/// A failing statement, or an applied migration that was edited since.
+pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL, \
+             checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        let sum = checksum(sql);
+        let row = tx
+            .query_opt(
+                "SELECT checksum FROM schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await?;
+        match row {
+            Some(r) => {
+                let had: String = r.get(0);
+                if had != sum {
+                    return Err(DbError::Edited {
+                        version,
+                        name: name.into(),
+                        applied: had,
+                        now: sum,
+                    });
+                }
+            }
+            None => {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&version, &name, &sum],
+                )
+                .await?;
+                applied.push(version);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Appends an event to the audit trail.
+///
+/// # Errors
+/// A failing insert.
+pub async fn audit(
+    client: &Client,
+    event_type: &str,
+    data: &serde_json::Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO audit_log (event_type, data) VALUES ($1, $2)",
+            &[&event_type, data],
+        )
+        .await?;
+    Ok(())
+}
+
+fn at(ts: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(ts, 0).unwrap_or_default()
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Writes a run's signals, orders, fills and positions in one transaction, idempotently.
+///
+/// # Errors
+/// A failing statement (the transaction then leaves nothing behind).
+pub async fn write_ledger(
+    client: &mut Client,
+    run_id: &str,
+    tickers: &Tickers,
+    ledger: &Ledger,
+) -> Result<Written, DbError> {
+    let name = |t: u32| tickers.name(t).to_string();
+    let tx = client.transaction().await?;
+    let s = &ledger.signals;
+    let signals = tx
+        .execute(
+            "INSERT INTO signals (run_id, ticker, time, action, confidence, predicted_return) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::float8[], $6::float8[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &s.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
+                &s.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.signal.target.action()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.signal.confidence).collect::<Vec<_>>(),
+                &s.iter().map(|r| finite(r.signal.predicted_return)).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    let o = &ledger.orders;
+    let orders = tx
+        .execute(
+            "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason) \
+             SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &o.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
+                &o.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>(),
+                &o.iter().map(|r| name(r.order.ticker)).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.side.as_str()).collect::<Vec<_>>(),
+                &o.iter().map(|r| if matches!(r.order.kind, OrderKind::Exit) { "exit" } else { "entry" }).collect::<Vec<_>>(),
+                &o.iter()
+                    .map(|r| match r.order.kind {
+                        OrderKind::Entry { size: EntrySize::Fraction(f), .. } => Some(f),
+                        OrderKind::Entry { size: EntrySize::AllIn, .. } => Some(1.0),
+                        OrderKind::Exit => None,
+                    })
+                    .collect::<Vec<_>>(),
+                &o.iter().map(|r| format!("{:?}", r.status).to_lowercase()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    let f = &ledger.fills;
+    let fills = tx
+        .execute(
+            "INSERT INTO fills (run_id, order_id, time, ticker, side, quantity, price, commission) \
+             SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::float8[], $7::float8[], $8::float8[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &f.iter().map(|r| r.order_id as i64).collect::<Vec<_>>(),
+                &f.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
+                &f.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
+                &f.iter().map(|r| r.side.as_str()).collect::<Vec<_>>(),
+                &f.iter().map(|r| r.quantity).collect::<Vec<_>>(),
+                &f.iter().map(|r| r.price).collect::<Vec<_>>(),
+                &f.iter().map(|r| r.commission).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    let p = &ledger.positions;
+    let positions = tx
+        .execute(
+            "INSERT INTO positions (run_id, ticker, time, quantity, entry_price) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::float8[], $5::float8[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &p.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
+                &p.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
+                &p.iter().map(|r| r.quantity).collect::<Vec<_>>(),
+                &p.iter().map(|r| r.entry_price).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Written {
+        signals,
+        orders,
+        fills,
+        positions,
+    })
+}
