@@ -8,20 +8,26 @@ pub struct TrueRange {
     prev_close: Option<f64>,
 }
 
+/// TA-Lib's true range of a bar given the previous close: `max(h−l, |pc−h|, |pc−l|)`, compared in
+/// that order (ATR, the DM family and ULTOSC all use it).
+pub fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
+    let mut greatest = high - low;
+    let v2 = (prev_close - high).abs();
+    if v2 > greatest {
+        greatest = v2;
+    }
+    let v3 = (prev_close - low).abs();
+    if v3 > greatest {
+        greatest = v3;
+    }
+    greatest
+}
+
 impl TrueRange {
     /// Feeds one bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let pc = self.prev_close.replace(close)?;
-        let mut greatest = high - low;
-        let v2 = (pc - high).abs();
-        if v2 > greatest {
-            greatest = v2;
-        }
-        let v3 = (pc - low).abs();
-        if v3 > greatest {
-            greatest = v3;
-        }
-        Some(greatest)
+        Some(true_range(high, low, pc))
     }
 
     /// Back to empty.

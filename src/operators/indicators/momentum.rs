@@ -2,6 +2,7 @@
 //! outputs compute a family in one pass (ADX and its relatives, AROON up/down/oscillator,
 //! MOM/ROC/ROCP, APO/PPO); each output starts at its own TA-Lib lookback.
 
+use super::atr::true_range;
 use super::window::Extreme;
 use super::{Ring, RollingTotal, Rsi, Sma, is_zero};
 
@@ -251,15 +252,7 @@ impl Dmi {
         } else {
             0.0
         };
-        let mut tr = high - low;
-        let v2 = (pc - high).abs();
-        if v2 > tr {
-            tr = v2;
-        }
-        let v3 = (pc - low).abs();
-        if v3 > tr {
-            tr = v3;
-        }
+        let tr = true_range(high, low, pc);
         if self.bars < self.n {
             self.pdm += plus;
             self.mdm += minus;
@@ -481,15 +474,7 @@ impl UltOsc {
         let pc = self.prev_close.replace(close)?;
         let true_low = low.min(pc);
         let bp = close - true_low;
-        let mut tr = high - low;
-        let d = (pc - high).abs();
-        if d > tr {
-            tr = d;
-        }
-        let d = (pc - low).abs();
-        if d > tr {
-            tr = d;
-        }
+        let tr = true_range(high, low, pc);
         let sums: [Option<(f64, f64)>; 3] = std::array::from_fn(|i| {
             let (a, b) = &mut self.windows[i];
             let a = a.update(bp);
