@@ -77,7 +77,8 @@ impl Default for Cluster {
 }
 
 impl Cluster {
-    fn config(&self) -> timely::Config {
+    /// The timely configuration of these options.
+    pub fn config(&self) -> timely::Config {
         use timely::CommunicationConfig as C;
         let communication = if self.processes > 1 {
             let addresses = if self.addresses.is_empty() {
@@ -134,6 +135,139 @@ pub struct RunOptions {
     pub kill: KillSwitch,
 }
 
+/// What every worker needs to build the operator graph; shared by the backtest ([`run`]) and the
+/// streaming run ([`crate::stream`]), so both run the very same operators.
+#[derive(Clone)]
+pub struct GraphSpec {
+    /// The pipeline.
+    pub pipeline: Arc<crate::config::Pipeline>,
+    /// The run's ticker table.
+    pub tickers: Arc<Tickers>,
+    /// Directory that relative paths of the pipeline resolve against.
+    pub base_dir: std::path::PathBuf,
+    /// The signal model.
+    pub model: RuleModel,
+    /// Number of fundamentals columns joined as of their publication (0: no join).
+    pub fact_width: usize,
+    /// Trips to halt new orders.
+    pub kill: KillSwitch,
+}
+
+/// A worker's handles on the graph it built.
+pub struct Graph {
+    /// The portfolio (present on worker 0 only).
+    pub portfolio: SharedPortfolio<PaperBroker>,
+    /// Quarantined and flagged rows gathered on worker 0.
+    pub quarantine: Rc<RefCell<Vec<Reject>>>,
+    /// Sector exposure rows gathered on worker 0.
+    pub exposure: Rc<RefCell<Vec<ExposureRow>>>,
+    /// Passes a time once the portfolio and the exposure are done with it.
+    pub probe: ProbeHandle<u64>,
+}
+
+impl GraphSpec {
+    /// Resolves the pipeline's model against its feature columns.
+    ///
+    /// # Errors
+    /// A model input that no feature produces.
+    pub fn new(p: &LoadedPipeline, source: &Source, kill: KillSwitch) -> Result<Self, EngineError> {
+        let columns = p.pipeline.feature_columns();
+        let model = RuleModel::new(&p.pipeline.model, &columns)
+            .ok_or_else(|| EngineError::Model(columns.join(", ")))?;
+        Ok(GraphSpec {
+            pipeline: Arc::new(p.pipeline.clone()),
+            tickers: Arc::new(source.tickers()),
+            base_dir: p.base_dir.clone(),
+            model,
+            fact_width: p.pipeline.fundamentals.columns().len(),
+            kill,
+        })
+    }
+
+    /// Loads the pipeline's fundamentals and sentiment facts (empty when none are configured).
+    ///
+    /// # Errors
+    /// Unreadable or malformed fact files.
+    pub fn facts(&self, p: &LoadedPipeline) -> Result<Vec<Fact>, EngineError> {
+        let dir = |d: &Option<String>| d.as_deref().map(|d| p.resolve(d));
+        Ok(crate::sources::fundamentals::load(
+            dir(&p.pipeline.fundamentals.fmp_dir).as_deref(),
+            dir(&p.pipeline.fundamentals.finnhub_dir).as_deref(),
+            &p.pipeline.fundamentals.columns(),
+            &self.tickers,
+        )?)
+    }
+
+    /// Builds quality → features → [as-of facts] → signal → portfolio, with the quarantine and the
+    /// sector exposure beside it, on the given input streams.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build<'s>(
+        &self,
+        index: usize,
+        peers: usize,
+        bars: timely::dataflow::Stream<'s, u64, Vec<BarBatch>>,
+        rejects: timely::dataflow::Stream<'s, u64, Vec<Reject>>,
+        sectors: timely::dataflow::Stream<'s, u64, Vec<(TickerId, String)>>,
+        facts: timely::dataflow::Stream<'s, u64, Vec<Fact>>,
+    ) -> Graph {
+        let pipeline = &self.pipeline;
+        let specs: Vec<FeatureSpec> = pipeline
+            .features
+            .iter()
+            .map(|f| f.get_ref().clone())
+            .collect();
+        let window = match pipeline.risk.sizing {
+            Sizing::Kelly { window, .. } => window,
+            _ => 30,
+        };
+        let BrokerSpec::Paper {
+            slippage,
+            commission,
+            whole_shares,
+        } = pipeline.broker;
+        let portfolio: SharedPortfolio<PaperBroker> =
+            Rc::new(RefCell::new((index == 0).then(|| {
+                Portfolio::new(
+                    RiskEngine::new(pipeline.risk.clone(), self.kill.clone()),
+                    PaperBroker::new(slippage, commission, whole_shares),
+                )
+            })));
+        let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));
+        let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
+        let probe = ProbeHandle::new();
+        let (good, quality_rejects) = bars.quality(&pipeline.quality, Arc::clone(&self.tickers));
+        let cache = pipeline.cache.features.as_ref().map(|d| {
+            (
+                crate::operators::feature_cache::FeatureCache::new(&self.base_dir.join(d), &specs),
+                Arc::clone(&self.tickers),
+            )
+        });
+        let mut featured = good.features(specs, cache);
+        if self.fact_width > 0 {
+            featured = featured.join_as_of(facts, self.fact_width, peers);
+        }
+        let (equity, deltas) = featured
+            .signals(self.model.clone(), window)
+            .portfolio(Rc::clone(&portfolio));
+        equity.probe_with(&probe);
+        sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
+        let q = Rc::clone(&quarantine);
+        quality_rejects.concat(rejects).sink(
+            Exchange::new(|_r: &Reject| 0),
+            "Quarantine",
+            move |(input, _)| {
+                input.for_each(|_, data| q.borrow_mut().append(data));
+            },
+        );
+        Graph {
+            portfolio,
+            quarantine,
+            exposure,
+            probe,
+        }
+    }
+}
+
 /// Runs the pipeline to the end of its source. Returns the output on the process holding worker 0
 /// and `None` on the others.
 ///
@@ -141,31 +275,10 @@ pub struct RunOptions {
 /// A source that cannot start, or a worker that fails.
 pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
     let source = Arc::new(Source::open(p)?);
-    let tickers = Arc::new(source.tickers());
+    let spec = GraphSpec::new(p, &source, opts.kill.clone())?;
+    let tickers = Arc::clone(&spec.tickers);
     let sectors = Arc::new(source.sectors());
-    let fact_columns = p.pipeline.fundamentals.columns();
-    let facts = Arc::new(crate::sources::fundamentals::load(
-        p.pipeline
-            .fundamentals
-            .fmp_dir
-            .as_deref()
-            .map(|d| p.resolve(d))
-            .as_deref(),
-        p.pipeline
-            .fundamentals
-            .finnhub_dir
-            .as_deref()
-            .map(|d| p.resolve(d))
-            .as_deref(),
-        &fact_columns,
-        &tickers,
-    )?);
-    let fact_width = fact_columns.len();
-    let base_dir = p.base_dir.clone();
-    let pipeline = Arc::new(p.pipeline.clone());
-    let columns = p.pipeline.feature_columns();
-    let model = RuleModel::new(&p.pipeline.model, &columns)
-        .ok_or_else(|| EngineError::Model(columns.join(", ")))?;
+    let facts = Arc::new(spec.facts(p)?);
     let opts2 = opts.clone();
     let guards = timely::execute(
         opts.cluster.config(),
@@ -184,28 +297,6 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 load_seconds,
                 "source loaded"
             );
-            let specs: Vec<FeatureSpec> = pipeline
-                .features
-                .iter()
-                .map(|f| f.get_ref().clone())
-                .collect();
-            let window = match pipeline.risk.sizing {
-                Sizing::Kelly { window, .. } => window,
-                _ => 30,
-            };
-            let BrokerSpec::Paper {
-                slippage,
-                commission,
-                whole_shares,
-            } = pipeline.broker;
-            let portfolio: SharedPortfolio<PaperBroker> =
-                Rc::new(RefCell::new((index == 0).then(|| {
-                    Portfolio::new(
-                        RiskEngine::new(pipeline.risk.clone(), opts2.kill.clone()),
-                        PaperBroker::new(slippage, commission, whole_shares),
-                    )
-                })));
-            let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));
             let mut bars_in: InputHandle<u64, CapacityContainerBuilder<Vec<BarBatch>>> =
                 InputHandle::new();
             let mut rejects_in: InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>> =
@@ -216,45 +307,22 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             > = InputHandle::new();
             let mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>> =
                 InputHandle::new();
-            let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
-            let probe = ProbeHandle::new();
-            worker.dataflow::<u64, _, _>(|scope| {
-                let (good, rejects) = scope
-                    .input_from(&mut bars_in)
-                    .quality(&pipeline.quality, Arc::clone(&tickers));
-                let cache = pipeline.cache.features.as_ref().map(|d| {
-                    (
-                        crate::operators::feature_cache::FeatureCache::new(
-                            &base_dir.join(d),
-                            &specs,
-                        ),
-                        Arc::clone(&tickers),
-                    )
-                });
-                let mut featured = good.features(specs, cache);
-                if fact_width > 0 {
-                    featured =
-                        featured.join_as_of(scope.input_from(&mut facts_in), fact_width, peers);
-                }
-                let (equity, deltas) = featured
-                    .signals(model.clone(), window)
-                    .portfolio(Rc::clone(&portfolio));
-                equity.probe_with(&probe);
-                sector_exposure(
-                    deltas,
+            let graph = worker.dataflow::<u64, _, _>(|scope| {
+                spec.build(
+                    index,
+                    peers,
+                    scope.input_from(&mut bars_in),
+                    scope.input_from(&mut rejects_in),
                     scope.input_from(&mut sectors_in),
-                    Rc::clone(&exposure),
+                    scope.input_from(&mut facts_in),
                 )
-                .probe_with(&probe);
-                let q = Rc::clone(&quarantine);
-                rejects.concat(scope.input_from(&mut rejects_in)).sink(
-                    Exchange::new(|_r: &Reject| 0),
-                    "Quarantine",
-                    move |(input, _)| {
-                        input.for_each(|_, data| q.borrow_mut().append(data));
-                    },
-                );
             });
+            let Graph {
+                portfolio,
+                quarantine,
+                exposure,
+                probe,
+            } = graph;
             for r in input.rejects {
                 rejects_in.send(r);
             }

@@ -27,4 +27,5 @@ pub mod output;
 pub mod query;
 pub mod sinks;
 pub mod sources;
+pub mod stream;
 pub mod time;

@@ -62,6 +62,72 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Add a cycle of work items (one per ticker of the pipeline's universe) to the Redis stream
+    /// `<prefix>:ticker_stream`, creating the consumer group `fdp_workers` if absent.
+    #[command(disable_help_flag = true)]
+    Orchestrate {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// Cut-off of the cycle (`YYYY-MM-DD`, RFC 3339 or epoch seconds; default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Push the pipeline's bars into the stream as bar messages, in time order with a watermark
+    /// after each time (a replay feed for tests, demos and `fdp bench stream`).
+    #[command(disable_help_flag = true)]
+    Feed {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// At most this many bars per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// The streaming production run: every worker is a consumer of `fdp_workers`, runs the
+    /// pipeline's graph, commits decisions to PostgreSQL, then acknowledges. Ends on SIGTERM/SIGINT,
+    /// on the kill-switch file `<data-dir>/STOP`, or after `--idle-shutdown` seconds without work.
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// PostgreSQL URL (default: `DATABASE_URL`, else the local server's `test` database).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Run id for the rows written (default: the pipeline's name).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// End after this many seconds without messages.
+        #[arg(long)]
+        idle_shutdown: Option<f64>,
+        /// Seconds a work item may take.
+        #[arg(long, default_value_t = 120.0)]
+        item_timeout: f64,
+        /// Failures after which a message goes to the dead-letter stream.
+        #[arg(long, default_value_t = 3)]
+        max_failures: u64,
+        /// Seconds after which another consumer's pending message is reclaimed.
+        #[arg(long, default_value_t = 60.0)]
+        claim_idle: f64,
+        /// Directory holding the kill-switch file `STOP`.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Serve Prometheus metrics on this address (`GET /metrics`).
+        #[arg(long)]
+        metrics_addr: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Check a pipeline file without running it.
     Validate {
         /// Pipeline file.
@@ -106,12 +172,62 @@ enum BenchWhat {
     Features,
 }
 
+/// Where the stream lives.
+#[derive(Debug, Args)]
+struct RedisArgs {
+    /// Redis URL (default: `REDIS_URL`, else `redis://127.0.0.1:6379`).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Key prefix: the stream is `<prefix>:ticker_stream`.
+    #[arg(long, default_value = "fdp")]
+    prefix: String,
+    /// Keep the stream at about this many entries (`XADD MAXLEN ~`); writers wait while more
+    /// than half of them are undelivered.
+    #[arg(long, default_value_t = 10_000)]
+    maxlen: usize,
+}
+
+impl RedisArgs {
+    fn url(&self) -> String {
+        self.redis_url.clone().unwrap_or_else(|| {
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        })
+    }
+}
+
+/// Sets `flag` on SIGTERM or SIGINT (from a thread of its own).
+fn on_signals(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("fdp-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    tracing::error!("cannot install signal handlers");
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM"),
+                    _ = int.recv() => tracing::info!("SIGINT"),
+                }
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        })?;
+    Ok(())
+}
+
 /// Timely's cluster options.
 #[derive(Debug, Args)]
 struct ClusterArgs {
-    /// Worker threads per process.
-    #[arg(short = 'w', long = "workers", default_value_t = 1)]
-    workers: usize,
+    /// Worker threads per process (default 1; `fdp run`: 20, one consumer each).
+    #[arg(short = 'w', long = "workers")]
+    workers: Option<usize>,
     /// Number of processes.
     #[arg(short = 'n', long = "processes", default_value_t = 1)]
     processes: usize,
@@ -128,10 +244,15 @@ struct ClusterArgs {
 
 impl ClusterArgs {
     fn cluster(&self) -> Result<Cluster> {
-        if self.workers == 0 || self.processes == 0 || self.process >= self.processes {
+        self.cluster_or(1)
+    }
+
+    fn cluster_or(&self, default_workers: usize) -> Result<Cluster> {
+        let workers = self.workers.unwrap_or(default_workers);
+        if workers == 0 || self.processes == 0 || self.process >= self.processes {
             bail!(
                 "need -w >= 1, -n >= 1 and -p < -n (got -w {} -n {} -p {})",
-                self.workers,
+                workers,
                 self.processes,
                 self.process
             );
@@ -159,7 +280,7 @@ impl ClusterArgs {
             None => Vec::new(),
         };
         Ok(Cluster {
-            workers: self.workers,
+            workers,
             processes: self.processes,
             process: self.process,
             addresses,
@@ -312,6 +433,84 @@ fn main() -> Result<()> {
                 print!("{}", findashpro::bench::ns_table(&lines));
             }
         },
+        Command::Orchestrate {
+            pipeline,
+            redis,
+            until,
+            ..
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            let until = match until {
+                Some(u) => findashpro::sources::redis_stream::parse_ts(&u)
+                    .with_context(|| format!("--until {u:?} is not a time"))?,
+                None => chrono::Utc::now().timestamp(),
+            };
+            let c = findashpro::stream::orchestrate(
+                &p,
+                &redis.url(),
+                &redis.prefix,
+                until,
+                redis.maxlen,
+            )?;
+            println!(
+                "cycle {}: {} work items up to {} on {}:ticker_stream",
+                c.cycle, c.items, c.until, redis.prefix
+            );
+        }
+        Command::Feed {
+            pipeline,
+            redis,
+            rate,
+            ..
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            let n = findashpro::stream::feed(&p, &redis.url(), &redis.prefix, redis.maxlen, rate)?;
+            println!("{n} bars pushed to {}:ticker_stream", redis.prefix);
+        }
+        Command::Run {
+            pipeline,
+            redis,
+            database_url,
+            run_id,
+            idle_shutdown,
+            item_timeout,
+            max_failures,
+            claim_idle,
+            data_dir,
+            metrics_addr,
+            cluster,
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            let run_id = run_id.unwrap_or_else(|| p.pipeline.name.clone());
+            let db = database_url.unwrap_or_else(default_database_url);
+            let mut o = findashpro::stream::StreamOptions::new(&redis.url(), &db, &run_id);
+            o.cluster = cluster.cluster_or(20)?;
+            o.prefix = redis.prefix.clone();
+            o.idle_shutdown = idle_shutdown.map(std::time::Duration::from_secs_f64);
+            o.item_timeout = std::time::Duration::from_secs_f64(item_timeout);
+            o.max_failures = max_failures;
+            o.claim_idle = std::time::Duration::from_secs_f64(claim_idle);
+            o.stop_file = Some(data_dir.join("STOP"));
+            on_signals(o.shutdown.clone())?;
+            if let Some(addr) = metrics_addr {
+                let bound = findashpro::sinks::prometheus::serve(&addr, o.metrics.clone())?;
+                eprintln!("metrics on http://{bound}/metrics");
+            }
+            let _span = tracing::info_span!("run", %run_id).entered();
+            let ending = findashpro::stream::run(&p, &o)?;
+            let m = &o.metrics;
+            use std::sync::atomic::Ordering::Relaxed;
+            println!(
+                "run {run_id} ended ({ending:?}): {} messages, {} bars, {} tickers, {} orders, {} rejects, {} dead letters, {} acked",
+                m.messages.load(Relaxed),
+                m.bars.load(Relaxed),
+                m.tickers.load(Relaxed),
+                m.orders.load(Relaxed),
+                m.rejects.load(Relaxed),
+                m.dead_letters.load(Relaxed),
+                m.acked.load(Relaxed)
+            );
+        }
         Command::Query { run, sql } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

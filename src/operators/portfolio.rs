@@ -488,6 +488,22 @@ impl<B: Broker> Portfolio<B> {
         self.record(order, side, OrderStatus::Filled, "");
     }
 
+    /// Takes the rows booked since the last call, so a streaming run can commit them step by step
+    /// without keeping its history in memory. Capital and the bar count are copied.
+    pub fn drain(&mut self) -> Ledger {
+        let l = &mut self.ledger;
+        Ledger {
+            signals: std::mem::take(&mut l.signals),
+            orders: std::mem::take(&mut l.orders),
+            fills: std::mem::take(&mut l.fills),
+            positions: std::mem::take(&mut l.positions),
+            equity: std::mem::take(&mut l.equity),
+            trades: std::mem::take(&mut l.trades),
+            capital: l.capital,
+            bars: l.bars,
+        }
+    }
+
     /// Ends the run: orders never executed are recorded as unfilled, open positions as open trades
     /// marked at their last price. Returns the ledger.
     pub fn finish(mut self) -> Ledger {

@@ -44,6 +44,8 @@ pub enum Reason {
     Unparseable,
     /// A ticker that is not part of the run.
     UnknownTicker,
+    /// A streamed bar whose time the run had already passed (the feed sent it out of order).
+    Late,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Outlier => "outlier",
             Reason::Unparseable => "unparseable",
             Reason::UnknownTicker => "unknown_ticker",
+            Reason::Late => "late",
         }
     }
 }

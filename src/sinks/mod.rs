@@ -3,4 +3,5 @@
 pub mod broker;
 pub mod files;
 pub mod postgres;
+pub mod prometheus;
 pub mod report;

@@ -14,8 +14,14 @@ use crate::operators::risk::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 1] =
-    [(1, "core", include_str!("../../migrations/0001_core.sql"))];
+pub const MIGRATIONS: [(i32, &str, &str); 2] = [
+    (1, "core", include_str!("../../migrations/0001_core.sql")),
+    (
+        2,
+        "stream",
+        include_str!("../../migrations/0002_stream.sql"),
+    ),
+];
 
 /// Advisory lock key that serializes migrators.
 const MIGRATION_LOCK: i64 = 0x66_6470_6d69_6772;
@@ -162,8 +168,22 @@ pub async fn write_ledger(
     tickers: &Tickers,
     ledger: &Ledger,
 ) -> Result<Written, DbError> {
-    let name = |t: u32| tickers.name(t).to_string();
     let tx = client.transaction().await?;
+    let written = write_rows(&tx, run_id, tickers, ledger).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Writes the ledger's rows inside `tx`. An order first written as `unfilled` (a run that ended
+/// before its next bar) takes the outcome a later, longer run gives it; every other row is
+/// written once.
+async fn write_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    run_id: &str,
+    tickers: &Tickers,
+    ledger: &Ledger,
+) -> Result<Written, DbError> {
+    let name = |t: u32| tickers.name(t).to_string();
     let s = &ledger.signals;
     let signals = tx
         .execute(
@@ -185,7 +205,8 @@ pub async fn write_ledger(
         .execute(
             "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason) \
              SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[]) \
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (run_id, order_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason \
+             WHERE orders.status = 'unfilled' AND EXCLUDED.status <> 'unfilled'",
             &[
                 &run_id,
                 &o.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
@@ -238,11 +259,150 @@ pub async fn write_ledger(
             ],
         )
         .await?;
-    tx.commit().await?;
     Ok(Written {
         signals,
         orders,
         fills,
         positions,
     })
+}
+
+/// A bar as it entered a streaming run, with the stream entry it came in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBar {
+    /// Ticker name.
+    pub ticker: String,
+    /// The bar (its ticker id is the run's).
+    pub bar: crate::bar::Bar,
+    /// Stream id of the message that carried it.
+    pub stream_id: String,
+}
+
+/// Records bars a streaming worker is about to feed into the graph (before it feeds them), so a
+/// restarted run can rebuild its state. Re-recording a bar is a no-op.
+///
+/// # Errors
+/// A failing insert.
+pub async fn write_bars(client: &Client, run_id: &str, bars: &[StoredBar]) -> Result<u64, DbError> {
+    if bars.is_empty() {
+        return Ok(0);
+    }
+    let col = |f: fn(&crate::bar::Bar) -> f64| bars.iter().map(|b| f(&b.bar)).collect::<Vec<_>>();
+    Ok(client
+        .execute(
+            "INSERT INTO bars (run_id, ticker, time, open, high, low, close, volume, stream_id) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &bars.iter().map(|b| b.ticker.clone()).collect::<Vec<_>>(),
+                &bars.iter().map(|b| at(b.bar.ts)).collect::<Vec<_>>(),
+                &col(|b| b.open),
+                &col(|b| b.high),
+                &col(|b| b.low),
+                &col(|b| b.close),
+                &col(|b| b.volume),
+                &bars.iter().map(|b| b.stream_id.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?)
+}
+
+/// The bars of `run_id` at or before `through`, by time then ticker (ticker ids from `tickers`;
+/// rows of tickers no longer in the run are skipped).
+///
+/// # Errors
+/// A failing query.
+pub async fn load_bars(
+    client: &Client,
+    run_id: &str,
+    through: i64,
+    tickers: &Tickers,
+) -> Result<Vec<StoredBar>, DbError> {
+    let rows = client
+        .query(
+            "SELECT ticker, time, open, high, low, close, volume, stream_id FROM bars \
+             WHERE run_id = $1 AND time <= $2 ORDER BY time, ticker",
+            &[&run_id, &at(through)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let ticker: String = r.get(0);
+            let id = tickers.id(&ticker)?;
+            let time: DateTime<Utc> = r.get(1);
+            Some(StoredBar {
+                bar: crate::bar::Bar {
+                    ticker: id,
+                    ts: time.timestamp(),
+                    open: r.get(2),
+                    high: r.get(3),
+                    low: r.get(4),
+                    close: r.get(5),
+                    volume: r.get(6),
+                },
+                ticker,
+                stream_id: r.get(7),
+            })
+        })
+        .collect())
+}
+
+/// The event time through which `run_id`'s decisions are committed, if any.
+///
+/// # Errors
+/// A failing query.
+pub async fn committed(client: &Client, run_id: &str) -> Result<Option<i64>, DbError> {
+    Ok(client
+        .query_opt(
+            "SELECT committed FROM stream_state WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Commits a streaming step in one transaction: the ledger rows decided since the last step, the
+/// quarantine rows, and the committed watermark (which never moves back).
+///
+/// # Errors
+/// A failing statement (the transaction then leaves nothing behind).
+pub async fn commit_step(
+    client: &mut Client,
+    run_id: &str,
+    tickers: &Tickers,
+    ledger: &Ledger,
+    quarantine: &[crate::operators::quality::Reject],
+    committed: i64,
+) -> Result<Written, DbError> {
+    let tx = client.transaction().await?;
+    let written = write_rows(&tx, run_id, tickers, ledger).await?;
+    if !quarantine.is_empty() {
+        let q = quarantine;
+        tx.execute(
+            "INSERT INTO quarantine (run_id, ticker, ts, reason, action, detail) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &q.iter().map(|r| r.ticker.clone()).collect::<Vec<_>>(),
+                &q.iter().map(|r| r.ts.unwrap_or(-1)).collect::<Vec<_>>(),
+                &q.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
+                &q.iter()
+                    .map(|r| format!("{:?}", r.action).to_lowercase())
+                    .collect::<Vec<_>>(),
+                &q.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO stream_state (run_id, committed) VALUES ($1, $2) \
+         ON CONFLICT (run_id) DO UPDATE SET committed = GREATEST(stream_state.committed, EXCLUDED.committed), updated_at = now()",
+        &[&run_id, &committed],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(written)
 }

@@ -205,14 +205,45 @@ impl FileSet {
         peers: usize,
         tickers: &Tickers,
     ) -> Result<WorkerInput, SourceError> {
-        let mut all = BarBatch::default();
-        let mut rejects = Vec::new();
         let mine = self
             .files
             .iter()
             .enumerate()
             .filter(|(i, _)| i % peers.max(1) == index)
             .map(|(_, f)| f);
+        let (kept, rejects) = self.read(mine, tickers)?;
+        Ok(WorkerInput {
+            batches: group_by_time(kept),
+            rejects,
+        })
+    }
+
+    /// Loads one ticker's bars (in file order) and the rows of its files that failed to parse:
+    /// a streaming worker's unit of work.
+    ///
+    /// # Errors
+    /// An unreadable file, or one whose header is not the declared layout.
+    pub fn load_ticker(
+        &self,
+        ticker: &str,
+        tickers: &Tickers,
+    ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
+        let id = tickers.id(ticker);
+        let (bars, rejects) = self.read(self.files.iter().filter(|(_, t)| t == ticker), tickers)?;
+        let mut kept = BarBatch::with_capacity(bars.len());
+        for b in bars.iter().filter(|b| Some(b.ticker) == id) {
+            kept.push(b);
+        }
+        Ok((kept, rejects))
+    }
+
+    fn read<'a>(
+        &self,
+        mine: impl Iterator<Item = &'a (PathBuf, String)>,
+        tickers: &Tickers,
+    ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
+        let mut all = BarBatch::default();
+        let mut rejects = Vec::new();
         if self.format == FileFormat::Parquet {
             let paths: Vec<PathBuf> = mine.map(|(p, _)| p.clone()).collect();
             read_parquet(&paths, tickers, self.start, self.end, &mut all)?;
@@ -229,10 +260,7 @@ impl FileSet {
             kept.push(b);
         }
         rejects.retain(|r| r.ts.is_none_or(|t| t >= start && t < end));
-        Ok(WorkerInput {
-            batches: group_by_time(kept),
-            rejects,
-        })
+        Ok((kept, rejects))
     }
 }
 

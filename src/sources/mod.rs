@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod fundamentals;
+pub mod redis_stream;
 pub mod synthetic;
 pub mod universe;
 
@@ -125,6 +126,29 @@ impl Source {
         match self {
             Source::Files(f) => f.load(index, peers, tickers),
             Source::Synthetic(s) => Ok(s.load(index, peers, tickers)),
+        }
+    }
+}
+
+impl Source {
+    /// Loads one ticker's bars and source rejects (see [`files::FileSet::load_ticker`]).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not in the declared format.
+    pub fn load_ticker(
+        &self,
+        ticker: &str,
+        tickers: &Tickers,
+    ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
+        match self {
+            Source::Files(f) => f.load_ticker(ticker, tickers),
+            Source::Synthetic(s) => Ok((
+                tickers
+                    .id(ticker)
+                    .map(|id| s.series(id))
+                    .unwrap_or_default(),
+                Vec::new(),
+            )),
         }
     }
 }

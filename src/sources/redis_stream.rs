@@ -1,0 +1,783 @@
+//! Redis Streams: the work queue and the live bar feed.
+//!
+//! Keys, under a prefix (`fdp` by default, a unique one per test):
+//!
+//! | key | what |
+//! |---|---|
+//! | `{p}:ticker_stream` | work items and pushed bars (group `fdp_workers`) |
+//! | `{p}:dead_letter` | messages that failed for good, with their error |
+//! | `{p}:floor` | sorted set: the event time every message still to come is at or after |
+//! | `{p}:committed:{run}` | the event time through which `run`'s effects are in PostgreSQL |
+//! | `{p}:cycle`, `{p}:until`, `{p}:cycle:{c}:done` | orchestrator cycles and their completion |
+//! | `{p}:failures` | failure count per message id |
+//!
+//! Message shapes (fields of a stream entry):
+//! - a bar: `ticker, ts, open, high, low, close, volume` (`kind=bar` optional); `ts` in epoch
+//!   seconds, `YYYY-MM-DD` or RFC 3339;
+//! - a work item: `kind=ticker, ticker, cycle, of, floor, until` (written by `fdp orchestrate`);
+//! - a watermark: `kind=watermark, ts`: every later message carries a time at or after `ts`.
+//!
+//! The connection wrapper reconnects with backoff when Redis goes away, so a restarted server
+//! costs a pause, not the run.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::time::EventTime;
+
+/// The consumer group every worker joins.
+pub const GROUP: &str = "fdp_workers";
+
+/// Errors of the Redis side.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Redis refused a command or could not be reached within the retry budget.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A reply of an unexpected shape.
+    #[error("redis reply: {0}")]
+    Reply(String),
+}
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The prefix (`fdp`).
+    pub prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+    /// The work stream.
+    pub fn stream(&self) -> String {
+        format!("{}:ticker_stream", self.prefix)
+    }
+    /// The dead-letter stream.
+    pub fn dead_letter(&self) -> String {
+        format!("{}:dead_letter", self.prefix)
+    }
+    /// The floor sorted set.
+    pub fn floor(&self) -> String {
+        format!("{}:floor", self.prefix)
+    }
+    /// The committed watermark of a run.
+    pub fn committed(&self, run: &str) -> String {
+        format!("{}:committed:{run}", self.prefix)
+    }
+    /// The cycle counter.
+    pub fn cycle(&self) -> String {
+        format!("{}:cycle", self.prefix)
+    }
+    /// The last cycle's cut-off time.
+    pub fn until(&self) -> String {
+        format!("{}:until", self.prefix)
+    }
+    /// The set of tickers done in cycle `c`.
+    pub fn cycle_done(&self, c: u64) -> String {
+        format!("{}:cycle:{c}:done", self.prefix)
+    }
+    /// Failure counts per message id.
+    pub fn failures(&self) -> String {
+        format!("{}:failures", self.prefix)
+    }
+}
+
+/// One decoded message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// A bar pushed by a feed.
+    Bar {
+        /// Ticker as given.
+        ticker: String,
+        /// Event time.
+        ts: EventTime,
+        /// Open.
+        open: f64,
+        /// High.
+        high: f64,
+        /// Low.
+        low: f64,
+        /// Close.
+        close: f64,
+        /// Volume.
+        volume: f64,
+    },
+    /// Load the ticker's new bars, up to `until`.
+    Ticker {
+        /// Ticker.
+        ticker: String,
+        /// Orchestrator cycle.
+        cycle: u64,
+        /// Number of items in the cycle.
+        of: u64,
+        /// Every bar of this cycle is at or after this time.
+        floor: EventTime,
+        /// Cut-off of the cycle (inclusive).
+        until: EventTime,
+    },
+    /// Every later message is at or after `ts`.
+    Watermark {
+        /// The time.
+        ts: EventTime,
+    },
+}
+
+impl Work {
+    /// The time every message after this one is at or after (the stream is in time order).
+    pub fn floor(&self) -> EventTime {
+        match self {
+            Work::Bar { ts, .. } | Work::Watermark { ts } => *ts,
+            Work::Ticker { floor, .. } => *floor,
+        }
+    }
+}
+
+/// A stream entry: its id and fields (`None` when the entry was trimmed away while pending).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Stream id (`ms-seq`).
+    pub id: String,
+    /// Field/value pairs in order.
+    pub fields: Option<Vec<(String, String)>>,
+}
+
+impl Entry {
+    /// Milliseconds since the epoch at which Redis added the entry (the id's first part).
+    pub fn added_ms(&self) -> Option<u64> {
+        self.id.split('-').next()?.parse().ok()
+    }
+
+    /// The fields as a map (last value wins).
+    pub fn map(&self) -> HashMap<&str, &str> {
+        self.fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// Tickers are letters, digits and `.-^=_`, at most 16 characters: anything else (a path such
+/// as `../../etc`, spaces, control characters) is refused before it reaches a file name or a key.
+pub fn valid_ticker(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 16
+        && !t.starts_with('.')
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'^' | b'=' | b'_'))
+        && !t.contains("..")
+}
+
+/// Parses a time field: epoch seconds, `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+pub fn parse_ts(s: &str) -> Option<EventTime> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// Decodes a message; the error names the field and what is wrong with it.
+///
+/// # Errors
+/// Missing fields, values of the wrong type, an unknown kind, an invalid ticker, or an entry that
+/// was trimmed from the stream.
+pub fn decode(e: &Entry) -> Result<Work, String> {
+    if e.fields.is_none() {
+        return Err("entry was trimmed from the stream before it was processed".into());
+    }
+    let m = e.map();
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .ok_or_else(|| format!("missing field `{k}`"))
+    };
+    let num = |k: &str| -> Result<f64, String> {
+        let v = get(k)?;
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("field `{k}` is not a number: {v:?}"))
+    };
+    let int = |k: &str| -> Result<u64, String> {
+        let v = get(k)?;
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("field `{k}` is not a non-negative integer: {v:?}"))
+    };
+    let time = |k: &str| -> Result<EventTime, String> {
+        let v = get(k)?;
+        parse_ts(v).ok_or_else(|| format!("field `{k}` is not a time: {v:?}"))
+    };
+    let ticker = || -> Result<String, String> {
+        let t = get("ticker")?;
+        if valid_ticker(t) {
+            Ok(t.to_string())
+        } else {
+            Err(format!("invalid ticker {t:?}"))
+        }
+    };
+    match m.get("kind").copied().unwrap_or("bar") {
+        "bar" => Ok(Work::Bar {
+            ticker: ticker()?,
+            ts: time("ts")?,
+            open: num("open")?,
+            high: num("high")?,
+            low: num("low")?,
+            close: num("close")?,
+            volume: num("volume")?,
+        }),
+        "ticker" => Ok(Work::Ticker {
+            ticker: ticker()?,
+            cycle: int("cycle")?,
+            of: int("of")?,
+            floor: time("floor")?,
+            until: time("until")?,
+        }),
+        "watermark" => Ok(Work::Watermark { ts: time("ts")? }),
+        k => Err(format!("unknown message kind {k:?}")),
+    }
+}
+
+/// Fields of a bar message.
+pub fn bar_fields(ticker: &str, b: &crate::bar::Bar) -> Vec<(&'static str, String)> {
+    vec![
+        ("ticker", ticker.to_string()),
+        ("ts", b.ts.to_string()),
+        ("open", b.open.to_string()),
+        ("high", b.high.to_string()),
+        ("low", b.low.to_string()),
+        ("close", b.close.to_string()),
+        ("volume", b.volume.to_string()),
+    ]
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a list of `[id, [field, value, ...] | nil]` pairs (XRANGE, XAUTOCLAIM, one stream of
+/// XREADGROUP).
+fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
+    let Value::Array(items) = v else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        let Value::Array(pair) = it else {
+            return Err(StreamError::Reply(format!("stream entry: {it:?}")));
+        };
+        let id = pair
+            .first()
+            .and_then(text)
+            .ok_or_else(|| StreamError::Reply("stream entry without id".into()))?;
+        let fields = match pair.get(1) {
+            Some(Value::Array(kv)) => Some(
+                kv.chunks(2)
+                    .map(|c| {
+                        (
+                            c.first().and_then(text).unwrap_or_default(),
+                            c.get(1).and_then(text).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        out.push(Entry { id, fields });
+    }
+    Ok(out)
+}
+
+/// A Redis connection that reconnects (with backoff, up to `patience`) when the server goes away.
+pub struct Conn {
+    client: redis::Client,
+    con: Option<redis::Connection>,
+    /// How long to keep retrying a command before giving up.
+    pub patience: Duration,
+    /// Set when a reconnect happened since the flag was last cleared (callers re-read their
+    /// pending entries then: a reply lost with the connection may have delivered messages).
+    pub reconnected: bool,
+}
+
+impl Conn {
+    /// Opens a connection to `url`.
+    ///
+    /// # Errors
+    /// A malformed URL or a server that does not answer within the patience.
+    pub fn open(url: &str) -> Result<Conn, StreamError> {
+        let mut c = Conn {
+            client: redis::Client::open(url)?,
+            con: None,
+            patience: Duration::from_secs(60),
+            reconnected: false,
+        };
+        c.query::<Value>(&redis::cmd("PING"))?;
+        c.reconnected = false;
+        Ok(c)
+    }
+
+    /// Runs a command, reconnecting and retrying on connection failures.
+    ///
+    /// # Errors
+    /// A server error reply, or no connection within the patience.
+    pub fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StreamError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(20);
+        loop {
+            if self.con.is_none() {
+                match self
+                    .client
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                {
+                    Ok(c) => {
+                        self.con = Some(c);
+                        self.reconnected = true;
+                    }
+                    Err(e) if started.elapsed() < self.patience => {
+                        tracing::warn!(error = %e, "redis unreachable, retrying");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let Some(con) = self.con.as_mut() else {
+                continue;
+            };
+            match cmd.query::<T>(con) {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if (e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal())
+                        && started.elapsed() < self.patience =>
+                {
+                    tracing::warn!(error = %e, "redis connection lost, reconnecting");
+                    self.con = None;
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Creates the consumer group (and the stream) unless it exists; new groups start at the
+    /// stream's beginning so a backlog written before the first worker is not skipped.
+    ///
+    /// # Errors
+    /// Redis errors other than "group exists".
+    pub fn ensure_group(&mut self, keys: &Keys) -> Result<(), StreamError> {
+        let mut c = redis::cmd("XGROUP");
+        c.arg("CREATE")
+            .arg(keys.stream())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM");
+        match self.query::<Value>(&c) {
+            Ok(_) => Ok(()),
+            Err(StreamError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends a message to `stream`, trimming it to about `maxlen` entries; returns its id.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn xadd<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        stream: &str,
+        maxlen: usize,
+        fields: &[(K, V)],
+    ) -> Result<String, StreamError> {
+        let mut c = redis::cmd("XADD");
+        c.arg(stream).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+        for (k, v) in fields {
+            c.arg(k.as_ref()).arg(v.as_ref());
+        }
+        self.query(&c)
+    }
+
+    /// Appends many messages in one round trip (a retried pipeline may append some twice; the
+    /// quality gate quarantines such duplicates as `duplicate_time`).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn xadd_many(
+        &mut self,
+        stream: &str,
+        maxlen: usize,
+        messages: &[Vec<(&str, String)>],
+    ) -> Result<(), StreamError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for fields in messages {
+            let c = pipe
+                .cmd("XADD")
+                .arg(stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(maxlen)
+                .arg("*");
+            for (k, v) in fields {
+                c.arg(*k).arg(v.as_str());
+            }
+            c.ignore();
+        }
+        let started = std::time::Instant::now();
+        loop {
+            if self.con.is_none() {
+                self.query::<Value>(&redis::cmd("PING"))?;
+            }
+            let Some(con) = self.con.as_mut() else {
+                continue;
+            };
+            match pipe.query::<()>(con) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_io_error() && started.elapsed() < self.patience => {
+                    self.con = None;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads up to `count` messages for `consumer`: its own pending ones when `pending`, else new
+    /// ones, waiting up to `block` for them.
+    ///
+    /// # Errors
+    /// Redis errors or an unexpected reply.
+    pub fn read(
+        &mut self,
+        keys: &Keys,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+        pending: bool,
+    ) -> Result<Vec<Entry>, StreamError> {
+        let mut c = redis::cmd("XREADGROUP");
+        c.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if !pending {
+            c.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        c.arg("STREAMS")
+            .arg(keys.stream())
+            .arg(if pending { "0" } else { ">" });
+        let v: Value = match self.query(&c) {
+            Ok(v) => v,
+            // The group vanished (the stream was deleted): recreate it and report nothing read.
+            Err(StreamError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                self.ensure_group(keys)?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        match v {
+            Value::Array(streams) => {
+                let mut out = Vec::new();
+                for s in &streams {
+                    if let Value::Array(kv) = s
+                        && let Some(list) = kv.get(1)
+                    {
+                        out.extend(entries(list)?);
+                    }
+                }
+                Ok(out)
+            }
+            Value::Map(m) => {
+                let mut out = Vec::new();
+                for (_, list) in &m {
+                    out.extend(entries(list)?);
+                }
+                Ok(out)
+            }
+            Value::Nil => Ok(Vec::new()),
+            other => Err(StreamError::Reply(format!("XREADGROUP: {other:?}"))),
+        }
+    }
+
+    /// Claims entries pending for longer than `min_idle` in other (dead) consumers.
+    ///
+    /// # Errors
+    /// Redis errors or an unexpected reply.
+    pub fn autoclaim(
+        &mut self,
+        keys: &Keys,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Entry>, StreamError> {
+        let mut c = redis::cmd("XAUTOCLAIM");
+        c.arg(keys.stream())
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count);
+        let v: Value = self.query(&c)?;
+        match &v {
+            Value::Array(parts) => match parts.get(1) {
+                Some(list) => entries(list),
+                None => Ok(Vec::new()),
+            },
+            other => Err(StreamError::Reply(format!("XAUTOCLAIM: {other:?}"))),
+        }
+    }
+
+    /// Resets the idle time of entries this consumer still works on, so nobody reclaims them.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn touch(&mut self, keys: &Keys, consumer: &str, ids: &[&str]) -> Result<(), StreamError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = redis::cmd("XCLAIM");
+        c.arg(keys.stream()).arg(GROUP).arg(consumer).arg(0);
+        for id in ids {
+            c.arg(*id);
+        }
+        c.arg("JUSTID");
+        self.query::<Value>(&c).map(|_| ())
+    }
+
+    /// Acknowledges entries.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn ack(&mut self, keys: &Keys, ids: &[&str]) -> Result<(), StreamError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = redis::cmd("XACK");
+        c.arg(keys.stream()).arg(GROUP);
+        for id in ids {
+            c.arg(*id);
+        }
+        self.query::<i64>(&c).map(|_| ())
+    }
+
+    /// Raises the floor to at least `ts` (never lowers it).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn raise_floor(&mut self, keys: &Keys, ts: EventTime) -> Result<(), StreamError> {
+        let mut c = redis::cmd("ZADD");
+        c.arg(keys.floor()).arg("GT").arg(ts).arg("floor");
+        // ZADD GT does not add a missing member on some versions; NX then GT covers both.
+        self.query::<i64>(&c)?;
+        let mut nx = redis::cmd("ZADD");
+        nx.arg(keys.floor()).arg("NX").arg(ts).arg("floor");
+        self.query::<i64>(&nx).map(|_| ())
+    }
+
+    /// The floor (`i64::MIN` before any message set it).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn floor(&mut self, keys: &Keys) -> Result<EventTime, StreamError> {
+        let mut c = redis::cmd("ZSCORE");
+        c.arg(keys.floor()).arg("floor");
+        let v: Option<f64> = self.query(&c)?;
+        Ok(v.map_or(EventTime::MIN, |f| f as EventTime))
+    }
+
+    /// Moves an entry to the dead-letter stream with its error, then acknowledges it.
+    ///
+    /// # Errors
+    /// Redis errors (the entry then stays pending and is retried).
+    pub fn dead_letter(
+        &mut self,
+        keys: &Keys,
+        entry: &Entry,
+        consumer: &str,
+        error: &str,
+    ) -> Result<(), StreamError> {
+        let original = serde_json::to_string(&entry.fields).unwrap_or_default();
+        self.xadd(
+            &keys.dead_letter(),
+            1_000_000,
+            &[
+                ("id", entry.id.as_str()),
+                ("error", error),
+                ("consumer", consumer),
+                ("fields", original.as_str()),
+            ],
+        )?;
+        self.ack(keys, &[entry.id.as_str()])
+    }
+
+    /// Counts one more failure of entry `id`; returns the count.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn fail(&mut self, keys: &Keys, id: &str) -> Result<u64, StreamError> {
+        let mut c = redis::cmd("HINCRBY");
+        c.arg(keys.failures()).arg(id).arg(1);
+        self.query(&c)
+    }
+
+    /// The entries of a stream (for tests and tools).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn range(&mut self, stream: &str) -> Result<Vec<Entry>, StreamError> {
+        let mut c = redis::cmd("XRANGE");
+        c.arg(stream).arg("-").arg("+");
+        let v: Value = self.query(&c)?;
+        entries(&v)
+    }
+
+    /// Entries added to the stream and not yet delivered to the group (`None` when Redis cannot
+    /// tell), for back-pressure in feeders.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn lag(&mut self, keys: &Keys) -> Result<Option<u64>, StreamError> {
+        let mut c = redis::cmd("XINFO");
+        c.arg("GROUPS").arg(keys.stream());
+        let v: Value = self.query(&c)?;
+        let Value::Array(groups) = v else {
+            return Ok(None);
+        };
+        for g in groups {
+            let pairs: Vec<(String, Value)> = match g {
+                Value::Array(kv) => kv
+                    .chunks(2)
+                    .filter_map(|c| Some((text(c.first()?)?, c.get(1)?.clone())))
+                    .collect(),
+                Value::Map(m) => m
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((text(&k)?, v)))
+                    .collect(),
+                _ => continue,
+            };
+            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("name").as_ref().and_then(text).as_deref() != Some(GROUP) {
+                continue;
+            }
+            return Ok(match get("lag") {
+                Some(Value::Int(n)) => Some(n.max(0) as u64),
+                _ => None,
+            });
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, &str)]) -> Entry {
+        Entry {
+            id: "1700000000000-0".into(),
+            fields: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn decodes_bars_items_and_watermarks() {
+        let b = decode(&entry(&[
+            ("ticker", "AAPL"),
+            ("ts", "2018-01-02"),
+            ("open", "1"),
+            ("high", "2"),
+            ("low", "0.5"),
+            ("close", "NaN"),
+            ("volume", "10"),
+        ]))
+        .unwrap();
+        match b {
+            Work::Bar { ts, close, .. } => {
+                assert_eq!(ts, 1_514_851_200);
+                assert!(
+                    close.is_nan(),
+                    "NaN is a number here; the quality gate rejects it"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decode(&entry(&[("kind", "watermark"), ("ts", "5")])).unwrap(),
+            Work::Watermark { ts: 5 }
+        );
+        assert_eq!(entry(&[]).added_ms(), Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn malformed_messages_say_what_is_wrong() {
+        let e = |f: &[(&str, &str)]| decode(&entry(f)).unwrap_err();
+        assert!(e(&[("ticker", "A")]).contains("missing field `ts`"));
+        assert!(
+            e(&[
+                ("ticker", "A"),
+                ("ts", "1"),
+                ("open", "abc"),
+                ("high", "1"),
+                ("low", "1"),
+                ("close", "1"),
+                ("volume", "1")
+            ])
+            .contains("`open` is not a number")
+        );
+        assert!(e(&[("ticker", "../../etc"), ("ts", "1")]).contains("invalid ticker"));
+        assert!(e(&[("kind", "launch"), ("ticker", "A")]).contains("unknown message kind"));
+        let trimmed = Entry {
+            id: "1-0".into(),
+            fields: None,
+        };
+        assert!(decode(&trimmed).unwrap_err().contains("trimmed"));
+    }
+
+    #[test]
+    fn ticker_names_cannot_escape() {
+        for bad in [
+            "../../etc",
+            "..",
+            ".hidden",
+            "A/B",
+            "A B",
+            "",
+            "ABCDEFGHIJKLMNOPQ",
+            "a\0",
+        ] {
+            assert!(!valid_ticker(bad), "{bad:?}");
+        }
+        for good in ["AAPL", "BRK.B", "BF-B", "^GSPC", "EURUSD=X", "BTC_USD"] {
+            assert!(valid_ticker(good), "{good:?}");
+        }
+    }
+}

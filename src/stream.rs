@@ -1,0 +1,983 @@
+//! The streaming production run (`fdp run`): every timely worker is a consumer of the Redis
+//! consumer group, feeds what it reads into the very graph the backtest builds
+//! ([`crate::engine::GraphSpec::build`]), and the portfolio's decisions are committed to PostgreSQL
+//! before any message that caused them is acknowledged.
+//!
+//! Event time stays the timely timestamp. A worker holds a capability at the stream's *floor*
+//! (the time every message still to come is at or after: a bar's time, a watermark, a completed
+//! orchestrator cycle's cut-off + 1, shared through Redis) and sends what it reads at the bars'
+//! own times; the portfolio decides a time once every worker's capability has passed it, exactly
+//! as in a backtest. A bar older than the floor is quarantined as `late`.
+//!
+//! Crash safety: a worker records the bars it reads in PostgreSQL before feeding them; worker 0
+//! commits the ledger rows, the quarantine and the committed time in one transaction; workers then
+//! acknowledge their messages at or before that time. A restarted run replays the recorded bars up
+//! to the committed time (re-deciding what is already written, which the natural keys make a
+//! no-op), then reads its pending messages again. Messages that fail for good go to the
+//! dead-letter stream with their error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::InputHandle;
+use timely::dataflow::operators::Input;
+use timely::dataflow::operators::core::UnorderedInput;
+
+use crate::bar::{Bar, BarBatch, TickerId, Tickers, owner};
+use crate::config::LoadedPipeline;
+use crate::engine::{Cluster, EngineError, Graph, GraphSpec};
+use crate::operators::quality::{Action, Reason, Reject};
+use crate::operators::risk::KillSwitch;
+use crate::sinks::postgres::{self, DbError, StoredBar};
+use crate::sinks::prometheus::StreamMetrics;
+use crate::sources::Source;
+use crate::sources::fundamentals::Fact;
+use crate::sources::redis_stream::{Conn, Entry, Keys, StreamError, Work, decode};
+use crate::time::EventTime;
+
+/// Options of a streaming run.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Timely cluster; each worker is one consumer.
+    pub cluster: Cluster,
+    /// Redis URL.
+    pub redis_url: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// Key prefix (`fdp`).
+    pub prefix: String,
+    /// Run id under which rows are written.
+    pub run_id: String,
+    /// Messages per read.
+    pub batch: usize,
+    /// How long a read waits for new messages.
+    pub block: Duration,
+    /// Pending entries idle this long in another consumer are reclaimed.
+    pub claim_idle: Duration,
+    /// Longest a work item may take to load.
+    pub item_timeout: Duration,
+    /// Failures after which a message is dead-lettered.
+    pub max_failures: u64,
+    /// End the run after this long without messages (`None`: run until stopped).
+    pub idle_shutdown: Option<Duration>,
+    /// Kill-switch file: when it exists, no new orders, then a clean exit.
+    pub stop_file: Option<PathBuf>,
+    /// Set (by a signal handler) to stop reading, commit what is in flight and exit.
+    pub shutdown: Arc<AtomicBool>,
+    /// Live metrics.
+    pub metrics: Arc<StreamMetrics>,
+}
+
+impl StreamOptions {
+    /// Defaults for the given servers: prefix `fdp`, 512 messages a read, 5 ms blocking reads,
+    /// reclaim after 60 s, 120 s per item, 3 failures, no idle shutdown.
+    pub fn new(redis_url: &str, database_url: &str, run_id: &str) -> Self {
+        StreamOptions {
+            cluster: Cluster::default(),
+            redis_url: redis_url.into(),
+            database_url: database_url.into(),
+            prefix: "fdp".into(),
+            run_id: run_id.into(),
+            batch: 512,
+            block: Duration::from_millis(5),
+            claim_idle: Duration::from_secs(60),
+            item_timeout: Duration::from_secs(120),
+            max_failures: 3,
+            idle_shutdown: None,
+            stop_file: None,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            metrics: StreamMetrics::shared(),
+        }
+    }
+}
+
+/// Errors of a streaming run.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamRunError {
+    /// The graph could not be set up.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Redis failed beyond its retry budget.
+    #[error(transparent)]
+    Redis(#[from] StreamError),
+    /// PostgreSQL failed beyond its retry budget.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A worker failed.
+    #[error("worker: {0}")]
+    Worker(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// No messages for the idle time: every time was decided and committed.
+    Idle,
+    /// A signal or the kill-switch file: committed what was complete, left the rest pending.
+    Stopped,
+}
+
+/// A PostgreSQL client on the worker's own runtime that reconnects when the server restarts.
+struct Pg {
+    rt: tokio::runtime::Runtime,
+    url: String,
+    client: Option<tokio_postgres::Client>,
+    patience: Duration,
+}
+
+impl Pg {
+    fn open(url: &str) -> Result<Pg, StreamRunError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StreamRunError::Worker(e.to_string()))?;
+        let mut pg = Pg {
+            rt,
+            url: url.into(),
+            client: None,
+            patience: Duration::from_secs(60),
+        };
+        pg.client()?;
+        Ok(pg)
+    }
+
+    fn client(&mut self) -> Result<&mut tokio_postgres::Client, DbError> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            let c = self.rt.block_on(postgres::connect(&self.url))?;
+            self.client = Some(c);
+        }
+        match self.client.as_mut() {
+            Some(c) => Ok(c),
+            None => unreachable!("client was just set"),
+        }
+    }
+
+    /// Runs `f`, reconnecting and retrying while the server is away (every operation here is
+    /// idempotent, so a retry after a lost reply is harmless).
+    fn retry<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&tokio::runtime::Runtime, &mut tokio_postgres::Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let r = match self.client() {
+                Ok(_) => {
+                    let Pg { rt, client, .. } = self;
+                    match client.as_mut() {
+                        Some(c) => f(rt, c),
+                        None => continue,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(v) => return Ok(v),
+                Err(DbError::Postgres(e))
+                    if (e.is_closed() || e.as_db_error().is_none())
+                        && started.elapsed() < self.patience =>
+                {
+                    tracing::warn!(error = %e, what, "postgres unavailable, retrying");
+                    self.client = None;
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Err(DbError::Postgres(e))
+                    if e.as_db_error().is_some_and(|d| {
+                        // The server is shutting down or starting up.
+                        matches!(d.code().code(), "57P01" | "57P02" | "57P03")
+                    }) && started.elapsed() < self.patience =>
+                {
+                    self.client = None;
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A message read and fed, waiting for the commit of time `ts` before it is acknowledged.
+struct InFlight {
+    id: String,
+    ts: EventTime,
+    added_ms: Option<u64>,
+    bars: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the streaming pipeline until idle shutdown, a signal or the kill switch.
+///
+/// # Errors
+/// Servers unreachable beyond the retry budget, or a failing worker.
+pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRunError> {
+    let source = Arc::new(Source::open(p).map_err(EngineError::from)?);
+    let kill = KillSwitch::default();
+    let spec = GraphSpec::new(p, &source, kill.clone())?;
+    let facts = Arc::new(spec.facts(p)?);
+    let sectors = Arc::new(source.sectors());
+    {
+        // Migrate once, before any worker writes.
+        let mut pg = Pg::open(&opts.database_url)?;
+        pg.retry("migrate", |rt, c| rt.block_on(postgres::migrate(c)))?;
+        Conn::open(&opts.redis_url)?.ensure_group(&Keys::new(&opts.prefix))?;
+    }
+    let workers = opts.cluster.workers.max(1);
+    let barrier = Arc::new(Barrier::new(workers));
+    let opts2 = opts.clone();
+    let guards = timely::execute(opts.cluster.config(), move |worker| {
+        let ctx = WorkerCtx {
+            spec: spec.clone(),
+            source: Arc::clone(&source),
+            opts: opts2.clone(),
+            kill: kill.clone(),
+            facts: Arc::clone(&facts),
+            sectors: Arc::clone(&sectors),
+            barrier: Arc::clone(&barrier),
+        };
+        ctx.work(worker).map_err(|e| e.to_string())
+    })
+    .map_err(StreamRunError::Worker)?;
+    let mut ending = Ending::Idle;
+    for r in guards.join() {
+        match r {
+            Ok(Ok(e)) => {
+                if e == Ending::Stopped {
+                    ending = e;
+                }
+            }
+            Ok(Err(e)) | Err(e) => return Err(StreamRunError::Worker(e)),
+        }
+    }
+    Ok(ending)
+}
+
+struct WorkerCtx {
+    spec: GraphSpec,
+    source: Arc<Source>,
+    opts: StreamOptions,
+    kill: KillSwitch,
+    facts: Arc<Vec<Fact>>,
+    sectors: Arc<BTreeMap<String, String>>,
+    barrier: Arc<Barrier>,
+}
+
+/// What a worker holds while it runs.
+struct Feed {
+    keys: Keys,
+    consumer: String,
+    redis: Conn,
+    pg: Pg,
+    start_committed: EventTime,
+    history_ids: HashSet<String>,
+    in_flight: Vec<InFlight>,
+    committed: EventTime,
+}
+
+impl WorkerCtx {
+    #[allow(clippy::too_many_lines)]
+    fn work(&self, worker: &mut timely::worker::Worker) -> Result<Ending, StreamRunError> {
+        let index = worker.index();
+        let peers = worker.peers();
+        let _span = tracing::info_span!("consumer", index, peers).entered();
+        let o = &self.opts;
+        let tickers: &Tickers = &self.spec.tickers;
+        let keys = Keys::new(&o.prefix);
+        let mut pg = Pg::open(&o.database_url)?;
+        let run_id = o.run_id.clone();
+        let start_committed = pg
+            .retry("committed", |rt, c| {
+                rt.block_on(postgres::committed(c, &run_id))
+            })?
+            .unwrap_or(EventTime::MIN);
+        let mut feed = Feed {
+            consumer: format!(
+                "{}-p{}-w{}",
+                o.run_id,
+                o.cluster.process,
+                index % o.cluster.workers.max(1)
+            ),
+            redis: Conn::open(&o.redis_url)?,
+            keys,
+            pg,
+            start_committed,
+            history_ids: HashSet::new(),
+            in_flight: Vec::new(),
+            committed: start_committed,
+        };
+
+        let mut sectors_in: InputHandle<u64, CapacityContainerBuilder<Vec<(TickerId, String)>>> =
+            InputHandle::new();
+        let mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>> =
+            InputHandle::new();
+        let ((mut bars_in, bars_cap), (mut rejects_in, rejects_cap), graph) = worker
+            .dataflow::<u64, _, _>(|scope| {
+                let (bars_h, bars) =
+                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<BarBatch>>>();
+                let (rejects_h, rejects) =
+                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reject>>>();
+                let g = self.spec.build(
+                    index,
+                    peers,
+                    bars,
+                    rejects,
+                    scope.input_from(&mut sectors_in),
+                    scope.input_from(&mut facts_in),
+                );
+                (bars_h, rejects_h, g)
+            });
+        let Graph {
+            portfolio,
+            quarantine,
+            exposure,
+            probe,
+        } = graph;
+        if index == 0 {
+            for (id, name) in tickers.names().iter().enumerate() {
+                let s = self
+                    .sectors
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
+                sectors_in.send((id as TickerId, s));
+            }
+        }
+        sectors_in.close();
+        for f in self
+            .facts
+            .iter()
+            .filter(|f| owner(f.ticker, peers) == index)
+        {
+            facts_in.advance_to(f.ts.max(0) as u64);
+            facts_in.send(f.clone());
+        }
+        facts_in.close();
+
+        // Rebuild state: the recorded bars up to the committed time, fed at their own times.
+        let mut bars_cap = Some(bars_cap);
+        let mut rejects_cap = Some(rejects_cap);
+        if start_committed > EventTime::MIN {
+            let run_id = o.run_id.clone();
+            let history = feed.pg.retry("history", |rt, c| {
+                rt.block_on(postgres::load_bars(c, &run_id, start_committed, tickers))
+            })?;
+            tracing::info!(
+                bars = history.len(),
+                committed = start_committed,
+                "replaying history"
+            );
+            let mut by_time: BTreeMap<u64, BarBatch> = BTreeMap::new();
+            for h in history {
+                feed.history_ids.insert(h.stream_id);
+                if owner(h.bar.ticker, peers) == index {
+                    by_time
+                        .entry(h.bar.ts.max(0) as u64)
+                        .or_default()
+                        .push(h.bar);
+                }
+            }
+            if let Some(cap) = &bars_cap {
+                for (t, batch) in by_time {
+                    bars_in.activate().session(&cap.delayed(&t)).give(batch);
+                }
+            }
+        }
+        let floor0 = start_committed.saturating_add(1).max(0) as u64;
+        bars_cap = bars_cap.map(|c| c.delayed(&floor0));
+        rejects_cap = rejects_cap.map(|c| c.delayed(&floor0));
+        self.barrier.wait();
+
+        let mut read_pending = true;
+        let mut last_work = Instant::now();
+        let mut last_claim = Instant::now();
+        let mut last_touch = Instant::now();
+        let mut last_stop_check = Instant::now();
+        let mut ending = None;
+        let mut final_written = false;
+        let mut frozen = false;
+        if index == 0 && start_committed > EventTime::MIN {
+            let key = feed.keys.committed(&o.run_id);
+            feed.redis
+                .query::<()>(redis::cmd("SET").arg(&key).arg(start_committed))?;
+        }
+        loop {
+            // Stop requests: a signal, or the kill-switch file (which also halts new orders).
+            if ending.is_none() {
+                if last_stop_check.elapsed() > Duration::from_millis(200) {
+                    last_stop_check = Instant::now();
+                    if o.stop_file.as_ref().is_some_and(|f| f.exists()) {
+                        self.kill.trip();
+                        o.shutdown.store(true, Ordering::SeqCst);
+                    }
+                }
+                if o.shutdown.load(Ordering::SeqCst) {
+                    tracing::info!("stopping: no more reads; committing what is complete");
+                    ending = Some(Ending::Stopped);
+                }
+            }
+            if ending.is_none() {
+                let entries = if read_pending {
+                    read_pending = false;
+                    feed.redis
+                        .read(&feed.keys, &feed.consumer, o.batch, o.block, true)?
+                } else if last_claim.elapsed() > o.claim_idle / 4 {
+                    last_claim = Instant::now();
+                    feed.redis
+                        .autoclaim(&feed.keys, &feed.consumer, o.claim_idle, o.batch)?
+                } else {
+                    feed.redis
+                        .read(&feed.keys, &feed.consumer, o.batch, o.block, false)?
+                };
+                if feed.redis.reconnected {
+                    // A reply lost with the connection may have delivered messages to us.
+                    feed.redis.reconnected = false;
+                    read_pending = true;
+                }
+                if entries.is_empty() {
+                    if o.idle_shutdown.is_some_and(|d| last_work.elapsed() > d)
+                        && feed.in_flight.is_empty()
+                    {
+                        tracing::info!("idle: ending the input");
+                        ending = Some(Ending::Idle);
+                    }
+                } else {
+                    last_work = Instant::now();
+                    let cap_time = bars_cap.as_ref().map_or(u64::MAX, |c| *c.time());
+                    let (batches, rejects) = self.take(&mut feed, entries, cap_time)?;
+                    if let (Some(bc), Some(rc)) = (&bars_cap, &rejects_cap) {
+                        for (t, batch) in batches {
+                            let cap = bc.delayed(&t);
+                            let mut h = bars_in.activate();
+                            let mut s = h.session(&cap);
+                            for part in batch.shard(peers) {
+                                s.give(part);
+                            }
+                        }
+                        if !rejects.is_empty() {
+                            let mut h = rejects_in.activate();
+                            let mut s = h.session(rc);
+                            for r in rejects {
+                                s.give(r);
+                            }
+                        }
+                    }
+                }
+                // Advance to the floor the stream guarantees.
+                let floor = feed.redis.floor(&feed.keys)?;
+                if let (Some(bc), Some(rc)) = (&mut bars_cap, &mut rejects_cap)
+                    && floor >= 0
+                    && floor as u64 > *bc.time()
+                {
+                    *bc = bc.delayed(&(floor as u64));
+                    *rc = rc.delayed(&(floor as u64));
+                }
+            }
+            if ending == Some(Ending::Idle) {
+                bars_cap = None;
+                rejects_cap = None;
+            }
+            for _ in 0..4 {
+                worker.step_or_park(Some(Duration::ZERO));
+            }
+            exposure.borrow_mut().clear();
+            let dataflow_done = probe.with_frontier(|f| f.is_empty());
+            if index == 0 && !frozen {
+                // Worker 0 commits what the frontier has passed.
+                if dataflow_done {
+                    if !final_written {
+                        final_written = true;
+                        let taken = portfolio.borrow_mut().take();
+                        if let Some(mut p) = taken {
+                            let mut l = p.drain();
+                            l.orders.extend(p.finish().orders);
+                            let floor = feed.redis.floor(&feed.keys)?;
+                            let through = l
+                                .equity
+                                .last()
+                                .map_or(feed.committed, |e| e.ts)
+                                .max(floor)
+                                .max(feed.committed);
+                            let q = std::mem::take(&mut *quarantine.borrow_mut());
+                            self.commit(&mut feed, &l, &q, through)?;
+                        }
+                    }
+                } else if let Some(t) =
+                    probe.with_frontier(|f| f.first().map(|t| *t as EventTime - 1))
+                    && t > feed.committed
+                {
+                    let l = portfolio
+                        .borrow_mut()
+                        .as_mut()
+                        .map(|p| p.drain())
+                        .unwrap_or_default();
+                    let q = std::mem::take(&mut *quarantine.borrow_mut());
+                    self.commit(&mut feed, &l, &q, t)?;
+                }
+            } else if index != 0 && (!feed.in_flight.is_empty() || ending.is_some()) {
+                let key = feed.keys.committed(&o.run_id);
+                let c: Option<i64> = feed.redis.query(redis::cmd("GET").arg(&key))?;
+                if let Some(c) = c {
+                    feed.committed = feed.committed.max(c);
+                }
+            }
+            if !frozen {
+                self.ack(&mut feed)?;
+            }
+            if ending == Some(Ending::Stopped) && bars_cap.is_some() {
+                // Everything below the (now fixed) frontier committed and acknowledged: let the
+                // rest drain without committing it; those messages stay pending for the next run.
+                let f = probe.with_frontier(|f| f.first().copied());
+                if f.is_none_or(|f| (f as EventTime) <= feed.committed.saturating_add(1)) {
+                    frozen = true;
+                    bars_cap = None;
+                    rejects_cap = None;
+                    tracing::info!(
+                        committed = feed.committed,
+                        pending = feed.in_flight.len(),
+                        "stopped"
+                    );
+                }
+            }
+            if last_touch.elapsed() > o.claim_idle / 4 && !feed.in_flight.is_empty() {
+                last_touch = Instant::now();
+                let ids: Vec<&str> = feed.in_flight.iter().map(|m| m.id.as_str()).collect();
+                feed.redis.touch(&feed.keys, &feed.consumer, &ids)?;
+            }
+            if bars_cap.is_none() && dataflow_done {
+                if frozen || feed.in_flight.is_empty() {
+                    break;
+                }
+                // Wait for worker 0's final commit.
+                std::thread::sleep(Duration::from_millis(5));
+                if last_work.elapsed() > Duration::from_secs(120) {
+                    return Err(StreamRunError::Worker(
+                        "worker 0 never committed the final step".into(),
+                    ));
+                }
+            }
+        }
+        Ok(ending.unwrap_or(Ending::Idle))
+    }
+
+    /// Decodes a read: dead-letters what cannot be processed, loads work items, records the bars
+    /// in PostgreSQL, and returns them by time with the rejects to feed.
+    fn take(
+        &self,
+        feed: &mut Feed,
+        entries: Vec<Entry>,
+        cap: u64,
+    ) -> Result<(BTreeMap<u64, BarBatch>, Vec<Reject>), StreamRunError> {
+        let o = &self.opts;
+        let m = &o.metrics;
+        let tickers: &Tickers = &self.spec.tickers;
+        let mut out: BTreeMap<u64, BarBatch> = BTreeMap::new();
+        let mut rejects = Vec::new();
+        let mut stored: Vec<StoredBar> = Vec::new();
+        let mut floor = EventTime::MIN;
+        let mut done_cycles: Vec<(u64, u64, String, EventTime)> = Vec::new();
+        for e in entries {
+            m.messages.fetch_add(1, Ordering::Relaxed);
+            let work = match decode(&e) {
+                Ok(w) => w,
+                Err(err) => {
+                    self.dead(feed, &e, &err)?;
+                    continue;
+                }
+            };
+            floor = floor.max(work.floor());
+            match work {
+                Work::Watermark { .. } => {
+                    feed.redis.ack(&feed.keys, &[e.id.as_str()])?;
+                    m.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Work::Bar {
+                    ticker,
+                    ts,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                } => {
+                    let Some(id) = tickers.id(&ticker) else {
+                        self.dead(
+                            feed,
+                            &e,
+                            &format!("unknown ticker {ticker:?}: not in the pipeline's universe"),
+                        )?;
+                        continue;
+                    };
+                    if ts <= feed.start_committed && feed.history_ids.contains(&e.id) {
+                        feed.redis.ack(&feed.keys, &[e.id.as_str()])?;
+                        m.redelivered.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let bar = Bar {
+                        ticker: id,
+                        ts,
+                        open,
+                        high,
+                        low,
+                        close,
+                        volume,
+                    };
+                    if ts < 0 || (ts as u64) < cap {
+                        rejects.push(Reject {
+                            ticker,
+                            ts: Some(ts),
+                            reason: Reason::Late,
+                            action: Action::Rejected,
+                            detail: format!(
+                                "stream entry {}: bar at {ts} arrived after the run passed {cap}",
+                                e.id
+                            ),
+                        });
+                        feed.in_flight.push(InFlight {
+                            id: e.id.clone(),
+                            ts: cap as EventTime,
+                            added_ms: e.added_ms(),
+                            bars: 0,
+                        });
+                        continue;
+                    }
+                    stored.push(StoredBar {
+                        ticker,
+                        bar,
+                        stream_id: e.id.clone(),
+                    });
+                    out.entry(ts as u64).or_default().push(bar);
+                    feed.in_flight.push(InFlight {
+                        id: e.id.clone(),
+                        ts,
+                        added_ms: e.added_ms(),
+                        bars: 1,
+                    });
+                }
+                Work::Ticker {
+                    ticker,
+                    cycle,
+                    of,
+                    floor: from,
+                    until,
+                } => {
+                    if tickers.id(&ticker).is_none() {
+                        self.dead(
+                            feed,
+                            &e,
+                            &format!("unknown ticker {ticker:?}: not in the pipeline's universe"),
+                        )?;
+                        done_cycles.push((cycle, of, ticker, until));
+                        continue;
+                    }
+                    let lo = from.max(feed.start_committed.saturating_add(1));
+                    match self.load_item(&ticker) {
+                        Ok((bars, source_rejects)) => {
+                            let mut last = EventTime::MIN;
+                            let mut n = 0;
+                            for b in bars.iter().filter(|b| b.ts >= lo && b.ts <= until) {
+                                if b.ts < 0 || (b.ts as u64) < cap {
+                                    continue;
+                                }
+                                stored.push(StoredBar {
+                                    ticker: ticker.clone(),
+                                    bar: b,
+                                    stream_id: e.id.clone(),
+                                });
+                                out.entry(b.ts as u64).or_default().push(b);
+                                last = last.max(b.ts);
+                                n += 1;
+                            }
+                            rejects.extend(
+                                source_rejects
+                                    .into_iter()
+                                    .filter(|r| r.ts.is_none_or(|t| t >= lo && t <= until)),
+                            );
+                            m.tickers.fetch_add(1, Ordering::Relaxed);
+                            feed.in_flight.push(InFlight {
+                                id: e.id.clone(),
+                                ts: if n == 0 { cap as EventTime } else { last },
+                                added_ms: e.added_ms(),
+                                bars: n,
+                            });
+                            done_cycles.push((cycle, of, ticker, until));
+                        }
+                        Err(err) => {
+                            let n = feed.redis.fail(&feed.keys, &e.id)?;
+                            tracing::warn!(id = %e.id, failures = n, error = %err, "work item failed");
+                            if n >= o.max_failures {
+                                self.dead(feed, &e, &format!("failed {n} times; last: {err}"))?;
+                                done_cycles.push((cycle, of, ticker, until));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !stored.is_empty() {
+            let run_id = o.run_id.clone();
+            feed.pg.retry("record bars", |rt, c| {
+                rt.block_on(postgres::write_bars(c, &run_id, &stored))
+            })?;
+            m.bars.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        }
+        // The bars are recorded and about to be fed: now a completed cycle may raise the floor.
+        for (cycle, of, ticker, until) in done_cycles {
+            let key = feed.keys.cycle_done(cycle);
+            let n: u64 = feed
+                .redis
+                .query(redis::cmd("SADD").arg(&key).arg(&ticker))?;
+            let _ = n;
+            let card: u64 = feed.redis.query(redis::cmd("SCARD").arg(&key))?;
+            if card >= of {
+                floor = floor.max(until.saturating_add(1));
+            }
+        }
+        if floor > EventTime::MIN {
+            feed.redis.raise_floor(&feed.keys, floor)?;
+        }
+        Ok((out, rejects))
+    }
+
+    /// Loads a ticker's bars on a helper thread, giving up after the item timeout.
+    fn load_item(&self, ticker: &str) -> Result<(BarBatch, Vec<Reject>), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let source = Arc::clone(&self.source);
+        let tickers = Arc::clone(&self.spec.tickers);
+        let name = ticker.to_string();
+        std::thread::Builder::new()
+            .name("fdp-load".into())
+            .spawn(move || {
+                let _ = tx.send(
+                    source
+                        .load_ticker(&name, &tickers)
+                        .map_err(|e| e.to_string()),
+                );
+            })
+            .map_err(|e| e.to_string())?;
+        match rx.recv_timeout(self.opts.item_timeout) {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "loading {ticker} took longer than {:?}",
+                self.opts.item_timeout
+            )),
+        }
+    }
+
+    fn dead(&self, feed: &mut Feed, e: &Entry, error: &str) -> Result<(), StreamRunError> {
+        tracing::warn!(id = %e.id, error, "dead letter");
+        feed.redis
+            .dead_letter(&feed.keys, e, &feed.consumer, error)?;
+        self.opts
+            .metrics
+            .dead_letters
+            .fetch_add(1, Ordering::Relaxed);
+        let data = serde_json::json!({
+            "stream_id": e.id, "error": error, "consumer": feed.consumer, "fields": e.fields,
+        });
+        feed.pg.retry("audit", |rt, c| {
+            rt.block_on(postgres::audit(c, "dead_letter", &data))
+        })?;
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        feed: &mut Feed,
+        ledger: &crate::operators::portfolio::Ledger,
+        quarantine: &[Reject],
+        through: EventTime,
+    ) -> Result<(), StreamRunError> {
+        let o = &self.opts;
+        let run_id = o.run_id.clone();
+        let tickers = Arc::clone(&self.spec.tickers);
+        let w = feed.pg.retry("commit", |rt, c| {
+            rt.block_on(postgres::commit_step(
+                c, &run_id, &tickers, ledger, quarantine, through,
+            ))
+        })?;
+        let m = &o.metrics;
+        m.commits.fetch_add(1, Ordering::Relaxed);
+        m.orders.fetch_add(w.orders, Ordering::Relaxed);
+        m.rejects
+            .fetch_add(quarantine.len() as u64, Ordering::Relaxed);
+        feed.committed = feed.committed.max(through);
+        feed.redis.query::<()>(
+            redis::cmd("SET")
+                .arg(feed.keys.committed(&o.run_id))
+                .arg(feed.committed),
+        )?;
+        Ok(())
+    }
+
+    fn ack(&self, feed: &mut Feed) -> Result<(), StreamRunError> {
+        let c = feed.committed;
+        if feed.in_flight.iter().all(|m| m.ts > c) {
+            return Ok(());
+        }
+        let (done, rest): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut feed.in_flight)
+            .into_iter()
+            .partition(|m| m.ts <= c);
+        feed.in_flight = rest;
+        let ids: Vec<&str> = done.iter().map(|m| m.id.as_str()).collect();
+        feed.redis.ack(&feed.keys, &ids)?;
+        let now = now_ms();
+        let m = &self.opts.metrics;
+        m.acked.fetch_add(done.len() as u64, Ordering::Relaxed);
+        for d in &done {
+            if let Some(a) = d.added_ms
+                && d.bars > 0
+            {
+                m.observe(now.saturating_sub(a) as f64 / 1e3, d.bars);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `fdp orchestrate` added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cycle {
+    /// Cycle number (1 for the first).
+    pub cycle: u64,
+    /// Work items added (one per ticker).
+    pub items: u64,
+    /// Bars of this cycle are after the previous cycle's cut-off and at or before this one.
+    pub until: EventTime,
+}
+
+/// Adds one work item per ticker of the pipeline's universe for a new cycle whose bars run up to
+/// `until` (inclusive), creating the consumer group if absent.
+///
+/// # Errors
+/// The pipeline's source cannot be opened, or Redis fails.
+pub fn orchestrate(
+    p: &LoadedPipeline,
+    redis_url: &str,
+    prefix: &str,
+    until: EventTime,
+    maxlen: usize,
+) -> Result<Cycle, StreamRunError> {
+    let source = Source::open(p).map_err(EngineError::from)?;
+    let tickers = source.tickers();
+    let keys = Keys::new(prefix);
+    let mut r = Conn::open(redis_url)?;
+    r.ensure_group(&keys)?;
+    let prev: Option<EventTime> = r.query(redis::cmd("GET").arg(keys.until()))?;
+    let floor = prev.map_or(0, |u| u.saturating_add(1));
+    if until < floor {
+        return Err(StreamRunError::Worker(format!(
+            "cut-off {until} is not after the previous cycle's ({})",
+            floor - 1
+        )));
+    }
+    let cycle: u64 = r.query(redis::cmd("INCR").arg(keys.cycle()))?;
+    let of = tickers.len() as u64;
+    let messages: Vec<Vec<(&str, String)>> = tickers
+        .names()
+        .iter()
+        .map(|t| {
+            vec![
+                ("kind", "ticker".to_string()),
+                ("ticker", t.clone()),
+                ("cycle", cycle.to_string()),
+                ("of", of.to_string()),
+                ("floor", floor.to_string()),
+                ("until", until.to_string()),
+            ]
+        })
+        .collect();
+    for chunk in messages.chunks(1000) {
+        wait_for_room(&mut r, &keys, maxlen)?;
+        r.xadd_many(&keys.stream(), maxlen, chunk)?;
+    }
+    r.query::<()>(redis::cmd("SET").arg(keys.until()).arg(until))?;
+    tracing::info!(cycle, items = of, until, "cycle added");
+    Ok(Cycle {
+        cycle,
+        items: of,
+        until,
+    })
+}
+
+/// Waits while more than half of `maxlen` entries are not yet delivered, so trimming never
+/// removes a message nobody has read.
+fn wait_for_room(r: &mut Conn, keys: &Keys, maxlen: usize) -> Result<(), StreamError> {
+    while r.lag(keys)?.is_some_and(|l| l as usize > maxlen / 2) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// Pushes the pipeline's bars into the stream as bar messages in time order, a watermark after
+/// each time, at most `rate` bars per second when given. Returns the bars pushed.
+///
+/// # Errors
+/// The pipeline's source cannot be loaded, or Redis fails.
+pub fn feed(
+    p: &LoadedPipeline,
+    redis_url: &str,
+    prefix: &str,
+    maxlen: usize,
+    rate: Option<f64>,
+) -> Result<u64, StreamRunError> {
+    let source = Source::open(p).map_err(EngineError::from)?;
+    let tickers = source.tickers();
+    let input = source.load(0, 1, &tickers).map_err(EngineError::from)?;
+    let keys = Keys::new(prefix);
+    let mut r = Conn::open(redis_url)?;
+    r.ensure_group(&keys)?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut pending: Vec<Vec<(&str, String)>> = Vec::new();
+    let chunk = rate.map_or(2000, |r| ((r / 1000.0).ceil() as usize).clamp(1, 2000));
+    for (t, batch) in &input.batches {
+        for b in batch.iter() {
+            pending.push(
+                crate::sources::redis_stream::bar_fields(tickers.name(b.ticker), &b)
+                    .into_iter()
+                    .collect(),
+            );
+            sent += 1;
+            if pending.len() >= chunk {
+                flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;
+            }
+        }
+        pending.push(vec![
+            ("kind", "watermark".into()),
+            ("ts", (*t as EventTime + 1).to_string()),
+        ]);
+    }
+    flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;
+    Ok(sent)
+}
+
+fn flush(
+    r: &mut Conn,
+    keys: &Keys,
+    maxlen: usize,
+    pending: &mut Vec<Vec<(&str, String)>>,
+    rate: Option<f64>,
+    sent: u64,
+    started: Instant,
+) -> Result<(), StreamError> {
+    if let Some(rate) = rate {
+        let due = Duration::from_secs_f64(sent as f64 / rate);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    wait_for_room(r, keys, maxlen)?;
+    r.xadd_many(&keys.stream(), maxlen, pending)?;
+    pending.clear();
+    Ok(())
+}
