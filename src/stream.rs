@@ -234,6 +234,8 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     }
     let workers = opts.cluster.workers.max(1);
     let barrier = Arc::new(Barrier::new(workers));
+    let stopping = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let freeze = Arc::new(AtomicBool::new(false));
     let opts2 = opts.clone();
     let guards = timely::execute(opts.cluster.config(), move |worker| {
         let ctx = WorkerCtx {
@@ -244,6 +246,8 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
             facts: Arc::clone(&facts),
             sectors: Arc::clone(&sectors),
             barrier: Arc::clone(&barrier),
+            stopping: Arc::clone(&stopping),
+            freeze: Arc::clone(&freeze),
         };
         ctx.work(worker).map_err(|e| e.to_string())
     })
@@ -270,6 +274,10 @@ struct WorkerCtx {
     facts: Arc<Vec<Fact>>,
     sectors: Arc<BTreeMap<String, String>>,
     barrier: Arc<Barrier>,
+    /// Workers of this process that have stopped reading.
+    stopping: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by worker 0 once everything below the fixed frontier is committed.
+    freeze: Arc<AtomicBool>,
 }
 
 /// What a worker holds while it runs.
@@ -388,7 +396,13 @@ impl WorkerCtx {
             }
             if let Some(cap) = &bars_cap {
                 for (t, batch) in by_time {
-                    bars_in.activate().session(&cap.delayed(&t)).give(batch);
+                    let at = cap.delayed(&t);
+                    let mut h = bars_in.activate();
+                    let mut s = h.session(&at);
+                    // Each part carries the worker that owns its tickers, as in the live path.
+                    for part in batch.shard(peers) {
+                        s.give(part);
+                    }
                 }
             }
         }
@@ -397,7 +411,8 @@ impl WorkerCtx {
         rejects_cap = rejects_cap.map(|c| c.delayed(&floor0));
         self.barrier.wait();
 
-        let mut read_pending = true;
+        // Own pending entries first (a restarted consumer's unacknowledged messages), page by page.
+        let mut pending_cursor: Option<String> = Some("0".into());
         let mut last_work = Instant::now();
         let mut last_claim = Instant::now();
         let mut last_touch = Instant::now();
@@ -405,6 +420,7 @@ impl WorkerCtx {
         let mut ending = None;
         let mut final_written = false;
         let mut frozen = false;
+        let mut stop_started: Option<Instant> = None;
         if index == 0 && start_committed > EventTime::MIN {
             let key = feed.keys.committed(&o.run_id);
             feed.redis
@@ -423,30 +439,41 @@ impl WorkerCtx {
                 if o.shutdown.load(Ordering::SeqCst) {
                     tracing::info!("stopping: no more reads; committing what is complete");
                     ending = Some(Ending::Stopped);
+                    self.stopping.fetch_add(1, Ordering::SeqCst);
                 }
             }
             if ending.is_none() {
-                let entries = if read_pending {
-                    read_pending = false;
-                    feed.redis
-                        .read(&feed.keys, &feed.consumer, o.batch, o.block, true)?
+                let mut entries = if let Some(after) = pending_cursor.take() {
+                    let e = feed.redis.read(
+                        &feed.keys,
+                        &feed.consumer,
+                        o.batch,
+                        o.block,
+                        Some(&after),
+                    )?;
+                    pending_cursor = e.last().map(|l| l.id.clone());
+                    e
                 } else if last_claim.elapsed() > o.claim_idle / 4 {
                     last_claim = Instant::now();
                     feed.redis
                         .autoclaim(&feed.keys, &feed.consumer, o.claim_idle, o.batch)?
                 } else {
                     feed.redis
-                        .read(&feed.keys, &feed.consumer, o.batch, o.block, false)?
+                        .read(&feed.keys, &feed.consumer, o.batch, o.block, None)?
                 };
+                if !feed.in_flight.is_empty() && !entries.is_empty() {
+                    // Pending and reclaimed reads may return messages this worker already fed.
+                    let mine: HashSet<&str> =
+                        feed.in_flight.iter().map(|m| m.id.as_str()).collect();
+                    entries.retain(|e| !mine.contains(e.id.as_str()));
+                }
                 if feed.redis.reconnected {
                     // A reply lost with the connection may have delivered messages to us.
                     feed.redis.reconnected = false;
-                    read_pending = true;
+                    pending_cursor = Some("0".into());
                 }
                 if entries.is_empty() {
-                    if o.idle_shutdown.is_some_and(|d| last_work.elapsed() > d)
-                        && feed.in_flight.is_empty()
-                    {
+                    if o.idle_shutdown.is_some_and(|d| last_work.elapsed() > d) {
                         tracing::info!("idle: ending the input");
                         ending = Some(Ending::Idle);
                     }
@@ -536,8 +563,29 @@ impl WorkerCtx {
             if ending == Some(Ending::Stopped) && bars_cap.is_some() {
                 // Everything below the (now fixed) frontier committed and acknowledged: let the
                 // rest drain without committing it; those messages stay pending for the next run.
+                // Once every worker stopped reading, capabilities no longer move: worker 0 waits
+                // for its commit to reach the frontier, then tells the others to let go.
+                let all_stopped = self.stopping.load(Ordering::SeqCst) >= o.cluster.workers.max(1);
+                // Processes do not share the flag: past the bound, each lets go on its own
+                // (what is not committed stays pending, so nothing is lost either way).
+                if stop_started.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(20)
+                {
+                    self.freeze.store(true, Ordering::SeqCst);
+                }
                 let f = probe.with_frontier(|f| f.first().copied());
-                if f.is_none_or(|f| (f as EventTime) <= feed.committed.saturating_add(1)) {
+                if index == 0
+                    && all_stopped
+                    && f.is_none_or(|f| (f as EventTime) <= feed.committed.saturating_add(1))
+                {
+                    self.freeze.store(true, Ordering::SeqCst);
+                }
+                if self.freeze.load(Ordering::SeqCst) {
+                    if index != 0 {
+                        let key = feed.keys.committed(&o.run_id);
+                        let c: Option<i64> = feed.redis.query(redis::cmd("GET").arg(&key))?;
+                        feed.committed = feed.committed.max(c.unwrap_or(EventTime::MIN));
+                        self.ack(&mut feed)?;
+                    }
                     frozen = true;
                     bars_cap = None;
                     rejects_cap = None;

@@ -464,8 +464,8 @@ impl Conn {
         }
     }
 
-    /// Reads up to `count` messages for `consumer`: its own pending ones when `pending`, else new
-    /// ones, waiting up to `block` for them.
+    /// Reads up to `count` messages for `consumer`: its own pending ones after id `pending_after`
+    /// (`"0"` for all) when given, else new ones, waiting up to `block` for them.
     ///
     /// # Errors
     /// Redis errors or an unexpected reply.
@@ -475,7 +475,7 @@ impl Conn {
         consumer: &str,
         count: usize,
         block: Duration,
-        pending: bool,
+        pending_after: Option<&str>,
     ) -> Result<Vec<Entry>, StreamError> {
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP")
@@ -483,12 +483,12 @@ impl Conn {
             .arg(consumer)
             .arg("COUNT")
             .arg(count);
-        if !pending {
+        if pending_after.is_none() {
             c.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
         c.arg("STREAMS")
             .arg(keys.stream())
-            .arg(if pending { "0" } else { ">" });
+            .arg(pending_after.unwrap_or(">"));
         let v: Value = match self.query(&c) {
             Ok(v) => v,
             // The group vanished (the stream was deleted): recreate it and report nothing read.

@@ -12,3 +12,4 @@ mod postgres;
 mod properties;
 mod quality_quirks;
 mod reference_backtest;
+mod streaming;

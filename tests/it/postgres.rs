@@ -4,62 +4,7 @@
 use findashpro::sinks::postgres::{audit, connect, migrate, write_ledger};
 use tokio_postgres::Client;
 
-use crate::common::{pipeline, run_with};
-
-/// A fresh database, dropped (with its connections) when the guard goes.
-struct TestDb {
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    async fn new() -> (TestDb, Client) {
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "fdp_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
-        let admin = connect(&admin_url)
-            .await
-            .expect("PostgreSQL answers at DATABASE_URL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => admin_url.clone(),
-        };
-        let client = connect(&url).await.expect("connect to the test database");
-        (TestDb { admin_url, name }, client)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        // A thread of its own: this may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(c) = connect(&url).await {
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use crate::common::{TestDb, pipeline, run_with};
 
 async fn count(c: &Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM {table}"), &[])

@@ -1,0 +1,458 @@
+//! The streaming run against the real Redis (`REDIS_URL`) and PostgreSQL (`DATABASE_URL`): each
+//! test in a database of its own and under a key prefix of its own, both removed afterwards.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use findashpro::config::LoadedPipeline;
+use findashpro::sinks::postgres::write_ledger;
+use findashpro::sources::redis_stream::{Conn, Keys};
+use findashpro::stream::{self, Ending, StreamOptions};
+
+use crate::common::{TestDb, pipeline_text, root, run_with};
+
+/// Six sample tickers over 20 months: ~2,500 bars, with signals, fills and refusals.
+fn pipeline_toml() -> String {
+    let sample = std::fs::read_to_string(root().join("pipelines/sample.toml")).expect("sample");
+    let r = root();
+    sample
+        .replace(
+            "paths = [\"data/sample/*_data.csv\"]",
+            &format!(
+                "paths = [\"{}/data/sample/*_data.csv\"]\ntickers = [\"AAPL\", \"AMD\", \"DHR\", \"JPM\", \"O\", \"XOM\"]",
+                r.display()
+            ),
+        )
+        .replace(
+            "universe = \"data/sample/",
+            &format!("universe = \"{}/data/sample/", r.display()),
+        )
+        .replace("start = \"2013-02-08\"", "start = \"2016-06-01\"")
+}
+
+fn test_pipeline() -> LoadedPipeline {
+    pipeline_text(&pipeline_toml(), &root())
+}
+
+/// A database, a key prefix, and a runtime to query with.
+struct Env {
+    db: TestDb,
+    client: tokio_postgres::Client,
+    rt: tokio::runtime::Runtime,
+    redis_url: String,
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (db, client) = rt.block_on(TestDb::new());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Env {
+            db,
+            client,
+            rt,
+            redis_url: std::env::var("REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            prefix: format!("fdptest:{name}:{}:{nanos}", std::process::id()),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn opts(&self, run_id: &str, workers: usize) -> StreamOptions {
+        let mut o = StreamOptions::new(&self.redis_url, &self.db.url, run_id);
+        o.prefix = self.prefix.clone();
+        o.cluster.workers = workers;
+        o.idle_shutdown = Some(Duration::from_millis(1500));
+        o.claim_idle = Duration::from_secs(2);
+        o.stop_file = Some(self.dir.path().join("STOP"));
+        o
+    }
+
+    fn redis(&self) -> Conn {
+        Conn::open(&self.redis_url).expect("Redis answers at REDIS_URL")
+    }
+
+    fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        self.rt
+            .block_on(self.client.query_one(sql, &[]))
+            .expect("query")
+            .get(0)
+    }
+
+    /// Writes the backtest of the same pipeline as run `batch`.
+    fn backtest(&mut self, p: &LoadedPipeline) -> findashpro::engine::RunOutput {
+        let out = run_with(p, 1);
+        self.rt
+            .block_on(async {
+                findashpro::sinks::postgres::migrate(&mut self.client).await?;
+                write_ledger(&mut self.client, "batch", &out.tickers, &out.ledger).await
+            })
+            .expect("backtest written");
+        out
+    }
+
+    /// Rows of `table` (over `cols`) in one run and not the other, both ways.
+    fn differ(&self, table: &str, cols: &str, a: &str, b: &str) -> i64 {
+        self.scalar(&format!(
+            "SELECT count(*) FROM ((SELECT {cols} FROM {table} WHERE run_id = '{a}' EXCEPT ALL \
+             SELECT {cols} FROM {table} WHERE run_id = '{b}') UNION ALL (SELECT {cols} FROM {table} \
+             WHERE run_id = '{b}' EXCEPT ALL SELECT {cols} FROM {table} WHERE run_id = '{a}')) d"
+        ))
+    }
+
+    /// Asserts run `stream` holds exactly the backtest's signals, orders, fills and positions.
+    fn assert_same_as_backtest(&self) {
+        let tables = [
+            (
+                "signals",
+                "ticker, time, action, confidence, predicted_return",
+            ),
+            (
+                "orders",
+                "order_id, time, ticker, side, intent, size_fraction, status, reason",
+            ),
+            (
+                "fills",
+                "order_id, time, ticker, side, quantity, price, commission",
+            ),
+            ("positions", "ticker, time, quantity, entry_price"),
+        ];
+        for (t, cols) in tables {
+            let n = self.scalar(&format!("SELECT count(*) FROM {t} WHERE run_id = 'batch'"));
+            assert!(n > 0, "the backtest wrote {t}");
+            let d = self.differ(t, cols, "batch", "stream");
+            if d != 0 {
+                let rows = self
+                    .rt
+                    .block_on(self.client.query(
+                        &format!(
+                            "SELECT run_id || ' ' || row({cols})::text FROM {t} WHERE run_id IN ('batch', 'stream') \
+                             ORDER BY {cols}, run_id LIMIT 60"
+                        ),
+                        &[],
+                    ))
+                    .unwrap_or_default();
+                let shown: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                let n = self.scalar(&format!("SELECT count(*) FROM {t} WHERE run_id = 'stream'"));
+                panic!(
+                    "{t}: {d} rows differ ({n} in the stream run); first rows:\n{}",
+                    shown.join("\n")
+                );
+            }
+        }
+    }
+
+    fn pending(&self) -> i64 {
+        let mut r = self.redis();
+        let v: redis::Value = r
+            .query(
+                redis::cmd("XPENDING")
+                    .arg(self.keys().stream())
+                    .arg(findashpro::sources::redis_stream::GROUP),
+            )
+            .expect("xpending");
+        match v {
+            redis::Value::Array(a) => match a.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(mut r) = Conn::open(&self.redis_url) {
+            let keys: Vec<String> = r
+                .query(redis::cmd("KEYS").arg(format!("{}:*", self.prefix)))
+                .unwrap_or_default();
+            for k in keys {
+                let _ = r.query::<i64>(redis::cmd("DEL").arg(k));
+            }
+        }
+    }
+}
+
+#[test]
+fn bars_replayed_through_redis_give_the_backtests_decisions() {
+    let mut env = Env::new("replay");
+    let p = test_pipeline();
+    let out = env.backtest(&p);
+    let o = env.opts("stream", 2);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, None));
+    let ending = stream::run(&p, &o).expect("stream run");
+    let fed = feeder.join().expect("feeder").expect("feed");
+    assert_eq!(ending, Ending::Idle);
+    assert_eq!(
+        fed,
+        out.ledger.bars
+            + out
+                .quarantine
+                .iter()
+                .filter(|r| r.action == findashpro::operators::quality::Action::Rejected)
+                .count() as u64
+    );
+    env.assert_same_as_backtest();
+    // The quarantine too, row for row.
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM quarantine WHERE run_id = 'stream'"),
+        out.quarantine.len() as i64
+    );
+    assert_eq!(env.pending(), 0, "every message acknowledged");
+    let m = &o.metrics;
+    assert_eq!(m.dead_letters.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(m.latency_count() > 0);
+    let text = m.render();
+    assert!(text.contains("fdp_xadd_to_commit_seconds_count"));
+}
+
+#[test]
+fn orchestrated_ticker_items_give_the_backtests_decisions() {
+    let mut env = Env::new("items");
+    let p = test_pipeline();
+    env.backtest(&p);
+    let c = stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_600_000_000, 10_000)
+        .expect("orchestrate");
+    assert_eq!((c.cycle, c.items), (1, 6));
+    let o = env.opts("stream", 2);
+    assert_eq!(stream::run(&p, &o).expect("run"), Ending::Idle);
+    env.assert_same_as_backtest();
+    assert_eq!(env.pending(), 0);
+    assert_eq!(
+        o.metrics.tickers.load(std::sync::atomic::Ordering::Relaxed),
+        6
+    );
+    // The next cycle finds no new bars and changes nothing.
+    let c2 = stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_700_000_000, 10_000)
+        .expect("orchestrate");
+    assert_eq!(c2.cycle, 2);
+    assert!(
+        stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_650_000_000, 10_000).is_err(),
+        "a cut-off before the last one is refused"
+    );
+    assert_eq!(
+        stream::run(&p, &env.opts("stream", 1)).expect("run"),
+        Ending::Idle
+    );
+    env.assert_same_as_backtest();
+}
+
+#[test]
+fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
+    let env = Env::new("bad");
+    let p = test_pipeline();
+    let keys = env.keys();
+    let mut r = env.redis();
+    r.ensure_group(&keys).expect("group");
+    let bar = |t: &str, ts: &str, close: &str| {
+        vec![
+            ("ticker", t.to_string()),
+            ("ts", ts.to_string()),
+            ("open", "100".to_string()),
+            ("high", "101".to_string()),
+            ("low", "99".to_string()),
+            ("close", close.to_string()),
+            ("volume", "1000".to_string()),
+        ]
+    };
+    let mut msgs = vec![
+        bar("AAPL", "2017-01-03", "100.5"),
+        bar("XOM", "2017-01-03", "NaN"),
+        bar("../../etc", "2017-01-03", "100"),
+        bar("ZZZZ", "2017-01-03", "100"),
+        vec![("ticker", "AAPL".into()), ("ts", "2017-01-04".into())],
+        bar("AAPL", "2017-01-04", "abc"),
+        vec![("kind", "launch_missiles".into())],
+        bar("AAPL", "yesterday", "100"),
+        bar("AAPL", "2017-01-04", "100.7"),
+        vec![("kind", "watermark".into()), ("ts", "2017-01-05".into())],
+        // Earlier than the watermark: late.
+        bar("JPM", "2017-01-03", "100"),
+        bar("AAPL", "2017-01-05", "100.9"),
+    ];
+    let msgs: Vec<Vec<(&str, String)>> = std::mem::take(&mut msgs);
+    r.xadd_many(&keys.stream(), 10_000, &msgs).expect("xadd");
+    // One consumer reading one message at a time, so the watermark is in force when the late
+    // bar arrives.
+    let mut o = env.opts("stream", 1);
+    o.batch = 1;
+    assert_eq!(stream::run(&p, &o).expect("run goes on"), Ending::Idle);
+    let dead = r.range(&keys.dead_letter()).expect("dead letters");
+    let errors: Vec<String> = dead
+        .iter()
+        .map(|e| {
+            e.map()
+                .get("error")
+                .copied()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(dead.len(), 6, "{errors:#?}");
+    for want in [
+        "invalid ticker \"../../etc\"",
+        "unknown ticker \"ZZZZ\"",
+        "missing field `open`",
+        "field `close` is not a number: \"abc\"",
+        "unknown message kind \"launch_missiles\"",
+        "field `ts` is not a time: \"yesterday\"",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{want} in {errors:#?}"
+        );
+    }
+    let reasons: Vec<(String, String)> = env
+        .rt
+        .block_on(env.client.query(
+            "SELECT ticker, reason FROM quarantine WHERE run_id = 'stream' ORDER BY 1, 2",
+            &[],
+        ))
+        .expect("quarantine")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // The quality gate reads a NaN price as a missing one.
+    assert!(
+        reasons.contains(&("XOM".into(), "missing_field".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("JPM".into(), "late".into())),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM bars WHERE run_id = 'stream' AND ticker = 'AAPL'"),
+        3,
+        "the good bars went through"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM audit_log WHERE event_type = 'dead_letter'"),
+        6
+    );
+    assert_eq!(env.pending(), 0, "nothing left unacknowledged");
+}
+
+fn fdp_run(env: &Env, pipeline: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .arg("run")
+        .arg(pipeline)
+        .args(["--prefix", &env.prefix, "--run-id", "stream", "-w", "2"])
+        .args(["--redis-url", &env.redis_url, "--database-url", &env.db.url])
+        .args(["--claim-idle", "2"])
+        .arg("--data-dir")
+        .arg(env.dir.path())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fdp runs")
+}
+
+fn wait_exit(c: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(
+            started.elapsed() < within,
+            "fdp did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_pipeline(env: &Env) -> std::path::PathBuf {
+    let path = env.dir.path().join("stream_test.toml");
+    std::fs::write(&path, pipeline_toml()).expect("pipeline written");
+    path
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_commits_everything_exactly_once() {
+    let mut env = Env::new("crash");
+    let p = test_pipeline();
+    env.backtest(&p);
+    let path = write_pipeline(&env);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder =
+        std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(1_000.0)));
+    for after in [700u64, 900, 1200] {
+        let mut c = fdp_run(&env, &path, &[]);
+        std::thread::sleep(Duration::from_millis(after));
+        c.kill().expect("kill -9");
+        let _ = c.wait();
+    }
+    feeder.join().expect("feeder").expect("feed");
+    let mut c = fdp_run(&env, &path, &["--idle-shutdown", "2"]);
+    assert!(wait_exit(&mut c, Duration::from_secs(120)).success());
+    env.assert_same_as_backtest();
+    assert_eq!(env.pending(), 0);
+}
+
+#[test]
+fn sigterm_commits_in_flight_work_and_exits_zero() {
+    let mut env = Env::new("term");
+    let p = test_pipeline();
+    env.backtest(&p);
+    let path = write_pipeline(&env);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder =
+        std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(1_500.0)));
+    let mut c = fdp_run(&env, &path, &[]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = c.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = wait_exit(&mut c, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let committed = env.scalar("SELECT coalesce(max(committed), -1) FROM stream_state");
+    assert!(committed > 0, "work in flight was committed");
+    feeder.join().expect("feeder").expect("feed");
+    let mut c = fdp_run(&env, &path, &["--idle-shutdown", "2"]);
+    assert!(wait_exit(&mut c, Duration::from_secs(120)).success());
+    env.assert_same_as_backtest();
+}
+
+#[test]
+fn the_stop_file_halts_orders_and_ends_the_run() {
+    let env = Env::new("stop");
+    let p = test_pipeline();
+    let path = write_pipeline(&env);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(800.0)));
+    let mut c = fdp_run(&env, &path, &[]);
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(env.dir.path().join("STOP"), "").expect("STOP written");
+    let status = wait_exit(&mut c, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let _ = feeder.join();
+    // Nothing after the stop was decided into a new order: the last committed time holds the
+    // final orders, and the messages after it are still pending for the next run.
+    let committed = env.scalar("SELECT coalesce(max(committed), -1) FROM stream_state");
+    let later = env.scalar(&format!(
+        "SELECT count(*) FROM orders WHERE run_id = 'stream' AND extract(epoch from time) > {committed}"
+    ));
+    assert_eq!(later, 0);
+    assert!(env.pending() > 0, "uncommitted messages stay pending");
+}
