@@ -1,7 +1,7 @@
 //! PostgreSQL, for real (`DATABASE_URL`, default the local server): each test in a database of its
 //! own, dropped afterwards.
 
-use findashpro::sinks::postgres::{audit, connect, migrate, write_ledger};
+use findashpro::sinks::postgres::{audit, migrate, write_ledger};
 use tokio_postgres::Client;
 
 use crate::common::{TestDb, pipeline, run_with};

@@ -456,3 +456,250 @@ fn the_stop_file_halts_orders_and_ends_the_run() {
     assert_eq!(later, 0);
     assert!(env.pending() > 0, "uncommitted messages stay pending");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A Redis server of this test's own (append-only file, fsync always), so it can be restarted
+/// without losing the stream.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        r.launch();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let started = Instant::now();
+        while Conn::open(&self.url()).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "private redis up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        self.launch();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A PostgreSQL cluster of this test's own (initdb in a temporary directory, trust auth), so it
+/// can be restarted without disturbing the other tests.
+struct PrivatePg {
+    port: u16,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePg {
+    fn as_owner(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        // PostgreSQL refuses to run as root: use the `postgres` account then.
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start() -> PrivatePg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL binaries in /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::Builder::new()
+            .prefix("fdp-pg")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let pg = PrivatePg {
+            port: free_port(),
+            dir,
+            bin,
+        };
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(pg.dir.path())
+            .status();
+        let ok = pg
+            .as_owner("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(pg.dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb runs");
+        assert!(ok.success(), "initdb");
+        pg.ctl("start");
+        pg
+    }
+
+    fn ctl(&self, what: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let ok = self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-o", &opts, "-w", "-m", "fast", what])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        assert!(ok.success(), "pg_ctl {what}");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn redis_and_postgres_restarted_mid_run_lose_nothing() {
+    let mut redis = PrivateRedis::start();
+    let pg = PrivatePg::start();
+    let p = test_pipeline();
+    let out = run_with(&p, 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut client = rt
+        .block_on(findashpro::sinks::postgres::connect(&pg.url()))
+        .expect("private postgres");
+    rt.block_on(async {
+        findashpro::sinks::postgres::migrate(&mut client).await?;
+        write_ledger(&mut client, "batch", &out.tickers, &out.ledger).await
+    })
+    .expect("backtest written");
+    drop(client);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stream_test.toml");
+    std::fs::write(&path, pipeline_toml()).expect("pipeline written");
+    let (p2, url) = (p.clone(), redis.url());
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, "fdp", 10_000, Some(1_000.0)));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .arg("run")
+        .arg(&path)
+        .args(["--run-id", "stream", "-w", "2", "--idle-shutdown", "3"])
+        .args(["--redis-url", &redis.url(), "--database-url", &pg.url()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fdp runs");
+    std::thread::sleep(Duration::from_millis(800));
+    redis.restart();
+    std::thread::sleep(Duration::from_millis(700));
+    pg.ctl("restart");
+    feeder
+        .join()
+        .expect("feeder")
+        .expect("the feed rides out the restart");
+    let status = wait_exit(&mut c, Duration::from_secs(120));
+    assert!(status.success(), "{status:?}");
+    let client = rt
+        .block_on(findashpro::sinks::postgres::connect(&pg.url()))
+        .expect("private postgres");
+    for (t, cols) in [
+        (
+            "signals",
+            "ticker, time, action, confidence, predicted_return",
+        ),
+        (
+            "orders",
+            "order_id, time, ticker, side, intent, size_fraction, status, reason",
+        ),
+        (
+            "fills",
+            "order_id, time, ticker, side, quantity, price, commission",
+        ),
+    ] {
+        let sql = format!(
+            "SELECT count(*) FROM ((SELECT {cols} FROM {t} WHERE run_id = 'batch' EXCEPT ALL \
+             SELECT {cols} FROM {t} WHERE run_id = 'stream') UNION ALL (SELECT {cols} FROM {t} \
+             WHERE run_id = 'stream' EXCEPT ALL SELECT {cols} FROM {t} WHERE run_id = 'batch')) d"
+        );
+        let d: i64 = rt
+            .block_on(client.query_one(&sql, &[]))
+            .expect("diff")
+            .get(0);
+        assert_eq!(d, 0, "{t} after the restarts");
+    }
+}
