@@ -170,6 +170,9 @@ enum BenchWhat {
     Graph,
     /// The feature kernels, ns per bar.
     Features,
+    /// The streaming run against loopback Redis (`REDIS_URL`) and PostgreSQL (`DATABASE_URL`):
+    /// sustained bars/s, and XADD-to-commit latency at 1 k and 10 k bars/s.
+    Stream,
 }
 
 /// Where the stream lives.
@@ -427,6 +430,16 @@ fn main() -> Result<()> {
                 let lines =
                     findashpro::bench::suite(tickers, bars.unwrap_or(2520), &workers, repeats);
                 print!("{}", findashpro::bench::table(&lines));
+            }
+            BenchWhat::Stream => {
+                let redis =
+                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                let lines = findashpro::bench_stream::suite(
+                    &redis,
+                    &default_database_url(),
+                    workers.first().copied().unwrap_or(1),
+                )?;
+                print!("{}", findashpro::bench_stream::table(&lines));
             }
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);

@@ -36,6 +36,9 @@ pub struct StreamMetrics {
     pub orders: AtomicU64,
     /// PostgreSQL commits.
     pub commits: AtomicU64,
+    /// When set, every observation is also kept (for exact percentiles in `fdp bench stream`).
+    pub keep_samples: std::sync::atomic::AtomicBool,
+    samples: std::sync::Mutex<Vec<f64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -50,6 +53,11 @@ impl StreamMetrics {
     /// Records `n` bars that took `seconds` from XADD to commit.
     pub fn observe(&self, seconds: f64, n: u64) {
         let s = seconds.max(0.0);
+        if self.keep_samples.load(Ordering::Relaxed)
+            && let Ok(mut v) = self.samples.lock()
+        {
+            v.extend(std::iter::repeat_n(s, n as usize));
+        }
         for (i, b) in BUCKETS.iter().enumerate() {
             if s <= *b {
                 self.buckets[i].fetch_add(n, Ordering::Relaxed);
@@ -79,6 +87,17 @@ impl StreamMetrics {
             }
         }
         Some(f64::INFINITY)
+    }
+
+    /// The exact `q` quantile of the kept samples (see `keep_samples`), in seconds.
+    pub fn sample_quantile(&self, q: f64) -> Option<f64> {
+        let mut v = self.samples.lock().ok()?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+        Some(v[i])
     }
 
     /// The text exposition.
