@@ -409,6 +409,23 @@ impl WorkerCtx {
         let floor0 = start_committed.saturating_add(1).max(0) as u64;
         bars_cap = bars_cap.map(|c| c.delayed(&floor0));
         rejects_cap = rejects_cap.map(|c| c.delayed(&floor0));
+        if index == 0 {
+            // Pending entries of this run's consumers that no longer exist (a run restarted with
+            // fewer workers or processes) become worker 0's own, re-read before the floor applies.
+            let expected: HashSet<String> = (0..o.cluster.processes.max(1))
+                .flat_map(|p| (0..o.cluster.workers.max(1)).map(move |w| (p, w)))
+                .map(|(p, w)| format!("{}-p{p}-w{w}", o.run_id))
+                .collect();
+            let n = feed.redis.adopt(
+                &feed.keys,
+                &feed.consumer,
+                &format!("{}-p", o.run_id),
+                &expected,
+            )?;
+            if n > 0 {
+                tracing::info!(entries = n, "adopted pending entries of departed consumers");
+            }
+        }
         self.barrier.wait();
 
         // Own pending entries first (a restarted consumer's unacknowledged messages), page by page.
@@ -499,9 +516,11 @@ impl WorkerCtx {
                         }
                     }
                 }
-                // Advance to the floor the stream guarantees.
+                // Advance to the floor the stream guarantees (not while own pending entries are
+                // still being re-read: they may be older than the floor).
                 let floor = feed.redis.floor(&feed.keys)?;
                 if let (Some(bc), Some(rc)) = (&mut bars_cap, &mut rejects_cap)
+                    && pending_cursor.is_none()
                     && floor >= 0
                     && floor as u64 > *bc.time()
                 {

@@ -568,6 +568,90 @@ impl Conn {
         self.query::<Value>(&c).map(|_| ())
     }
 
+    /// Moves to `consumer` every pending entry of the consumers named `prefix…` that are not in
+    /// `alive`; returns how many. Used at start-up, so a run restarted with a different shape
+    /// re-reads the departed consumers' messages before it moves on.
+    ///
+    /// # Errors
+    /// Redis errors or an unexpected reply.
+    pub fn adopt(
+        &mut self,
+        keys: &Keys,
+        consumer: &str,
+        prefix: &str,
+        alive: &std::collections::HashSet<String>,
+    ) -> Result<u64, StreamError> {
+        let mut c = redis::cmd("XINFO");
+        c.arg("CONSUMERS").arg(keys.stream()).arg(GROUP);
+        let v: Value = self.query(&c)?;
+        let Value::Array(list) = v else {
+            return Ok(0);
+        };
+        let mut names = Vec::new();
+        for item in list {
+            let fields: Vec<(String, Value)> = match item {
+                Value::Array(kv) => kv
+                    .chunks(2)
+                    .filter_map(|c| Some((text(c.first()?)?, c.get(1)?.clone())))
+                    .collect(),
+                Value::Map(m) => m
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((text(&k)?, v)))
+                    .collect(),
+                _ => continue,
+            };
+            if let Some(name) = fields
+                .iter()
+                .find(|(k, _)| k == "name")
+                .and_then(|(_, v)| text(v))
+                && name.starts_with(prefix)
+                && !alive.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        let mut moved = 0;
+        for name in names {
+            loop {
+                let mut p = redis::cmd("XPENDING");
+                p.arg(keys.stream())
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1000)
+                    .arg(&name);
+                let Value::Array(rows) = self.query::<Value>(&p)? else {
+                    break;
+                };
+                let ids: Vec<String> = rows
+                    .iter()
+                    .filter_map(|r| match r {
+                        Value::Array(f) => f.first().and_then(text),
+                        _ => None,
+                    })
+                    .collect();
+                if ids.is_empty() {
+                    break;
+                }
+                let mut x = redis::cmd("XCLAIM");
+                x.arg(keys.stream()).arg(GROUP).arg(consumer).arg(0);
+                for id in &ids {
+                    x.arg(id);
+                }
+                x.arg("JUSTID");
+                self.query::<Value>(&x)?;
+                moved += ids.len() as u64;
+            }
+            let mut d = redis::cmd("XGROUP");
+            d.arg("DELCONSUMER")
+                .arg(keys.stream())
+                .arg(GROUP)
+                .arg(&name);
+            self.query::<Value>(&d)?;
+        }
+        Ok(moved)
+    }
+
     /// Acknowledges entries.
     ///
     /// # Errors

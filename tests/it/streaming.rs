@@ -348,10 +348,21 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
 }
 
 fn fdp_run(env: &Env, pipeline: &std::path::Path, extra: &[&str]) -> Child {
+    fdp_run_on(env, pipeline, 2, extra)
+}
+
+fn fdp_run_on(env: &Env, pipeline: &std::path::Path, workers: usize, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fdp"))
         .arg("run")
         .arg(pipeline)
-        .args(["--prefix", &env.prefix, "--run-id", "stream", "-w", "2"])
+        .args([
+            "--prefix",
+            &env.prefix,
+            "--run-id",
+            "stream",
+            "-w",
+            &workers.to_string(),
+        ])
         .args(["--redis-url", &env.redis_url, "--database-url", &env.db.url])
         .args(["--claim-idle", "2"])
         .arg("--data-dir")
@@ -399,7 +410,8 @@ fn kill_9_mid_stream_then_restart_commits_everything_exactly_once() {
         let _ = c.wait();
     }
     feeder.join().expect("feeder").expect("feed");
-    let mut c = fdp_run(&env, &path, &["--idle-shutdown", "2"]);
+    // Restarted with one worker: the departed second consumer's pending entries are adopted.
+    let mut c = fdp_run_on(&env, &path, 1, &["--idle-shutdown", "2"]);
     assert!(wait_exit(&mut c, Duration::from_secs(120)).success());
     env.assert_same_as_backtest();
     assert_eq!(env.pending(), 0);
