@@ -305,6 +305,15 @@ fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
     Ok(out)
 }
 
+/// Errors that a reconnect or a short wait cures: a lost connection, or a server still loading
+/// its data set after a restart.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code() == Some("LOADING")
+}
+
 /// A Redis connection that reconnects (with backoff, up to `patience`) when the server goes away.
 pub struct Conn {
     client: redis::Client,
@@ -364,12 +373,7 @@ impl Conn {
             };
             match cmd.query::<T>(con) {
                 Ok(v) => return Ok(v),
-                Err(e)
-                    if (e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_connection_refusal())
-                        && started.elapsed() < self.patience =>
-                {
+                Err(e) if transient(&e) && started.elapsed() < self.patience => {
                     tracing::warn!(error = %e, "redis connection lost, reconnecting");
                     self.con = None;
                     std::thread::sleep(wait);
@@ -455,7 +459,7 @@ impl Conn {
             };
             match pipe.query::<()>(con) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_io_error() && started.elapsed() < self.patience => {
+                Err(e) if transient(&e) && started.elapsed() < self.patience => {
                     self.con = None;
                     std::thread::sleep(Duration::from_millis(100));
                 }
