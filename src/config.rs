@@ -139,6 +139,24 @@ pub enum SourceSpec {
         #[serde(default)]
         end: Option<String>,
     },
+    /// A Redis bar store: one sorted set per ticker, `<prefix>:bars:<TICKER>`, scored by event
+    /// time, members `ts,open,high,low,close,volume`.
+    Redis {
+        /// Redis URL (default: `REDIS_URL`, else `redis://127.0.0.1:6379`).
+        #[serde(default)]
+        url: Option<String>,
+        /// Key prefix.
+        #[serde(default = "default_prefix")]
+        prefix: String,
+        /// The tickers to read.
+        tickers: Vec<String>,
+        /// First date included (`YYYY-MM-DD`), inclusive.
+        #[serde(default)]
+        start: Option<String>,
+        /// Last date included, inclusive.
+        #[serde(default)]
+        end: Option<String>,
+    },
     /// Seeded synthetic random walk with volatility regimes and jumps.
     Synthetic {
         /// Number of tickers.
@@ -152,6 +170,10 @@ pub enum SourceSpec {
         #[serde(default)]
         start: Option<String>,
     },
+}
+
+fn default_prefix() -> String {
+    "fdp".into()
 }
 
 fn default_seed() -> u64 {
@@ -575,6 +597,37 @@ impl Pipeline {
         {
             if paths.is_empty() {
                 return Err((locate(text, "[source]", ""), "source.paths is empty".into()));
+            }
+            for d in [start, end].into_iter().flatten() {
+                if crate::time::parse_time(d).is_none() {
+                    return Err((
+                        locate(text, "[source]", d),
+                        format!("`{d}` is not a date (YYYY-MM-DD)"),
+                    ));
+                }
+            }
+        }
+        if let SourceSpec::Redis {
+            tickers,
+            start,
+            end,
+            ..
+        } = &self.source
+        {
+            if tickers.is_empty() {
+                return Err((
+                    locate(text, "[source]", ""),
+                    "source.tickers is empty".into(),
+                ));
+            }
+            if let Some(bad) = tickers
+                .iter()
+                .find(|t| !crate::sources::redis_stream::valid_ticker(t))
+            {
+                return Err((
+                    locate(text, "[source]", bad),
+                    format!("`{bad}` is not a ticker"),
+                ));
             }
             for d in [start, end].into_iter().flatten() {
                 if crate::time::parse_time(d).is_none() {

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod fundamentals;
+pub mod redis_bars;
 pub mod redis_stream;
 pub mod synthetic;
 pub mod universe;
@@ -73,6 +74,8 @@ pub enum Source {
     Files(files::FileSet),
     /// Synthetic generator.
     Synthetic(synthetic::Synthetic),
+    /// Redis bar store.
+    Redis(redis_bars::RedisBars),
 }
 
 impl Source {
@@ -83,6 +86,7 @@ impl Source {
     pub fn open(p: &LoadedPipeline) -> Result<Source, SourceError> {
         match &p.pipeline.source {
             SourceSpec::Files { .. } => Ok(Source::Files(files::FileSet::open(p)?)),
+            SourceSpec::Redis { .. } => Ok(Source::Redis(redis_bars::RedisBars::open(p)?)),
             SourceSpec::Synthetic {
                 tickers,
                 bars,
@@ -102,6 +106,7 @@ impl Source {
         match self {
             Source::Files(f) => f.tickers(),
             Source::Synthetic(s) => s.tickers(),
+            Source::Redis(r) => r.tickers(),
         }
     }
 
@@ -109,7 +114,7 @@ impl Source {
     pub fn sectors(&self) -> std::collections::BTreeMap<String, String> {
         match self {
             Source::Files(f) => f.sectors(),
-            Source::Synthetic(_) => std::collections::BTreeMap::new(),
+            Source::Synthetic(_) | Source::Redis(_) => std::collections::BTreeMap::new(),
         }
     }
 
@@ -126,6 +131,7 @@ impl Source {
         match self {
             Source::Files(f) => f.load(index, peers, tickers),
             Source::Synthetic(s) => Ok(s.load(index, peers, tickers)),
+            Source::Redis(r) => r.load(index, peers, tickers),
         }
     }
 }
@@ -142,6 +148,7 @@ impl Source {
     ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
         match self {
             Source::Files(f) => f.load_ticker(ticker, tickers),
+            Source::Redis(r) => r.load_ticker(ticker, tickers),
             Source::Synthetic(s) => Ok((
                 tickers
                     .id(ticker)

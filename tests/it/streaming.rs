@@ -715,3 +715,59 @@ fn redis_and_postgres_restarted_mid_run_lose_nothing() {
         assert_eq!(d, 0, "{t} after the restarts");
     }
 }
+
+#[test]
+fn work_items_load_from_a_redis_bar_store() {
+    let mut env = Env::new("store");
+    let p = test_pipeline();
+    let from_files = env.backtest(&p);
+    // Fill the store with the same bars the file source reads.
+    let source = findashpro::sources::Source::open(&p).expect("source");
+    let tickers = source.tickers();
+    let mut r = env.redis();
+    for name in tickers.names() {
+        let (bars, _) = source.load_ticker(name, &tickers).expect("bars");
+        findashpro::sources::redis_bars::store(&mut r, &env.prefix, name, &bars).expect("stored");
+    }
+    // A member that is not a bar is quarantined with its key.
+    let bad_key = findashpro::sources::redis_bars::key(&env.prefix, "AAPL");
+    r.query::<i64>(
+        redis::cmd("ZADD")
+            .arg(&bad_key)
+            .arg(1_480_000_000)
+            .arg("garbage"),
+    )
+    .expect("zadd");
+    let toml = pipeline_toml();
+    let rest = &toml[toml.find("[quality]").expect("quality section")..];
+    let text = format!(
+        "name = \"store\"\n[source]\nkind = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\n\
+         tickers = [\"AAPL\", \"AMD\", \"DHR\", \"JPM\", \"O\", \"XOM\"]\n\
+         start = \"2016-06-01\"\nend = \"2018-02-07\"\n{rest}",
+        env.redis_url, env.prefix
+    );
+    let store = pipeline_text(&text, &root());
+    // A backtest replays the store too, to the same decisions as the files.
+    let replayed = run_with(&store, 2);
+    assert_eq!(replayed.ledger.orders, from_files.ledger.orders);
+    assert_eq!(replayed.ledger.equity, from_files.ledger.equity);
+    stream::orchestrate(&store, &env.redis_url, &env.prefix, 1_600_000_000, 10_000)
+        .expect("orchestrate");
+    assert_eq!(
+        stream::run(&store, &env.opts("stream", 2)).expect("run"),
+        Ending::Idle
+    );
+    env.assert_same_as_backtest();
+    let detail: String = env
+        .rt
+        .block_on(env.client.query_one(
+            "SELECT detail FROM quarantine WHERE run_id = 'stream' AND reason = 'unparseable'",
+            &[],
+        ))
+        .expect("the bad member is quarantined")
+        .get(0);
+    assert!(
+        detail.contains(&bad_key) && detail.contains("garbage"),
+        "{detail}"
+    );
+}
