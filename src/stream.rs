@@ -127,10 +127,22 @@ struct Pg {
     url: String,
     client: Option<tokio_postgres::Client>,
     patience: Duration,
+    relaxed: bool,
 }
 
 impl Pg {
     fn open(url: &str) -> Result<Pg, StreamRunError> {
+        Pg::open_with(url, false)
+    }
+
+    /// A connection whose commits do not wait for the WAL flush. Used only to record bars: their
+    /// WAL records precede the synchronous commit that later covers their time, whose flush makes
+    /// them durable too, so nothing is acknowledged on the strength of an unflushed write.
+    fn open_relaxed(url: &str) -> Result<Pg, StreamRunError> {
+        Pg::open_with(url, true)
+    }
+
+    fn open_with(url: &str, relaxed: bool) -> Result<Pg, StreamRunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -140,6 +152,7 @@ impl Pg {
             url: url.into(),
             client: None,
             patience: Duration::from_secs(60),
+            relaxed,
         };
         pg.client()?;
         Ok(pg)
@@ -148,6 +161,10 @@ impl Pg {
     fn client(&mut self) -> Result<&mut tokio_postgres::Client, DbError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let c = self.rt.block_on(postgres::connect(&self.url))?;
+            if self.relaxed {
+                self.rt
+                    .block_on(c.batch_execute("SET synchronous_commit = off"))?;
+            }
             self.client = Some(c);
         }
         match self.client.as_mut() {
@@ -286,6 +303,7 @@ struct Feed {
     consumer: String,
     redis: Conn,
     pg: Pg,
+    bars_pg: Pg,
     start_committed: EventTime,
     history_ids: HashSet<String>,
     in_flight: Vec<InFlight>,
@@ -318,6 +336,7 @@ impl WorkerCtx {
             redis: Conn::open(&o.redis_url)?,
             keys,
             pg,
+            bars_pg: Pg::open_relaxed(&o.database_url)?,
             start_committed,
             history_ids: HashSet::new(),
             in_flight: Vec::new(),
@@ -792,7 +811,7 @@ impl WorkerCtx {
         }
         if !stored.is_empty() {
             let run_id = o.run_id.clone();
-            feed.pg.retry("record bars", |rt, c| {
+            feed.bars_pg.retry("record bars", |rt, c| {
                 rt.block_on(postgres::write_bars(c, &run_id, &stored))
             })?;
             m.bars.fetch_add(stored.len() as u64, Ordering::Relaxed);
@@ -986,7 +1005,8 @@ fn wait_for_room(r: &mut Conn, keys: &Keys, maxlen: usize) -> Result<(), StreamE
 }
 
 /// Pushes the pipeline's bars into the stream as bar messages in time order, a watermark after
-/// each time, at most `rate` bars per second when given. Returns the bars pushed.
+/// each time, at most `rate` bars per second on average when given (each time's bars in one
+/// burst). Returns the bars pushed.
 ///
 /// # Errors
 /// The pipeline's source cannot be loaded, or Redis fails.
@@ -1006,7 +1026,8 @@ pub fn feed(
     let started = Instant::now();
     let mut sent = 0u64;
     let mut pending: Vec<Vec<(&str, String)>> = Vec::new();
-    let chunk = rate.map_or(2000, |r| ((r / 1000.0).ceil() as usize).clamp(1, 2000));
+    // Paced, a time's bars go out together with their watermark, as a market's bars do when a
+    // period closes; unpaced, in chunks of 2,000.
     for (t, batch) in &input.batches {
         for b in batch.iter() {
             pending.push(
@@ -1015,7 +1036,7 @@ pub fn feed(
                     .collect(),
             );
             sent += 1;
-            if pending.len() >= chunk {
+            if rate.is_none() && pending.len() >= 2000 {
                 flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;
             }
         }
@@ -1023,6 +1044,9 @@ pub fn feed(
             ("kind", "watermark".into()),
             ("ts", (*t as EventTime + 1).to_string()),
         ]);
+        if rate.is_some() {
+            flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;
+        }
     }
     flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;
     Ok(sent)
