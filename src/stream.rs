@@ -516,7 +516,10 @@ impl WorkerCtx {
                 } else {
                     last_work = Instant::now();
                     let cap_time = bars_cap.as_ref().map_or(u64::MAX, |c| *c.time());
+                    let n = entries.len();
+                    let took = Instant::now();
                     let (batches, rejects) = self.take(&mut feed, entries, cap_time)?;
+                    tracing::debug!(n, cap_time, us = took.elapsed().as_micros() as u64, "read");
                     if let (Some(bc), Some(rc)) = (&bars_cap, &rejects_cap) {
                         for (t, batch) in batches {
                             let cap = bc.delayed(&t);
@@ -886,11 +889,13 @@ impl WorkerCtx {
         let o = &self.opts;
         let run_id = o.run_id.clone();
         let tickers = Arc::clone(&self.spec.tickers);
+        let took = Instant::now();
         let w = feed.pg.retry("commit", |rt, c| {
             rt.block_on(postgres::commit_step(
                 c, &run_id, &tickers, ledger, quarantine, through,
             ))
         })?;
+        tracing::debug!(through, us = took.elapsed().as_micros() as u64, "committed");
         let m = &o.metrics;
         m.commits.fetch_add(1, Ordering::Relaxed);
         m.orders.fetch_add(w.orders, Ordering::Relaxed);
