@@ -558,6 +558,11 @@ impl WorkerCtx {
                 worker.step_or_park(Some(Duration::ZERO));
             }
             exposure.borrow_mut().clear();
+            tracing::trace!(
+                frontier = ?probe.with_frontier(|f| f.first().copied()),
+                cap = ?bars_cap.as_ref().map(|c| *c.time()),
+                "stepped"
+            );
             let dataflow_done = probe.with_frontier(|f| f.is_empty());
             if index == 0 && !frozen {
                 // Worker 0 commits what the frontier has passed.
