@@ -101,7 +101,6 @@ fn case(
     o.cluster.workers = workers;
     o.idle_shutdown = Some(Duration::from_secs(2));
     o.batch = 2048;
-    o.block = Duration::from_millis(1);
     o.metrics.keep_samples.store(true, Ordering::Relaxed);
     let metrics = Arc::clone(&o.metrics);
     let done = |m: &crate::sinks::prometheus::StreamMetrics| {

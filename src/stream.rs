@@ -73,7 +73,7 @@ pub struct StreamOptions {
 }
 
 impl StreamOptions {
-    /// Defaults for the given servers: prefix `fdp`, 512 messages a read, 5 ms blocking reads,
+    /// Defaults for the given servers: prefix `fdp`, 512 messages a read, 50 ms blocking reads,
     /// reclaim after 60 s, 120 s per item, 3 failures, no idle shutdown.
     pub fn new(redis_url: &str, database_url: &str, run_id: &str) -> Self {
         StreamOptions {
@@ -83,7 +83,7 @@ impl StreamOptions {
             prefix: "fdp".into(),
             run_id: run_id.into(),
             batch: 512,
-            block: Duration::from_millis(5),
+            block: Duration::from_millis(50),
             claim_idle: Duration::from_secs(60),
             item_timeout: Duration::from_secs(120),
             max_failures: 3,
@@ -479,6 +479,11 @@ impl WorkerCtx {
                 }
             }
             if ending.is_none() {
+                // While the graph has times in flight or messages await their commit, poll
+                // without blocking so those times finish at once; when all is done, block.
+                let cap_time = bars_cap.as_ref().map_or(u64::MAX, |c| *c.time());
+                let busy = probe.less_than(&cap_time) || !feed.in_flight.is_empty();
+                let wait = if busy { Duration::ZERO } else { o.block };
                 let mut entries = if let Some(after) = pending_cursor.take() {
                     let e = feed.redis.read(
                         &feed.keys,
@@ -495,7 +500,7 @@ impl WorkerCtx {
                         .autoclaim(&feed.keys, &feed.consumer, o.claim_idle, o.batch)?
                 } else {
                     feed.redis
-                        .read(&feed.keys, &feed.consumer, o.batch, o.block, None)?
+                        .read(&feed.keys, &feed.consumer, o.batch, wait, None)?
                 };
                 if !feed.in_flight.is_empty() && !entries.is_empty() {
                     // Pending and reclaimed reads may return messages this worker already fed.

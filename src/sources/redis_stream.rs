@@ -469,7 +469,9 @@ impl Conn {
     }
 
     /// Reads up to `count` messages for `consumer`: its own pending ones after id `pending_after`
-    /// (`"0"` for all) when given, else new ones, waiting up to `block` for them.
+    /// (`"0"` for all) when given, else new ones, waiting up to `block` for them (zero: not at
+    /// all; Redis wakes a blocked reader at once when a message comes, but ends an empty wait
+    /// only at its own timer tick, ~20 ms here, whatever `block` says).
     ///
     /// # Errors
     /// Redis errors or an unexpected reply.
@@ -487,7 +489,7 @@ impl Conn {
             .arg(consumer)
             .arg("COUNT")
             .arg(count);
-        if pending_after.is_none() {
+        if pending_after.is_none() && !block.is_zero() {
             c.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
         c.arg("STREAMS")
