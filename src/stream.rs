@@ -227,6 +227,27 @@ struct InFlight {
     bars: u64,
 }
 
+/// Feeds bars at their own times (each ≥ the capability's), each part carrying the worker that
+/// owns its tickers.
+fn give_bars(
+    input: &mut timely::dataflow::operators::core::unordered_input::UnorderedHandle<
+        u64,
+        CapacityContainerBuilder<Vec<BarBatch>>,
+    >,
+    cap: &timely::dataflow::operators::ActivateCapability<u64>,
+    batches: BTreeMap<u64, BarBatch>,
+    peers: usize,
+) {
+    for (t, batch) in batches {
+        let at = cap.delayed(&t);
+        let mut h = input.activate();
+        let mut s = h.session(&at);
+        for part in batch.shard(peers) {
+            s.give(part);
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -414,15 +435,7 @@ impl WorkerCtx {
                 }
             }
             if let Some(cap) = &bars_cap {
-                for (t, batch) in by_time {
-                    let at = cap.delayed(&t);
-                    let mut h = bars_in.activate();
-                    let mut s = h.session(&at);
-                    // Each part carries the worker that owns its tickers, as in the live path.
-                    for part in batch.shard(peers) {
-                        s.give(part);
-                    }
-                }
+                give_bars(&mut bars_in, cap, by_time, peers);
             }
         }
         let floor0 = start_committed.saturating_add(1).max(0) as u64;
@@ -526,14 +539,7 @@ impl WorkerCtx {
                     let (batches, rejects) = self.take(&mut feed, entries, cap_time)?;
                     tracing::debug!(n, cap_time, us = took.elapsed().as_micros() as u64, "read");
                     if let (Some(bc), Some(rc)) = (&bars_cap, &rejects_cap) {
-                        for (t, batch) in batches {
-                            let cap = bc.delayed(&t);
-                            let mut h = bars_in.activate();
-                            let mut s = h.session(&cap);
-                            for part in batch.shard(peers) {
-                                s.give(part);
-                            }
-                        }
+                        give_bars(&mut bars_in, bc, batches, peers);
                         if !rejects.is_empty() {
                             let mut h = rejects_in.activate();
                             let mut s = h.session(rc);

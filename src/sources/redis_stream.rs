@@ -272,6 +272,23 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// The name/value pairs of an XINFO record (a flat array in RESP2, a map in RESP3).
+fn pairs(v: Value) -> Option<Vec<(String, Value)>> {
+    match v {
+        Value::Array(kv) => Some(
+            kv.chunks(2)
+                .filter_map(|c| Some((text(c.first()?)?, c.get(1)?.clone())))
+                .collect(),
+        ),
+        Value::Map(m) => Some(
+            m.into_iter()
+                .filter_map(|(k, v)| Some((text(&k)?, v)))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// Parses a list of `[id, [field, value, ...] | nil]` pairs (XRANGE, XAUTOCLAIM, one stream of
 /// XREADGROUP).
 fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
@@ -595,16 +612,8 @@ impl Conn {
         };
         let mut names = Vec::new();
         for item in list {
-            let fields: Vec<(String, Value)> = match item {
-                Value::Array(kv) => kv
-                    .chunks(2)
-                    .filter_map(|c| Some((text(c.first()?)?, c.get(1)?.clone())))
-                    .collect(),
-                Value::Map(m) => m
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((text(&k)?, v)))
-                    .collect(),
-                _ => continue,
+            let Some(fields) = pairs(item) else {
+                continue;
             };
             if let Some(name) = fields
                 .iter()
@@ -758,16 +767,8 @@ impl Conn {
             return Ok(None);
         };
         for g in groups {
-            let pairs: Vec<(String, Value)> = match g {
-                Value::Array(kv) => kv
-                    .chunks(2)
-                    .filter_map(|c| Some((text(c.first()?)?, c.get(1)?.clone())))
-                    .collect(),
-                Value::Map(m) => m
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((text(&k)?, v)))
-                    .collect(),
-                _ => continue,
+            let Some(pairs) = pairs(g) else {
+                continue;
             };
             let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             if get("name").as_ref().and_then(text).as_deref() != Some(GROUP) {

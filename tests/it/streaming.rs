@@ -34,6 +34,32 @@ fn test_pipeline() -> LoadedPipeline {
     pipeline_text(&pipeline_toml(), &root())
 }
 
+/// Counts the rows of `table` (over `cols`) in run `a` and not in run `b`, and the other way.
+fn differ_sql(table: &str, cols: &str, a: &str, b: &str) -> String {
+    format!(
+        "SELECT count(*) FROM ((SELECT {cols} FROM {table} WHERE run_id = '{a}' EXCEPT ALL \
+         SELECT {cols} FROM {table} WHERE run_id = '{b}') UNION ALL (SELECT {cols} FROM {table} \
+         WHERE run_id = '{b}' EXCEPT ALL SELECT {cols} FROM {table} WHERE run_id = '{a}')) d"
+    )
+}
+
+/// The tables a stream run must share with the backtest, and the columns compared.
+const COMPARED: [(&str, &str); 4] = [
+    (
+        "signals",
+        "ticker, time, action, confidence, predicted_return",
+    ),
+    (
+        "orders",
+        "order_id, time, ticker, side, intent, size_fraction, status, reason",
+    ),
+    (
+        "fills",
+        "order_id, time, ticker, side, quantity, price, commission",
+    ),
+    ("positions", "ticker, time, quantity, entry_price"),
+];
+
 /// A database, a key prefix, and a runtime to query with.
 struct Env {
     db: TestDb,
@@ -105,31 +131,12 @@ impl Env {
 
     /// Rows of `table` (over `cols`) in one run and not the other, both ways.
     fn differ(&self, table: &str, cols: &str, a: &str, b: &str) -> i64 {
-        self.scalar(&format!(
-            "SELECT count(*) FROM ((SELECT {cols} FROM {table} WHERE run_id = '{a}' EXCEPT ALL \
-             SELECT {cols} FROM {table} WHERE run_id = '{b}') UNION ALL (SELECT {cols} FROM {table} \
-             WHERE run_id = '{b}' EXCEPT ALL SELECT {cols} FROM {table} WHERE run_id = '{a}')) d"
-        ))
+        self.scalar(&differ_sql(table, cols, a, b))
     }
 
     /// Asserts run `stream` holds exactly the backtest's signals, orders, fills and positions.
     fn assert_same_as_backtest(&self) {
-        let tables = [
-            (
-                "signals",
-                "ticker, time, action, confidence, predicted_return",
-            ),
-            (
-                "orders",
-                "order_id, time, ticker, side, intent, size_fraction, status, reason",
-            ),
-            (
-                "fills",
-                "order_id, time, ticker, side, quantity, price, commission",
-            ),
-            ("positions", "ticker, time, quantity, entry_price"),
-        ];
-        for (t, cols) in tables {
+        for (t, cols) in COMPARED {
             let n = self.scalar(&format!("SELECT count(*) FROM {t} WHERE run_id = 'batch'"));
             assert!(n > 0, "the backtest wrote {t}");
             let d = self.differ(t, cols, "batch", "stream");
@@ -689,25 +696,8 @@ fn redis_and_postgres_restarted_mid_run_lose_nothing() {
     let client = rt
         .block_on(findashpro::sinks::postgres::connect(&pg.url()))
         .expect("private postgres");
-    for (t, cols) in [
-        (
-            "signals",
-            "ticker, time, action, confidence, predicted_return",
-        ),
-        (
-            "orders",
-            "order_id, time, ticker, side, intent, size_fraction, status, reason",
-        ),
-        (
-            "fills",
-            "order_id, time, ticker, side, quantity, price, commission",
-        ),
-    ] {
-        let sql = format!(
-            "SELECT count(*) FROM ((SELECT {cols} FROM {t} WHERE run_id = 'batch' EXCEPT ALL \
-             SELECT {cols} FROM {t} WHERE run_id = 'stream') UNION ALL (SELECT {cols} FROM {t} \
-             WHERE run_id = 'stream' EXCEPT ALL SELECT {cols} FROM {t} WHERE run_id = 'batch')) d"
-        );
+    for (t, cols) in COMPARED {
+        let sql = differ_sql(t, cols, "batch", "stream");
         let d: i64 = rt
             .block_on(client.query_one(&sql, &[]))
             .expect("diff")
