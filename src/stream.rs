@@ -329,6 +329,8 @@ struct Feed {
     history_ids: HashSet<String>,
     in_flight: Vec<InFlight>,
     committed: EventTime,
+    /// Work items that failed and wait for a retry (idle shutdown waits for them).
+    retrying: HashSet<String>,
 }
 
 impl WorkerCtx {
@@ -362,6 +364,7 @@ impl WorkerCtx {
             history_ids: HashSet::new(),
             in_flight: Vec::new(),
             committed: start_committed,
+            retrying: HashSet::new(),
         };
 
         let mut sectors_in: InputHandle<u64, CapacityContainerBuilder<Vec<(TickerId, String)>>> =
@@ -527,7 +530,9 @@ impl WorkerCtx {
                     pending_cursor = Some("0".into());
                 }
                 if entries.is_empty() {
-                    if o.idle_shutdown.is_some_and(|d| last_work.elapsed() > d) {
+                    if o.idle_shutdown.is_some_and(|d| last_work.elapsed() > d)
+                        && feed.retrying.is_empty()
+                    {
                         tracing::info!("idle: ending the input");
                         ending = Some(Ending::Idle);
                     }
@@ -808,6 +813,7 @@ impl WorkerCtx {
                                     .filter(|r| r.ts.is_none_or(|t| t >= lo && t <= until)),
                             );
                             m.tickers.fetch_add(1, Ordering::Relaxed);
+                            feed.retrying.remove(&e.id);
                             feed.in_flight.push(InFlight {
                                 id: e.id.clone(),
                                 ts: if n == 0 { cap as EventTime } else { last },
@@ -819,7 +825,10 @@ impl WorkerCtx {
                         Err(err) => {
                             let n = feed.redis.fail(&feed.keys, &e.id)?;
                             tracing::warn!(id = %e.id, failures = n, error = %err, "work item failed");
-                            if n >= o.max_failures {
+                            if n < o.max_failures {
+                                feed.retrying.insert(e.id.clone());
+                            } else {
+                                feed.retrying.remove(&e.id);
                                 self.dead(feed, &e, &format!("failed {n} times; last: {err}"))?;
                                 done_cycles.push((cycle, of, ticker, until));
                             }

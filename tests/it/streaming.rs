@@ -761,3 +761,51 @@ fn work_items_load_from_a_redis_bar_store() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_work_item_that_keeps_failing_is_dead_lettered_after_n_tries() {
+    let env = Env::new("retry");
+    let dir = env.dir.path();
+    for t in ["AAPL", "AMD"] {
+        std::fs::copy(
+            root().join(format!("data/sample/{t}_data.csv")),
+            dir.join(format!("{t}_data.csv")),
+        )
+        .expect("copied");
+    }
+    let toml = pipeline_toml();
+    let rest = &toml[toml.find("[quality]").expect("quality section")..];
+    let text = format!(
+        "name = \"retry\"\n[source]\nkind = \"files\"\nformat = \"kaggle\"\npaths = [\"*_data.csv\"]\n\
+         start = \"2017-06-01\"\nend = \"2018-02-07\"\n{rest}"
+    );
+    let p = pipeline_text(&text, dir);
+    stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_600_000_000, 10_000)
+        .expect("orchestrate");
+    // AMD's file goes bad after the cycle was planned: every load of it fails.
+    std::fs::write(dir.join("AMD_data.csv"), "not,a,bar,file\n").expect("spoiled");
+    let mut o = env.opts("stream", 1);
+    o.claim_idle = Duration::from_millis(600);
+    // Idle shutdown waits for the retries.
+    o.idle_shutdown = Some(Duration::from_millis(300));
+    o.max_failures = 3;
+    assert_eq!(stream::run(&p, &o).expect("run goes on"), Ending::Idle);
+    let dead = env
+        .redis()
+        .range(&env.keys().dead_letter())
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let m = dead[0].map();
+    let error = m.get("error").copied().unwrap_or_default();
+    assert!(
+        error.starts_with("failed 3 times") && error.contains("AMD_data.csv"),
+        "{error}"
+    );
+    assert!(m.get("fields").is_some_and(|f| f.contains("AMD")));
+    // AAPL went through, and the cycle completed without AMD.
+    assert!(
+        env.scalar("SELECT count(*) FROM bars WHERE run_id = 'stream' AND ticker = 'AAPL'") > 100
+    );
+    assert!(env.scalar("SELECT count(*) FROM signals WHERE run_id = 'stream'") > 0);
+    assert_eq!(env.pending(), 0);
+}
