@@ -11,6 +11,7 @@ pub mod feature_cache;
 pub mod features;
 pub mod indicators;
 pub mod keyed;
+pub mod ml;
 pub mod portfolio;
 pub mod quality;
 pub mod risk;

@@ -1,0 +1,14 @@
+//! Machine learning in the loop (issue #4), built up kernel by kernel. What is here so far:
+//!
+//! - [`labels`]: forward-return labels emitted only once known (at the bar `h` bars later);
+//! - [`walk_forward`]: purged and embargoed k-fold splits (López de Prado) over samples whose
+//!   labels span time, and the walk-forward rule "train on labels known by the retrain bar";
+//! - [`drift`]: a per-feature KL-divergence monitor against a training reference, O(1) per bar;
+//! - [`selection`]: feature rankings by mutual information and ANOVA F, combined into one rank.
+//!
+//! Models, the stacking ensemble, the registry and the graph operator are not here yet.
+
+pub mod drift;
+pub mod labels;
+pub mod selection;
+pub mod walk_forward;
