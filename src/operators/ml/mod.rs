@@ -4,11 +4,16 @@
 //! - [`walk_forward`]: purged and embargoed k-fold splits (López de Prado) over samples whose
 //!   labels span time, and the walk-forward rule "train on labels known by the retrain bar";
 //! - [`drift`]: a per-feature KL-divergence monitor against a training reference, O(1) per bar;
-//! - [`selection`]: feature rankings by mutual information and ANOVA F, combined into one rank.
+//! - [`selection`]: feature rankings by mutual information and ANOVA F, combined into one rank;
+//! - [`stacking`]: random forest, logistic regression, decision tree and k-NN (smartcore) under a
+//!   logistic meta-learner fed their purged out-of-fold probabilities; scores (accuracy, ROC AUC,
+//!   log loss, Brier, hit rate) and the majority-class baseline.
 //!
-//! Models, the stacking ensemble, the registry and the graph operator are not here yet.
+//! The registry and the graph operator (walk-forward retraining inside the dataflow) are not here
+//! yet.
 
 pub mod drift;
 pub mod labels;
 pub mod selection;
+pub mod stacking;
 pub mod walk_forward;
