@@ -9,11 +9,14 @@
 //!   logistic meta-learner fed their purged out-of-fold probabilities; scores (accuracy, ROC AUC,
 //!   log loss, Brier, hit rate) and the majority-class baseline.
 //!
-//! The registry and the graph operator (walk-forward retraining inside the dataflow) are not here
-//! yet.
+//! - [`registry`]: models with their metadata on the filesystem, time-to-live 30 days.
+//!
+//! The graph operator (walk-forward retraining inside the dataflow), the pipeline section and the
+//! `ml_metrics` outputs are not here yet.
 
 pub mod drift;
 pub mod labels;
+pub mod registry;
 pub mod selection;
 pub mod stacking;
 pub mod walk_forward;
