@@ -278,6 +278,72 @@ pub enum ModelSpec {
         #[serde(default = "default_confidence")]
         confidence: f64,
     },
+    /// The stacking ensemble, trained walk-forward per ticker on forward-return labels.
+    Ml(MlSpec),
+}
+
+/// Settings of the ML model (`[model] kind = "ml"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlSpec {
+    /// Feature columns the model reads (default: every declared feature column).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Label horizon in bars.
+    #[serde(default = "default_horizon")]
+    pub horizon: usize,
+    /// Returns within ±dead_zone get no class.
+    #[serde(default)]
+    pub dead_zone: f64,
+    /// Retrain after this many bars of the ticker (and on a drift event).
+    #[serde(default = "default_retrain_every")]
+    pub retrain_every: usize,
+    /// Labeled samples needed before the first training.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: usize,
+    /// Go long when `P(up)` is above this.
+    #[serde(default = "default_ml_enter")]
+    pub enter: f64,
+    /// Go flat when `P(up)` is below this.
+    #[serde(default = "default_ml_exit")]
+    pub exit: f64,
+    /// Trees of the random forest.
+    #[serde(default = "default_trees")]
+    pub trees: usize,
+    /// Seed of training.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Drift window in bars.
+    #[serde(default = "default_drift_window")]
+    pub drift_window: usize,
+    /// KL divergence that triggers a retrain.
+    #[serde(default = "default_drift_threshold")]
+    pub drift_threshold: f64,
+}
+
+fn default_horizon() -> usize {
+    5
+}
+fn default_retrain_every() -> usize {
+    250
+}
+fn default_min_samples() -> usize {
+    250
+}
+fn default_ml_enter() -> f64 {
+    0.55
+}
+fn default_ml_exit() -> f64 {
+    0.45
+}
+fn default_trees() -> usize {
+    30
+}
+fn default_drift_window() -> usize {
+    100
+}
+fn default_drift_threshold() -> f64 {
+    0.25
 }
 
 fn default_confidence() -> f64 {
@@ -589,6 +655,26 @@ impl Pipeline {
             } => {
                 check(feature)?;
                 check_probability(*confidence, model_at)?;
+            }
+            ModelSpec::Ml(m) => {
+                for i in &m.inputs {
+                    check(i)?;
+                }
+                check_probability(m.enter, model_at)?;
+                check_probability(m.exit, model_at)?;
+                if m.exit > m.enter {
+                    return Err((model_at, "model: exit must not be above enter".into()));
+                }
+                if m.horizon == 0 || m.retrain_every == 0 || m.trees == 0 || m.drift_window == 0 {
+                    return Err((
+                        model_at,
+                        "model: horizon, retrain_every, trees and drift_window must be positive"
+                            .into(),
+                    ));
+                }
+                if m.min_samples < 40 {
+                    return Err((model_at, "model: min_samples must be at least 40".into()));
+                }
             }
         }
         if let SourceSpec::Files {

@@ -79,6 +79,12 @@ enum RuleKind {
         exit: f64,
         down: Target,
     },
+    /// The walk-forward stacking ensemble of this ticker.
+    Ml {
+        model: Box<crate::operators::ml::online::MlTicker>,
+        enter: f64,
+        exit: f64,
+    },
 }
 
 impl RuleModel {
@@ -118,6 +124,24 @@ impl RuleModel {
                 },
                 *confidence,
             ),
+            ModelSpec::Ml(m) => {
+                let cols: Vec<usize> = if m.inputs.is_empty() {
+                    (0..columns.len()).collect()
+                } else {
+                    m.inputs.iter().map(|i| pos(i)).collect::<Option<_>>()?
+                };
+                (
+                    RuleKind::Ml {
+                        model: Box::new(crate::operators::ml::online::MlTicker::new(
+                            std::sync::Arc::new(m.clone()),
+                            std::sync::Arc::new(cols),
+                        )),
+                        enter: m.enter,
+                        exit: m.exit,
+                    },
+                    m.enter,
+                )
+            }
         };
         Some(RuleModel {
             kind,
@@ -126,10 +150,38 @@ impl RuleModel {
         })
     }
 
+    /// Decides on one bar: its time, close and feature row. Rule models read only the row; the
+    /// ML model also learns from the bar (see [`crate::operators::ml::online`]).
+    pub fn update_bar(
+        &mut self,
+        ts: crate::time::EventTime,
+        close: f64,
+        row: &[f64],
+    ) -> Option<Signal> {
+        if let RuleKind::Ml { model, enter, exit } = &mut self.kind {
+            let (p, _) = model.update(ts, close, row);
+            let p = p?;
+            let (target, confidence) = if p.p_up > *enter {
+                (Target::Long, p.p_up)
+            } else if p.p_up < *exit {
+                (Target::Flat, 1.0 - p.p_up)
+            } else {
+                return None;
+            };
+            return Some(Signal {
+                target,
+                confidence,
+                predicted_return: p.predicted_return,
+            });
+        }
+        self.update(row)
+    }
+
     /// Decides on one bar's feature row. Crossover: strict on both bars (equality is no cross).
     pub fn update(&mut self, row: &[f64]) -> Option<Signal> {
-        let target = match self.kind {
-            RuleKind::Crossover { fast, slow, down } => {
+        let target = match &self.kind {
+            RuleKind::Ml { .. } => None,
+            &RuleKind::Crossover { fast, slow, down } => {
                 let cur = (row[fast], row[slow]);
                 let prev = self.prev.replace(cur);
                 let (pf, ps) = prev?;
@@ -144,7 +196,7 @@ impl RuleModel {
                     None
                 }
             }
-            RuleKind::Threshold {
+            &RuleKind::Threshold {
                 col,
                 long_when,
                 enter,
@@ -205,7 +257,10 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 let mut payoff = Vec::with_capacity(n);
                 for i in 0..n {
                     let s = state.get(fb.bars.ticker[i]);
-                    signal.push(s.model.update(fb.row(i)));
+                    signal.push(
+                        s.model
+                            .update_bar(fb.bars.ts[i], fb.bars.close[i], fb.row(i)),
+                    );
                     payoff.push(s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN));
                 }
                 out.push(SignalBatch {

@@ -10,7 +10,7 @@ use crate::common::{pipeline_text, repo, run_with};
 
 /// Copies the sample files into `dir`, scaling every bar after `t` by a random factor (prices by
 /// one factor per bar, so the bar stays consistent; volume by another).
-fn perturbed_copy(dir: &Path, t: i64, seed: u64) {
+pub fn perturbed_copy(dir: &Path, t: i64, seed: u64) {
     let mut state = seed;
     let mut rnd = move || {
         state = state
@@ -67,7 +67,7 @@ fn sample_in(dir: &Path) -> findashpro::config::LoadedPipeline {
     pipeline_text(&text, dir)
 }
 
-fn up_to(out: &RunOutput, t: i64) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+pub fn up_to(out: &RunOutput, t: i64) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
     let l = &out.ledger;
     (
         l.signals

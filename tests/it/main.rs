@@ -8,6 +8,7 @@ mod feature_cache;
 mod fundamentals;
 mod golden_features;
 mod lookahead;
+mod ml;
 mod postgres;
 mod properties;
 mod quality_quirks;

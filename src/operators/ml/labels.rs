@@ -28,15 +28,24 @@ pub struct Label {
     pub class: Option<Class>,
 }
 
-/// Emits each bar's label `h` bars later. O(1) per bar, O(h) memory.
+/// Emits each bar's label `h` bars later, with whatever the caller attached to that bar (its
+/// feature row, say). O(1) per bar, O(h) memory.
 #[derive(Debug, Clone)]
-pub struct Labeler {
+pub struct Labeler<P = ()> {
     horizon: usize,
     dead_zone: f64,
-    waiting: VecDeque<(EventTime, f64)>,
+    waiting: VecDeque<(EventTime, f64, P)>,
 }
 
-impl Labeler {
+impl Labeler<()> {
+    /// Takes the next bar's close; returns the label of the bar `h` bars back, now known.
+    /// A non-finite or non-positive close is skipped (it neither gets nor gives a label).
+    pub fn push(&mut self, ts: EventTime, close: f64) -> Option<Label> {
+        self.push_with(ts, close, ()).map(|(l, ())| l)
+    }
+}
+
+impl<P> Labeler<P> {
     /// Labels over `horizon` bars (at least 1); returns within `±dead_zone` get no class.
     pub fn new(horizon: usize, dead_zone: f64) -> Self {
         Labeler {
@@ -46,17 +55,16 @@ impl Labeler {
         }
     }
 
-    /// Takes the next bar's close; returns the label of the bar `h` bars back, now known.
-    /// A non-finite or non-positive close is skipped (it neither gets nor gives a label).
-    pub fn push(&mut self, ts: EventTime, close: f64) -> Option<Label> {
+    /// [`Labeler::push`] with a payload that comes back with the bar's label.
+    pub fn push_with(&mut self, ts: EventTime, close: f64, payload: P) -> Option<(Label, P)> {
         if !(close.is_finite() && close > 0.0) {
             return None;
         }
-        self.waiting.push_back((ts, close));
+        self.waiting.push_back((ts, close, payload));
         if self.waiting.len() <= self.horizon {
             return None;
         }
-        let (t0, c0) = self.waiting.pop_front()?;
+        let (t0, c0, p) = self.waiting.pop_front()?;
         let ret = close / c0 - 1.0;
         let class = if ret > self.dead_zone {
             Some(Class::Up)
@@ -65,12 +73,15 @@ impl Labeler {
         } else {
             None
         };
-        Some(Label {
-            ts: t0,
-            known_at: ts,
-            ret,
-            class,
-        })
+        Some((
+            Label {
+                ts: t0,
+                known_at: ts,
+                ret,
+                class,
+            },
+            p,
+        ))
     }
 }
 

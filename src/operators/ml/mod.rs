@@ -9,13 +9,16 @@
 //!   logistic meta-learner fed their purged out-of-fold probabilities; scores (accuracy, ROC AUC,
 //!   log loss, Brier, hit rate) and the majority-class baseline.
 //!
-//! - [`registry`]: models with their metadata on the filesystem, time-to-live 30 days.
+//! - [`registry`]: models with their metadata on the filesystem, time-to-live 30 days;
+//! - [`online`]: the per-ticker walk-forward model behind `[model] kind = "ml"` (the signal
+//!   slot): labels → drift → predict with the model trained earlier → retrain when due.
 //!
-//! The graph operator (walk-forward retraining inside the dataflow), the pipeline section and the
-//! `ml_metrics` outputs are not here yet.
+//! Not here yet: pooled (cross-ticker) training, training on its own thread in live runs, the
+//! `ml_metrics` outputs and report, the registry wired to runs, the selection in the loop.
 
 pub mod drift;
 pub mod labels;
+pub mod online;
 pub mod registry;
 pub mod selection;
 pub mod stacking;
