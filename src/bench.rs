@@ -188,6 +188,7 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
                     bars: fb.bars.clone(),
                     signal,
                     payoff: vec![1.0; fb.bars.len()],
+                    ..SignalBatch::default()
                 },
             )
         })

@@ -59,6 +59,13 @@ pub struct Metrics {
     pub rejected: BTreeMap<String, usize>,
     /// Flagged bars (kept) by reason.
     pub flagged: BTreeMap<String, usize>,
+    /// ML trainings (0 for rule models).
+    pub ml_trainings: usize,
+    /// ML drift events.
+    pub drift_events: usize,
+    /// Mean out-of-sample ROC AUC over the trainings, per model (base models, `ensemble`,
+    /// `baseline`).
+    pub ml_mean_auc: BTreeMap<String, f64>,
 }
 
 fn mean(x: &[f64]) -> f64 {
@@ -157,6 +164,19 @@ pub fn compute(ledger: &Ledger, quarantine: &[Reject]) -> Metrics {
         orders,
         rejected,
         flagged,
+        ml_trainings: ledger.ml_metrics.len(),
+        drift_events: ledger.drifts.len(),
+        ml_mean_auc: {
+            let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (_, r) in &ledger.ml_metrics {
+                for (m, s) in &r.scores {
+                    if s.roc_auc.is_finite() {
+                        by.entry(m.clone()).or_default().push(s.roc_auc);
+                    }
+                }
+            }
+            by.into_iter().map(|(m, v)| (m, mean(&v))).collect()
+        },
     }
 }
 

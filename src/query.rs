@@ -5,7 +5,9 @@ use std::path::Path;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// The tables a run folder holds.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 10] = [
+    "ml_metrics",
+    "drift",
     "exposure",
     "signals",
     "orders",

@@ -180,6 +180,10 @@ pub struct Ledger {
     pub equity: Vec<EquityPoint>,
     /// Closed round trips, then positions open at the end.
     pub trades: Vec<Trade>,
+    /// Out-of-sample scores of every ML training, by time then ticker.
+    pub ml_metrics: Vec<(TickerId, crate::operators::ml::online::TrainingRecord)>,
+    /// ML drift events, by time then ticker.
+    pub drifts: Vec<(TickerId, crate::operators::ml::online::DriftRecord)>,
     /// Starting capital.
     pub capital: f64,
     /// Bars seen (after the quality gate).
@@ -499,6 +503,8 @@ impl<B: Broker> Portfolio<B> {
             positions: std::mem::take(&mut l.positions),
             equity: std::mem::take(&mut l.equity),
             trades: std::mem::take(&mut l.trades),
+            ml_metrics: std::mem::take(&mut l.ml_metrics),
+            drifts: std::mem::take(&mut l.drifts),
             capital: l.capital,
             bars: l.bars,
         }
@@ -595,6 +601,19 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                 }
                 rows.sort_by_key(|r| r.0.ticker);
                 if let Some(p) = portfolio.borrow_mut().as_mut() {
+                    // Batches arrive from every worker in any order: sort what they carry.
+                    let mut tr: Vec<_> = batches
+                        .iter()
+                        .flat_map(|b| b.trainings.iter().cloned())
+                        .collect();
+                    tr.sort_by_key(|(t, r)| (r.trained_at, *t));
+                    p.ledger.ml_metrics.extend(tr);
+                    let mut dr: Vec<_> = batches
+                        .iter()
+                        .flat_map(|b| b.drifts.iter().copied())
+                        .collect();
+                    dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
+                    p.ledger.drifts.extend(dr);
                     p.step(t as EventTime, &rows);
                     emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {

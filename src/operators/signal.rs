@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 
-use crate::bar::BarBatch;
+use crate::bar::{BarBatch, TickerId};
 use crate::config::{ModelSpec, Side};
+use crate::operators::ml::online::{DriftRecord, TrainingRecord};
 
 use super::features::FeatureBatch;
 use super::keyed::{KeyedState, by_time};
@@ -177,6 +178,17 @@ impl RuleModel {
         self.update(row)
     }
 
+    /// Takes the ML trainings and drift events recorded since the last call (none for rules).
+    pub fn take_events(&mut self) -> (Vec<TrainingRecord>, Vec<DriftRecord>) {
+        match &mut self.kind {
+            RuleKind::Ml { model, .. } => (
+                std::mem::take(&mut model.records),
+                std::mem::take(&mut model.drifts),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
+
     /// Decides on one bar's feature row. Crossover: strict on both bars (equality is no cross).
     pub fn update(&mut self, row: &[f64]) -> Option<Signal> {
         let target = match &self.kind {
@@ -231,6 +243,10 @@ pub struct SignalBatch {
     pub signal: Vec<Option<Signal>>,
     /// Kelly's b for each ticker as of this bar (NaN until warm).
     pub payoff: Vec<f64>,
+    /// ML trainings that happened on these bars.
+    pub trainings: Vec<(TickerId, TrainingRecord)>,
+    /// ML drift events on these bars.
+    pub drifts: Vec<(TickerId, DriftRecord)>,
 }
 
 struct TickerModel {
@@ -255,18 +271,25 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 let n = fb.bars.len();
                 let mut signal = Vec::with_capacity(n);
                 let mut payoff = Vec::with_capacity(n);
+                let (mut trainings, mut drifts) = (Vec::new(), Vec::new());
                 for i in 0..n {
-                    let s = state.get(fb.bars.ticker[i]);
+                    let t = fb.bars.ticker[i];
+                    let s = state.get(t);
                     signal.push(
                         s.model
                             .update_bar(fb.bars.ts[i], fb.bars.close[i], fb.row(i)),
                     );
                     payoff.push(s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN));
+                    let (tr, dr) = s.model.take_events();
+                    trainings.extend(tr.into_iter().map(|r| (t, r)));
+                    drifts.extend(dr.into_iter().map(|r| (t, r)));
                 }
                 out.push(SignalBatch {
                     bars: fb.bars,
                     signal,
                     payoff,
+                    trainings,
+                    drifts,
                 });
             }
         })

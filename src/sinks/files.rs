@@ -315,6 +315,75 @@ pub fn write_run(
             ("open", Col::Bool(t.iter().map(|r| r.open).collect())),
         ],
     )?;
+    // One row per (training, model): each base model, the ensemble and the baseline.
+    let ml: Vec<(
+        String,
+        &crate::operators::ml::online::TrainingRecord,
+        &str,
+        _,
+    )> = ledger
+        .ml_metrics
+        .iter()
+        .flat_map(|(t, r)| {
+            r.scores
+                .iter()
+                .map(move |(m, s)| (name(*t), r, m.as_str(), *s))
+        })
+        .collect();
+    write_table(
+        dir,
+        "ml_metrics",
+        vec![
+            ("ticker", Col::Str(ml.iter().map(|r| r.0.clone()).collect())),
+            (
+                "trained_at",
+                Col::Time(ml.iter().map(|r| r.1.trained_at).collect()),
+            ),
+            (
+                "train_from",
+                Col::Time(ml.iter().map(|r| r.1.train_from).collect()),
+            ),
+            (
+                "samples",
+                Col::U64(ml.iter().map(|r| r.1.samples as u64).collect()),
+            ),
+            (
+                "model",
+                Col::Str(ml.iter().map(|r| r.2.to_string()).collect()),
+            ),
+            (
+                "accuracy",
+                Col::F64(ml.iter().map(|r| r.3.accuracy).collect()),
+            ),
+            (
+                "roc_auc",
+                Col::F64(ml.iter().map(|r| r.3.roc_auc).collect()),
+            ),
+            (
+                "log_loss",
+                Col::F64(ml.iter().map(|r| r.3.log_loss).collect()),
+            ),
+            ("brier", Col::F64(ml.iter().map(|r| r.3.brier).collect())),
+            (
+                "hit_rate",
+                Col::F64(ml.iter().map(|r| r.3.hit_rate).collect()),
+            ),
+        ],
+    )?;
+    let d = &ledger.drifts;
+    write_table(
+        dir,
+        "drift",
+        vec![
+            ("ticker", Col::Str(d.iter().map(|r| name(r.0)).collect())),
+            ("time", Col::Time(d.iter().map(|r| r.1.ts).collect())),
+            (
+                "feature",
+                Col::U64(d.iter().map(|r| r.1.feature as u64).collect()),
+            ),
+            ("kl", Col::F64(d.iter().map(|r| r.1.kl).collect())),
+        ],
+    )?;
     write_table(
         dir,
         "quarantine",

@@ -244,6 +244,41 @@ async fn write_rows(
             ],
         )
         .await?;
+    let ml: Vec<(String, String, DateTime<Utc>, String, serde_json::Value)> = ledger
+        .ml_metrics
+        .iter()
+        .flat_map(|(t, r)| {
+            r.scores.iter().map(move |(m, s)| {
+                (
+                    name(*t),
+                    format!("{}@{}", name(*t), r.trained_at),
+                    at(r.trained_at),
+                    m.clone(),
+                    serde_json::json!({
+                        "samples": r.samples, "train_from": r.train_from,
+                        "accuracy": finite(s.accuracy), "roc_auc": finite(s.roc_auc),
+                        "log_loss": finite(s.log_loss), "brier": finite(s.brier),
+                        "hit_rate": finite(s.hit_rate),
+                    }),
+                )
+            })
+        })
+        .collect();
+    if !ml.is_empty() {
+        tx.execute(
+            "INSERT INTO ml_metrics (run_id, model_id, trained_at, model, metrics) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::jsonb[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &ml.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+                &ml.iter().map(|r| r.2).collect::<Vec<_>>(),
+                &ml.iter().map(|r| r.3.clone()).collect::<Vec<_>>(),
+                &ml.iter().map(|r| r.4.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    }
     let p = &ledger.positions;
     let positions = tx
         .execute(

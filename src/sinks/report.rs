@@ -138,6 +138,21 @@ pub fn render(title: &str, equity: &[EquityPoint], m: &Metrics) -> String {
                 .join(", "),
         ),
     ];
+    let mut rows = rows.to_vec();
+    if m.ml_trainings > 0 {
+        rows.push((
+            "ML trainings / drift events",
+            format!("{} / {}", m.ml_trainings, m.drift_events),
+        ));
+        rows.push((
+            "ML out-of-sample ROC AUC (mean over trainings)",
+            m.ml_mean_auc
+                .iter()
+                .map(|(k, v)| format!("{k}: {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
     let mut table = String::new();
     for (k, v) in rows {
         let _ = write!(table, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));

@@ -16,7 +16,7 @@ use crate::time::EventTime;
 
 use super::drift::{DriftMonitor, Reference};
 use super::labels::{Class, Labeler};
-use super::stacking::{Stacking, StackingParams};
+use super::stacking::{BASE_MODELS, Scores, Stacking, StackingParams, baseline, score};
 use super::walk_forward::Span;
 
 /// The model's decision for a bar.
@@ -38,6 +38,31 @@ pub struct Events {
     pub drift: bool,
 }
 
+/// Out-of-sample quality of one training, for the `ml_metrics` output.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingRecord {
+    /// Bar time it was trained at.
+    pub trained_at: EventTime,
+    /// Time of the first training sample.
+    pub train_from: EventTime,
+    /// Training samples.
+    pub samples: usize,
+    /// Scores on the purged out-of-fold predictions: each base model, `ensemble`, and
+    /// `baseline` (the majority class's frequency).
+    pub scores: Vec<(String, Scores)>,
+}
+
+/// A drift event, for the `drift` output.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DriftRecord {
+    /// Bar time.
+    pub ts: EventTime,
+    /// Index of the feature among the model's inputs.
+    pub feature: usize,
+    /// Its divergence.
+    pub kl: f64,
+}
+
 /// One ticker's walk-forward model.
 #[derive(Debug, Clone)]
 pub struct MlTicker {
@@ -57,6 +82,10 @@ pub struct MlTicker {
     pub trainings: u32,
     /// Drift events so far.
     pub drift_events: u32,
+    /// Trainings not yet collected by the caller.
+    pub records: Vec<TrainingRecord>,
+    /// Drift events not yet collected by the caller.
+    pub drifts: Vec<DriftRecord>,
 }
 
 impl MlTicker {
@@ -77,6 +106,8 @@ impl MlTicker {
             down_mean: 0.0,
             trainings: 0,
             drift_events: 0,
+            records: Vec::new(),
+            drifts: Vec::new(),
         }
     }
 
@@ -106,10 +137,15 @@ impl MlTicker {
             });
         }
         if let (Some(d), Some(x)) = (self.drift.as_mut(), x.as_ref())
-            && d.check(x).is_some()
+            && let Some(e) = d.check(x)
         {
             ev.drift = true;
             self.drift_events += 1;
+            self.drifts.push(DriftRecord {
+                ts,
+                feature: e.feature,
+                kl: e.kl,
+            });
         }
         let prediction = match (&self.model, &x) {
             (Some(m), Some(x)) => m
@@ -125,12 +161,12 @@ impl MlTicker {
         self.since += 1;
         let due = self.model.is_none() || ev.drift || self.since >= self.spec.retrain_every;
         if due && self.y.len() >= self.spec.min_samples {
-            ev.trained = self.train();
+            ev.trained = self.train(ts);
         }
         (prediction, ev)
     }
 
-    fn train(&mut self) -> bool {
+    fn train(&mut self, at: EventTime) -> bool {
         let p = StackingParams {
             trees: self.spec.trees,
             seed: self.spec.seed,
@@ -138,7 +174,24 @@ impl MlTicker {
             ..StackingParams::default()
         };
         match Stacking::fit(&self.x, &self.y, &self.spans, p) {
-            Ok((model, _oof)) => {
+            Ok((model, oof)) => {
+                let truth: Vec<i32> = oof.rows.iter().map(|&i| self.y[i]).collect();
+                let mut scores: Vec<(String, Scores)> = BASE_MODELS
+                    .iter()
+                    .zip(&oof.base)
+                    .map(|(name, p)| ((*name).to_string(), score(p, &truth)))
+                    .collect();
+                scores.push(("ensemble".into(), score(&oof.ensemble, &truth)));
+                scores.push((
+                    "baseline".into(),
+                    score(&baseline(&self.y, truth.len()), &truth),
+                ));
+                self.records.push(TrainingRecord {
+                    trained_at: at,
+                    train_from: self.spans.first().map_or(at, |s| s.start),
+                    samples: self.y.len(),
+                    scores,
+                });
                 self.model = Some(Arc::new(model));
                 let mean = |up: bool| {
                     let v: Vec<f64> = self
