@@ -134,7 +134,9 @@ enum Command {
         pipeline: PathBuf,
     },
     /// Benchmarks on seeded synthetic data: `graph` (default) gives bars/s of the whole graph and
-    /// of each stage; `features` gives ns per bar of the standard feature set and each indicator.
+    /// of each stage; `features` gives ns per bar of the standard feature set and each indicator;
+    /// `stream` gives the streaming run's bars/s and XADD-to-commit latency (needs Redis and
+    /// PostgreSQL).
     Bench {
         /// What to measure.
         #[arg(value_enum, default_value_t = BenchWhat::Graph)]
@@ -153,7 +155,7 @@ enum Command {
         repeats: usize,
     },
     /// Run SQL (DataFusion) over a run's output tables: signals, orders, fills, positions, equity,
-    /// trades, quarantine.
+    /// trades, quarantine, exposure, ml_metrics, drift.
     Query {
         /// The run folder (`runs/<run-id>`).
         #[arg(long)]
