@@ -268,6 +268,36 @@ impl GraphSpec {
     }
 }
 
+/// Sends the inputs that are known before the first bar and closes them: each ticker's sector
+/// (from worker 0; "unknown" when the universe names none) and the facts, each at its publication
+/// time, by the worker that owns its ticker. Shared by the backtest and the streaming run.
+#[allow(clippy::too_many_arguments)]
+pub fn feed_reference_inputs(
+    index: usize,
+    peers: usize,
+    tickers: &Tickers,
+    sectors: &std::collections::BTreeMap<String, String>,
+    facts: &[Fact],
+    mut sectors_in: InputHandle<u64, CapacityContainerBuilder<Vec<(TickerId, String)>>>,
+    mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>>,
+) {
+    if index == 0 {
+        for (id, name) in tickers.names().iter().enumerate() {
+            let sector = sectors
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into());
+            sectors_in.send((id as TickerId, sector));
+        }
+    }
+    sectors_in.close();
+    for f in facts.iter().filter(|f| owner(f.ticker, peers) == index) {
+        facts_in.advance_to(f.ts.max(0) as u64);
+        facts_in.send(f.clone());
+    }
+    facts_in.close();
+}
+
 /// Runs the pipeline to the end of its source. Returns the output on the process holding worker 0
 /// and `None` on the others.
 ///
@@ -327,22 +357,9 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                 rejects_in.send(r);
             }
             rejects_in.close();
-            if index == 0 {
-                for (id, name) in tickers.names().iter().enumerate() {
-                    let sector = sectors
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(|| "unknown".into());
-                    sectors_in.send((id as TickerId, sector));
-                }
-            }
-            sectors_in.close();
-            // Facts enter at their publication time; each worker sends those of its tickers.
-            for f in facts.iter().filter(|f| owner(f.ticker, peers) == index) {
-                facts_in.advance_to(f.ts.max(0) as u64);
-                facts_in.send(f.clone());
-            }
-            facts_in.close();
+            feed_reference_inputs(
+                index, peers, &tickers, &sectors, &facts, sectors_in, facts_in,
+            );
             let running = Instant::now();
             let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
             let mut sent = 0usize;

@@ -248,6 +248,12 @@ fn give_bars(
     }
 }
 
+/// The consumer name of worker `worker` of process `process`: stable across restarts of the same
+/// shape, so a restarted consumer finds its own pending entries.
+fn consumer_name(run_id: &str, process: usize, worker: usize) -> String {
+    format!("{run_id}-p{process}-w{worker}")
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -333,6 +339,18 @@ struct Feed {
     retrying: HashSet<String>,
 }
 
+impl Feed {
+    /// Reads the committed time worker 0 published (workers other than 0 learn it this way).
+    fn refresh_committed(&mut self, run_id: &str) -> Result<(), StreamError> {
+        let key = self.keys.committed(run_id);
+        let c: Option<i64> = self.redis.query(redis::cmd("GET").arg(&key))?;
+        if let Some(c) = c {
+            self.committed = self.committed.max(c);
+        }
+        Ok(())
+    }
+}
+
 impl WorkerCtx {
     #[allow(clippy::too_many_lines)]
     fn work(&self, worker: &mut timely::worker::Worker) -> Result<Ending, StreamRunError> {
@@ -350,11 +368,10 @@ impl WorkerCtx {
             })?
             .unwrap_or(EventTime::MIN);
         let mut feed = Feed {
-            consumer: format!(
-                "{}-p{}-w{}",
-                o.run_id,
+            consumer: consumer_name(
+                &o.run_id,
                 o.cluster.process,
-                index % o.cluster.workers.max(1)
+                index % o.cluster.workers.max(1),
             ),
             redis: Conn::open(&o.redis_url)?,
             keys,
@@ -393,26 +410,15 @@ impl WorkerCtx {
             exposure,
             probe,
         } = graph;
-        if index == 0 {
-            for (id, name) in tickers.names().iter().enumerate() {
-                let s = self
-                    .sectors
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into());
-                sectors_in.send((id as TickerId, s));
-            }
-        }
-        sectors_in.close();
-        for f in self
-            .facts
-            .iter()
-            .filter(|f| owner(f.ticker, peers) == index)
-        {
-            facts_in.advance_to(f.ts.max(0) as u64);
-            facts_in.send(f.clone());
-        }
-        facts_in.close();
+        crate::engine::feed_reference_inputs(
+            index,
+            peers,
+            tickers,
+            &self.sectors,
+            &self.facts,
+            sectors_in,
+            facts_in,
+        );
 
         // Rebuild state: the recorded bars up to the committed time, fed at their own times.
         let mut bars_cap = Some(bars_cap);
@@ -449,7 +455,7 @@ impl WorkerCtx {
             // fewer workers or processes) become worker 0's own, re-read before the floor applies.
             let expected: HashSet<String> = (0..o.cluster.processes.max(1))
                 .flat_map(|p| (0..o.cluster.workers.max(1)).map(move |w| (p, w)))
-                .map(|(p, w)| format!("{}-p{p}-w{w}", o.run_id))
+                .map(|(p, w)| consumer_name(&o.run_id, p, w))
                 .collect();
             let n = feed.redis.adopt(
                 &feed.keys,
@@ -538,7 +544,6 @@ impl WorkerCtx {
                     }
                 } else {
                     last_work = Instant::now();
-                    let cap_time = bars_cap.as_ref().map_or(u64::MAX, |c| *c.time());
                     let n = entries.len();
                     let took = Instant::now();
                     let (batches, rejects) = self.take(&mut feed, entries, cap_time)?;
@@ -556,14 +561,14 @@ impl WorkerCtx {
                 }
                 // Advance to the floor the stream guarantees (not while own pending entries are
                 // still being re-read: they may be older than the floor).
-                let floor = feed.redis.floor(&feed.keys)?;
-                if let (Some(bc), Some(rc)) = (&mut bars_cap, &mut rejects_cap)
-                    && pending_cursor.is_none()
-                    && floor >= 0
-                    && floor as u64 > *bc.time()
+                if pending_cursor.is_none()
+                    && let (Some(bc), Some(rc)) = (&mut bars_cap, &mut rejects_cap)
                 {
-                    *bc = bc.delayed(&(floor as u64));
-                    *rc = rc.delayed(&(floor as u64));
+                    let floor = feed.redis.floor(&feed.keys)?;
+                    if floor >= 0 && floor as u64 > *bc.time() {
+                        *bc = bc.delayed(&(floor as u64));
+                        *rc = rc.delayed(&(floor as u64));
+                    }
                 }
             }
             if ending == Some(Ending::Idle) {
@@ -613,11 +618,7 @@ impl WorkerCtx {
                     self.commit(&mut feed, &l, &q, t)?;
                 }
             } else if index != 0 && (!feed.in_flight.is_empty() || ending.is_some()) {
-                let key = feed.keys.committed(&o.run_id);
-                let c: Option<i64> = feed.redis.query(redis::cmd("GET").arg(&key))?;
-                if let Some(c) = c {
-                    feed.committed = feed.committed.max(c);
-                }
+                feed.refresh_committed(&o.run_id)?;
             }
             if !frozen {
                 self.ack(&mut feed)?;
@@ -643,9 +644,7 @@ impl WorkerCtx {
                 }
                 if self.freeze.load(Ordering::SeqCst) {
                     if index != 0 {
-                        let key = feed.keys.committed(&o.run_id);
-                        let c: Option<i64> = feed.redis.query(redis::cmd("GET").arg(&key))?;
-                        feed.committed = feed.committed.max(c.unwrap_or(EventTime::MIN));
+                        feed.refresh_committed(&o.run_id)?;
                         self.ack(&mut feed)?;
                     }
                     frozen = true;
@@ -695,6 +694,10 @@ impl WorkerCtx {
         let mut stored: Vec<StoredBar> = Vec::new();
         let mut floor = EventTime::MIN;
         let mut done_cycles: Vec<(u64, u64, String, EventTime)> = Vec::new();
+        // Watermarks and redeliveries of committed bars have no effect left to commit: they are
+        // acknowledged together at the end of the read.
+        let mut no_effect: Vec<String> = Vec::new();
+        let unknown = |t: &str| format!("unknown ticker {t:?}: not in the pipeline's universe");
         for e in entries {
             m.messages.fetch_add(1, Ordering::Relaxed);
             let work = match decode(&e) {
@@ -707,8 +710,8 @@ impl WorkerCtx {
             floor = floor.max(work.floor());
             match work {
                 Work::Watermark { .. } => {
-                    feed.redis.ack(&feed.keys, &[e.id.as_str()])?;
                     m.acked.fetch_add(1, Ordering::Relaxed);
+                    no_effect.push(e.id);
                 }
                 Work::Bar {
                     ticker,
@@ -720,16 +723,12 @@ impl WorkerCtx {
                     volume,
                 } => {
                     let Some(id) = tickers.id(&ticker) else {
-                        self.dead(
-                            feed,
-                            &e,
-                            &format!("unknown ticker {ticker:?}: not in the pipeline's universe"),
-                        )?;
+                        self.dead(feed, &e, &unknown(&ticker))?;
                         continue;
                     };
                     if ts <= feed.start_committed && feed.history_ids.contains(&e.id) {
-                        feed.redis.ack(&feed.keys, &[e.id.as_str()])?;
                         m.redelivered.fetch_add(1, Ordering::Relaxed);
+                        no_effect.push(e.id);
                         continue;
                     }
                     let bar = Bar {
@@ -781,11 +780,7 @@ impl WorkerCtx {
                     until,
                 } => {
                     if tickers.id(&ticker).is_none() {
-                        self.dead(
-                            feed,
-                            &e,
-                            &format!("unknown ticker {ticker:?}: not in the pipeline's universe"),
-                        )?;
+                        self.dead(feed, &e, &unknown(&ticker))?;
                         done_cycles.push((cycle, of, ticker, until));
                         continue;
                     }
@@ -847,10 +842,8 @@ impl WorkerCtx {
         // The bars are recorded and about to be fed: now a completed cycle may raise the floor.
         for (cycle, of, ticker, until) in done_cycles {
             let key = feed.keys.cycle_done(cycle);
-            let n: u64 = feed
-                .redis
-                .query(redis::cmd("SADD").arg(&key).arg(&ticker))?;
-            let _ = n;
+            feed.redis
+                .query::<i64>(redis::cmd("SADD").arg(&key).arg(&ticker))?;
             let card: u64 = feed.redis.query(redis::cmd("SCARD").arg(&key))?;
             if card >= of {
                 floor = floor.max(until.saturating_add(1));
@@ -859,6 +852,8 @@ impl WorkerCtx {
         if floor > EventTime::MIN {
             feed.redis.raise_floor(&feed.keys, floor)?;
         }
+        let ids: Vec<&str> = no_effect.iter().map(String::as_str).collect();
+        feed.redis.ack(&feed.keys, &ids)?;
         Ok((out, rejects))
     }
 

@@ -364,6 +364,14 @@ impl Conn {
     /// # Errors
     /// A server error reply, or no connection within the patience.
     pub fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StreamError> {
+        self.run(|con| cmd.query::<T>(con))
+    }
+
+    /// Runs `f` on the connection, reconnecting and retrying it on transient failures.
+    fn run<T>(
+        &mut self,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StreamError> {
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(20);
         loop {
@@ -388,7 +396,7 @@ impl Conn {
             let Some(con) = self.con.as_mut() else {
                 continue;
             };
-            match cmd.query::<T>(con) {
+            match f(con) {
                 Ok(v) => return Ok(v),
                 Err(e) if transient(&e) && started.elapsed() < self.patience => {
                     tracing::warn!(error = %e, "redis connection lost, reconnecting");
@@ -466,23 +474,7 @@ impl Conn {
             }
             c.ignore();
         }
-        let started = std::time::Instant::now();
-        loop {
-            if self.con.is_none() {
-                self.query::<Value>(&redis::cmd("PING"))?;
-            }
-            let Some(con) = self.con.as_mut() else {
-                continue;
-            };
-            match pipe.query::<()>(con) {
-                Ok(()) => return Ok(()),
-                Err(e) if transient(&e) && started.elapsed() < self.patience => {
-                    self.con = None;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.run(|con| pipe.query::<()>(con))
     }
 
     /// Reads up to `count` messages for `consumer`: its own pending ones after id `pending_after`
@@ -689,12 +681,9 @@ impl Conn {
     /// Redis errors.
     pub fn raise_floor(&mut self, keys: &Keys, ts: EventTime) -> Result<(), StreamError> {
         let mut c = redis::cmd("ZADD");
+        // GT (Redis 6.2+) adds a missing member and otherwise only raises its score.
         c.arg(keys.floor()).arg("GT").arg(ts).arg("floor");
-        // ZADD GT does not add a missing member on some versions; NX then GT covers both.
-        self.query::<i64>(&c)?;
-        let mut nx = redis::cmd("ZADD");
-        nx.arg(keys.floor()).arg("NX").arg(ts).arg("floor");
-        self.query::<i64>(&nx).map(|_| ())
+        self.query::<i64>(&c).map(|_| ())
     }
 
     /// The floor (`i64::MIN` before any message set it).

@@ -2,6 +2,8 @@
 //! their quantiles) and the ANOVA F statistic between classes, each turned into ranks and averaged
 //! into one combined rank. (The random-forest importance joins them with the models.)
 
+use super::drift::Reference;
+
 /// Mutual information (nats) between a feature, binned at `bins` quantiles, and a class label.
 /// Rows with a non-finite feature are left out.
 pub fn mutual_information(x: &[f64], y: &[usize], bins: usize) -> f64 {
@@ -15,14 +17,15 @@ pub fn mutual_information(x: &[f64], y: &[usize], bins: usize) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    let mut sorted: Vec<f64> = rows.iter().map(|r| r.0).collect();
-    sorted.sort_by(f64::total_cmp);
-    let bins = bins.max(2);
-    let edges: Vec<f64> = (1..bins).map(|k| sorted[k * n / bins]).collect();
+    // The drift monitor's quantile bins.
+    let values: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let Some(reference) = Reference::fit(&values, bins, 0.0) else {
+        return 0.0;
+    };
     let classes = rows.iter().map(|r| r.1).max().unwrap_or(0) + 1;
-    let mut joint = vec![vec![0u64; classes]; bins];
+    let mut joint = vec![vec![0u64; classes]; reference.bins()];
     for (v, c) in &rows {
-        joint[edges.partition_point(|e| e <= v)][*c] += 1;
+        joint[reference.bin(*v)][*c] += 1;
     }
     let nf = n as f64;
     let px: Vec<f64> = joint

@@ -60,6 +60,11 @@ fn matrix(rows: &[Vec<f64>]) -> Result<M, ModelError> {
     DenseMatrix::from_2d_vec(&rows.to_vec()).map_err(fail("matrix"))
 }
 
+/// The rows `idx` of `x` as a matrix.
+fn gather(x: &[Vec<f64>], idx: &[usize]) -> Result<M, ModelError> {
+    matrix(&idx.iter().map(|&i| x[i].clone()).collect::<Vec<_>>())
+}
+
 /// Training settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StackingParams {
@@ -215,15 +220,8 @@ impl Stacking {
             if ty.len() < 2 * p.k || ty.iter().all(|c| *c == ty[0]) {
                 continue;
             }
-            let tx = matrix(
-                &split
-                    .train
-                    .iter()
-                    .map(|&i| x[i].clone())
-                    .collect::<Vec<_>>(),
-            )?;
-            let bases = Bases::fit(&tx, &ty, &p)?;
-            let test = matrix(&split.test.iter().map(|&i| x[i].clone()).collect::<Vec<_>>())?;
+            let bases = Bases::fit(&gather(x, &split.train)?, &ty, &p)?;
+            let test = gather(x, &split.test)?;
             for (row, pr) in split.test.iter().zip(bases.proba(&test)?) {
                 oof[*row] = Some(pr);
             }
@@ -251,22 +249,10 @@ impl Stacking {
             if ty.iter().all(|c| *c == ty[0]) {
                 continue;
             }
-            let tx = matrix(
-                &split
-                    .train
-                    .iter()
-                    .map(|&i| meta_x[i].clone())
-                    .collect::<Vec<_>>(),
-            )?;
+            let tx = gather(&meta_x, &split.train)?;
             let m = LogisticRegression::fit(&tx, &ty, LogisticRegressionParameters::default())
                 .map_err(fail("meta"))?;
-            let test = matrix(
-                &split
-                    .test
-                    .iter()
-                    .map(|&i| meta_x[i].clone())
-                    .collect::<Vec<_>>(),
-            )?;
+            let test = gather(&meta_x, &split.test)?;
             for (k, pr) in split.test.iter().zip(logistic_proba(&m, &test)) {
                 ensemble[*k] = pr;
             }
