@@ -270,12 +270,14 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let spec = GraphSpec::new(p, &source, kill.clone())?;
     let facts = Arc::new(spec.facts(p)?);
     let sectors = Arc::new(source.sectors());
-    {
-        // Migrate once, before any worker writes.
+    // Once per process, before any worker writes: migrate, and read what a previous run of this
+    // id committed (the workers replay it).
+    let history = {
         let mut pg = Pg::open(&opts.database_url)?;
         pg.retry("migrate", |rt, c| rt.block_on(postgres::migrate(c)))?;
         Conn::open(&opts.redis_url)?.ensure_group(&Keys::new(&opts.prefix))?;
-    }
+        Arc::new(History::load(&mut pg, &opts.run_id, &spec.tickers)?)
+    };
     let workers = opts.cluster.workers.max(1);
     let barrier = Arc::new(Barrier::new(workers));
     let stopping = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -292,6 +294,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
             barrier: Arc::clone(&barrier),
             stopping: Arc::clone(&stopping),
             freeze: Arc::clone(&freeze),
+            history: Arc::clone(&history),
         };
         ctx.work(worker).map_err(|e| e.to_string())
     })
@@ -322,6 +325,40 @@ struct WorkerCtx {
     stopping: Arc<std::sync::atomic::AtomicUsize>,
     /// Set by worker 0 once everything below the fixed frontier is committed.
     freeze: Arc<AtomicBool>,
+    /// What a previous run of this id committed.
+    history: Arc<History>,
+}
+
+/// What a previous run of this id committed: the time through which its decisions are written,
+/// the bars it recorded up to then, and the stream ids that carried them.
+struct History {
+    committed: EventTime,
+    bars: Vec<StoredBar>,
+    ids: HashSet<String>,
+}
+
+impl History {
+    fn load(pg: &mut Pg, run_id: &str, tickers: &Tickers) -> Result<History, StreamRunError> {
+        let committed = pg
+            .retry("committed", |rt, c| {
+                rt.block_on(postgres::committed(c, run_id))
+            })?
+            .unwrap_or(EventTime::MIN);
+        let bars = if committed > EventTime::MIN {
+            pg.retry("history", |rt, c| {
+                rt.block_on(postgres::load_bars(c, run_id, committed, tickers))
+            })?
+        } else {
+            Vec::new()
+        };
+        let ids = bars.iter().map(|b| b.stream_id.clone()).collect();
+        tracing::info!(bars = bars.len(), committed, "history of the run");
+        Ok(History {
+            committed,
+            bars,
+            ids,
+        })
+    }
 }
 
 /// What a worker holds while it runs.
@@ -331,8 +368,6 @@ struct Feed {
     redis: Conn,
     pg: Pg,
     bars_pg: Pg,
-    start_committed: EventTime,
-    history_ids: HashSet<String>,
     in_flight: Vec<InFlight>,
     committed: EventTime,
     /// Work items that failed and wait for a retry (idle shutdown waits for them).
@@ -360,13 +395,8 @@ impl WorkerCtx {
         let o = &self.opts;
         let tickers: &Tickers = &self.spec.tickers;
         let keys = Keys::new(&o.prefix);
-        let mut pg = Pg::open(&o.database_url)?;
-        let run_id = o.run_id.clone();
-        let start_committed = pg
-            .retry("committed", |rt, c| {
-                rt.block_on(postgres::committed(c, &run_id))
-            })?
-            .unwrap_or(EventTime::MIN);
+        let pg = Pg::open(&o.database_url)?;
+        let start_committed = self.history.committed;
         let mut feed = Feed {
             consumer: consumer_name(
                 &o.run_id,
@@ -377,8 +407,6 @@ impl WorkerCtx {
             keys,
             pg,
             bars_pg: Pg::open_relaxed(&o.database_url)?,
-            start_committed,
-            history_ids: HashSet::new(),
             in_flight: Vec::new(),
             committed: start_committed,
             retrying: HashSet::new(),
@@ -423,29 +451,20 @@ impl WorkerCtx {
         // Rebuild state: the recorded bars up to the committed time, fed at their own times.
         let mut bars_cap = Some(bars_cap);
         let mut rejects_cap = Some(rejects_cap);
-        if start_committed > EventTime::MIN {
-            let run_id = o.run_id.clone();
-            let history = feed.pg.retry("history", |rt, c| {
-                rt.block_on(postgres::load_bars(c, &run_id, start_committed, tickers))
-            })?;
-            tracing::info!(
-                bars = history.len(),
-                committed = start_committed,
-                "replaying history"
-            );
-            let mut by_time: BTreeMap<u64, BarBatch> = BTreeMap::new();
-            for h in history {
-                feed.history_ids.insert(h.stream_id);
-                if owner(h.bar.ticker, peers) == index {
-                    by_time
-                        .entry(h.bar.ts.max(0) as u64)
-                        .or_default()
-                        .push(h.bar);
-                }
-            }
-            if let Some(cap) = &bars_cap {
-                give_bars(&mut bars_in, cap, by_time, peers);
-            }
+        let mut by_time: BTreeMap<u64, BarBatch> = BTreeMap::new();
+        for h in self
+            .history
+            .bars
+            .iter()
+            .filter(|h| owner(h.bar.ticker, peers) == index)
+        {
+            by_time
+                .entry(h.bar.ts.max(0) as u64)
+                .or_default()
+                .push(h.bar);
+        }
+        if let Some(cap) = &bars_cap {
+            give_bars(&mut bars_in, cap, by_time, peers);
         }
         let floor0 = start_committed.saturating_add(1).max(0) as u64;
         bars_cap = bars_cap.map(|c| c.delayed(&floor0));
@@ -726,7 +745,7 @@ impl WorkerCtx {
                         self.dead(feed, &e, &unknown(&ticker))?;
                         continue;
                     };
-                    if ts <= feed.start_committed && feed.history_ids.contains(&e.id) {
+                    if ts <= self.history.committed && self.history.ids.contains(&e.id) {
                         m.redelivered.fetch_add(1, Ordering::Relaxed);
                         no_effect.push(e.id);
                         continue;
@@ -784,7 +803,7 @@ impl WorkerCtx {
                         done_cycles.push((cycle, of, ticker, until));
                         continue;
                     }
-                    let lo = from.max(feed.start_committed.saturating_add(1));
+                    let lo = from.max(self.history.committed.saturating_add(1));
                     match self.load_item(&ticker) {
                         Ok((bars, source_rejects)) => {
                             let mut last = EventTime::MIN;
