@@ -33,18 +33,29 @@ impl BenchLine {
     }
 }
 
+/// A pipeline named `name` over `tickers × bars` seeded synthetic bars on a weekday calendar;
+/// `rest` holds its features, model, risk and broker tables.
+pub fn synthetic_pipeline(name: &str, tickers: usize, bars: usize, rest: &str) -> LoadedPipeline {
+    let text = format!(
+        "name = \"{name}\"\n[source]\nkind = \"synthetic\"\ntickers = {tickers}\nbars = {bars}\nseed = 7\n\
+         [quality]\ncalendar = \"weekdays\"\n{rest}"
+    );
+    let pipeline = Pipeline::parse(&text, std::path::Path::new("<bench>"))
+        .unwrap_or_else(|e| unreachable!("built-in bench pipeline: {e}"));
+    LoadedPipeline {
+        pipeline,
+        path: "<bench>".into(),
+        base_dir: ".".into(),
+    }
+}
+
 /// The SMA 10/30 crossover pipeline over synthetic data.
 pub fn sma_cross_pipeline(tickers: usize, bars: usize) -> LoadedPipeline {
-    let text = format!(
-        r#"name = "bench_sma_cross"
-[source]
-kind = "synthetic"
-tickers = {tickers}
-bars = {bars}
-seed = 7
-[quality]
-calendar = "weekdays"
-[[features]]
+    synthetic_pipeline(
+        "bench_sma_cross",
+        tickers,
+        bars,
+        r#"[[features]]
 kind = "sma"
 period = 10
 [[features]]
@@ -60,15 +71,8 @@ fraction = 0.02
 [broker]
 kind = "paper"
 commission = 0.001
-"#
-    );
-    let pipeline = Pipeline::parse(&text, std::path::Path::new("<bench>"))
-        .unwrap_or_else(|e| unreachable!("built-in bench pipeline: {e}"));
-    LoadedPipeline {
-        pipeline,
-        path: "<bench>".into(),
-        base_dir: ".".into(),
-    }
+"#,
+    )
 }
 
 fn best_of<F: FnMut() -> u64>(repeats: usize, mut f: F) -> (u64, f64) {

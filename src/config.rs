@@ -319,6 +319,22 @@ pub struct MlSpec {
     /// KL divergence that triggers a retrain.
     #[serde(default = "default_drift_threshold")]
     pub drift_threshold: f64,
+    /// Inputs each training keeps: the top `select` by the combined rank of forest importance,
+    /// mutual information and ANOVA F (0: all of them).
+    #[serde(default)]
+    pub select: usize,
+    /// Model registry directory, relative to the repository root like every path (default:
+    /// `<outputs.dir>/models/<pipeline name>`). A streaming run with a database stores models in
+    /// PostgreSQL instead.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Days a registered model is kept.
+    #[serde(default = "default_ttl_days")]
+    pub ttl_days: u32,
+}
+
+fn default_ttl_days() -> u32 {
+    30
 }
 
 fn default_horizon() -> usize {
@@ -671,6 +687,20 @@ impl Pipeline {
                         "model: horizon, retrain_every, trees and drift_window must be positive"
                             .into(),
                     ));
+                }
+                let inputs = if m.inputs.is_empty() {
+                    columns.len()
+                } else {
+                    m.inputs.len()
+                };
+                if m.select > inputs {
+                    return Err((
+                        model_at,
+                        format!("model: select = {} but there are fewer inputs", m.select),
+                    ));
+                }
+                if m.ttl_days == 0 {
+                    return Err((model_at, "model: ttl_days must be positive".into()));
                 }
                 if m.min_samples < 40 {
                     return Err((model_at, "model: min_samples must be at least 40".into()));

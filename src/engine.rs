@@ -133,6 +133,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Trips to halt new orders.
     pub kill: KillSwitch,
+    /// Where an ML model stores its trainings (none: not stored).
+    pub model_store: Option<Arc<dyn crate::operators::ml::registry::ModelStore>>,
 }
 
 /// What every worker needs to build the operator graph; shared by the backtest ([`run`]) and the
@@ -247,7 +249,7 @@ impl GraphSpec {
             featured = featured.join_as_of(facts, self.fact_width, peers);
         }
         let (equity, deltas) = featured
-            .signals(self.model.clone(), window)
+            .signals(self.model.clone(), window, Arc::clone(&self.tickers))
             .portfolio(Rc::clone(&portfolio));
         equity.probe_with(&probe);
         sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
@@ -305,7 +307,8 @@ pub fn feed_reference_inputs(
 /// A source that cannot start, or a worker that fails.
 pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
     let source = Arc::new(Source::open(p)?);
-    let spec = GraphSpec::new(p, &source, opts.kill.clone())?;
+    let mut spec = GraphSpec::new(p, &source, opts.kill.clone())?;
+    spec.model.configure_ml(opts.model_store.clone(), false);
     let tickers = Arc::clone(&spec.tickers);
     let sectors = Arc::new(source.sectors());
     let facts = Arc::new(spec.facts(p)?);

@@ -17,6 +17,7 @@
 
 pub mod bar;
 pub mod bench;
+pub mod bench_ml;
 pub mod bench_stream;
 pub mod calendar;
 pub mod config;

@@ -136,7 +136,7 @@ enum Command {
     /// Benchmarks on seeded synthetic data: `graph` (default) gives bars/s of the whole graph and
     /// of each stage; `features` gives ns per bar of the standard feature set and each indicator;
     /// `stream` gives the streaming run's bars/s and XADD-to-commit latency (needs Redis and
-    /// PostgreSQL).
+    /// PostgreSQL); `ml` gives the ML predict path's bars/s and the time per retrain.
     Bench {
         /// What to measure.
         #[arg(value_enum, default_value_t = BenchWhat::Graph)]
@@ -175,6 +175,9 @@ enum BenchWhat {
     /// The streaming run against loopback Redis (`REDIS_URL`) and PostgreSQL (`DATABASE_URL`):
     /// sustained bars/s, and XADD-to-commit latency at 1 k and 10 k bars/s.
     Stream,
+    /// The ML pipeline: training time per retrain, the predict path's bars/s on one thread
+    /// (features, drift, ensemble, risk, paper broker), and the graph with its trainings.
+    Ml,
 }
 
 /// Where the stream lives.
@@ -340,9 +343,25 @@ fn main() -> Result<()> {
             cluster,
         } => {
             let p = Pipeline::load(&pipeline)?;
+            let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
+            let model_store = match &p.pipeline.model {
+                findashpro::config::ModelSpec::Ml(m) => {
+                    use findashpro::operators::ml::registry::{ModelStore, Registry, now_unix};
+                    let dir = m.registry.as_deref().map_or_else(
+                        || base.join("models").join(&p.pipeline.name),
+                        |d| p.resolve(d),
+                    );
+                    let registry = Registry::open(&dir, i64::from(m.ttl_days) * 86_400)?;
+                    let removed = registry.cleanup(now_unix())?;
+                    tracing::info!(dir = %dir.display(), removed = removed.len(), "model registry");
+                    Some(std::sync::Arc::new(registry) as std::sync::Arc<dyn ModelStore>)
+                }
+                _ => None,
+            };
             let opts = RunOptions {
                 cluster: cluster.cluster()?,
                 progress: std::io::stderr().is_terminal(),
+                model_store,
                 ..RunOptions::default()
             };
             let _span = tracing::info_span!("backtest", pipeline = %pipeline.display()).entered();
@@ -356,7 +375,6 @@ fn main() -> Result<()> {
                     chrono::Utc::now().format("%Y%m%dT%H%M%S")
                 )
             });
-            let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
             let dir = findashpro::output::run_dir(&base, &run_id);
             let m = findashpro::output::write(
                 &dir,
@@ -446,6 +464,10 @@ fn main() -> Result<()> {
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);
                 print!("{}", findashpro::bench::ns_table(&lines));
+            }
+            BenchWhat::Ml => {
+                let lines = findashpro::bench_ml::suite(tickers, bars.unwrap_or(2520), repeats);
+                print!("{}", findashpro::bench::table(&lines));
             }
         },
         Command::Orchestrate {

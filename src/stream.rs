@@ -267,7 +267,7 @@ fn now_ms() -> u64 {
 pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRunError> {
     let source = Arc::new(Source::open(p).map_err(EngineError::from)?);
     let kill = KillSwitch::default();
-    let spec = GraphSpec::new(p, &source, kill.clone())?;
+    let mut spec = GraphSpec::new(p, &source, kill.clone())?;
     let facts = Arc::new(spec.facts(p)?);
     let sectors = Arc::new(source.sectors());
     // Once per process, before any worker writes: migrate, and read what a previous run of this
@@ -278,6 +278,16 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
         Conn::open(&opts.redis_url)?.ensure_group(&Keys::new(&opts.prefix))?;
         Arc::new(History::load(&mut pg, &opts.run_id, &spec.tickers)?)
     };
+    // Models go to PostgreSQL and train on the training pool: the worker keeps predicting with
+    // the last model meanwhile.
+    if let Some(ttl) = spec.model.ml_spec().map(|m| m.ttl_days) {
+        let store = postgres::PgModelStore::new(&opts.database_url, &opts.run_id, ttl);
+        match store.cleanup() {
+            Ok(n) => tracing::info!(removed = n, "expired models removed"),
+            Err(e) => tracing::warn!(error = %e, "model cleanup failed"),
+        }
+        spec.model.configure_ml(Some(Arc::new(store)), true);
+    }
     let workers = opts.cluster.workers.max(1);
     let barrier = Arc::new(Barrier::new(workers));
     let stopping = Arc::new(std::sync::atomic::AtomicUsize::new(0));

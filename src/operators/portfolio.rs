@@ -606,11 +606,11 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                         .iter()
                         .flat_map(|b| b.trainings.iter().cloned())
                         .collect();
-                    tr.sort_by_key(|(t, r)| (r.trained_at, *t));
+                    tr.sort_by_key(|(t, r)| (r.installed_at, *t));
                     p.ledger.ml_metrics.extend(tr);
                     let mut dr: Vec<_> = batches
                         .iter()
-                        .flat_map(|b| b.drifts.iter().copied())
+                        .flat_map(|b| b.drifts.iter().cloned())
                         .collect();
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);

@@ -10,7 +10,11 @@ use timely::dataflow::channels::pact::Pipeline;
 
 use crate::bar::{BarBatch, TickerId};
 use crate::config::{ModelSpec, Side};
-use crate::operators::ml::online::{DriftRecord, TrainingRecord};
+use std::sync::Arc;
+
+use crate::bar::Tickers;
+use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRecord};
+use crate::operators::ml::registry::ModelStore;
 
 use super::features::FeatureBatch;
 use super::keyed::{KeyedState, by_time};
@@ -131,12 +135,16 @@ impl RuleModel {
                 } else {
                     m.inputs.iter().map(|i| pos(i)).collect::<Option<_>>()?
                 };
+                let names = cols.iter().map(|&c| columns[c].clone()).collect();
                 (
                     RuleKind::Ml {
-                        model: Box::new(crate::operators::ml::online::MlTicker::new(
-                            std::sync::Arc::new(m.clone()),
-                            std::sync::Arc::new(cols),
-                        )),
+                        model: Box::new(MlTicker::new(Arc::new(MlContext {
+                            spec: m.clone(),
+                            cols,
+                            names,
+                            store: None,
+                            background: false,
+                        }))),
                         enter: m.enter,
                         exit: m.exit,
                     },
@@ -151,16 +159,36 @@ impl RuleModel {
         })
     }
 
-    /// Decides on one bar: its time, close and feature row. Rule models read only the row; the
-    /// ML model also learns from the bar (see [`crate::operators::ml::online`]).
+    /// Sets where an ML model stores its trainings and whether it trains on its own thread (live
+    /// runs); rule models ignore it.
+    pub fn configure_ml(&mut self, store: Option<Arc<dyn ModelStore>>, background: bool) {
+        if let RuleKind::Ml { model, .. } = &mut self.kind {
+            let mut ctx = (**model.context()).clone();
+            ctx.store = store;
+            ctx.background = background;
+            model.set_context(Arc::new(ctx));
+        }
+    }
+
+    /// The ML model's settings, if this is one.
+    pub fn ml_spec(&self) -> Option<&crate::config::MlSpec> {
+        match &self.kind {
+            RuleKind::Ml { model, .. } => Some(&model.context().spec),
+            _ => None,
+        }
+    }
+
+    /// Decides on one bar of `ticker`: its time, close and feature row. Rule models read only the
+    /// row; the ML model also learns from the bar (see [`crate::operators::ml::online`]).
     pub fn update_bar(
         &mut self,
+        ticker: &str,
         ts: crate::time::EventTime,
         close: f64,
         row: &[f64],
     ) -> Option<Signal> {
         if let RuleKind::Ml { model, enter, exit } = &mut self.kind {
-            let (p, _) = model.update(ts, close, row);
+            let (p, _) = model.update(ticker, ts, close, row);
             let p = p?;
             let (target, confidence) = if p.p_up > *enter {
                 (Target::Long, p.p_up)
@@ -257,11 +285,21 @@ struct TickerModel {
 /// Extension trait adding the signal stage.
 pub trait SignalExt<'s> {
     /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate.
-    fn signals(self, model: RuleModel, payoff_window: usize) -> Stream<'s, u64, Vec<SignalBatch>>;
+    fn signals(
+        self,
+        model: RuleModel,
+        payoff_window: usize,
+        tickers: Arc<Tickers>,
+    ) -> Stream<'s, u64, Vec<SignalBatch>>;
 }
 
 impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
-    fn signals(self, model: RuleModel, payoff_window: usize) -> Stream<'s, u64, Vec<SignalBatch>> {
+    fn signals(
+        self,
+        model: RuleModel,
+        payoff_window: usize,
+        tickers: Arc<Tickers>,
+    ) -> Stream<'s, u64, Vec<SignalBatch>> {
         let mut state = KeyedState::new(move || TickerModel {
             model: model.clone(),
             payoff: PayoffEstimator::new(payoff_window),
@@ -275,10 +313,12 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 for i in 0..n {
                     let t = fb.bars.ticker[i];
                     let s = state.get(t);
-                    signal.push(
-                        s.model
-                            .update_bar(fb.bars.ts[i], fb.bars.close[i], fb.row(i)),
-                    );
+                    signal.push(s.model.update_bar(
+                        tickers.name(t),
+                        fb.bars.ts[i],
+                        fb.bars.close[i],
+                        fb.row(i),
+                    ));
                     payoff.push(s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN));
                     let (tr, dr) = s.model.take_events();
                     trainings.extend(tr.into_iter().map(|r| (t, r)));

@@ -336,8 +336,16 @@ pub fn write_run(
         vec![
             ("ticker", Col::Str(ml.iter().map(|r| r.0.clone()).collect())),
             (
+                "model_id",
+                Col::Str(ml.iter().map(|r| r.1.model_id.clone()).collect()),
+            ),
+            (
                 "trained_at",
                 Col::Time(ml.iter().map(|r| r.1.trained_at).collect()),
+            ),
+            (
+                "installed_at",
+                Col::Time(ml.iter().map(|r| r.1.installed_at).collect()),
             ),
             (
                 "train_from",
@@ -370,6 +378,44 @@ pub fn write_run(
             ),
         ],
     )?;
+    // One row per (training, input): its selection scores and whether it was kept.
+    let fs: Vec<(&str, &crate::operators::ml::online::TrainingRecord, _)> = ledger
+        .ml_metrics
+        .iter()
+        .flat_map(|(_, r)| r.selection.iter().map(move |s| (r.model_id.as_str(), r, s)))
+        .collect();
+    write_table(
+        dir,
+        "ml_features",
+        vec![
+            (
+                "model_id",
+                Col::Str(fs.iter().map(|r| r.0.to_string()).collect()),
+            ),
+            (
+                "trained_at",
+                Col::Time(fs.iter().map(|r| r.1.trained_at).collect()),
+            ),
+            (
+                "feature",
+                Col::Str(fs.iter().map(|r| r.2.feature.clone()).collect()),
+            ),
+            (
+                "importance",
+                Col::F64(fs.iter().map(|r| r.2.importance).collect()),
+            ),
+            (
+                "mutual_information",
+                Col::F64(fs.iter().map(|r| r.2.mutual_information).collect()),
+            ),
+            (
+                "f_statistic",
+                Col::F64(fs.iter().map(|r| r.2.f_statistic).collect()),
+            ),
+            ("rank", Col::F64(fs.iter().map(|r| r.2.rank).collect())),
+            ("chosen", Col::Bool(fs.iter().map(|r| r.2.chosen).collect())),
+        ],
+    )?;
     let d = &ledger.drifts;
     write_table(
         dir,
@@ -379,7 +425,7 @@ pub fn write_run(
             ("time", Col::Time(d.iter().map(|r| r.1.ts).collect())),
             (
                 "feature",
-                Col::U64(d.iter().map(|r| r.1.feature as u64).collect()),
+                Col::Str(d.iter().map(|r| r.1.name.clone()).collect()),
             ),
             ("kl", Col::F64(d.iter().map(|r| r.1.kl).collect())),
         ],

@@ -14,12 +14,17 @@ use crate::operators::risk::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 2] = [
+pub const MIGRATIONS: [(i32, &str, &str); 3] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
         "stream",
         include_str!("../../migrations/0002_stream.sql"),
+    ),
+    (
+        3,
+        "models",
+        include_str!("../../migrations/0003_models.sql"),
     ),
 ];
 
@@ -251,11 +256,13 @@ async fn write_rows(
             r.scores.iter().map(move |(m, s)| {
                 (
                     name(*t),
-                    format!("{}@{}", name(*t), r.trained_at),
+                    r.model_id.clone(),
                     at(r.trained_at),
                     m.clone(),
                     serde_json::json!({
                         "samples": r.samples, "train_from": r.train_from,
+                        "installed_at": r.installed_at,
+                        "features": r.selection.iter().filter(|s| s.chosen).map(|s| s.feature.as_str()).collect::<Vec<_>>(),
                         "accuracy": finite(s.accuracy), "roc_auc": finite(s.roc_auc),
                         "log_loss": finite(s.log_loss), "brier": finite(s.brier),
                         "hit_rate": finite(s.hit_rate),
@@ -275,6 +282,26 @@ async fn write_rows(
                 &ml.iter().map(|r| r.2).collect::<Vec<_>>(),
                 &ml.iter().map(|r| r.3.clone()).collect::<Vec<_>>(),
                 &ml.iter().map(|r| r.4.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    }
+    let d = &ledger.drifts;
+    if !d.is_empty() {
+        tx.execute(
+            "WITH ins AS ( \
+               INSERT INTO drift_events (run_id, ticker, time, feature, kl) \
+               SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::float8[]) \
+               ON CONFLICT DO NOTHING RETURNING * ) \
+             INSERT INTO audit_log (event_type, data) \
+             SELECT 'drift_alert', jsonb_build_object('run_id', run_id, 'ticker', ticker, \
+                    'time', time, 'feature', feature, 'kl', kl) FROM ins",
+            &[
+                &run_id,
+                &d.iter().map(|(t, _)| name(*t)).collect::<Vec<_>>(),
+                &d.iter().map(|(_, r)| at(r.ts)).collect::<Vec<_>>(),
+                &d.iter().map(|(_, r)| r.name.clone()).collect::<Vec<_>>(),
+                &d.iter().map(|(_, r)| r.kl).collect::<Vec<_>>(),
             ],
         )
         .await?;
@@ -440,4 +467,148 @@ pub async fn commit_step(
     .await?;
     tx.commit().await?;
     Ok(written)
+}
+/// The model registry in PostgreSQL (`ml_models`), used by streaming runs with a database: the
+/// same metadata and bincode bytes as the filesystem registry, written from the training thread
+/// on its own connection (opened on first use, reopened after a failure).
+#[derive(Debug)]
+pub struct PgModelStore {
+    url: String,
+    run_id: String,
+    ttl_days: u32,
+    conn: std::sync::Mutex<Option<(tokio::runtime::Runtime, Client)>>,
+}
+
+/// Errors of the PostgreSQL model registry.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelStoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The runtime could not start.
+    #[error("ml_models: {0}")]
+    Runtime(#[from] std::io::Error),
+    /// A stored model does not decode.
+    #[error("ml_models row {id}: {message}")]
+    Corrupt {
+        /// The model id.
+        id: String,
+        /// What failed.
+        message: String,
+    },
+    /// The connection's lock was poisoned by a panicking thread.
+    #[error("ml_models: connection lock poisoned")]
+    Poisoned,
+}
+
+impl PgModelStore {
+    /// A store for the models of run `run_id`, keeping rows `ttl_days` days.
+    pub fn new(url: &str, run_id: &str, ttl_days: u32) -> Self {
+        PgModelStore {
+            url: url.into(),
+            run_id: run_id.into(),
+            ttl_days,
+            conn: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl AsyncFnOnce(&Client) -> Result<T, DbError>,
+    ) -> Result<T, ModelStoreError> {
+        let mut guard = self.conn.lock().map_err(|_| ModelStoreError::Poisoned)?;
+        if guard.as_ref().is_none_or(|(_, c)| c.is_closed()) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let client = rt.block_on(connect(&self.url))?;
+            *guard = Some((rt, client));
+        }
+        let Some((rt, client)) = guard.as_ref() else {
+            return Err(ModelStoreError::Poisoned);
+        };
+        let out = rt.block_on(f(client));
+        if out.is_err() {
+            *guard = None;
+        }
+        Ok(out?)
+    }
+
+    /// Deletes every model (of any run) created more than the time-to-live ago; returns how many.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn cleanup(&self) -> Result<u64, ModelStoreError> {
+        let days = i32::try_from(self.ttl_days).unwrap_or(i32::MAX);
+        self.with(async |c| {
+            Ok(c.execute(
+                "DELETE FROM ml_models WHERE created_at < now() - make_interval(days => $1)",
+                &[&days],
+            )
+            .await?)
+        })
+    }
+
+    /// Loads a model of this run by id.
+    ///
+    /// # Errors
+    /// The database failed or the row does not decode.
+    pub fn load(
+        &self,
+        id: &str,
+    ) -> Result<
+        Option<(
+            crate::operators::ml::registry::ModelMeta,
+            crate::operators::ml::stacking::Stacking,
+        )>,
+        ModelStoreError,
+    > {
+        let row = self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT model FROM ml_models WHERE run_id = $1 AND model_id = $2",
+                &[&self.run_id, &id],
+            )
+            .await?)
+        })?;
+        row.map(|r| {
+            let bytes: Vec<u8> = r.get(0);
+            bincode::deserialize(&bytes).map_err(|e| ModelStoreError::Corrupt {
+                id: id.into(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+}
+
+impl crate::operators::ml::registry::ModelStore for PgModelStore {
+    fn save(
+        &self,
+        meta: &crate::operators::ml::registry::ModelMeta,
+        model: &crate::operators::ml::stacking::Stacking,
+    ) -> Result<(), String> {
+        let bytes = bincode::serialize(&(meta, model))
+            .map_err(|e| format!("ml_models {}: {e}", meta.id))?;
+        let json = serde_json::to_value(meta).map_err(|e| format!("ml_models {}: {e}", meta.id))?;
+        let trained_at = at(meta.trained_at);
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO ml_models (run_id, model_id, ticker, trained_at, meta, model) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (run_id, model_id) DO UPDATE \
+                 SET meta = EXCLUDED.meta, model = EXCLUDED.model, created_at = now()",
+                &[
+                    &self.run_id,
+                    &meta.id,
+                    &meta.ticker,
+                    &trained_at,
+                    &json,
+                    &bytes,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+        .map_err(|e| format!("ml_models {}: {e}", meta.id))
+    }
 }

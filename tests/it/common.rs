@@ -6,8 +6,9 @@ use findashpro::config::{LoadedPipeline, Pipeline};
 use findashpro::engine::{Cluster, RunOptions, RunOutput, run};
 
 /// Every file a backtest writes into its run folder.
-pub const RUN_FILES: [&str; 12] = [
+pub const RUN_FILES: [&str; 13] = [
     "ml_metrics.parquet",
+    "ml_features.parquet",
     "drift.parquet",
     "exposure.parquet",
     "signals.parquet",

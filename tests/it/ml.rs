@@ -49,7 +49,7 @@ fn ml_signals_repeat_exactly_on_one_and_two_workers() {
                 "random_forest",
                 "logistic_regression",
                 "decision_tree",
-                "knn",
+                "naive_bayes",
                 "ensemble",
                 "baseline"
             ]

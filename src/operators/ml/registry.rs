@@ -20,8 +20,11 @@ pub const DEFAULT_TTL_SECONDS: i64 = 30 * 86_400;
 /// What is known about a trained model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
-    /// Registry id (file stem).
+    /// Registry id (file stem): `<ticker>@<trained_at>`.
     pub id: String,
+    /// The ticker it trades.
+    #[serde(default)]
+    pub ticker: String,
     /// Feature columns, in the order the model reads them.
     pub features: Vec<String>,
     /// Event time of the first training sample.
@@ -58,6 +61,29 @@ pub enum RegistryError {
         /// What failed.
         message: String,
     },
+}
+
+/// Where trained models go: the filesystem [`Registry`] by default, or PostgreSQL
+/// ([`crate::sinks::postgres::PgModelStore`]) in a streaming run with a database.
+pub trait ModelStore: std::fmt::Debug + Send + Sync {
+    /// Stores a model and its metadata (an id stored before is replaced).
+    ///
+    /// # Errors
+    /// The store refused it; the text names the place.
+    fn save(&self, meta: &ModelMeta, model: &Stacking) -> Result<(), String>;
+}
+
+impl ModelStore for Registry {
+    fn save(&self, meta: &ModelMeta, model: &Stacking) -> Result<(), String> {
+        Registry::save(self, meta, model).map_err(|e| e.to_string())
+    }
+}
+
+/// Wall-clock Unix seconds, for creation times and the time-to-live (never for event time).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RegistryError + '_ {
@@ -193,7 +219,6 @@ mod tests {
             .collect();
         let p = StackingParams {
             trees: 5,
-            k: 5,
             ..StackingParams::default()
         };
         let (m, _) = Stacking::fit(&x, &y, &spans, p).expect("fit");
@@ -203,6 +228,7 @@ mod tests {
     fn meta(id: &str, trained_at: EventTime, created_unix: i64) -> ModelMeta {
         ModelMeta {
             id: id.into(),
+            ticker: "T".into(),
             features: vec!["a".into(), "b".into()],
             train_from: 0,
             trained_at,
@@ -222,10 +248,7 @@ mod tests {
         r.save(&m, &model).expect("save");
         let (m2, loaded) = r.load("m1").expect("load");
         assert_eq!(m2, m);
-        assert_eq!(
-            loaded.predict_proba(&x).expect("predict"),
-            model.predict_proba(&x).expect("predict")
-        );
+        assert_eq!(loaded.predict_proba(&x), model.predict_proba(&x));
         assert_eq!(r.list().expect("list"), vec![m]);
     }
 

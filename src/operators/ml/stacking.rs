@@ -1,22 +1,29 @@
 //! The stacking ensemble: four base models (random forest, logistic regression, decision tree,
-//! k-nearest neighbours, all smartcore) and a logistic-regression meta-learner trained on the base
-//! models' out-of-fold probabilities, the folds purged and embargoed ([`super::walk_forward`]).
+//! Gaussian naive Bayes, all trained by smartcore) and a logistic-regression meta-learner trained
+//! on the base models' out-of-fold probabilities, the folds purged and embargoed
+//! ([`super::walk_forward`]).
 //!
 //! Every model gives the probability of the `Up` class. The forest is a regression forest on the
 //! 0/1 label (its mean vote is the probability, and it has smartcore's impurity importances, which
-//! the classifier lacks); logistic regression's probability comes from its coefficients; the tree
-//! and k-NN have `predict_proba`. Training is seeded, so it repeats exactly. A fitted ensemble
-//! serializes (serde) and loads back to identical predictions.
+//! the classifier lacks); the tree's probability is its leaf's class; logistic regression and naive
+//! Bayes give theirs from their fitted parameters. Training is seeded, so it repeats exactly.
+//!
+//! **Compiled for the hot path.** Once smartcore has trained a model, its parameters are copied
+//! into flat arrays: each tree becomes a complete binary tree of its depth (a leaf above the
+//! bottom is repeated down, its splits at `+∞`), so a prediction is `depth` branch-free steps per
+//! tree with no allocation, and one row costs well under a microsecond. The compiled ensemble is
+//! what serializes (serde) and loads back to identical predictions; tests check it reproduces
+//! smartcore's own predictions bit for bit.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use smartcore::ensemble::random_forest_regressor::{
     RandomForestRegressor, RandomForestRegressorParameters,
 };
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
-use smartcore::metrics::distance::euclidian::Euclidian;
-use smartcore::neighbors::knn_classifier::{KNNClassifier, KNNClassifierParameters};
+use smartcore::naive_bayes::gaussian::{GaussianNB, GaussianNBParameters};
 use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters,
 };
@@ -30,8 +37,11 @@ pub const BASE_MODELS: [&str; 4] = [
     "random_forest",
     "logistic_regression",
     "decision_tree",
-    "knn",
+    "naive_bayes",
 ];
+
+/// Deepest tree the compiled form takes (a complete tree of depth 12 has 4,095 splits).
+pub const MAX_DEPTH: u16 = 12;
 
 /// Errors of training or prediction.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +57,27 @@ pub enum ModelError {
     /// Too few samples, or a single class.
     #[error("cannot train: {0}")]
     Data(String),
+    /// A fitted smartcore model did not have the shape the compiled form expects.
+    #[error("cannot compile {model}: {message}")]
+    Compile {
+        /// Which model.
+        model: &'static str,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 fn fail(model: &'static str) -> impl Fn(smartcore::error::Failed) -> ModelError {
     move |e| ModelError::Fit {
         model,
         message: e.to_string(),
+    }
+}
+
+fn compile_error(model: &'static str, message: impl Into<String>) -> ModelError {
+    ModelError::Compile {
+        model,
+        message: message.into(),
     }
 }
 
@@ -70,10 +95,8 @@ fn gather(x: &[Vec<f64>], idx: &[usize]) -> Result<M, ModelError> {
 pub struct StackingParams {
     /// Trees in the forest.
     pub trees: usize,
-    /// Depth of the forest's and the tree's trees.
+    /// Depth of the forest's and the tree's trees (at most [`MAX_DEPTH`]).
     pub max_depth: u16,
-    /// Neighbours of k-NN.
-    pub k: usize,
     /// Folds for the out-of-fold predictions.
     pub folds: usize,
     /// Samples embargoed after each test fold.
@@ -87,7 +110,6 @@ impl Default for StackingParams {
         StackingParams {
             trees: 50,
             max_depth: 6,
-            k: 15,
             folds: 5,
             embargo: 5,
             seed: 42,
@@ -95,80 +117,364 @@ impl Default for StackingParams {
     }
 }
 
-/// The four fitted base models.
-#[derive(Debug, Serialize, Deserialize)]
-struct Bases {
-    rf: RandomForestRegressor<f64, f64, M, Vec<f64>>,
-    lr: LogisticRegression<f64, i32, M, Vec<i32>>,
-    dt: DecisionTreeClassifier<f64, i32, M, Vec<i32>>,
-    knn: KNNClassifier<f64, i32, M, Vec<i32>, Euclidian<f64>>,
-}
-
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// `P(Up)` of a binary smartcore logistic regression, from its coefficients.
-fn logistic_proba(lr: &LogisticRegression<f64, i32, M, Vec<i32>>, x: &M) -> Vec<f64> {
-    let (n, p) = x.shape();
-    let (w, b) = (lr.coefficients(), lr.intercept());
-    (0..n)
-        .map(|i| {
-            let z = (0..p).map(|j| *w.get((0, j)) * *x.get((i, j))).sum::<f64>() + *b.get((0, 0));
-            sigmoid(z)
+/// One node of a smartcore tree, read from its serde form (the fields are private; their serde
+/// names are the stable way to read a fitted tree).
+#[derive(Debug, Deserialize)]
+struct RawNode {
+    output: Value,
+    split_feature: usize,
+    split_value: Option<f64>,
+    true_child: Option<usize>,
+    false_child: Option<usize>,
+}
+
+/// Every `nodes` array in a serialized smartcore model, in order: one per tree.
+fn node_lists(
+    v: &Value,
+    out: &mut Vec<Vec<RawNode>>,
+    model: &'static str,
+) -> Result<(), ModelError> {
+    match v {
+        Value::Object(map) => {
+            if let Some(nodes @ Value::Array(_)) = map.get("nodes") {
+                let list: Vec<RawNode> = serde_json::from_value(nodes.clone())
+                    .map_err(|e| compile_error(model, e.to_string()))?;
+                out.push(list);
+                return Ok(());
+            }
+            for child in map.values() {
+                node_lists(child, out, model)?;
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                node_lists(child, out, model)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Trees in complete binary layout: tree `t`'s splits are `feature`/`threshold[t·(2^d − 1) ..]`,
+/// node `i`'s children `2i + 1` (`x ≤ threshold`, smartcore's true branch) and `2i + 2`; its leaves
+/// `leaf[t·2^d ..]`. The prediction is the mean leaf, summed in tree order as smartcore does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forest {
+    depth: u32,
+    trees: usize,
+    features: usize,
+    feature: Vec<u32>,
+    threshold: Vec<f64>,
+    leaf: Vec<f64>,
+}
+
+impl Forest {
+    /// Compiles smartcore trees; `value` gives a leaf's prediction from its `output`.
+    fn compile(
+        trees: &[Vec<RawNode>],
+        features: usize,
+        model: &'static str,
+        value: impl Fn(&Value) -> Option<f64>,
+    ) -> Result<Forest, ModelError> {
+        fn depth(nodes: &[RawNode], i: usize, level: u32) -> Result<u32, String> {
+            let n = nodes.get(i).ok_or(format!("node {i} missing"))?;
+            if level > u32::from(MAX_DEPTH) {
+                return Err(format!("deeper than {MAX_DEPTH}"));
+            }
+            match (n.true_child, n.false_child) {
+                (None, None) => Ok(level),
+                (Some(t), Some(f)) => {
+                    Ok(depth(nodes, t, level + 1)?.max(depth(nodes, f, level + 1)?))
+                }
+                _ => Err(format!("node {i} has one child")),
+            }
+        }
+        if trees.is_empty() {
+            return Err(compile_error(model, "no trees"));
+        }
+        let mut d = 0;
+        for t in trees {
+            d = d.max(depth(t, 0, 0).map_err(|e| compile_error(model, e))?);
+        }
+        let inner = (1usize << d) - 1;
+        let mut f = Forest {
+            depth: d,
+            trees: trees.len(),
+            features,
+            feature: vec![0; inner * trees.len()],
+            threshold: vec![f64::INFINITY; inner * trees.len()],
+            leaf: vec![0.0; (inner + 1) * trees.len()],
+        };
+        struct Ctx<'a, F> {
+            nodes: &'a [RawNode],
+            base: usize,
+            leaf_base: usize,
+            inner: usize,
+            depth: u32,
+            value: &'a F,
+        }
+        fn place<F: Fn(&Value) -> Option<f64>>(
+            f: &mut Forest,
+            c: &Ctx<'_, F>,
+            node: usize,
+            pos: usize,
+            level: u32,
+        ) -> Result<(), String> {
+            let n = &c.nodes[node];
+            if level == c.depth {
+                let v = (c.value)(&n.output).ok_or(format!("leaf {node}: output {}", n.output))?;
+                f.leaf[c.leaf_base + pos - c.inner] = v;
+                return Ok(());
+            }
+            match (n.true_child, n.false_child) {
+                (Some(t), Some(fc)) => {
+                    if n.split_feature >= f.features {
+                        return Err(format!("node {node} splits feature {}", n.split_feature));
+                    }
+                    let v = n
+                        .split_value
+                        .ok_or(format!("node {node} has no split value"))?;
+                    f.feature[c.base + pos] = n.split_feature as u32;
+                    f.threshold[c.base + pos] = v;
+                    place(f, c, t, 2 * pos + 1, level + 1)?;
+                    place(f, c, fc, 2 * pos + 2, level + 1)
+                }
+                _ => {
+                    // A leaf above the bottom: every descendant slot repeats it.
+                    place(f, c, node, 2 * pos + 1, level + 1)?;
+                    place(f, c, node, 2 * pos + 2, level + 1)
+                }
+            }
+        }
+        for (t, nodes) in trees.iter().enumerate() {
+            let c = Ctx {
+                nodes,
+                base: t * inner,
+                leaf_base: t * (inner + 1),
+                inner,
+                depth: d,
+                value: &value,
+            };
+            place(&mut f, &c, 0, 0, 0).map_err(|e| compile_error(model, e))?;
+        }
+        Ok(f)
+    }
+
+    /// Mean leaf over the trees for one row (`x` holds at least the trained features; a missing
+    /// one reads as NaN, which fails every `≤` and takes the false branch, as in smartcore).
+    #[inline]
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let inner = (1usize << self.depth) - 1;
+        let mut sum = 0.0;
+        for t in 0..self.trees {
+            let feature = &self.feature[t * inner..(t + 1) * inner];
+            let threshold = &self.threshold[t * inner..(t + 1) * inner];
+            let mut i = 0usize;
+            for _ in 0..self.depth {
+                let v = x.get(feature[i] as usize).copied().unwrap_or(f64::NAN);
+                // smartcore's false branch is `!(v <= t)`; thresholds are never NaN, so that is
+                // `v > t`, or `v` NaN.
+                i = 2 * i + 1 + usize::from(v > threshold[i] || v.is_nan());
+            }
+            sum += self.leaf[t * (inner + 1) + i - inner];
+        }
+        sum / self.trees as f64
+    }
+}
+
+/// A logistic model `σ(w·x + b)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    w: Vec<f64>,
+    b: f64,
+}
+
+impl Linear {
+    fn compile(lr: &LogisticRegression<f64, i32, M, Vec<i32>>) -> Linear {
+        let (c, b) = (lr.coefficients(), lr.intercept());
+        Linear {
+            w: (0..c.shape().1).map(|j| *c.get((0, j))).collect(),
+            b: *b.get((0, 0)),
+        }
+    }
+
+    /// `P(Up)` of one row.
+    #[inline]
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        sigmoid(self.w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + self.b)
+    }
+}
+
+/// Gaussian naive Bayes over two classes: per class a log prior and per feature a mean and
+/// variance (floored at 1e-9 of the largest variance, so a constant feature cannot divide by 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bayes {
+    mean: [Vec<f64>; 2],
+    half_precision: [Vec<f64>; 2],
+    constant: [f64; 2],
+}
+
+impl Bayes {
+    fn compile(nb: &GaussianNB<f64, u32, M, Vec<u32>>) -> Result<Bayes, ModelError> {
+        let classes = nb.classes();
+        let at = |c: u32| {
+            classes
+                .iter()
+                .position(|k| *k == c)
+                .ok_or_else(|| compile_error("naive_bayes", format!("no class {c}")))
+        };
+        let (down, up) = (at(0)?, at(1)?);
+        let max_var = nb.var().iter().flatten().fold(0.0f64, |m, v| m.max(*v));
+        let floor = if max_var > 0.0 { 1e-9 * max_var } else { 1.0 };
+        let class = |k: usize| {
+            let var: Vec<f64> = nb.var()[k].iter().map(|v| v.max(floor)).collect();
+            let log_det: f64 = var
+                .iter()
+                .map(|v| 0.5 * (2.0 * std::f64::consts::PI * v).ln())
+                .sum();
+            (
+                nb.theta()[k].clone(),
+                var.iter().map(|v| 0.5 / v).collect::<Vec<f64>>(),
+                nb.class_priors()[k].ln() - log_det,
+            )
+        };
+        let (m0, h0, c0) = class(down);
+        let (m1, h1, c1) = class(up);
+        Ok(Bayes {
+            mean: [m0, m1],
+            half_precision: [h0, h1],
+            constant: [c0, c1],
         })
-        .collect()
+    }
+
+    /// `P(Up)` of one row.
+    #[inline]
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let log = |c: usize| {
+            self.constant[c]
+                - x.iter()
+                    .zip(&self.mean[c])
+                    .zip(&self.half_precision[c])
+                    .map(|((x, m), h)| (x - m) * (x - m) * h)
+                    .sum::<f64>()
+        };
+        sigmoid(log(1) - log(0))
+    }
+}
+
+/// The four fitted base models, compiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Bases {
+    forest: Forest,
+    logistic: Linear,
+    tree: Forest,
+    bayes: Bayes,
+}
+
+/// smartcore's forest, fitted (for importances and the compile tests).
+fn fit_forest(
+    x: &M,
+    y: &[i32],
+    p: &StackingParams,
+) -> Result<RandomForestRegressor<f64, f64, M, Vec<f64>>, ModelError> {
+    let yf: Vec<f64> = y.iter().map(|c| f64::from(*c)).collect();
+    RandomForestRegressor::fit(
+        x,
+        &yf,
+        RandomForestRegressorParameters::default()
+            .with_n_trees(p.trees)
+            .with_max_depth(p.max_depth.min(MAX_DEPTH))
+            .with_seed(p.seed),
+    )
+    .map_err(fail("random_forest"))
+}
+
+fn fit_tree(
+    x: &M,
+    y: &[i32],
+    p: &StackingParams,
+) -> Result<DecisionTreeClassifier<f64, i32, M, Vec<i32>>, ModelError> {
+    DecisionTreeClassifier::fit(
+        x,
+        &y.to_vec(),
+        DecisionTreeClassifierParameters {
+            max_depth: Some(p.max_depth.min(MAX_DEPTH)),
+            min_samples_leaf: 5,
+            seed: Some(p.seed),
+            ..DecisionTreeClassifierParameters::default()
+        },
+    )
+    .map_err(fail("decision_tree"))
+}
+
+fn compile_forest(
+    rf: &RandomForestRegressor<f64, f64, M, Vec<f64>>,
+    features: usize,
+) -> Result<Forest, ModelError> {
+    let v = serde_json::to_value(rf).map_err(|e| compile_error("random_forest", e.to_string()))?;
+    let mut trees = Vec::new();
+    node_lists(&v, &mut trees, "random_forest")?;
+    Forest::compile(&trees, features, "random_forest", Value::as_f64)
+}
+
+fn compile_tree(
+    dt: &DecisionTreeClassifier<f64, i32, M, Vec<i32>>,
+    features: usize,
+) -> Result<Forest, ModelError> {
+    let v = serde_json::to_value(dt).map_err(|e| compile_error("decision_tree", e.to_string()))?;
+    let mut trees = Vec::new();
+    node_lists(&v, &mut trees, "decision_tree")?;
+    let classes: Vec<i64> = v
+        .get("classes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .ok_or_else(|| compile_error("decision_tree", "no classes"))?;
+    Forest::compile(&trees, features, "decision_tree", |o| {
+        let k = usize::try_from(o.as_u64()?).ok()?;
+        let class = *classes.as_slice().get(k)?;
+        Some(if class == 1 { 1.0 } else { 0.0 })
+    })
 }
 
 impl Bases {
-    fn fit(x: &M, y: &[i32], p: &StackingParams) -> Result<Bases, ModelError> {
-        let yf: Vec<f64> = y.iter().map(|c| f64::from(*c)).collect();
-        let yv = y.to_vec();
-        let rf = RandomForestRegressor::fit(
-            x,
-            &yf,
-            RandomForestRegressorParameters::default()
-                .with_n_trees(p.trees)
-                .with_max_depth(p.max_depth)
-                .with_seed(p.seed),
-        )
-        .map_err(fail("random_forest"))?;
-        let lr = LogisticRegression::fit(x, &yv, LogisticRegressionParameters::default())
+    /// Fits the four models and compiles them; also returns the forest's importances.
+    fn fit(x: &M, y: &[i32], p: &StackingParams) -> Result<(Bases, Vec<f64>), ModelError> {
+        let features = x.shape().1;
+        let rf = fit_forest(x, y, p)?;
+        let importances = rf
+            .compute_feature_importances()
+            .map_err(fail("random_forest"))?;
+        let lr = LogisticRegression::fit(x, &y.to_vec(), LogisticRegressionParameters::default())
             .map_err(fail("logistic_regression"))?;
-        let dt = DecisionTreeClassifier::fit(
-            x,
-            &yv,
-            DecisionTreeClassifierParameters {
-                max_depth: Some(p.max_depth),
-                min_samples_leaf: 5,
-                seed: Some(p.seed),
-                ..DecisionTreeClassifierParameters::default()
+        let dt = fit_tree(x, y, p)?;
+        let yu: Vec<u32> = y.iter().map(|c| u32::from(*c == 1)).collect();
+        let nb = GaussianNB::fit(x, &yu, GaussianNBParameters::default())
+            .map_err(fail("naive_bayes"))?;
+        Ok((
+            Bases {
+                forest: compile_forest(&rf, features)?,
+                logistic: Linear::compile(&lr),
+                tree: compile_tree(&dt, features)?,
+                bayes: Bayes::compile(&nb)?,
             },
-        )
-        .map_err(fail("decision_tree"))?;
-        let knn = KNNClassifier::fit(x, &yv, KNNClassifierParameters::default().with_k(p.k))
-            .map_err(fail("knn"))?;
-        Ok(Bases { rf, lr, dt, knn })
+            importances,
+        ))
     }
 
-    /// One row per sample: `P(Up)` of each base model.
-    fn proba(&self, x: &M) -> Result<Vec<[f64; 4]>, ModelError> {
-        let n = x.shape().0;
-        let rf = self.rf.predict(x).map_err(fail("random_forest"))?;
-        let lr = logistic_proba(&self.lr, x);
-        let dt = self.dt.predict_proba(x).map_err(fail("decision_tree"))?;
-        let knn = self.knn.predict_proba(x).map_err(fail("knn"))?;
-        Ok((0..n)
-            .map(|i| {
-                let last = |row: &[f64]| row.last().copied().unwrap_or(0.5);
-                [
-                    rf[i].clamp(0.0, 1.0),
-                    lr[i],
-                    *dt.get((i, dt.shape().1 - 1)),
-                    knn.get(i).map_or(0.5, |r| last(r)),
-                ]
-            })
-            .collect())
+    /// `P(Up)` of each base model for one row.
+    #[inline]
+    fn proba(&self, x: &[f64]) -> [f64; 4] {
+        [
+            self.forest.predict(x).clamp(0.0, 1.0),
+            self.logistic.predict(x),
+            self.tree.predict(x),
+            self.bayes.predict(x),
+        ]
     }
 }
 
@@ -183,11 +489,12 @@ pub struct OutOfFold {
     pub ensemble: Vec<f64>,
 }
 
-/// A fitted stacking ensemble.
-#[derive(Debug, Serialize, Deserialize)]
+/// A fitted stacking ensemble, compiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stacking {
     bases: Bases,
-    meta: LogisticRegression<f64, i32, M, Vec<i32>>,
+    meta: Linear,
+    importances: Vec<f64>,
     /// The settings it was trained with.
     pub params: StackingParams,
 }
@@ -217,13 +524,12 @@ impl Stacking {
         let mut oof: Vec<Option<[f64; 4]>> = vec![None; n];
         for split in purged_kfold(spans, p.folds, p.embargo) {
             let ty: Vec<i32> = split.train.iter().map(|&i| y[i]).collect();
-            if ty.len() < 2 * p.k || ty.iter().all(|c| *c == ty[0]) {
+            if ty.len() < 10 || ty.iter().all(|c| *c == ty[0]) {
                 continue;
             }
-            let bases = Bases::fit(&gather(x, &split.train)?, &ty, &p)?;
-            let test = gather(x, &split.test)?;
-            for (row, pr) in split.test.iter().zip(bases.proba(&test)?) {
-                oof[*row] = Some(pr);
+            let (bases, _) = Bases::fit(&gather(x, &split.train)?, &ty, &p)?;
+            for &row in &split.test {
+                oof[row] = Some(bases.proba(&x[row]));
             }
         }
         let rows: Vec<usize> = (0..n).filter(|&i| oof[i].is_some()).collect();
@@ -232,40 +538,40 @@ impl Stacking {
             .filter_map(|&i| oof[i].map(|r| r.to_vec()))
             .collect();
         let meta_y: Vec<i32> = rows.iter().map(|&i| y[i]).collect();
-        if meta_y.iter().all(|c| *c == meta_y[0]) {
+        if meta_y.is_empty() || meta_y.iter().all(|c| *c == meta_y[0]) {
             return Err(ModelError::Data(
                 "out-of-fold labels hold a single class".into(),
             ));
         }
-        let mm = matrix(&meta_x)?;
-        let meta = LogisticRegression::fit(&mm, &meta_y, LogisticRegressionParameters::default())
-            .map_err(fail("meta"))?;
+        let fit_meta = |mx: &M, my: &[i32]| {
+            LogisticRegression::fit(mx, &my.to_vec(), LogisticRegressionParameters::default())
+                .map(|m| Linear::compile(&m))
+                .map_err(fail("meta"))
+        };
+        let meta = fit_meta(&matrix(&meta_x)?, &meta_y)?;
         // The ensemble's own out-of-sample figure: the meta-learner cross-validated over the
         // out-of-fold rows with the same purged folds.
         let meta_spans: Vec<Span> = rows.iter().map(|&i| spans[i]).collect();
         let mut ensemble = vec![f64::NAN; rows.len()];
         for split in purged_kfold(&meta_spans, p.folds, p.embargo) {
             let ty: Vec<i32> = split.train.iter().map(|&i| meta_y[i]).collect();
-            if ty.iter().all(|c| *c == ty[0]) {
+            if ty.is_empty() || ty.iter().all(|c| *c == ty[0]) {
                 continue;
             }
-            let tx = gather(&meta_x, &split.train)?;
-            let m = LogisticRegression::fit(&tx, &ty, LogisticRegressionParameters::default())
-                .map_err(fail("meta"))?;
-            let test = gather(&meta_x, &split.test)?;
-            for (k, pr) in split.test.iter().zip(logistic_proba(&m, &test)) {
-                ensemble[*k] = pr;
+            let m = fit_meta(&gather(&meta_x, &split.train)?, &ty)?;
+            for &k in &split.test {
+                ensemble[k] = m.predict(&meta_x[k]);
             }
         }
         let base = (0..4)
             .map(|m| rows.iter().filter_map(|&i| oof[i].map(|r| r[m])).collect())
             .collect();
-        let all = matrix(x)?;
-        let bases = Bases::fit(&all, y, &p)?;
+        let (bases, importances) = Bases::fit(&matrix(x)?, y, &p)?;
         Ok((
             Stacking {
                 bases,
                 meta,
+                importances,
                 params: p,
             },
             OutOfFold {
@@ -276,27 +582,36 @@ impl Stacking {
         ))
     }
 
+    /// `P(Up)` of one row: no allocation, no smartcore call.
+    #[inline]
+    pub fn predict_row(&self, x: &[f64]) -> f64 {
+        self.meta.predict(&self.bases.proba(x))
+    }
+
     /// `P(Up)` for each row.
-    ///
-    /// # Errors
-    /// A model that fails on the input (e.g. a row of the wrong width).
-    pub fn predict_proba(&self, x: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
-        let m = matrix(x)?;
-        let base = self.bases.proba(&m)?;
-        let meta_x = matrix(&base.iter().map(|r| r.to_vec()).collect::<Vec<_>>())?;
-        Ok(logistic_proba(&self.meta, &meta_x))
+    pub fn predict_proba(&self, x: &[Vec<f64>]) -> Vec<f64> {
+        x.iter().map(|r| self.predict_row(r)).collect()
     }
 
     /// The forest's impurity importance of each feature (for the selection ranking).
-    ///
-    /// # Errors
-    /// smartcore's failure.
-    pub fn forest_importances(&self) -> Result<Vec<f64>, ModelError> {
-        self.bases
-            .rf
-            .compute_feature_importances()
-            .map_err(fail("random_forest"))
+    pub fn forest_importances(&self) -> &[f64] {
+        &self.importances
     }
+}
+
+/// The forest's impurity importances of each column of `x` for classes `y` (the random-forest
+/// ranking of feature selection).
+///
+/// # Errors
+/// smartcore's failure.
+pub fn forest_importances(
+    x: &[Vec<f64>],
+    y: &[i32],
+    p: &StackingParams,
+) -> Result<Vec<f64>, ModelError> {
+    fit_forest(&matrix(x)?, y, p)?
+        .compute_feature_importances()
+        .map_err(fail("random_forest"))
 }
 
 /// Out-of-sample quality of `P(Up)` predictions against classes (1 = up).
@@ -420,11 +735,8 @@ mod tests {
         // Seeded: the same data trains the same model.
         let (again, _) = Stacking::fit(&x, &y, &spans, p).expect("fit");
         let (fresh, _, _) = data(50, 9);
-        assert_eq!(
-            model.predict_proba(&fresh).expect("predict"),
-            again.predict_proba(&fresh).expect("predict")
-        );
-        assert_eq!(model.forest_importances().expect("importances").len(), 3);
+        assert_eq!(model.predict_proba(&fresh), again.predict_proba(&fresh));
+        assert_eq!(model.forest_importances().len(), 3);
     }
 
     #[test]
@@ -438,21 +750,48 @@ mod tests {
         let bytes = bincode::serialize(&model).expect("serialize");
         let loaded: Stacking = bincode::deserialize(&bytes).expect("deserialize");
         let (fresh, _, _) = data(40, 3);
-        assert_eq!(
-            model.predict_proba(&fresh).expect("predict"),
-            loaded.predict_proba(&fresh).expect("predict")
-        );
+        assert_eq!(model, loaded);
+        assert_eq!(model.predict_proba(&fresh), loaded.predict_proba(&fresh));
     }
 
     #[test]
-    fn logistic_probability_agrees_with_smartcores_classes() {
-        let (x, y, _) = data(300, 4);
+    fn compiled_models_reproduce_smartcore_bit_for_bit() {
+        let (x, y, _) = data(400, 4);
+        let (fresh, _, _) = data(300, 5);
         let m = matrix(&x).expect("matrix");
+        let fm = matrix(&fresh).expect("matrix");
+        for depth in [1, 3, 6, 9] {
+            let p = StackingParams {
+                trees: 12,
+                max_depth: depth,
+                ..StackingParams::default()
+            };
+            let rf = fit_forest(&m, &y, &p).expect("forest");
+            let forest = compile_forest(&rf, 3).expect("compile");
+            let want = rf.predict(&fm).expect("predict");
+            for (row, w) in fresh.iter().zip(&want) {
+                assert_eq!(forest.predict(row).to_bits(), w.to_bits(), "depth {depth}");
+            }
+            let dt = fit_tree(&m, &y, &p).expect("tree");
+            let tree = compile_tree(&dt, 3).expect("compile");
+            let want = dt.predict_proba(&fm).expect("predict");
+            for (i, row) in fresh.iter().enumerate() {
+                assert_eq!(tree.predict(row), *want.get((i, 1)), "depth {depth}");
+            }
+        }
         let lr =
             LogisticRegression::fit(&m, &y, LogisticRegressionParameters::default()).expect("fit");
-        let classes = lr.predict(&m).expect("predict");
-        for (p, c) in logistic_proba(&lr, &m).iter().zip(classes) {
-            assert_eq!(i32::from(*p > 0.5), c, "p = {p}");
+        let classes = lr.predict(&fm).expect("predict");
+        let linear = Linear::compile(&lr);
+        for (row, c) in fresh.iter().zip(classes) {
+            assert_eq!(i32::from(linear.predict(row) > 0.5), c);
+        }
+        let yu: Vec<u32> = y.iter().map(|c| u32::from(*c == 1)).collect();
+        let nb = GaussianNB::fit(&m, &yu, GaussianNBParameters::default()).expect("fit");
+        let classes = nb.predict(&fm).expect("predict");
+        let bayes = Bayes::compile(&nb).expect("compile");
+        for (row, c) in fresh.iter().zip(classes) {
+            assert_eq!(u32::from(bayes.predict(row) > 0.5), c);
         }
     }
 

@@ -1,0 +1,256 @@
+//! `fdp bench ml`: the ML pipeline's predict path and its training time, on seeded synthetic data.
+//!
+//! The predict path is everything a bar goes through once a model exists — features, the label
+//! bookkeeping, the drift monitor, the stacking ensemble's prediction, Kelly sizing and the paper
+//! broker — on one thread, the way one worker runs it. Each ticker first gets its first model on
+//! its first `min_samples + horizon` bars (timed separately: that is the training time per
+//! retrain); the later bars are then timed with retraining and drift retrains switched off, so
+//! the figure is the path alone. A last line runs the whole timely graph on one worker, trainings
+//! included.
+
+use std::time::Instant;
+
+use crate::bar::{BarBatch, Tickers};
+use crate::bench::BenchLine;
+use crate::config::{LoadedPipeline, ModelSpec};
+use crate::engine::{Cluster, RunOptions, run};
+use crate::operators::features::FeatureEngine;
+use crate::operators::indicators::FeatureSpec;
+use crate::operators::portfolio::Portfolio;
+use crate::operators::risk::{KillSwitch, PayoffEstimator, RiskEngine};
+use crate::operators::signal::RuleModel;
+use crate::sinks::broker::PaperBroker;
+use crate::sources::synthetic::Synthetic;
+
+/// The bench pipeline: `pipelines/sp500_ml.toml`'s features, model and risk over synthetic bars;
+/// `retrain_every` and `drift_threshold` as given.
+pub fn ml_pipeline(
+    tickers: usize,
+    bars: usize,
+    retrain_every: usize,
+    drift_threshold: f64,
+) -> LoadedPipeline {
+    let rest = format!(
+        r#"[[features]]
+kind = "rsi"
+period = 14
+[[features]]
+kind = "roc"
+period = 10
+[[features]]
+kind = "natr"
+period = 14
+[[features]]
+kind = "volatility"
+period = 30
+[[features]]
+kind = "willr"
+period = 14
+[[features]]
+kind = "cci"
+period = 14
+[[features]]
+kind = "adx"
+period = 14
+[[features]]
+kind = "mfi"
+period = 14
+[model]
+kind = "ml"
+horizon = 5
+dead_zone = 0.002
+retrain_every = {retrain_every}
+min_samples = 250
+trees = 30
+seed = 42
+drift_window = 100
+drift_threshold = {drift_threshold:?}
+select = 5
+[risk]
+capital = 100000.0
+min_order = 100.0
+max_positions = 50
+[risk.sizing]
+kind = "kelly"
+fraction = 0.25
+cap = 0.02
+window = 30
+[broker]
+kind = "paper"
+slippage = 0.0005
+commission = 0.001
+"#
+    );
+    crate::bench::synthetic_pipeline("bench_ml", tickers, bars, &rest)
+}
+
+/// Per-ticker state of the predict path.
+#[derive(Clone)]
+struct Ticker {
+    model: RuleModel,
+    payoff: PayoffEstimator,
+}
+
+/// Runs the ML suite: training time per retrain, the predict path, and the graph.
+pub fn suite(tickers: usize, bars: usize, repeats: usize) -> Vec<BenchLine> {
+    let mut lines = Vec::new();
+    let p = ml_pipeline(tickers, bars, usize::MAX / 4, 1e9);
+    let ModelSpec::Ml(spec) = &p.pipeline.model else {
+        unreachable!("the bench pipeline is an ML pipeline")
+    };
+    let warm = spec.min_samples + spec.horizon + 1;
+    let cols = p.pipeline.feature_columns();
+    let specs: Vec<FeatureSpec> = p
+        .pipeline
+        .features
+        .iter()
+        .map(|f| f.get_ref().clone())
+        .collect();
+    let syn = Synthetic::new(tickers, bars, 7, None);
+    let names: Tickers = syn.tickers();
+    let data: Vec<(u64, BarBatch)> = syn.load(0, 1, &names).batches;
+    let Some(model) = RuleModel::new(&p.pipeline.model, &cols) else {
+        unreachable!("the bench model's inputs are its features")
+    };
+    let window = match p.pipeline.risk.sizing {
+        crate::config::Sizing::Kelly { window, .. } => window,
+        _ => 30,
+    };
+    let fresh = Ticker {
+        model,
+        payoff: PayoffEstimator::new(window),
+    };
+
+    // Warm-up: each ticker's first `warm` bars, which train its first model.
+    let mut fe = FeatureEngine::new(specs.clone());
+    let mut state: Vec<Ticker> = vec![fresh; tickers];
+    let (mut trainings, mut train_seconds) = (0u64, 0.0);
+    let mut trained = vec![false; tickers];
+    let mut split = 0;
+    for (_, batch) in &data {
+        // Until every ticker has its first model (dead-zone labels make that a little later than
+        // `min_samples + horizon` bars).
+        if split >= warm && trained.iter().all(|t| *t) {
+            break;
+        }
+        split += 1;
+        let fb = fe.apply(batch.clone());
+        for i in 0..fb.bars.len() {
+            let t = fb.bars.ticker[i];
+            let s = &mut state[t as usize];
+            let started = Instant::now();
+            let _ = s
+                .model
+                .update_bar(names.name(t), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+            let took = started.elapsed().as_secs_f64();
+            s.payoff.update(fb.bars.close[i]);
+            let (tr, _) = s.model.take_events();
+            if !tr.is_empty() {
+                trained[t as usize] = true;
+                trainings += tr.len() as u64;
+                train_seconds += took;
+            }
+        }
+    }
+    if trainings > 0 {
+        lines.push(BenchLine {
+            name: format!(
+                "training: retrains of {} samples (bars = retrains)",
+                spec.min_samples
+            ),
+            bars: trainings,
+            seconds: train_seconds,
+        });
+    }
+
+    // The predict path over the rest, from the same warm state each repeat (the feature kernels
+    // replay the warm-up bars untimed).
+    let rest = &data[split..];
+    let warmed = || {
+        let mut fe = FeatureEngine::new(specs.clone());
+        for (_, b) in &data[..split] {
+            fe.apply(b.clone());
+        }
+        fe
+    };
+    let mut best = f64::INFINITY;
+    let mut n = 0u64;
+    let mut model_only = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let mut st = state.clone();
+        let mut fe2 = warmed();
+        let mut pf = Portfolio::new(
+            RiskEngine::new(p.pipeline.risk.clone(), KillSwitch::default()),
+            PaperBroker::new(0.0005, 0.001, true),
+        );
+        let mut rows = Vec::new();
+        let started = Instant::now();
+        n = 0;
+        for (t, batch) in rest {
+            let fb = fe2.apply(batch.clone());
+            rows.clear();
+            for i in 0..fb.bars.len() {
+                let k = fb.bars.ticker[i];
+                let s = &mut st[k as usize];
+                let signal =
+                    s.model
+                        .update_bar(names.name(k), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+                let b = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
+                rows.push((fb.bars.get(i), signal, b));
+            }
+            pf.step(*t as i64, &rows);
+            n += rows.len() as u64;
+        }
+        std::hint::black_box(pf.finish());
+        best = best.min(started.elapsed().as_secs_f64());
+
+        // The model alone (labels, drift, ensemble) over pre-computed features.
+        let mut st = state.clone();
+        let mut fe3 = warmed();
+        let featured: Vec<_> = rest.iter().map(|(_, b)| fe3.apply(b.clone())).collect();
+        let started = Instant::now();
+        for fb in &featured {
+            for i in 0..fb.bars.len() {
+                let k = fb.bars.ticker[i];
+                let _ = std::hint::black_box(st[k as usize].model.update_bar(
+                    names.name(k),
+                    fb.bars.ts[i],
+                    fb.bars.close[i],
+                    fb.row(i),
+                ));
+            }
+        }
+        model_only = model_only.min(started.elapsed().as_secs_f64());
+    }
+    lines.push(BenchLine {
+        name: "predict path: features+drift+ensemble+risk+paper, 1 thread".into(),
+        bars: n,
+        seconds: best,
+    });
+    lines.push(BenchLine {
+        name: "  of which the model: labels+drift+ensemble".into(),
+        bars: n,
+        seconds: model_only,
+    });
+
+    // The whole graph on one worker, trainings included (scheduled every 250 bars and on drift).
+    let g = ml_pipeline(tickers, bars, spec.min_samples, 0.25);
+    let opts = RunOptions {
+        cluster: Cluster {
+            workers: 1,
+            ..Cluster::default()
+        },
+        ..RunOptions::default()
+    };
+    if let Ok(Some(o)) = run(&g, &opts) {
+        lines.push(BenchLine {
+            name: format!(
+                "graph: ML pipeline -w 1, {} trainings included",
+                o.ledger.ml_metrics.len()
+            ),
+            bars: o.ledger.bars,
+            seconds: o.graph_seconds,
+        });
+    }
+    lines
+}
