@@ -10,7 +10,7 @@ use findashpro::time::parse_time;
 use crate::common::{pipeline_text, repo, run_with};
 use crate::lookahead::{perturbed_copy, up_to};
 
-fn ml_in(dir: &Path) -> LoadedPipeline {
+pub fn ml_in(dir: &Path) -> LoadedPipeline {
     let text = std::fs::read_to_string(repo("pipelines/sp500_ml.toml"))
         .expect("pipeline")
         .replace("data/sample/", "")

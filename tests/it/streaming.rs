@@ -817,3 +817,90 @@ fn a_work_item_that_keeps_failing_is_dead_lettered_after_n_tries() {
     assert!(env.scalar("SELECT count(*) FROM signals WHERE run_id = 'stream'") > 0);
     assert_eq!(env.pending(), 0);
 }
+
+#[test]
+fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
+    use findashpro::operators::ml::registry::{ModelStore, Registry};
+    use findashpro::sinks::postgres::PgModelStore;
+    let env = Env::new("ml");
+    let p = crate::ml::ml_in(&root().join("data/sample"));
+    // The backtest's models, in a filesystem registry.
+    let reg_dir = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::open(reg_dir.path(), 86_400).expect("registry");
+    let opts = findashpro::engine::RunOptions {
+        model_store: Some(std::sync::Arc::new(registry.clone()) as std::sync::Arc<dyn ModelStore>),
+        ..findashpro::engine::RunOptions::default()
+    };
+    let batch = findashpro::engine::run(&p, &opts)
+        .expect("backtest")
+        .expect("worker 0");
+    assert_eq!(
+        registry.list().expect("list").len(),
+        batch.ledger.ml_metrics.len(),
+        "every training registered"
+    );
+    // The live run: bars through Redis, training on the pool, models into PostgreSQL. Paced (a
+    // market's bars come as time passes): unpaced, the replay would end before the first
+    // training does, and a model is installed on the ticker's next bar after it is ready.
+    let o = env.opts("stream", 2);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(400.0)));
+    assert_eq!(stream::run(&p, &o).expect("stream run"), Ending::Idle);
+    feeder.join().expect("feeder").expect("feed");
+    assert_eq!(env.pending(), 0);
+    let trained =
+        env.scalar("SELECT count(DISTINCT model_id) FROM ml_metrics WHERE run_id = 'stream'");
+    assert!(trained >= 3, "{trained} trainings installed");
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM (SELECT DISTINCT model_id FROM ml_metrics WHERE run_id = 'stream' \
+             EXCEPT SELECT model_id FROM ml_models WHERE run_id = 'stream') m"
+        ),
+        0,
+        "every installed model is in the registry"
+    );
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM ml_metrics WHERE run_id = 'stream' \
+             AND (metrics->>'installed_at')::bigint < extract(epoch FROM trained_at)::bigint"
+        ),
+        0,
+        "a model serves only after its training"
+    );
+    // A ticker's first training cuts at the same bar live and in the backtest, on the same
+    // samples, so the model PostgreSQL gives back predicts exactly as the backtest's did.
+    let store = PgModelStore::new(&env.db.url, "stream", 30);
+    let firsts = env
+        .rt
+        .block_on(env.client.query(
+            "SELECT DISTINCT ON (ticker) model_id FROM ml_models WHERE run_id = 'stream' \
+             ORDER BY ticker, trained_at",
+            &[],
+        ))
+        .expect("query");
+    assert_eq!(firsts.len(), 3);
+    for row in firsts {
+        let id: String = row.get(0);
+        let (live_meta, live) = store.load(&id).expect("load").expect("stored");
+        let (meta, model) = registry.load(&id).expect("the backtest has it");
+        assert_eq!(live_meta.features, meta.features);
+        assert_eq!(live, model, "{id}");
+        let rows: Vec<Vec<f64>> = (0..50)
+            .map(|i| {
+                (0..meta.features.len())
+                    .map(|f| (i * 7 + f) as f64 % 13.0)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(live.predict_proba(&rows), model.predict_proba(&rows));
+    }
+    // Every drift event raised exactly one alert in the audit log.
+    let drifts = env.scalar("SELECT count(*) FROM drift_events WHERE run_id = 'stream'");
+    assert!(drifts > 0, "the sample drifts");
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM audit_log WHERE event_type = 'drift_alert' AND data->>'run_id' = 'stream'"
+        ),
+        drifts
+    );
+}

@@ -614,18 +614,44 @@ pub fn forest_importances(
         .map_err(fail("random_forest"))
 }
 
+/// Undefined scores (NaN) as `null` in JSON, which has no NaN; binary formats keep the float.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            x.is_finite().then_some(*x).serialize(s)
+        } else {
+            x.serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        if d.is_human_readable() {
+            Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+        } else {
+            f64::deserialize(d)
+        }
+    }
+}
+
 /// Out-of-sample quality of `P(Up)` predictions against classes (1 = up).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Share of correct calls at 0.5.
+    #[serde(with = "nan_as_null")]
     pub accuracy: f64,
     /// Area under the ROC curve (rank statistic, ties halved).
+    #[serde(with = "nan_as_null")]
     pub roc_auc: f64,
     /// Mean negative log-likelihood, probabilities clipped to [1e-15, 1 − 1e-15].
+    #[serde(with = "nan_as_null")]
     pub log_loss: f64,
     /// Mean squared error of the probability.
+    #[serde(with = "nan_as_null")]
     pub brier: f64,
     /// Share of correct calls among confident ones (|p − 0.5| > 0.05); NaN without any.
+    #[serde(with = "nan_as_null")]
     pub hit_rate: f64,
 }
 
