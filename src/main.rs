@@ -37,6 +37,10 @@ enum Command {
         /// (migrated first), with an audit event.
         #[arg(long)]
         database_url: Option<String>,
+        /// Replace the file source's `paths` (glob patterns, repeatable; relative to the
+        /// current directory), e.g. the whole S&P 500 set of `../shared/data/real`.
+        #[arg(long = "source-paths")]
+        source_paths: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -155,7 +159,7 @@ enum Command {
         repeats: usize,
     },
     /// Run SQL (DataFusion) over a run's output tables: signals, orders, fills, positions, equity,
-    /// trades, quarantine, exposure, ml_metrics, drift.
+    /// trades, quarantine, exposure, ml_metrics, ml_features, drift.
     Query {
         /// The run folder (`runs/<run-id>`).
         #[arg(long)]
@@ -340,9 +344,21 @@ fn main() -> Result<()> {
             run_id,
             out,
             database_url,
+            source_paths,
             cluster,
         } => {
-            let p = Pipeline::load(&pipeline)?;
+            let mut p = Pipeline::load(&pipeline)?;
+            if !source_paths.is_empty() {
+                let findashpro::config::SourceSpec::Files { paths, .. } = &mut p.pipeline.source
+                else {
+                    anyhow::bail!("--source-paths needs a pipeline whose [source] is files");
+                };
+                let cwd = std::env::current_dir()?;
+                *paths = source_paths
+                    .iter()
+                    .map(|s| cwd.join(s).to_string_lossy().into_owned())
+                    .collect();
+            }
             let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
             let model_store = match &p.pipeline.model {
                 findashpro::config::ModelSpec::Ml(m) => {

@@ -5,8 +5,9 @@ use std::path::Path;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// The tables a run folder holds.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "ml_metrics",
+    "ml_features",
     "drift",
     "exposure",
     "signals",
