@@ -235,7 +235,13 @@ impl MlTicker {
             .iter()
             .map(|&c| row.get(c).copied().filter(|v| v.is_finite()))
             .collect();
-        if let Some((label, Some(features))) = self.labeler.push_with(ts, close, x.clone())
+        let finite = x.is_some();
+        if let Some(x) = &x {
+            self.buf.clear();
+            self.buf.extend(self.chosen.iter().map(|&c| x[c]));
+        }
+        // The row itself waits in the labeler and becomes a training sample once labeled.
+        if let Some((label, Some(features))) = self.labeler.push_with(ts, close, x)
             && let Some(class) = label.class
         {
             self.x.push(features);
@@ -247,9 +253,7 @@ impl MlTicker {
             });
         }
         let mut prediction = None;
-        if let Some(x) = &x {
-            self.buf.clear();
-            self.buf.extend(self.chosen.iter().map(|&c| x[c]));
+        if finite {
             if let Some(d) = self.drift.as_mut()
                 && let Some(e) = d.check(&self.buf)
             {
