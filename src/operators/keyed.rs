@@ -83,6 +83,63 @@ where
     })
 }
 
+/// As [`by_time`], but hands every time the frontier has passed to `logic` at once, in time
+/// order: `logic(times, outs)` gets `(t, items)` per time and fills `outs[k]` with what to emit at
+/// the `k`-th time. For per-ticker stages whose state is large: they can take a ticker's bars of
+/// many times in a row (in time order) while its state is in cache, which changes nothing else,
+/// since tickers do not interact there.
+pub fn by_times<'s, I, O, P, L>(
+    stream: Stream<'s, u64, Vec<I>>,
+    pact: P,
+    name: &str,
+    mut logic: L,
+) -> Stream<'s, u64, Vec<O>>
+where
+    I: 'static,
+    O: 'static,
+    P: ParallelizationContract<u64, Vec<I>>,
+    L: FnMut(Vec<(u64, Vec<I>)>, &mut Vec<Vec<O>>) + 'static,
+{
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<I>)> = BTreeMap::new();
+        let mut outs: Vec<Vec<O>> = Vec::new();
+        move |(input, frontier), output| {
+            let port = output.output_index();
+            input.for_each_stamp(|cap, data| {
+                if let Some(&t) = cap.least() {
+                    let entry = stash
+                        .entry(t)
+                        .or_insert_with(|| (cap.delayed(&t, port), Vec::new()));
+                    for container in data {
+                        entry.1.append(container);
+                    }
+                }
+            });
+            let mut caps = Vec::new();
+            let mut ready = Vec::new();
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (t, (cap, items)) = entry.remove_entry();
+                caps.push(cap);
+                ready.push((t, items));
+            }
+            if ready.is_empty() {
+                return;
+            }
+            outs.clear();
+            outs.resize_with(ready.len(), Vec::new);
+            logic(ready, &mut outs);
+            for (cap, out) in caps.iter().zip(outs.iter_mut()) {
+                if !out.is_empty() {
+                    output.session(cap).give_iterator(out.drain(..));
+                }
+            }
+        }
+    })
+}
+
 /// Splits a stream of results into its `Ok` and `Err` parts (errors are data: they travel on).
 pub fn split<'s, A: 'static, B: 'static>(
     s: Stream<'s, u64, Vec<Result<A, B>>>,

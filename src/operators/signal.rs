@@ -17,7 +17,7 @@ use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRec
 use crate::operators::ml::registry::ModelStore;
 
 use super::features::FeatureBatch;
-use super::keyed::{KeyedState, by_time};
+use super::keyed::{KeyedState, by_times};
 use super::risk::PayoffEstimator;
 
 /// The position a model wants for a ticker.
@@ -304,33 +304,50 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
             model: model.clone(),
             payoff: PayoffEstimator::new(payoff_window),
         });
-        by_time(self, Pipeline, "Signal", move |_t, batches, out| {
-            for fb in batches {
-                let n = fb.bars.len();
-                let mut signal = Vec::with_capacity(n);
-                let mut payoff = Vec::with_capacity(n);
-                let (mut trainings, mut drifts) = (Vec::new(), Vec::new());
-                for i in 0..n {
-                    let t = fb.bars.ticker[i];
-                    let s = state.get(t);
-                    signal.push(s.model.update_bar(
-                        tickers.name(t),
-                        fb.bars.ts[i],
-                        fb.bars.close[i],
-                        fb.row(i),
-                    ));
-                    payoff.push(s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN));
-                    let (tr, dr) = s.model.take_events();
-                    trainings.extend(tr.into_iter().map(|r| (t, r)));
-                    drifts.extend(dr.into_iter().map(|r| (t, r)));
+        by_times(self, Pipeline, "Signal", move |times, outs| {
+            // Every bar of the ready times, ticker by ticker, each ticker's in time order: its
+            // model (tens of kilobytes for an ML ensemble) stays in cache across its bars.
+            let batches: Vec<Vec<FeatureBatch>> = times.into_iter().map(|(_, b)| b).collect();
+            let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
+            for (k, fbs) in batches.iter().enumerate() {
+                for (j, fb) in fbs.iter().enumerate() {
+                    order.extend(
+                        (0..fb.bars.len())
+                            .map(|i| (fb.bars.ticker[i], k as u32, j as u32, i as u32)),
+                    );
                 }
-                out.push(SignalBatch {
-                    bars: fb.bars,
-                    signal,
-                    payoff,
-                    trainings,
-                    drifts,
-                });
+            }
+            order.sort_by_key(|o| o.0);
+            let mut results: Vec<Vec<SignalBatch>> = batches
+                .iter()
+                .map(|fbs| {
+                    fbs.iter()
+                        .map(|fb| SignalBatch {
+                            signal: vec![None; fb.bars.len()],
+                            payoff: vec![f64::NAN; fb.bars.len()],
+                            ..SignalBatch::default()
+                        })
+                        .collect()
+                })
+                .collect();
+            for (t, k, j, i) in order {
+                let (k, j, i) = (k as usize, j as usize, i as usize);
+                let fb = &batches[k][j];
+                let s = state.get(t);
+                let r = &mut results[k][j];
+                r.signal[i] =
+                    s.model
+                        .update_bar(tickers.name(t), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+                r.payoff[i] = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
+                let (tr, dr) = s.model.take_events();
+                r.trainings.extend(tr.into_iter().map(|x| (t, x)));
+                r.drifts.extend(dr.into_iter().map(|x| (t, x)));
+            }
+            for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
+                for (fb, mut r) in fbs.into_iter().zip(rs) {
+                    r.bars = fb.bars;
+                    out.push(r);
+                }
             }
         })
     }

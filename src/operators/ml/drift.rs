@@ -3,8 +3,7 @@
 //! The reference bins a feature at its training quantiles (so every bin holds about as many
 //! training values) and smooths the bin probabilities (add `alpha` to every count) so an empty
 //! bin never gives an infinite divergence. The monitor keeps the bin of each feature for the last
-//! `window` bars and their counts, so a bar costs O(features) to update and O(features × bins) to
-//! score. A drift event fires when any feature's `KL(recent ‖ reference)` passes the threshold.
+//! `window` bars and their counts, so a bar costs O(features) to update and to score. A drift event fires when any feature's `KL(recent ‖ reference)` passes the threshold.
 //! Under no drift the statistic sits near `(bins − 1) / (2 · window)` (the small-sample bias of
 //! the plug-in estimate), which is what a threshold must clear.
 
@@ -76,10 +75,10 @@ pub struct DriftEvent {
 
 /// Rolling KL monitor over a set of features.
 ///
-/// Per bar it costs O(features) to update and O(features × bins) table lookups to score, with no
-/// logarithm and no allocation: `KL = (1/T) Σ_b (c_b + α)(ln(c_b + α) − ln q_b) − ln T` with
-/// `T = n + bins · α`, where `(c + α) ln(c + α)` and `ln T` come from tables over the possible
-/// counts `0 ..= window`.
+/// Per bar it costs O(features), with no logarithm and no allocation:
+/// `KL = (1/T) Σ_b (c_b + α)(ln(c_b + α) − ln q_b) − ln T` with `T = n + bins · α`, where
+/// `(c + α) ln(c + α)` and `ln T` come from tables over the possible counts `0 ..= window`, and
+/// the sum is kept running (two bins change per bar) and recomputed exactly once a window.
 #[derive(Debug, Clone)]
 pub struct DriftMonitor {
     refs: Vec<Reference>,
@@ -97,6 +96,8 @@ pub struct DriftMonitor {
     x_ln_x: Vec<f64>,
     /// `ln(n + bins · α)` per feature for `n = 0 ..= window`.
     ln_total: Vec<Vec<f64>>,
+    /// Per feature, the running `Σ_b (c_b + α)(ln(c_b + α) − ln q_b)` (see `exact_sum`).
+    sums: Vec<f64>,
     alpha: f64,
 }
 
@@ -125,7 +126,8 @@ impl DriftMonitor {
                     .collect()
             })
             .collect();
-        DriftMonitor {
+        let mut m = DriftMonitor {
+            sums: vec![0.0; refs.len()],
             ring: vec![NONE; window * refs.len()],
             seen: vec![0; refs.len()],
             refs,
@@ -138,7 +140,11 @@ impl DriftMonitor {
             x_ln_x,
             ln_total,
             alpha,
+        };
+        for f in 0..m.refs.len() {
+            m.sums[f] = m.exact_sum(f);
         }
+        m
     }
 
     /// Takes a bar's feature row (non-finite values are left out); true once the window is full.
@@ -148,12 +154,17 @@ impl DriftMonitor {
         for (f, cell) in slot.iter_mut().enumerate() {
             let old = *cell;
             if old != NONE {
-                self.counts[f][usize::from(old)] -= 1;
+                let b = usize::from(old);
+                let c = self.counts[f][b] as usize;
+                self.sums[f] += self.x_ln_x[c - 1] - self.x_ln_x[c] + self.ln_ref[f][b];
+                self.counts[f][b] -= 1;
                 self.seen[f] -= 1;
             }
             let new = match row.get(f) {
                 Some(x) if x.is_finite() => {
                     let b = self.refs[f].bin(*x);
+                    let c = self.counts[f][b] as usize;
+                    self.sums[f] += self.x_ln_x[c + 1] - self.x_ln_x[c] - self.ln_ref[f][b];
                     self.counts[f][b] += 1;
                     self.seen[f] += 1;
                     u16::try_from(b).unwrap_or(NONE)
@@ -164,7 +175,26 @@ impl DriftMonitor {
         }
         self.head = (self.head + 1) % self.window;
         self.filled = (self.filled + 1).min(self.window);
+        // The running sums take a rounding error per update: recompute them exactly once a
+        // window, so the error never builds up.
+        if self.head == 0 {
+            for f in 0..k {
+                self.sums[f] = self.exact_sum(f);
+            }
+        }
         self.filled == self.window
+    }
+
+    /// `Σ_b (c_b + α) ln(c_b + α) − (c_b + α) ln q_b`, from the counts.
+    fn exact_sum(&self, f: usize) -> f64 {
+        self.counts[f]
+            .iter()
+            .zip(&self.ln_ref[f])
+            .map(|(c, lq)| {
+                let c = *c as usize;
+                self.x_ln_x[c] - (c as f64 + self.alpha) * lq
+            })
+            .sum()
     }
 
     /// Divergence of feature `f`'s window from its reference (0 before any finite value).
@@ -173,13 +203,8 @@ impl DriftMonitor {
         if n == 0 {
             return 0.0;
         }
-        let mut s = 0.0;
-        for (c, lq) in self.counts[f].iter().zip(&self.ln_ref[f]) {
-            let c = *c as usize;
-            s += self.x_ln_x[c] - (c as f64 + self.alpha) * lq;
-        }
         let total = n as f64 + self.counts[f].len() as f64 * self.alpha;
-        s / total - self.ln_total[f][n]
+        self.sums[f] / total - self.ln_total[f][n]
     }
 
     /// [`DriftMonitor::update`], then the divergence of every feature once the window is full.

@@ -158,8 +158,13 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct MlTicker {
     ctx: Arc<MlContext>,
-    labeler: Labeler<Option<Vec<f64>>>,
-    x: Vec<Vec<f64>>,
+    /// Labels carry the ring slot of their bar's input row.
+    labeler: Labeler<Option<usize>>,
+    /// The last `horizon + 1` input rows (one per bar the labeler took), waiting for labels.
+    pending: Vec<f64>,
+    slot: usize,
+    /// Labeled training rows, flat (`inputs` values each).
+    x: Vec<f64>,
     y: Vec<i32>,
     ret: Vec<f64>,
     spans: Vec<Span>,
@@ -186,6 +191,8 @@ impl MlTicker {
     pub fn new(ctx: Arc<MlContext>) -> Self {
         MlTicker {
             labeler: Labeler::new(ctx.spec.horizon, ctx.spec.dead_zone),
+            pending: vec![0.0; (ctx.spec.horizon.max(1) + 1) * ctx.cols.len()],
+            slot: 0,
             ctx,
             x: Vec::new(),
             y: Vec::new(),
@@ -229,22 +236,26 @@ impl MlTicker {
         if self.in_flight.0.is_some() {
             ev.trained = self.poll(ts);
         }
-        let x: Option<Vec<f64>> = self
-            .ctx
-            .cols
-            .iter()
-            .map(|&c| row.get(c).copied().filter(|v| v.is_finite()))
-            .collect();
-        let finite = x.is_some();
-        if let Some(x) = &x {
-            self.buf.clear();
-            self.buf.extend(self.chosen.iter().map(|&c| x[c]));
+        // The row goes to the ring slot the labeler will hand back with its label; the slot moves
+        // on only for a bar the labeler takes (a usable close), so no waiting row is overwritten.
+        let k = self.ctx.cols.len();
+        let slot = self.slot;
+        let dst = &mut self.pending[slot * k..(slot + 1) * k];
+        let mut finite = true;
+        for (d, &c) in dst.iter_mut().zip(&self.ctx.cols) {
+            let v = row.get(c).copied().unwrap_or(f64::NAN);
+            finite &= v.is_finite();
+            *d = v;
         }
-        // The row itself waits in the labeler and becomes a training sample once labeled.
-        if let Some((label, Some(features))) = self.labeler.push_with(ts, close, x)
+        self.buf.clear();
+        self.buf.extend(self.chosen.iter().map(|&c| dst[c]));
+        if close.is_finite() && close > 0.0 {
+            self.slot = (slot + 1) % (self.pending.len() / k.max(1)).max(1);
+        }
+        if let Some((label, Some(s))) = self.labeler.push_with(ts, close, finite.then_some(slot))
             && let Some(class) = label.class
         {
-            self.x.push(features);
+            self.x.extend_from_slice(&self.pending[s * k..(s + 1) * k]);
             self.y.push(i32::from(class == Class::Up));
             self.ret.push(label.ret);
             self.spans.push(Span {
@@ -284,7 +295,7 @@ impl MlTicker {
                 ctx: Arc::clone(&self.ctx),
                 ticker: ticker.to_string(),
                 at: ts,
-                x: self.x.clone(),
+                x: self.x.chunks(k.max(1)).map(<[f64]>::to_vec).collect(),
                 y: self.y.clone(),
                 ret: self.ret.clone(),
                 spans: self.spans.clone(),

@@ -349,7 +349,7 @@ impl Forest {
     /// Mean leaf over the trees for one row (`x` holds at least the trained features; a missing
     /// or NaN one fails every `≤` and takes the false branch, as in smartcore).
     ///
-    /// Four trees walk in lockstep, each step a comparison turned into an index (no branch on
+    /// Eight trees walk in lockstep, each step a comparison turned into an index (no branch on
     /// the data), so the processor overlaps their loads instead of guessing at splits.
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {
@@ -364,39 +364,50 @@ impl Forest {
         for (f, r) in ranks.iter_mut().take(self.features).enumerate() {
             let cuts = &self.cuts[self.cut_start[f] as usize..self.cut_start[f + 1] as usize];
             *r = match x.get(f) {
+                // A few dozen thresholds: counting them all (vectorized, no dependent loads) beats
+                // a binary search's chain of guesses.
+                Some(v) if !v.is_nan() && cuts.len() <= 96 => {
+                    cuts.iter().map(|c| u32::from(c < v)).sum::<u32>()
+                }
                 Some(v) if !v.is_nan() => cuts.partition_point(|c| c < v) as u32,
                 _ => u32::MAX,
             };
         }
-        let inner = (1usize << self.depth) - 1;
-        // The false branch: more than `k` thresholds below `x`.
-        let step = |i: usize, node: u32| {
-            2 * i + 1 + usize::from(ranks[(node >> 16) as usize] > (node & 0xFFFF))
-        };
         let mut sum = 0.0;
         let mut t = 0;
+        while t + 8 <= self.trees {
+            sum = self.walk::<8>(t, ranks, sum);
+            t += 8;
+        }
         while t + 4 <= self.trees {
-            let base = [t * inner, (t + 1) * inner, (t + 2) * inner, (t + 3) * inner];
-            let mut i = [0usize; 4];
-            for _ in 0..self.depth {
-                for k in 0..4 {
-                    i[k] = step(i[k], self.nodes[base[k] + i[k]]);
-                }
-            }
-            for (k, leaf) in i.iter().enumerate() {
-                sum += self.values[self.leaves[(t + k) * (inner + 1) + leaf - inner] as usize];
-            }
+            sum = self.walk::<4>(t, ranks, sum);
             t += 4;
         }
         while t < self.trees {
-            let mut i = 0usize;
-            for _ in 0..self.depth {
-                i = step(i, self.nodes[t * inner + i]);
-            }
-            sum += self.values[self.leaves[t * (inner + 1) + i - inner] as usize];
+            sum = self.walk::<1>(t, ranks, sum);
             t += 1;
         }
         sum / self.trees as f64
+    }
+}
+
+impl Forest {
+    /// Walks trees `t .. t + L` in lockstep and adds their leaves to `sum` in tree order.
+    #[inline(always)]
+    fn walk<const L: usize>(&self, t: usize, ranks: &[u32], mut sum: f64) -> f64 {
+        let inner = (1usize << self.depth) - 1;
+        let mut i = [0usize; L];
+        for _ in 0..self.depth {
+            for (k, at) in i.iter_mut().enumerate() {
+                let node = self.nodes[(t + k) * inner + *at];
+                // The false branch: more than `k` thresholds below `x`.
+                *at = 2 * *at + 1 + usize::from(ranks[(node >> 16) as usize] > (node & 0xFFFF));
+            }
+        }
+        for (k, leaf) in i.iter().enumerate() {
+            sum += self.values[self.leaves[(t + k) * (inner + 1) + leaf - inner] as usize];
+        }
+        sum
     }
 }
 
