@@ -51,25 +51,12 @@ where
 {
     let mut ended = false;
     stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<I>)> = BTreeMap::new();
+        let mut stash = Stash::default();
         let mut out = Vec::new();
         move |(input, frontier), output| {
             let port = output.output_index();
-            input.for_each_stamp(|cap, data| {
-                if let Some(&t) = cap.least() {
-                    let entry = stash
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, port), Vec::new()));
-                    for container in data {
-                        entry.1.append(container);
-                    }
-                }
-            });
-            while let Some(entry) = stash.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let (t, (cap, items)) = entry.remove_entry();
+            input.for_each_stamp(|cap, data| stash.absorb(cap, data, port));
+            for (t, cap, items) in stash.ready(frontier) {
                 logic(t, items, &mut out);
                 if !out.is_empty() {
                     output.session(&cap).give_iterator(out.drain(..));
@@ -81,6 +68,57 @@ where
             }
         }
     })
+}
+
+/// Input held by time until the frontier passes it, each time with a capability to emit at it.
+struct Stash<I>(BTreeMap<u64, (Capability<u64>, Vec<I>)>);
+
+impl<I> Default for Stash<I> {
+    fn default() -> Self {
+        Stash(BTreeMap::new())
+    }
+}
+
+impl<I> Stash<I> {
+    /// Files one delivery under its time.
+    fn absorb<'a>(
+        &mut self,
+        cap: timely::dataflow::operators::InputCapability<u64>,
+        data: impl IntoIterator<Item = &'a mut Vec<I>>,
+        port: usize,
+    ) where
+        I: 'a,
+    {
+        if let Some(&t) = cap.least() {
+            let entry = self
+                .0
+                .entry(t)
+                .or_insert_with(|| (cap.delayed(&t, port), Vec::new()));
+            for container in data {
+                entry.1.append(container);
+            }
+        }
+    }
+
+    /// Takes every time the frontier has passed, in time order.
+    fn ready(
+        &mut self,
+        frontier: &timely::progress::frontier::MutableAntichain<u64>,
+    ) -> Vec<(u64, Capability<u64>, Vec<I>)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.0.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let (t, (cap, items)) = entry.remove_entry();
+            out.push((t, cap, items));
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// As [`by_time`], but hands every time the frontier has passed to `logic` at once, in time
@@ -101,30 +139,16 @@ where
     L: FnMut(Vec<(u64, Vec<I>)>, &mut Vec<Vec<O>>) + 'static,
 {
     stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<I>)> = BTreeMap::new();
+        let mut stash = Stash::default();
         let mut outs: Vec<Vec<O>> = Vec::new();
         move |(input, frontier), output| {
             let port = output.output_index();
-            input.for_each_stamp(|cap, data| {
-                if let Some(&t) = cap.least() {
-                    let entry = stash
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, port), Vec::new()));
-                    for container in data {
-                        entry.1.append(container);
-                    }
-                }
-            });
-            let mut caps = Vec::new();
-            let mut ready = Vec::new();
-            while let Some(entry) = stash.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let (t, (cap, items)) = entry.remove_entry();
-                caps.push(cap);
-                ready.push((t, items));
-            }
+            input.for_each_stamp(|cap, data| stash.absorb(cap, data, port));
+            let (caps, ready): (Vec<_>, Vec<_>) = stash
+                .ready(frontier)
+                .into_iter()
+                .map(|(t, cap, items)| (cap, (t, items)))
+                .unzip();
             if ready.is_empty() {
                 return;
             }
