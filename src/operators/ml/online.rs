@@ -385,8 +385,8 @@ fn select(
     ctx: &MlContext,
     x: &[Vec<f64>],
     y: &[i32],
-    p: &StackingParams,
-) -> Result<(Vec<usize>, Vec<FeatureScore>), ModelError> {
+    imp: &[f64],
+) -> (Vec<usize>, Vec<FeatureScore>) {
     let k = ctx.cols.len();
     let classes: Vec<usize> = y.iter().map(|c| usize::from(*c == 1)).collect();
     let column = |f: usize| x.iter().map(|r| r[f]).collect::<Vec<f64>>();
@@ -394,13 +394,8 @@ fn select(
         .map(|f| mutual_information(&column(f), &classes, 10))
         .collect();
     let fs: Vec<f64> = (0..k).map(|f| f_statistic(&column(f), &classes)).collect();
-    let imp = forest_importances(x, y, p)?;
-    let ranked = combine(&[imp.clone(), mi.clone(), fs.clone()]);
-    let take = if ctx.spec.select == 0 {
-        k
-    } else {
-        ctx.spec.select.min(k)
-    };
+    let ranked = combine(&[imp.to_vec(), mi.clone(), fs.clone()]);
+    let take = keeps(ctx);
     let mut chosen: Vec<usize> = ranked.iter().take(take).map(|r| r.feature).collect();
     chosen.sort_unstable();
     let rank_of = |f: usize| {
@@ -419,7 +414,17 @@ fn select(
             chosen: chosen.contains(&f),
         })
         .collect();
-    Ok((chosen, scores))
+    (chosen, scores)
+}
+
+/// How many inputs a training keeps.
+fn keeps(ctx: &MlContext) -> usize {
+    let k = ctx.cols.len();
+    if ctx.spec.select == 0 {
+        k
+    } else {
+        ctx.spec.select.min(k)
+    }
 }
 
 /// One training: selection, the ensemble, its scores, the drift reference; stored in the
@@ -432,13 +437,24 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
         embargo: ctx.spec.horizon,
         ..StackingParams::default()
     };
-    let (chosen, selection) = select(ctx, &job.x, &job.y, &p)?;
-    let xs: Vec<Vec<f64>> = job
-        .x
-        .iter()
-        .map(|r| chosen.iter().map(|&c| r[c]).collect())
-        .collect();
-    let (model, oof) = Stacking::fit(&xs, &job.y, &job.spans, p)?;
+    // Keeping every input, the ensemble's own forest (same data, parameters and seed as a
+    // selection forest would have) gives the importances; otherwise a forest on all inputs ranks
+    // them first.
+    let (model, oof, chosen, selection) = if keeps(ctx) == ctx.cols.len() {
+        let (model, oof) = Stacking::fit(&job.x, &job.y, &job.spans, p)?;
+        let (chosen, selection) = select(ctx, &job.x, &job.y, model.forest_importances());
+        (model, oof, chosen, selection)
+    } else {
+        let imp = forest_importances(&job.x, &job.y, &p)?;
+        let (chosen, selection) = select(ctx, &job.x, &job.y, &imp);
+        let xs: Vec<Vec<f64>> = job
+            .x
+            .iter()
+            .map(|r| chosen.iter().map(|&c| r[c]).collect())
+            .collect();
+        let (model, oof) = Stacking::fit(&xs, &job.y, &job.spans, p)?;
+        (model, oof, chosen, selection)
+    };
     let truth: Vec<i32> = oof.rows.iter().map(|&i| job.y[i]).collect();
     let mut scores: Vec<(String, Scores)> = BASE_MODELS
         .iter()
@@ -459,9 +475,10 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
             .fold((0.0, 0usize), |(s, n), (r, _)| (s + r, n + 1));
         sum / n.max(1) as f64
     };
-    let refs: Option<Vec<Reference>> = (0..chosen.len())
-        .map(|f| {
-            let col: Vec<f64> = xs.iter().map(|r| r[f]).collect();
+    let refs: Option<Vec<Reference>> = chosen
+        .iter()
+        .map(|&c| {
+            let col: Vec<f64> = job.x.iter().map(|r| r[c]).collect();
             Reference::fit(&col, 10, 0.5)
         })
         .collect();
