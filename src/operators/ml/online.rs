@@ -363,7 +363,8 @@ impl MlTicker {
         }
     }
 
-    /// Waits for a training in flight (tests and the end of a live run).
+    /// Waits for a training in flight and installs it at `ts` (tests; a live run that stops
+    /// leaves it uninstalled, its model already in the registry).
     pub fn finish(&mut self, ts: EventTime) -> bool {
         let Some(rx) = self.in_flight.0.take() else {
             return false;
