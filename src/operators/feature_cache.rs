@@ -58,7 +58,7 @@ pub fn bar_hash(b: &Bar) -> u64 {
 impl FeatureCache {
     /// The cache of `specs` under `base` (a folder per feature set, named by its hash).
     pub fn new(base: &Path, specs: &[FeatureSpec]) -> Self {
-        let key = fnv(format!("{specs:?}").into_bytes());
+        let key = fnv(format!("state v{} {specs:?}", FeatureSet::STATE_VERSION).into_bytes());
         FeatureCache {
             dir: base.join(format!("{key:016x}")),
         }

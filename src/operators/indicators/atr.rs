@@ -41,6 +41,8 @@ impl TrueRange {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Atr {
     period: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     tr: TrueRange,
     seed: Sma,
     value: Option<f64>,
@@ -52,6 +54,7 @@ impl Atr {
         let period = period.max(1);
         Atr {
             period,
+            inv: 1.0 / period as f64,
             tr: TrueRange::default(),
             seed: Sma::new(period),
             value: None,
@@ -64,12 +67,7 @@ impl Atr {
         let n = self.period as f64;
         self.value = match self.value {
             None => self.seed.update(tr),
-            Some(mut v) => {
-                v *= n - 1.0;
-                v += tr;
-                v /= n;
-                Some(v)
-            }
+            Some(v) => Some((v * (n - 1.0) + tr) * self.inv),
         };
         self.value
     }

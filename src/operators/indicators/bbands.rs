@@ -18,6 +18,8 @@ pub struct Band {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Bbands {
     period: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     nbdev: f64,
     sma: Sma,
     squares: Ring,
@@ -30,6 +32,7 @@ impl Bbands {
         let period = period.max(1);
         Bbands {
             period,
+            inv: 1.0 / period as f64,
             nbdev,
             sma: Sma::new(period),
             squares: Ring::new(period),
@@ -45,7 +48,7 @@ impl Bbands {
         self.total2 += sq;
         let middle = middle?;
         let oldest = self.squares.oldest()?;
-        let mut var = self.total2 / self.period as f64;
+        let mut var = self.total2 * self.inv;
         self.total2 -= oldest;
         var -= middle * middle;
         // TA-Lib: `!TA_IS_ZERO_OR_NEG(var)`, i.e. var >= 1e-8, else a zero deviation.
@@ -67,6 +70,50 @@ impl Bbands {
         self.sma.reset();
         self.squares.clear();
         self.total2 = 0.0;
+    }
+}
+
+/// SMA(n) and, when declared, BBANDS(n, nbdev) over the same window: outputs
+/// `[SMA, upper, middle, lower]` (the bands' middle is the SMA, so one running sum serves both).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Mean {
+    /// The SMA alone.
+    Sma(Sma),
+    /// The bands, whose middle is the SMA.
+    Bands(Bbands),
+}
+
+impl Mean {
+    /// New: `nbdev` when bands are declared.
+    pub fn new(n: usize, nbdev: Option<f64>) -> Self {
+        match nbdev {
+            Some(k) => Mean::Bands(Bbands::new(n, k)),
+            None => Mean::Sma(Sma::new(n)),
+        }
+    }
+
+    /// Feeds a value.
+    pub fn update(&mut self, x: f64) -> [f64; 4] {
+        match self {
+            Mean::Sma(s) => [
+                s.update(x).unwrap_or(f64::NAN),
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+            ],
+            Mean::Bands(b) => match b.update(x) {
+                Some(b) => [b.middle, b.upper, b.middle, b.lower],
+                None => [f64::NAN; 4],
+            },
+        }
+    }
+
+    /// Back to empty.
+    pub fn reset(&mut self) {
+        match self {
+            Mean::Sma(s) => s.reset(),
+            Mean::Bands(b) => b.reset(),
+        }
     }
 }
 

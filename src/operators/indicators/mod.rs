@@ -25,13 +25,13 @@ mod volume;
 mod window;
 
 pub use atr::{Atr, TrueRange};
-pub use bbands::Bbands;
+pub use bbands::{Bbands, Mean};
 pub use ema::Ema;
 pub use macd::Macd;
 pub use momentum::{
-    Aroon, Cci, Change, Dmi, Mfi, PriceOsc, Stoch, StochF, StochRsi, UltOsc, WillR, bop,
+    Aroon, Cci, Change, Dmi, HighLow, Mfi, PriceOsc, RsiFamily, StochF, Stochastic, UltOsc, bop,
 };
-pub use overlap::{Kama, Mid, MultiEma, Sar, Trima, Trix, Wma};
+pub use overlap::{EmaChain, Kama, Mid, Sar, Trima, Wma};
 pub use returns::{LogReturn, Volatility};
 pub use rsi::Rsi;
 pub use sma::Sma;
@@ -481,24 +481,21 @@ fn param(x: f64) -> String {
 /// What one kernel computes, with its parameters; equal keys share a kernel.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    Sma(usize),
+    /// SMA(n), with BBANDS(n, nbdev bits) when declared.
+    Mean(usize, Option<u64>),
     Ema(usize),
     Wma(usize),
-    Dema(usize),
-    Tema(usize),
+    EmaChain(usize),
     Trima(usize),
     Kama(usize),
-    Trix(usize),
-    Bbands(usize, u64),
     Sar(u64, u64),
     Midpoint(usize),
-    Midprice(usize),
-    GainLoss(usize),
+    HiLo(usize),
+    /// RSI/CMO(n), with STOCHRSI's (fastk, fastd) when declared.
+    Rsi(usize, Option<(usize, usize)>),
     Macd(usize, usize, usize),
-    Stoch(usize, usize, usize),
-    StochF(usize, usize),
-    StochRsi(usize, usize, usize),
-    WillR(usize),
+    /// Fast %K(n), with STOCH's (slowk, slowd) and STOCHF's fastd when declared.
+    Stochastic(usize, Option<(usize, usize)>, Option<usize>),
     Cci(usize),
     Dmi(usize),
     Mfi(usize),
@@ -530,6 +527,30 @@ struct Output {
     scale: f64,
 }
 
+impl Key {
+    /// One key whose kernel computes what both `self` and `other` do, when one kernel can serve
+    /// both (equal keys, or members of one family with compatible parameters).
+    fn merge(self, other: Key) -> Option<Key> {
+        /// Both parts, when they agree or one is absent.
+        fn join<T: PartialEq>(a: Option<T>, b: Option<T>) -> Option<Option<T>> {
+            match (a, b) {
+                (Some(x), Some(y)) => (x == y).then_some(Some(x)),
+                (x, None) => Some(x),
+                (None, y) => Some(y),
+            }
+        }
+        match (self, other) {
+            (a, b) if a == b => Some(a),
+            (Key::Mean(n, a), Key::Mean(m, b)) if n == m => Some(Key::Mean(n, join(a, b)?)),
+            (Key::Rsi(n, a), Key::Rsi(m, b)) if n == m => Some(Key::Rsi(n, join(a, b)?)),
+            (Key::Stochastic(n, a, c), Key::Stochastic(m, b, d)) if n == m => {
+                Some(Key::Stochastic(n, join(a, b)?, join(c, d)?))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl FeatureSpec {
     fn outputs(&self) -> Vec<Output> {
         let o = |name: String, key: Key, slot: usize| Output {
@@ -540,22 +561,22 @@ impl FeatureSpec {
         };
         let bits = f64::to_bits;
         match *self {
-            FeatureSpec::Sma { period: n } => vec![o(format!("SMA_{n}"), Key::Sma(n), 0)],
+            FeatureSpec::Sma { period: n } => vec![o(format!("SMA_{n}"), Key::Mean(n, None), 0)],
             FeatureSpec::Ema { period: n } => vec![o(format!("EMA_{n}"), Key::Ema(n), 0)],
             FeatureSpec::Wma { period: n } => vec![o(format!("WMA_{n}"), Key::Wma(n), 0)],
-            FeatureSpec::Dema { period: n } => vec![o(format!("DEMA_{n}"), Key::Dema(n), 0)],
-            FeatureSpec::Tema { period: n } => vec![o(format!("TEMA_{n}"), Key::Tema(n), 0)],
+            FeatureSpec::Dema { period: n } => vec![o(format!("DEMA_{n}"), Key::EmaChain(n), 0)],
+            FeatureSpec::Tema { period: n } => vec![o(format!("TEMA_{n}"), Key::EmaChain(n), 1)],
             FeatureSpec::Trima { period: n } => vec![o(format!("TRIMA_{n}"), Key::Trima(n), 0)],
             FeatureSpec::Kama { period: n } => vec![o(format!("KAMA_{n}"), Key::Kama(n), 0)],
-            FeatureSpec::Trix { period: n } => vec![o(format!("TRIX_{n}"), Key::Trix(n), 0)],
+            FeatureSpec::Trix { period: n } => vec![o(format!("TRIX_{n}"), Key::EmaChain(n), 2)],
             FeatureSpec::Bbands { period: n, nbdev } => ["upper", "middle", "lower"]
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
                     o(
                         format!("BBANDS_{n}_{}_{s}", param(nbdev)),
-                        Key::Bbands(n, bits(nbdev)),
-                        i,
+                        Key::Mean(n, Some(bits(nbdev))),
+                        i + 1,
                     )
                 })
                 .collect(),
@@ -573,10 +594,10 @@ impl FeatureSpec {
                 vec![o(format!("MIDPOINT_{n}"), Key::Midpoint(n), 0)]
             }
             FeatureSpec::Midprice { period: n } => {
-                vec![o(format!("MIDPRICE_{n}"), Key::Midprice(n), 0)]
+                vec![o(format!("MIDPRICE_{n}"), Key::HiLo(n), 0)]
             }
-            FeatureSpec::Rsi { period: n } => vec![o(format!("RSI_{n}"), Key::GainLoss(n), 0)],
-            FeatureSpec::Cmo { period: n } => vec![o(format!("CMO_{n}"), Key::GainLoss(n), 1)],
+            FeatureSpec::Rsi { period: n } => vec![o(format!("RSI_{n}"), Key::Rsi(n, None), 0)],
+            FeatureSpec::Cmo { period: n } => vec![o(format!("CMO_{n}"), Key::Rsi(n, None), 1)],
             FeatureSpec::Macd { fast, slow, signal } => ["macd", "signal", "hist"]
                 .iter()
                 .enumerate()
@@ -598,7 +619,7 @@ impl FeatureSpec {
                 .map(|(i, s)| {
                     o(
                         format!("STOCH_{fastk}_{slowk}_{slowd}_{s}"),
-                        Key::Stoch(fastk, slowk, slowd),
+                        Key::Stochastic(fastk, Some((slowk, slowd)), None),
                         i,
                     )
                 })
@@ -609,8 +630,8 @@ impl FeatureSpec {
                 .map(|(i, s)| {
                     o(
                         format!("STOCHF_{fastk}_{fastd}_{s}"),
-                        Key::StochF(fastk, fastd),
-                        i,
+                        Key::Stochastic(fastk, None, Some(fastd)),
+                        i + 2,
                     )
                 })
                 .collect(),
@@ -624,12 +645,12 @@ impl FeatureSpec {
                 .map(|(i, s)| {
                     o(
                         format!("STOCHRSI_{period}_{fastk}_{fastd}_{s}"),
-                        Key::StochRsi(period, fastk, fastd),
-                        i,
+                        Key::Rsi(period, Some((fastk, fastd))),
+                        i + 2,
                     )
                 })
                 .collect(),
-            FeatureSpec::Willr { period: n } => vec![o(format!("WILLR_{n}"), Key::WillR(n), 0)],
+            FeatureSpec::Willr { period: n } => vec![o(format!("WILLR_{n}"), Key::HiLo(n), 1)],
             FeatureSpec::Cci { period: n } => vec![o(format!("CCI_{n}"), Key::Cci(n), 0)],
             FeatureSpec::PlusDm { period: n } => vec![o(format!("PLUS_DM_{n}"), Key::Dmi(n), 0)],
             FeatureSpec::MinusDm { period: n } => vec![o(format!("MINUS_DM_{n}"), Key::Dmi(n), 1)],
@@ -953,23 +974,18 @@ pub fn talib_standard() -> Vec<FeatureSpec> {
 /// One kernel of any kind (enum dispatch keeps the per-bar loop free of virtual calls).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Kernel {
-    Sma(Sma),
+    Mean(Mean),
     Ema(Ema),
     Wma(Wma),
-    MultiEma(MultiEma),
+    EmaChain(EmaChain),
     Trima(Trima),
     Kama(Kama),
-    Trix(Trix),
-    Bbands(Bbands),
     Sar(Sar),
     Midpoint(Mid),
-    Midprice(Mid),
-    GainLoss(Rsi),
+    HiLo(HighLow),
+    Rsi(RsiFamily),
     Macd(Macd),
-    Stoch(Stoch),
-    StochF(StochF),
-    StochRsi(StochRsi),
-    WillR(WillR),
+    Stochastic(Stochastic),
     Cci(Cci),
     Dmi(Dmi),
     Mfi(Mfi),
@@ -992,10 +1008,15 @@ enum Kernel {
     Vol(Volatility),
 }
 
-fn put<const N: usize>(out: &mut [f64], v: Option<[f64; N]>) {
-    match v {
-        Some(v) => out[..N].copy_from_slice(&v),
-        None => out[..N].fill(f64::NAN),
+/// Where a kernel's outputs go in the row: one position per output.
+type Slots = [u16; 7];
+
+/// Writes a kernel's outputs (NaN for all while it warms up) to their positions.
+#[inline(always)]
+fn put<const N: usize>(row: &mut [f64], s: &Slots, v: Option<[f64; N]>) {
+    let v = v.unwrap_or([f64::NAN; N]);
+    for k in 0..N {
+        row[usize::from(s[k])] = v[k];
     }
 }
 
@@ -1003,24 +1024,18 @@ impl Kernel {
     fn new(key: Key) -> Kernel {
         let f = f64::from_bits;
         match key {
-            Key::Sma(n) => Kernel::Sma(Sma::new(n)),
+            Key::Mean(n, k) => Kernel::Mean(Mean::new(n, k.map(f))),
             Key::Ema(n) => Kernel::Ema(Ema::new(n)),
             Key::Wma(n) => Kernel::Wma(Wma::new(n)),
-            Key::Dema(n) => Kernel::MultiEma(MultiEma::new(n, false)),
-            Key::Tema(n) => Kernel::MultiEma(MultiEma::new(n, true)),
+            Key::EmaChain(n) => Kernel::EmaChain(EmaChain::new(n)),
             Key::Trima(n) => Kernel::Trima(Trima::new(n)),
             Key::Kama(n) => Kernel::Kama(Kama::new(n)),
-            Key::Trix(n) => Kernel::Trix(Trix::new(n)),
-            Key::Bbands(n, k) => Kernel::Bbands(Bbands::new(n, f(k))),
             Key::Sar(a, m) => Kernel::Sar(Sar::new(f(a), f(m))),
             Key::Midpoint(n) => Kernel::Midpoint(Mid::new(n)),
-            Key::Midprice(n) => Kernel::Midprice(Mid::new(n)),
-            Key::GainLoss(n) => Kernel::GainLoss(Rsi::new(n)),
+            Key::HiLo(n) => Kernel::HiLo(HighLow::new(n)),
+            Key::Rsi(n, st) => Kernel::Rsi(RsiFamily::new(n, st)),
             Key::Macd(a, b, c) => Kernel::Macd(Macd::new(a, b, c)),
-            Key::Stoch(a, b, c) => Kernel::Stoch(Stoch::new(a, b, c)),
-            Key::StochF(a, b) => Kernel::StochF(StochF::new(a, b)),
-            Key::StochRsi(n, a, b) => Kernel::StochRsi(StochRsi::new(n, a, b)),
-            Key::WillR(n) => Kernel::WillR(WillR::new(n)),
+            Key::Stochastic(n, slow, fast) => Kernel::Stochastic(Stochastic::new(n, slow, fast)),
             Key::Cci(n) => Kernel::Cci(Cci::new(n)),
             Key::Dmi(n) => Kernel::Dmi(Dmi::new(n)),
             Key::Mfi(n) => Kernel::Mfi(Mfi::new(n)),
@@ -1044,97 +1059,71 @@ impl Kernel {
         }
     }
 
-    /// Number of outputs.
-    fn width(&self) -> usize {
-        match self {
-            Kernel::Dmi(_) => 7,
-            Kernel::LinReg(_) => 5,
-            Kernel::Price => 4,
-            Kernel::Bbands(_) | Kernel::Macd(_) | Kernel::Change(_) | Kernel::Aroon(_) => 3,
-            Kernel::GainLoss(_)
-            | Kernel::Stoch(_)
-            | Kernel::StochF(_)
-            | Kernel::StochRsi(_)
-            | Kernel::PriceOsc(_)
-            | Kernel::Atr(_)
-            | Kernel::Var(_) => 2,
-            _ => 1,
-        }
-    }
-
-    /// Feeds one bar and writes `width()` outputs (NaN while warming up) into `out`.
-    fn update(&mut self, b: &Ohlcv, out: &mut [f64]) {
+    /// Feeds one bar and writes its `width()` outputs (NaN while warming up) at `s` in `row`.
+    fn update(&mut self, b: &Ohlcv, row: &mut [f64], s: &Slots) {
         let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
         let (o, h, l, c, v) = (b.open, b.high, b.low, b.close, b.volume);
         match self {
-            Kernel::Sma(k) => out[0] = nan(k.update(c)),
-            Kernel::Ema(k) => out[0] = nan(k.update(c)),
-            Kernel::Wma(k) => out[0] = nan(k.update(c)),
-            Kernel::MultiEma(k) => out[0] = nan(k.update(c)),
-            Kernel::Trima(k) => out[0] = nan(k.update(c)),
-            Kernel::Kama(k) => out[0] = nan(k.update(c)),
-            Kernel::Trix(k) => out[0] = nan(k.update(c)),
-            Kernel::Bbands(k) => put(out, k.update(c).map(|b| [b.upper, b.middle, b.lower])),
-            Kernel::Sar(k) => out[0] = nan(k.update(h, l)),
-            Kernel::Midpoint(k) => out[0] = nan(k.update(c, c)),
-            Kernel::Midprice(k) => out[0] = nan(k.update(h, l)),
-            Kernel::GainLoss(k) => put(out, k.update_both(c)),
-            Kernel::Macd(k) => put(out, k.update(c).map(|m| [m.macd, m.signal, m.hist])),
-            Kernel::Stoch(k) => put(out, k.update(h, l, c)),
-            Kernel::StochF(k) => put(out, k.update(h, l, c)),
-            Kernel::StochRsi(k) => put(out, k.update(c)),
-            Kernel::WillR(k) => out[0] = nan(k.update(h, l, c)),
-            Kernel::Cci(k) => out[0] = nan(k.update(h, l, c)),
-            Kernel::Dmi(k) => out[..7].copy_from_slice(&k.update(h, l, c)),
-            Kernel::Mfi(k) => out[0] = nan(k.update(h, l, c, v)),
-            Kernel::Change(k) => put(out, k.update(c)),
-            Kernel::PriceOsc(k) => put(out, k.update(c)),
-            Kernel::UltOsc(k) => out[0] = nan(k.update(h, l, c)),
-            Kernel::Aroon(k) => put(out, k.update(h, l)),
-            Kernel::Bop => out[0] = bop(o, h, l, c),
+            Kernel::Mean(k) => put(row, s, Some(k.update(c))),
+            Kernel::Ema(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::Wma(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::EmaChain(k) => put(row, s, Some(k.update(c))),
+            Kernel::Trima(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::Kama(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::Sar(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
+            Kernel::Midpoint(k) => row[usize::from(s[0])] = nan(k.update(c, c)),
+            Kernel::HiLo(k) => put(row, s, k.update(h, l, c)),
+            Kernel::Rsi(k) => put(row, s, Some(k.update(c))),
+            Kernel::Macd(k) => put(row, s, k.update(c).map(|m| [m.macd, m.signal, m.hist])),
+            Kernel::Stochastic(k) => put(row, s, Some(k.update(h, l, c))),
+            Kernel::Cci(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
+            Kernel::Dmi(k) => put(row, s, Some(k.update(h, l, c))),
+            Kernel::Mfi(k) => row[usize::from(s[0])] = nan(k.update(h, l, c, v)),
+            Kernel::Change(k) => put(row, s, k.update(c)),
+            Kernel::PriceOsc(k) => put(row, s, k.update(c)),
+            Kernel::UltOsc(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
+            Kernel::Aroon(k) => put(row, s, k.update(h, l)),
+            Kernel::Bop => row[usize::from(s[0])] = bop(o, h, l, c),
             Kernel::Atr(k) => put(
-                out,
+                row,
+                s,
                 k.update(h, l, c)
                     .map(|a| [a, if is_zero(c) { 0.0 } else { (a / c) * 100.0 }]),
             ),
-            Kernel::TRange(k) => out[0] = nan(k.update(h, l, c)),
-            Kernel::Obv(k) => out[0] = k.update(c, v),
-            Kernel::Ad(k) => out[0] = k.update(h, l, c, v),
-            Kernel::Adosc(k) => out[0] = nan(k.update(h, l, c, v)),
-            Kernel::Var(k) => put(out, k.update(c)),
-            Kernel::LinReg(k) => put(out, k.update(c)),
-            Kernel::Correl(k) => out[0] = nan(k.update(h, l)),
-            Kernel::Beta(k) => out[0] = nan(k.update(h, l)),
+            Kernel::TRange(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
+            Kernel::Obv(k) => row[usize::from(s[0])] = k.update(c, v),
+            Kernel::Ad(k) => row[usize::from(s[0])] = k.update(h, l, c, v),
+            Kernel::Adosc(k) => row[usize::from(s[0])] = nan(k.update(h, l, c, v)),
+            Kernel::Var(k) => put(row, s, k.update(c)),
+            Kernel::LinReg(k) => put(row, s, k.update(c)),
+            Kernel::Correl(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
+            Kernel::Beta(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
             Kernel::Price => {
-                out[0] = (h + l + c + o) / 4.0;
-                out[1] = (h + l) / 2.0;
-                out[2] = (h + l + c) / 3.0;
-                out[3] = (h + l + (c * 2.0)) / 4.0;
+                row[usize::from(s[0])] = (h + l + c + o) / 4.0;
+                row[usize::from(s[1])] = (h + l) / 2.0;
+                row[usize::from(s[2])] = (h + l + c) / 3.0;
+                row[usize::from(s[3])] = (h + l + (c * 2.0)) / 4.0;
             }
-            Kernel::LogRet(k) => out[0] = nan(k.update(c)),
-            Kernel::Vol(k) => out[0] = nan(k.update(c)),
+            Kernel::LogRet(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::Vol(k) => row[usize::from(s[0])] = nan(k.update(c)),
         }
     }
 
     /// Back to the state before the first bar.
     fn reset(&mut self) {
         match self {
-            Kernel::Sma(k) => k.reset(),
+            Kernel::Mean(k) => k.reset(),
             Kernel::Ema(k) => k.reset(),
             Kernel::Wma(k) => k.reset(),
-            Kernel::MultiEma(k) => k.reset(),
+            Kernel::EmaChain(k) => k.reset(),
             Kernel::Trima(k) => k.reset(),
             Kernel::Kama(k) => k.reset(),
-            Kernel::Trix(k) => k.reset(),
-            Kernel::Bbands(k) => k.reset(),
             Kernel::Sar(k) => k.reset(),
-            Kernel::Midpoint(k) | Kernel::Midprice(k) => k.reset(),
-            Kernel::GainLoss(k) => k.reset(),
+            Kernel::Midpoint(k) => k.reset(),
+            Kernel::Rsi(k) => k.reset(),
             Kernel::Macd(k) => k.reset(),
-            Kernel::Stoch(k) => k.reset(),
-            Kernel::StochF(k) => k.reset(),
-            Kernel::StochRsi(k) => k.reset(),
-            Kernel::WillR(k) => k.reset(),
+            Kernel::Stochastic(k) => k.reset(),
+            Kernel::HiLo(k) => k.reset(),
             Kernel::Cci(k) => k.reset(),
             Kernel::Dmi(k) => k.reset(),
             Kernel::Mfi(k) => k.reset(),
@@ -1160,44 +1149,80 @@ impl Kernel {
 
 /// The kernels of one ticker, planned so that features computed by the same kernel share it,
 /// writing one row of outputs per bar in declaration order.
+///
+/// Each kernel writes its outputs straight to their columns in an internal row (an output nobody
+/// declared goes to a spare cell past the columns), so a bar costs the kernels plus one copy of
+/// the row; only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
-    kernels: Vec<(Kernel, usize)>,
-    scratch: Vec<f64>,
-    map: Vec<(usize, f64)>,
+    kernels: Vec<(Kernel, Slots)>,
+    row: Vec<f64>,
+    /// `(column, row position, factor)` for columns not written in place by their kernel.
+    fixups: Vec<(usize, usize, f64)>,
+    width: usize,
 }
 
 impl FeatureSet {
+    /// Version of the kernels' saved state (the feature cache's entries): raised whenever a
+    /// kernel's fields or the planning change, so an older cache is recomputed, never misread.
+    pub const STATE_VERSION: u32 = 2;
+
     /// Plans kernels for the given specs.
     pub fn new(specs: &[FeatureSpec]) -> Self {
+        let outputs: Vec<Output> = specs.iter().flat_map(FeatureSpec::outputs).collect();
+        let width = outputs.len();
+        // Each output to a kernel: one that already serves a compatible key, or a new one.
         let mut keys: Vec<Key> = Vec::new();
-        let mut kernels: Vec<(Kernel, usize)> = Vec::new();
-        let mut offset = 0;
-        let mut map = Vec::new();
-        for out in specs.iter().flat_map(FeatureSpec::outputs) {
-            let at = match keys.iter().position(|k| *k == out.key) {
-                Some(i) => kernels[i].1,
-                None => {
-                    let k = Kernel::new(out.key);
-                    let at = offset;
-                    offset += k.width();
-                    keys.push(out.key);
-                    kernels.push((k, at));
-                    at
+        let mut of_output = Vec::with_capacity(width);
+        for out in &outputs {
+            let merged = keys
+                .iter()
+                .enumerate()
+                .find_map(|(i, k)| k.merge(out.key).map(|m| (i, m)));
+            match merged {
+                Some((i, m)) => {
+                    keys[i] = m;
+                    of_output.push(i);
                 }
-            };
-            map.push((at + out.slot, out.scale));
+                None => {
+                    keys.push(out.key);
+                    of_output.push(keys.len() - 1);
+                }
+            }
+        }
+        // Cells past the columns: one spare for unused outputs, then one per scaled output.
+        let spare = width;
+        let mut next = width + 1;
+        let mut fixups = Vec::new();
+        let mut kernels: Vec<(Kernel, Slots)> = keys
+            .into_iter()
+            .map(|k| (Kernel::new(k), [spare as u16; 7]))
+            .collect();
+        for (col, (out, &i)) in outputs.iter().zip(&of_output).enumerate() {
+            let slot = &mut kernels[i].1[out.slot];
+            if usize::from(*slot) == spare {
+                if out.scale == 1.0 {
+                    *slot = col as u16;
+                } else {
+                    *slot = next as u16;
+                    next += 1;
+                    fixups.push((col, usize::from(*slot), out.scale));
+                }
+            } else {
+                fixups.push((col, usize::from(*slot), out.scale));
+            }
         }
         FeatureSet {
             kernels,
-            scratch: vec![f64::NAN; offset],
-            map,
+            row: vec![f64::NAN; next],
+            fixups,
+            width,
         }
     }
 
     /// Total number of output columns.
     pub fn width(&self) -> usize {
-        self.map.len()
+        self.width
     }
 
     /// Feeds one bar; `out` must have `width()` slots.
@@ -1213,13 +1238,12 @@ impl FeatureSet {
             out.fill(f64::NAN);
             return;
         }
-        for (k, at) in &mut self.kernels {
-            let w = k.width();
-            k.update(bar, &mut self.scratch[*at..*at + w]);
+        for (k, s) in &mut self.kernels {
+            k.update(bar, &mut self.row, s);
         }
-        for (o, &(slot, scale)) in out.iter_mut().zip(&self.map) {
-            let v = self.scratch[slot];
-            *o = if scale == 1.0 { v } else { v * scale };
+        out.copy_from_slice(&self.row[..self.width]);
+        for &(col, at, scale) in &self.fixups {
+            out[col] = self.row[at] * scale;
         }
     }
 
@@ -1234,89 +1258,89 @@ pub(crate) fn is_zero(v: f64) -> bool {
     -0.000_000_01 < v && v < 0.000_000_01
 }
 
-/// A fixed-capacity ring of the last `n` values.
+/// The last `n` values, in a power-of-two buffer indexed by a running count: a push is one store
+/// and one masked load, with no wrap-around branch.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ring {
     buf: Vec<f64>,
-    pos: usize,
-    len: usize,
+    mask: usize,
+    n: usize,
+    seen: usize,
 }
 
 impl Ring {
     pub(crate) fn new(n: usize) -> Self {
+        let n = n.max(1);
+        let cap = n.next_power_of_two();
         Ring {
-            buf: vec![0.0; n.max(1)],
-            pos: 0,
-            len: 0,
+            buf: vec![0.0; cap],
+            mask: cap - 1,
+            n,
+            seen: 0,
         }
     }
     /// Pushes `x`; returns the value that fell out when the ring was full.
+    #[inline]
     pub(crate) fn push(&mut self, x: f64) -> Option<f64> {
-        let out = if self.len == self.buf.len() {
-            Some(self.buf[self.pos])
-        } else {
-            None
-        };
-        self.buf[self.pos] = x;
-        self.pos += 1;
-        if self.pos == self.buf.len() {
-            self.pos = 0;
-        }
-        if self.len < self.buf.len() {
-            self.len += 1;
-        }
+        let s = self.seen;
+        let out = (s >= self.n).then(|| self.buf[s.wrapping_sub(self.n) & self.mask]);
+        self.buf[s & self.mask] = x;
+        self.seen = s + 1;
         out
     }
     /// The oldest value held (the next to fall out), when full.
+    #[inline]
     pub(crate) fn oldest(&self) -> Option<f64> {
-        (self.len == self.buf.len()).then(|| self.buf[self.pos])
+        (self.seen >= self.n).then(|| self.buf[(self.seen - self.n) & self.mask])
+    }
+    /// The value `lag` pushes ago (0 = the latest); `lag` must be below `len()`.
+    #[inline]
+    pub(crate) fn ago(&self, lag: usize) -> f64 {
+        self.buf[self.seen.wrapping_sub(lag + 1) & self.mask]
     }
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.seen.min(self.n)
     }
     /// Values oldest first.
     pub(crate) fn ordered(&self) -> impl Iterator<Item = f64> + '_ {
-        let cap = self.buf.len();
-        let start = (self.pos + cap - self.len) % cap;
-        (0..self.len).map(move |i| self.buf[(start + i) % cap])
+        let start = self.seen - self.len();
+        (start..self.seen).map(move |i| self.buf[i & self.mask])
     }
-    pub(crate) fn clear(&mut self) {
-        self.pos = 0;
-        self.len = 0;
-    }
-    /// The values in storage order (TA-Lib's circular buffers sum in this order).
-    pub(crate) fn storage(&self) -> &[f64] {
-        &self.buf[..self.len]
-    }
-}
-
-/// A rolling total with TA-Lib's order: add the new value, report, then drop the trailing one.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RollingTotal {
-    ring: Ring,
-    total: f64,
-}
-
-impl RollingTotal {
-    pub(crate) fn new(n: usize) -> Self {
-        RollingTotal {
-            ring: Ring::new(n),
-            total: 0.0,
+    /// The window as two slices (their concatenation is the values in an order that depends on
+    /// where the window wraps), for loops that do not care about the order.
+    pub(crate) fn window(&self) -> (&[f64], &[f64]) {
+        let len = self.len();
+        let start = self.seen.wrapping_sub(len) & self.mask;
+        if start + len <= self.buf.len() {
+            (&self.buf[start..start + len], &[])
+        } else {
+            let (head, tail) = self.buf.split_at(start);
+            (tail, &head[..len - tail.len()])
         }
     }
-    /// The total of the last n values, once n have been seen.
-    pub(crate) fn update(&mut self, x: f64) -> Option<f64> {
-        self.ring.push(x);
-        self.total += x;
-        let old = self.ring.oldest()?;
-        let out = self.total;
-        self.total -= old;
-        Some(out)
+    pub(crate) fn clear(&mut self) {
+        self.seen = 0;
     }
-    pub(crate) fn reset(&mut self) {
-        self.ring.clear();
-        self.total = 0.0;
+}
+
+/// Σ f(x) over the values of `parts`, in four interleaved partial sums (a dependency chain a
+/// quarter as long as one running total, so the loop runs at the adder's throughput).
+#[inline]
+pub(crate) fn sum4(parts: (&[f64], &[f64]), f: impl Fn(f64) -> f64) -> f64 {
+    let (mut a, mut b, mut c, mut d) = (0.0, 0.0, 0.0, 0.0);
+    for part in [parts.0, parts.1] {
+        let mut chunks = part.chunks_exact(4);
+        for q in &mut chunks {
+            a += f(q[0]);
+            b += f(q[1]);
+            c += f(q[2]);
+            d += f(q[3]);
+        }
+        for &x in chunks.remainder() {
+            a += f(x);
+        }
     }
+    (a + b) + (c + d)
 }
 
 #[cfg(test)]
@@ -1342,6 +1366,90 @@ mod tests {
             .output_names()[1],
             "MACD_12_26_9_signal"
         );
+    }
+
+    /// A seeded random walk with highs, lows and volumes.
+    fn walk(n: usize) -> Vec<Ohlcv> {
+        let mut s: u64 = 7;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut c = 100.0;
+        (0..n)
+            .map(|_| {
+                let open = c;
+                c *= 1.0 + (rnd() - 0.5) * 0.04;
+                Ohlcv {
+                    open,
+                    high: open.max(c) * (1.0 + rnd() * 0.01),
+                    low: open.min(c) * (1.0 - rnd() * 0.01),
+                    close: c,
+                    volume: 1e5 + rnd() * 1e6,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_kernels_give_each_feature_the_values_it_has_alone() {
+        // The standard set shares kernels (SMA with BBANDS, RSI with CMO and STOCHRSI, STOCH with
+        // STOCHF, DEMA with TEMA and TRIX, MIDPRICE with WILLR, ...): every column must equal, bit
+        // for bit, the same feature computed by a set of its own.
+        let bars = walk(600);
+        let all = talib_standard();
+        let mut set = FeatureSet::new(&all);
+        let mut row = vec![0.0; set.width()];
+        let mut alone: Vec<(FeatureSet, Vec<f64>)> = all
+            .iter()
+            .map(|s| {
+                let f = FeatureSet::new(std::slice::from_ref(s));
+                let w = f.width();
+                (f, vec![0.0; w])
+            })
+            .collect();
+        assert!(
+            set.kernels.len() < all.len() - 8,
+            "{} kernels",
+            set.kernels.len()
+        );
+        for b in &bars {
+            set.update(b, &mut row);
+            let mut col = 0;
+            for (f, out) in &mut alone {
+                f.update(b, out);
+                for v in out.iter() {
+                    assert_eq!(v.to_bits(), row[col].to_bits(), "column {col}");
+                    col += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn families_with_different_parameters_keep_separate_kernels() {
+        let specs = [
+            FeatureSpec::Stoch {
+                fastk: 5,
+                slowk: 3,
+                slowd: 3,
+            },
+            FeatureSpec::Stoch {
+                fastk: 5,
+                slowk: 4,
+                slowd: 3,
+            },
+            FeatureSpec::Stochf { fastk: 5, fastd: 3 },
+        ];
+        let set = FeatureSet::new(&specs);
+        assert_eq!(
+            set.kernels.len(),
+            2,
+            "the second STOCH cannot share the first's smoothing"
+        );
+        assert_eq!(set.width(), 6);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::atr::true_range;
 use super::window::Extreme;
-use super::{Ring, RollingTotal, Rsi, Sma, is_zero};
+use super::{Ring, Rsi, Sma, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window.
 fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
@@ -16,42 +16,67 @@ fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
     }
 }
 
-/// STOCH(fastk, slowk, slowd) with SMA smoothing: outputs `[slowk, slowd]`, both from the longest
-/// lookback.
+/// STOCH and STOCHF over one pair of highest-high / lowest-low windows (one raw fast %K serves
+/// both): outputs `[STOCH slowk, STOCH slowd, STOCHF fastk, STOCHF fastd]`, each pair from its
+/// longest lookback, NaN for a pair the pipeline did not declare. STOCH smooths %K with an SMA of
+/// `slowk` then `slowd` bars, STOCHF takes %K as it is and smooths it over `fastd` bars.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Stoch {
+pub struct Stochastic {
+    fastk: usize,
     hh: Extreme,
     ll: Extreme,
-    slowk: Sma,
-    slowd: Sma,
+    slow: Option<(Sma, Sma)>,
+    fastd: Option<Sma>,
 }
 
-impl Stoch {
-    /// New STOCH.
-    pub fn new(fastk: usize, slowk: usize, slowd: usize) -> Self {
-        Stoch {
+impl Stochastic {
+    /// New family: `slow` is STOCH's `(slowk, slowd)`, `fastd` STOCHF's smoothing.
+    pub fn new(fastk: usize, slow: Option<(usize, usize)>, fastd: Option<usize>) -> Self {
+        Stochastic {
+            fastk,
             hh: Extreme::max(fastk),
             ll: Extreme::min(fastk),
-            slowk: Sma::new(slowk),
-            slowd: Sma::new(slowd),
+            slow: slow.map(|(k, d)| (Sma::new(k), Sma::new(d))),
+            fastd: fastd.map(Sma::new),
         }
     }
 
     /// Feeds a bar.
-    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 4] {
+        let mut out = [f64::NAN; 4];
         let hh = self.hh.update(high);
         let ll = self.ll.update(low);
-        let k = self.slowk.update(fast_k(close, hh?, ll?))?;
-        let d = self.slowd.update(k)?;
-        Some([k, d])
+        let (Some(hh), Some(ll)) = (hh, ll) else {
+            return out;
+        };
+        let k = fast_k(close, hh, ll);
+        if let Some((slowk, slowd)) = &mut self.slow
+            && let Some(sk) = slowk.update(k)
+            && let Some(sd) = slowd.update(sk)
+        {
+            out[0] = sk;
+            out[1] = sd;
+        }
+        if let Some(fastd) = &mut self.fastd
+            && let Some(fd) = fastd.update(k)
+        {
+            out[2] = k;
+            out[3] = fd;
+        }
+        out
     }
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh.reset();
-        self.ll.reset();
-        self.slowk.reset();
-        self.slowd.reset();
+        self.hh = Extreme::max(self.fastk);
+        self.ll = Extreme::min(self.fastk);
+        if let Some((a, b)) = &mut self.slow {
+            a.reset();
+            b.reset();
+        }
+        if let Some(f) = &mut self.fastd {
+            f.reset();
+        }
     }
 }
 
@@ -90,62 +115,82 @@ impl StochF {
     }
 }
 
-/// STOCHRSI(n, fastk, fastd): STOCHF over RSI(n) (RSI as high, low and close).
+/// RSI(n) and what is built on it: outputs `[RSI, CMO, STOCHRSI fastk, STOCHRSI fastd]`, with
+/// STOCHRSI the STOCHF over RSI(n) (RSI as high, low and close); one pair of Wilder averages
+/// serves all three when a pipeline declares them with the same period.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StochRsi {
+pub struct RsiFamily {
     rsi: Rsi,
-    stoch: StochF,
+    stoch: Option<StochF>,
 }
 
-impl StochRsi {
-    /// New STOCHRSI.
-    pub fn new(n: usize, fastk: usize, fastd: usize) -> Self {
-        StochRsi {
+impl RsiFamily {
+    /// New family: `stoch` is STOCHRSI's `(fastk, fastd)` when declared.
+    pub fn new(n: usize, stoch: Option<(usize, usize)>) -> Self {
+        RsiFamily {
             rsi: Rsi::new(n),
-            stoch: StochF::new(fastk, fastd),
+            stoch: stoch.map(|(k, d)| StochF::new(k, d)),
         }
     }
 
     /// Feeds a close.
-    pub fn update(&mut self, close: f64) -> Option<[f64; 2]> {
-        let r = self.rsi.update(close)?;
-        self.stoch.update(r, r, r)
+    pub fn update(&mut self, close: f64) -> [f64; 4] {
+        let mut out = [f64::NAN; 4];
+        let Some([rsi, cmo]) = self.rsi.update_both(close) else {
+            return out;
+        };
+        out[0] = rsi;
+        out[1] = cmo;
+        if let Some(st) = &mut self.stoch
+            && let Some([k, d]) = st.update(rsi, rsi, rsi)
+        {
+            out[2] = k;
+            out[3] = d;
+        }
+        out
     }
 
     /// Back to empty.
     pub fn reset(&mut self) {
         self.rsi.reset();
-        self.stoch.reset();
+        if let Some(s) = &mut self.stoch {
+            s.reset();
+        }
     }
 }
 
-/// WILLR(n): `(highest − close)/((highest − lowest)/−100)`, 0 on a flat window.
+/// The highest high and lowest low of the last n bars and what TA-Lib derives from them:
+/// outputs `[MIDPRICE, WILLR]`, with MIDPRICE `(highest + lowest)/2` and WILLR
+/// `(highest − close)/((highest − lowest)/−100)` (0 on a flat window). One pair of windows serves
+/// both when a pipeline declares them with the same period.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct WillR {
+pub struct HighLow {
     hh: Extreme,
     ll: Extreme,
 }
 
-impl WillR {
+impl HighLow {
     /// New WILLR.
     pub fn new(n: usize) -> Self {
-        WillR {
+        HighLow {
             hh: Extreme::max(n),
             ll: Extreme::min(n),
         }
     }
 
     /// Feeds a bar.
-    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
+    #[inline]
+    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
         let hh = self.hh.update(high);
         let ll = self.ll.update(low);
         let (hh, ll) = (hh?, ll?);
         let diff = (hh - ll) / -100.0;
-        Some(if diff != 0.0 {
+        let willr = if diff != 0.0 {
             (hh - close) / diff
         } else {
             0.0
-        })
+        };
+        Some([(hh + ll) / 2.0, willr])
     }
 
     /// Back to empty.
@@ -155,12 +200,18 @@ impl WillR {
     }
 }
 
-/// CCI(n) over typical prices: `(tp − mean)/(0.015 · mean absolute deviation)`; O(n) per bar as
-/// TA-Lib defines it (the deviation is from the current mean).
+/// CCI(n) over typical prices: `(tp − mean)/(0.015 · mean absolute deviation)`. The mean comes
+/// from a running sum (recomputed exactly each time the window has been replaced, which bounds
+/// its drift); the deviation is from the current mean, so it is O(n) per bar as TA-Lib defines it,
+/// in four interleaved partial sums.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cci {
     n: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     ring: Ring,
+    sum: f64,
+    since_exact: usize,
 }
 
 impl Cci {
@@ -169,23 +220,33 @@ impl Cci {
         let n = n.max(1);
         Cci {
             n,
+            inv: 1.0 / n as f64,
             ring: Ring::new(n),
+            sum: 0.0,
+            since_exact: 0,
         }
     }
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let tp = (high + low + close) / 3.0;
-        self.ring.push(tp);
+        let old = self.ring.push(tp);
+        self.since_exact += 1;
+        if self.since_exact >= self.n {
+            self.since_exact = 0;
+            self.sum = sum4(self.ring.window(), |v| v);
+        } else {
+            self.sum += tp - old.unwrap_or(0.0);
+        }
         if self.ring.len() < self.n {
             return None;
         }
         let n = self.n as f64;
-        let avg = self.ring.storage().iter().sum::<f64>() / n;
-        let dev: f64 = self.ring.storage().iter().map(|v| (v - avg).abs()).sum();
+        let avg = self.sum * self.inv;
+        let dev = sum4(self.ring.window(), |v| (v - avg).abs());
         let t = tp - avg;
         Some(if t != 0.0 && dev != 0.0 {
-            t / (0.015 * (dev / n))
+            (t * n) / (0.015 * dev)
         } else {
             0.0
         })
@@ -193,7 +254,7 @@ impl Cci {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.ring.clear();
+        *self = Cci::new(self.n);
     }
 }
 
@@ -203,6 +264,8 @@ impl Cci {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dmi {
     n: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     prev: Option<(f64, f64, f64)>,
     bars: usize,
     pdm: f64,
@@ -220,6 +283,7 @@ impl Dmi {
         let n = n.max(2);
         Dmi {
             n,
+            inv: 1.0 / n as f64,
             prev: None,
             bars: 0,
             pdm: 0.0,
@@ -258,9 +322,10 @@ impl Dmi {
             self.mdm += minus;
             self.tr += tr;
         } else {
-            self.pdm = self.pdm - (self.pdm / n) + plus;
-            self.mdm = self.mdm - (self.mdm / n) + minus;
-            self.tr = self.tr - (self.tr / n) + tr;
+            let inv = self.inv;
+            self.pdm = self.pdm - (self.pdm * inv) + plus;
+            self.mdm = self.mdm - (self.mdm * inv) + minus;
+            self.tr = self.tr - (self.tr * inv) + tr;
         }
         if self.bars < self.n - 1 {
             return out;
@@ -275,8 +340,9 @@ impl Dmi {
             out[3] = 0.0;
             None
         } else {
-            let pdi = 100.0 * (self.pdm / self.tr);
-            let mdi = 100.0 * (self.mdm / self.tr);
+            let per_tr = 100.0 / self.tr;
+            let pdi = self.pdm * per_tr;
+            let mdi = self.mdm * per_tr;
             out[2] = pdi;
             out[3] = mdi;
             let sum = mdi + pdi;
@@ -293,7 +359,7 @@ impl Dmi {
             }
             Some(a) => {
                 if let Some(d) = dx {
-                    self.adx = Some(((a * (n - 1.0)) + d) / n);
+                    self.adx = Some(((a * (n - 1.0)) + d) * self.inv);
                 }
             }
         }
@@ -451,11 +517,16 @@ impl PriceOsc {
 }
 
 /// ULTOSC(p1, p2, p3): `100·(4·A1 + 2·A2 + A3)/7` with `Ak = Σ buying pressure / Σ true range`
-/// over the k-th window (shortest first).
+/// over the k-th window (shortest first). One ring of each series, as long as the longest window,
+/// feeds the three running totals (TA-Lib's order: add the new value, report, drop the trailing
+/// one).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UltOsc {
     prev_close: Option<f64>,
-    windows: [(RollingTotal, RollingTotal); 3],
+    periods: [usize; 3],
+    bp: Ring,
+    tr: Ring,
+    sums: [(f64, f64); 3],
 }
 
 impl UltOsc {
@@ -465,7 +536,10 @@ impl UltOsc {
         p.sort_unstable();
         UltOsc {
             prev_close: None,
-            windows: p.map(|n| (RollingTotal::new(n), RollingTotal::new(n))),
+            periods: p,
+            bp: Ring::new(p[2]),
+            tr: Ring::new(p[2]),
+            sums: [(0.0, 0.0); 3],
         }
     }
 
@@ -475,13 +549,24 @@ impl UltOsc {
         let true_low = low.min(pc);
         let bp = close - true_low;
         let tr = true_range(high, low, pc);
-        let sums: [Option<(f64, f64)>; 3] = std::array::from_fn(|i| {
-            let (a, b) = &mut self.windows[i];
-            let a = a.update(bp);
-            let b = b.update(tr);
-            Some((a?, b?))
-        });
-        let [(a1, b1), (a2, b2), (a3, b3)] = [sums[0]?, sums[1]?, sums[2]?];
+        self.bp.push(bp);
+        self.tr.push(tr);
+        let seen = self.bp.len();
+        let mut at = [(0.0, 0.0); 3];
+        for (k, (sum, &n)) in self.sums.iter_mut().zip(&self.periods).enumerate() {
+            sum.0 += bp;
+            sum.1 += tr;
+            at[k] = *sum;
+            if seen >= n {
+                // The window's oldest value leaves before the next bar.
+                sum.0 -= self.bp.ago(n - 1);
+                sum.1 -= self.tr.ago(n - 1);
+            }
+        }
+        if seen < self.periods[2] {
+            return None;
+        }
+        let [(a1, b1), (a2, b2), (a3, b3)] = at;
         let mut out = 0.0;
         if !is_zero(b1) {
             out += 4.0 * (a1 / b1);
@@ -497,11 +582,7 @@ impl UltOsc {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.prev_close = None;
-        for (a, b) in &mut self.windows {
-            a.reset();
-            b.reset();
-        }
+        *self = UltOsc::new(self.periods[0], self.periods[1], self.periods[2]);
     }
 }
 

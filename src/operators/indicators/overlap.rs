@@ -9,6 +9,8 @@ use super::{Ema, Ring, Sma, is_zero};
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Wma {
     n: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     ring: Ring,
     sum: f64,
     sub: f64,
@@ -21,6 +23,7 @@ impl Wma {
         let n = n.max(1);
         Wma {
             n,
+            inv: 1.0 / ((n * (n + 1)) / 2) as f64,
             ring: Ring::new(n),
             sum: 0.0,
             sub: 0.0,
@@ -41,7 +44,7 @@ impl Wma {
         self.sub -= self.trailing;
         self.sum += x * self.n as f64;
         self.trailing = self.ring.oldest().unwrap_or(0.0);
-        let out = self.sum / ((self.n * (self.n + 1)) / 2) as f64;
+        let out = self.sum * self.inv;
         self.sum -= self.sub;
         Some(out)
     }
@@ -52,59 +55,22 @@ impl Wma {
     }
 }
 
-/// DEMA(n) = 2·E1 − E2 and TEMA(n) = E3 + (3·E1 − 3·E2): cascaded EMAs, each seeded with the mean
-/// of the first `n` values of the one before.
+/// The triple EMA chain `E1 = EMA(x)`, `E2 = EMA(E1)`, `E3 = EMA(E2)` and what TA-Lib derives
+/// from it: outputs `[DEMA, TEMA, TRIX]` (`2·E1 − E2`, `3·E1 − 3·E2 + E3`, and the one-bar rate of
+/// change of E3 in percent), each from its own lookback. One chain serves all three when a
+/// pipeline declares them with the same period.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct MultiEma {
-    triple: bool,
-    e1: Ema,
-    e2: Ema,
-    e3: Ema,
-}
-
-impl MultiEma {
-    /// DEMA (`triple = false`) or TEMA.
-    pub fn new(n: usize, triple: bool) -> Self {
-        MultiEma {
-            triple,
-            e1: Ema::new(n),
-            e2: Ema::new(n),
-            e3: Ema::new(n),
-        }
-    }
-
-    /// Feeds a value.
-    pub fn update(&mut self, x: f64) -> Option<f64> {
-        let a = self.e1.update(x)?;
-        let b = self.e2.update(a)?;
-        if !self.triple {
-            return Some((2.0 * a) - b);
-        }
-        let c = self.e3.update(b)?;
-        Some(c + ((3.0 * a) - (3.0 * b)))
-    }
-
-    /// Back to empty.
-    pub fn reset(&mut self) {
-        self.e1.reset();
-        self.e2.reset();
-        self.e3.reset();
-    }
-}
-
-/// TRIX(n): one-bar rate of change (percent) of the triple-smoothed EMA.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Trix {
+pub struct EmaChain {
     e1: Ema,
     e2: Ema,
     e3: Ema,
     prev: Option<f64>,
 }
 
-impl Trix {
-    /// New TRIX.
+impl EmaChain {
+    /// New chain over `n` bars.
     pub fn new(n: usize) -> Self {
-        Trix {
+        EmaChain {
             e1: Ema::new(n),
             e2: Ema::new(n),
             e3: Ema::new(n),
@@ -112,17 +78,29 @@ impl Trix {
         }
     }
 
-    /// Feeds a value.
-    pub fn update(&mut self, x: f64) -> Option<f64> {
-        let a = self.e1.update(x)?;
-        let b = self.e2.update(a)?;
-        let c = self.e3.update(b)?;
-        let prev = self.prev.replace(c)?;
-        Some(if prev != 0.0 {
-            ((c / prev) - 1.0) * 100.0
-        } else {
-            0.0
-        })
+    /// Feeds a value; NaN marks outputs still warming up.
+    #[inline]
+    pub fn update(&mut self, x: f64) -> [f64; 3] {
+        let mut out = [f64::NAN; 3];
+        let Some(a) = self.e1.update(x) else {
+            return out;
+        };
+        let Some(b) = self.e2.update(a) else {
+            return out;
+        };
+        out[0] = (2.0 * a) - b;
+        let Some(c) = self.e3.update(b) else {
+            return out;
+        };
+        out[1] = c + ((3.0 * a) - (3.0 * b));
+        if let Some(prev) = self.prev.replace(c) {
+            out[2] = if prev != 0.0 {
+                ((c / prev) - 1.0) * 100.0
+            } else {
+                0.0
+            };
+        }
+        out
     }
 
     /// Back to empty.

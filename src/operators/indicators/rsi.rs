@@ -8,6 +8,8 @@ use super::is_zero;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rsi {
     period: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     prev: Option<f64>,
     changes: usize,
     gain: f64,
@@ -19,6 +21,7 @@ impl Rsi {
     pub fn new(period: usize) -> Self {
         Rsi {
             period: period.max(1),
+            inv: 1.0 / period.max(1) as f64,
             prev: None,
             changes: 0,
             gain: 0.0,
@@ -47,8 +50,8 @@ impl Rsi {
             if self.changes < self.period {
                 return None;
             }
-            self.loss /= n;
-            self.gain /= n;
+            self.loss *= self.inv;
+            self.gain *= self.inv;
         } else {
             self.loss *= n - 1.0;
             self.gain *= n - 1.0;
@@ -57,8 +60,8 @@ impl Rsi {
             } else {
                 self.gain += d
             }
-            self.loss /= n;
-            self.gain /= n;
+            self.loss *= self.inv;
+            self.gain *= self.inv;
         }
         let sum = self.gain + self.loss;
         if is_zero(sum) {

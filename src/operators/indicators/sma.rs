@@ -11,6 +11,8 @@ pub struct Sma {
     period: usize,
     ring: Ring,
     total: f64,
+    /// 1/period (a multiplication instead of a division per bar).
+    inv: f64,
 }
 
 impl Sma {
@@ -21,6 +23,7 @@ impl Sma {
             period,
             ring: Ring::new(period),
             total: 0.0,
+            inv: 1.0 / period as f64,
         }
     }
 
@@ -29,7 +32,7 @@ impl Sma {
         self.ring.push(x);
         self.total += x;
         let oldest = self.ring.oldest()?;
-        let out = self.total / self.period as f64;
+        let out = self.total * self.inv;
         self.total -= oldest;
         Some(out)
     }

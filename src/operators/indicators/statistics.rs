@@ -11,6 +11,8 @@ use super::{Ring, is_zero};
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Var {
     n: usize,
+    /// The reciprocal of the window (a multiplication per bar instead of a division).
+    inv: f64,
     ring: Ring,
     mean: f64,
     m2: f64,
@@ -23,6 +25,7 @@ impl Var {
         let n = n.max(1);
         Var {
             n,
+            inv: 1.0 / n as f64,
             ring: Ring::new(n),
             mean: 0.0,
             m2: 0.0,
@@ -52,7 +55,7 @@ impl Var {
                         .sum();
                 } else {
                     let d = x - old;
-                    let mean = self.mean + d / self.n as f64;
+                    let mean = self.mean + d * self.inv;
                     self.m2 += d * ((x - mean) + (old - self.mean));
                     self.mean = mean;
                 }
@@ -61,7 +64,7 @@ impl Var {
         if self.ring.len() < self.n {
             return None;
         }
-        let var = (self.m2 / self.n as f64).max(0.0);
+        let var = (self.m2 * self.inv).max(0.0);
         let sd = if var < 0.000_000_01 { 0.0 } else { var.sqrt() };
         Some([var, sd])
     }
