@@ -102,8 +102,8 @@ struct Ticker {
     payoff: PayoffEstimator,
 }
 
-/// Runs the ML suite: training time per retrain, the predict path, and the graph.
-pub fn suite(tickers: usize, bars: usize, repeats: usize) -> Vec<BenchLine> {
+/// Runs the ML suite: training time per retrain, the predict path, and (when `graph`) the graph.
+pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<BenchLine> {
     let mut lines = Vec::new();
     let p = ml_pipeline(tickers, bars, usize::MAX / 4, 1e9);
     let ModelSpec::Ml(spec) = &p.pipeline.model else {
@@ -273,6 +273,9 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize) -> Vec<BenchLine> {
         seconds: model_only,
     });
 
+    if !graph {
+        return lines;
+    }
     // The whole graph on one worker, trainings included (scheduled every 250 bars and on drift),
     // on at most 20 tickers: the synthetic walks drift often, so trainings dominate.
     let g = ml_pipeline(tickers.min(20), bars, spec.min_samples, 0.25);

@@ -157,6 +157,10 @@ enum Command {
         /// Repeats (the best is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// `ml`: leave out the whole-graph line (its trainings take minutes), for repeated
+        /// measurements of the predict path.
+        #[arg(long)]
+        no_graph: bool,
     },
     /// Run SQL (DataFusion) over a run's output tables: signals, orders, fills, positions, equity,
     /// trades, quarantine, exposure, ml_metrics, ml_features, drift.
@@ -461,6 +465,7 @@ fn main() -> Result<()> {
             bars,
             workers,
             repeats,
+            no_graph,
         } => match what {
             BenchWhat::Graph => {
                 let lines =
@@ -482,7 +487,8 @@ fn main() -> Result<()> {
                 print!("{}", findashpro::bench::ns_table(&lines));
             }
             BenchWhat::Ml => {
-                let lines = findashpro::bench_ml::suite(tickers, bars.unwrap_or(2520), repeats);
+                let lines =
+                    findashpro::bench_ml::suite(tickers, bars.unwrap_or(2520), repeats, !no_graph);
                 print!("{}", findashpro::bench::table(&lines));
             }
         },

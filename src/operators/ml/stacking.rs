@@ -400,10 +400,8 @@ fn rank(cuts: &[f64], v: f64) -> u32 {
         return count(cuts);
     }
     let below = cuts
-        .iter()
-        .skip(B - 1)
-        .step_by(B)
-        .map(|c| u32::from(*c < v))
+        .chunks_exact(B)
+        .map(|block| u32::from(block[B - 1] < v))
         .sum::<u32>() as usize;
     let start = below * B;
     let end = (start + B).min(cuts.len());
