@@ -1009,15 +1009,21 @@ enum Kernel {
 }
 
 /// Where a kernel's outputs go in the row: one position per output.
-type Slots = [u16; 7];
+type Slots = [u32; 7];
 
 /// Writes a kernel's outputs (NaN for all while it warms up) to their positions.
 #[inline(always)]
 fn put<const N: usize>(row: &mut [f64], s: &Slots, v: Option<[f64; N]>) {
     let v = v.unwrap_or([f64::NAN; N]);
     for k in 0..N {
-        row[usize::from(s[k])] = v[k];
+        row[s[k] as usize] = v[k];
     }
+}
+
+/// Writes a one-output kernel's value to its position.
+#[inline(always)]
+fn put1(row: &mut [f64], s: &Slots, v: f64) {
+    row[s[0] as usize] = v;
 }
 
 impl Kernel {
@@ -1059,53 +1065,54 @@ impl Kernel {
         }
     }
 
-    /// Feeds one bar and writes its `width()` outputs (NaN while warming up) at `s` in `row`.
+    /// Feeds one bar and writes each of its outputs (NaN while warming up) at its position in
+    /// `s` within `row`.
     fn update(&mut self, b: &Ohlcv, row: &mut [f64], s: &Slots) {
         let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
         let (o, h, l, c, v) = (b.open, b.high, b.low, b.close, b.volume);
         match self {
             Kernel::Mean(k) => put(row, s, Some(k.update(c))),
-            Kernel::Ema(k) => row[usize::from(s[0])] = nan(k.update(c)),
-            Kernel::Wma(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::Ema(k) => put1(row, s, nan(k.update(c))),
+            Kernel::Wma(k) => put1(row, s, nan(k.update(c))),
             Kernel::EmaChain(k) => put(row, s, Some(k.update(c))),
-            Kernel::Trima(k) => row[usize::from(s[0])] = nan(k.update(c)),
-            Kernel::Kama(k) => row[usize::from(s[0])] = nan(k.update(c)),
-            Kernel::Sar(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
-            Kernel::Midpoint(k) => row[usize::from(s[0])] = nan(k.update(c, c)),
+            Kernel::Trima(k) => put1(row, s, nan(k.update(c))),
+            Kernel::Kama(k) => put1(row, s, nan(k.update(c))),
+            Kernel::Sar(k) => put1(row, s, nan(k.update(h, l))),
+            Kernel::Midpoint(k) => put1(row, s, nan(k.update(c, c))),
             Kernel::HiLo(k) => put(row, s, k.update(h, l, c)),
             Kernel::Rsi(k) => put(row, s, Some(k.update(c))),
             Kernel::Macd(k) => put(row, s, k.update(c).map(|m| [m.macd, m.signal, m.hist])),
             Kernel::Stochastic(k) => put(row, s, Some(k.update(h, l, c))),
-            Kernel::Cci(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
+            Kernel::Cci(k) => put1(row, s, nan(k.update(h, l, c))),
             Kernel::Dmi(k) => put(row, s, Some(k.update(h, l, c))),
-            Kernel::Mfi(k) => row[usize::from(s[0])] = nan(k.update(h, l, c, v)),
+            Kernel::Mfi(k) => put1(row, s, nan(k.update(h, l, c, v))),
             Kernel::Change(k) => put(row, s, k.update(c)),
             Kernel::PriceOsc(k) => put(row, s, k.update(c)),
-            Kernel::UltOsc(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
+            Kernel::UltOsc(k) => put1(row, s, nan(k.update(h, l, c))),
             Kernel::Aroon(k) => put(row, s, k.update(h, l)),
-            Kernel::Bop => row[usize::from(s[0])] = bop(o, h, l, c),
+            Kernel::Bop => put1(row, s, bop(o, h, l, c)),
             Kernel::Atr(k) => put(
                 row,
                 s,
                 k.update(h, l, c)
                     .map(|a| [a, if is_zero(c) { 0.0 } else { (a / c) * 100.0 }]),
             ),
-            Kernel::TRange(k) => row[usize::from(s[0])] = nan(k.update(h, l, c)),
-            Kernel::Obv(k) => row[usize::from(s[0])] = k.update(c, v),
-            Kernel::Ad(k) => row[usize::from(s[0])] = k.update(h, l, c, v),
-            Kernel::Adosc(k) => row[usize::from(s[0])] = nan(k.update(h, l, c, v)),
+            Kernel::TRange(k) => put1(row, s, nan(k.update(h, l, c))),
+            Kernel::Obv(k) => put1(row, s, k.update(c, v)),
+            Kernel::Ad(k) => put1(row, s, k.update(h, l, c, v)),
+            Kernel::Adosc(k) => put1(row, s, nan(k.update(h, l, c, v))),
             Kernel::Var(k) => put(row, s, k.update(c)),
             Kernel::LinReg(k) => put(row, s, k.update(c)),
-            Kernel::Correl(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
-            Kernel::Beta(k) => row[usize::from(s[0])] = nan(k.update(h, l)),
+            Kernel::Correl(k) => put1(row, s, nan(k.update(h, l))),
+            Kernel::Beta(k) => put1(row, s, nan(k.update(h, l))),
             Kernel::Price => {
-                row[usize::from(s[0])] = (h + l + c + o) / 4.0;
-                row[usize::from(s[1])] = (h + l) / 2.0;
-                row[usize::from(s[2])] = (h + l + c) / 3.0;
-                row[usize::from(s[3])] = (h + l + (c * 2.0)) / 4.0;
+                row[s[0] as usize] = (h + l + c + o) / 4.0;
+                row[s[1] as usize] = (h + l) / 2.0;
+                row[s[2] as usize] = (h + l + c) / 3.0;
+                row[s[3] as usize] = (h + l + (c * 2.0)) / 4.0;
             }
-            Kernel::LogRet(k) => row[usize::from(s[0])] = nan(k.update(c)),
-            Kernel::Vol(k) => row[usize::from(s[0])] = nan(k.update(c)),
+            Kernel::LogRet(k) => put1(row, s, nan(k.update(c))),
+            Kernel::Vol(k) => put1(row, s, nan(k.update(c))),
         }
     }
 
@@ -1165,7 +1172,7 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// Version of the kernels' saved state (the feature cache's entries): raised whenever a
     /// kernel's fields or the planning change, so an older cache is recomputed, never misread.
-    pub const STATE_VERSION: u32 = 2;
+    pub const STATE_VERSION: u32 = 3;
 
     /// Plans kernels for the given specs.
     pub fn new(specs: &[FeatureSpec]) -> Self {
@@ -1196,20 +1203,20 @@ impl FeatureSet {
         let mut fixups = Vec::new();
         let mut kernels: Vec<(Kernel, Slots)> = keys
             .into_iter()
-            .map(|k| (Kernel::new(k), [spare as u16; 7]))
+            .map(|k| (Kernel::new(k), [spare as u32; 7]))
             .collect();
         for (col, (out, &i)) in outputs.iter().zip(&of_output).enumerate() {
             let slot = &mut kernels[i].1[out.slot];
-            if usize::from(*slot) == spare {
+            if *slot as usize == spare {
                 if out.scale == 1.0 {
-                    *slot = col as u16;
+                    *slot = col as u32;
                 } else {
-                    *slot = next as u16;
+                    *slot = next as u32;
                     next += 1;
-                    fixups.push((col, usize::from(*slot), out.scale));
+                    fixups.push((col, *slot as usize, out.scale));
                 }
             } else {
-                fixups.push((col, usize::from(*slot), out.scale));
+                fixups.push((col, *slot as usize, out.scale));
             }
         }
         FeatureSet {
@@ -1368,37 +1375,12 @@ mod tests {
         );
     }
 
-    /// A seeded random walk with highs, lows and volumes.
-    fn walk(n: usize) -> Vec<Ohlcv> {
-        let mut s: u64 = 7;
-        let mut rnd = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let mut c = 100.0;
-        (0..n)
-            .map(|_| {
-                let open = c;
-                c *= 1.0 + (rnd() - 0.5) * 0.04;
-                Ohlcv {
-                    open,
-                    high: open.max(c) * (1.0 + rnd() * 0.01),
-                    low: open.min(c) * (1.0 - rnd() * 0.01),
-                    close: c,
-                    volume: 1e5 + rnd() * 1e6,
-                }
-            })
-            .collect()
-    }
-
     #[test]
     fn shared_kernels_give_each_feature_the_values_it_has_alone() {
         // The standard set shares kernels (SMA with BBANDS, RSI with CMO and STOCHRSI, STOCH with
         // STOCHF, DEMA with TEMA and TRIX, MIDPRICE with WILLR, ...): every column must equal, bit
         // for bit, the same feature computed by a set of its own.
-        let bars = walk(600);
+        let bars = crate::bench::ohlcv_series(600);
         let all = talib_standard();
         let mut set = FeatureSet::new(&all);
         let mut row = vec![0.0; set.width()];

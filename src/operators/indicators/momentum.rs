@@ -22,7 +22,6 @@ fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
 /// `slowk` then `slowd` bars, STOCHF takes %K as it is and smooths it over `fastd` bars.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stochastic {
-    fastk: usize,
     hh: Extreme,
     ll: Extreme,
     slow: Option<(Sma, Sma)>,
@@ -33,7 +32,6 @@ impl Stochastic {
     /// New family: `slow` is STOCH's `(slowk, slowd)`, `fastd` STOCHF's smoothing.
     pub fn new(fastk: usize, slow: Option<(usize, usize)>, fastd: Option<usize>) -> Self {
         Stochastic {
-            fastk,
             hh: Extreme::max(fastk),
             ll: Extreme::min(fastk),
             slow: slow.map(|(k, d)| (Sma::new(k), Sma::new(d))),
@@ -68,8 +66,8 @@ impl Stochastic {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh = Extreme::max(self.fastk);
-        self.ll = Extreme::min(self.fastk);
+        self.hh.reset();
+        self.ll.reset();
         if let Some((a, b)) = &mut self.slow {
             a.reset();
             b.reset();

@@ -69,7 +69,6 @@ impl Extreme {
 
     /// The current block is complete (its last value had position `i − 1`): its suffix extremes
     /// serve the next n windows, and a new block starts.
-    #[cold]
     #[inline(never)]
     fn close_block(&mut self, i: u64) {
         self.k = 0;

@@ -250,10 +250,12 @@ impl MlTicker {
         self.buf.clear();
         self.buf.extend(self.chosen.iter().map(|&c| dst[c]));
         if close.is_finite() && close > 0.0 {
-            self.slot = slot + 1;
-            if self.slot >= self.pending.len() / k.max(1) {
-                self.slot = 0;
-            }
+            // The ring holds whole rows, so it wraps when the next row would not fit.
+            self.slot = if (slot + 1) * k >= self.pending.len() {
+                0
+            } else {
+                slot + 1
+            };
         }
         if let Some((label, Some(s))) = self.labeler.push_with(ts, close, finite.then_some(slot))
             && let Some(class) = label.class
