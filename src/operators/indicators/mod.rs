@@ -37,7 +37,7 @@ pub use rsi::Rsi;
 pub use sma::Sma;
 pub use statistics::{Beta, Correl, LinReg, Var};
 pub use volume::{Ad, Adosc, Obv};
-pub use window::Extreme;
+pub use window::{Extreme, MaxMin};
 
 use serde::Deserialize;
 
@@ -971,43 +971,6 @@ pub fn talib_standard() -> Vec<FeatureSpec> {
     ]
 }
 
-/// One kernel of any kind (enum dispatch keeps the per-bar loop free of virtual calls).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-enum Kernel {
-    Mean(Mean),
-    Ema(Ema),
-    Wma(Wma),
-    EmaChain(EmaChain),
-    Trima(Trima),
-    Kama(Kama),
-    Sar(Sar),
-    Midpoint(Mid),
-    HiLo(HighLow),
-    Rsi(RsiFamily),
-    Macd(Macd),
-    Stochastic(Stochastic),
-    Cci(Cci),
-    Dmi(Dmi),
-    Mfi(Mfi),
-    Change(Change),
-    PriceOsc(PriceOsc),
-    UltOsc(UltOsc),
-    Aroon(Aroon),
-    Bop,
-    Atr(Atr),
-    TRange(TrueRange),
-    Obv(Obv),
-    Ad(Ad),
-    Adosc(Adosc),
-    Var(Var),
-    LinReg(LinReg),
-    Correl(Correl),
-    Beta(Beta),
-    Price,
-    LogRet(LogReturn),
-    Vol(Volatility),
-}
-
 /// Where a kernel's outputs go in the row: one position per output.
 type Slots = [u32; 7];
 
@@ -1020,138 +983,125 @@ fn put<const N: usize>(row: &mut [f64], s: &Slots, v: Option<[f64; N]>) {
     }
 }
 
-/// Writes a one-output kernel's value to its position.
+/// Writes a one-output kernel's value (NaN while it warms up) to its position.
 #[inline(always)]
-fn put1(row: &mut [f64], s: &Slots, v: f64) {
-    row[s[0] as usize] = v;
+fn put1(row: &mut [f64], s: &Slots, v: Option<f64>) {
+    row[s[0] as usize] = v.unwrap_or(f64::NAN);
 }
 
-impl Kernel {
-    fn new(key: Key) -> Kernel {
-        let f = f64::from_bits;
-        match key {
-            Key::Mean(n, k) => Kernel::Mean(Mean::new(n, k.map(f))),
-            Key::Ema(n) => Kernel::Ema(Ema::new(n)),
-            Key::Wma(n) => Kernel::Wma(Wma::new(n)),
-            Key::EmaChain(n) => Kernel::EmaChain(EmaChain::new(n)),
-            Key::Trima(n) => Kernel::Trima(Trima::new(n)),
-            Key::Kama(n) => Kernel::Kama(Kama::new(n)),
-            Key::Sar(a, m) => Kernel::Sar(Sar::new(f(a), f(m))),
-            Key::Midpoint(n) => Kernel::Midpoint(Mid::new(n)),
-            Key::HiLo(n) => Kernel::HiLo(HighLow::new(n)),
-            Key::Rsi(n, st) => Kernel::Rsi(RsiFamily::new(n, st)),
-            Key::Macd(a, b, c) => Kernel::Macd(Macd::new(a, b, c)),
-            Key::Stochastic(n, slow, fast) => Kernel::Stochastic(Stochastic::new(n, slow, fast)),
-            Key::Cci(n) => Kernel::Cci(Cci::new(n)),
-            Key::Dmi(n) => Kernel::Dmi(Dmi::new(n)),
-            Key::Mfi(n) => Kernel::Mfi(Mfi::new(n)),
-            Key::Change(n) => Kernel::Change(Change::new(n)),
-            Key::PriceOsc(a, b) => Kernel::PriceOsc(PriceOsc::new(a, b)),
-            Key::UltOsc(a, b, c) => Kernel::UltOsc(UltOsc::new(a, b, c)),
-            Key::Aroon(n) => Kernel::Aroon(Aroon::new(n)),
-            Key::Bop => Kernel::Bop,
-            Key::Atr(n) => Kernel::Atr(Atr::new(n)),
-            Key::TRange => Kernel::TRange(TrueRange::default()),
-            Key::Obv => Kernel::Obv(Obv::default()),
-            Key::Ad => Kernel::Ad(Ad::default()),
-            Key::Adosc(a, b) => Kernel::Adosc(Adosc::new(a, b)),
-            Key::Var(n) => Kernel::Var(Var::new(n)),
-            Key::LinReg(n) => Kernel::LinReg(LinReg::new(n)),
-            Key::Correl(n) => Kernel::Correl(Correl::new(n)),
-            Key::Beta(n) => Kernel::Beta(Beta::new(n)),
-            Key::Price => Kernel::Price,
-            Key::LogRet => Kernel::LogRet(LogReturn::default()),
-            Key::Vol(n) => Kernel::Vol(Volatility::new(n)),
-        }
-    }
+/// The state of a kernel that has none (BOP, the price transforms).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Stateless;
 
-    /// Feeds one bar and writes each of its outputs (NaN while warming up) at its position in
-    /// `s` within `row`.
-    fn update(&mut self, b: &Ohlcv, row: &mut [f64], s: &Slots) {
-        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
-        let (o, h, l, c, v) = (b.open, b.high, b.low, b.close, b.volume);
-        match self {
-            Kernel::Mean(k) => put(row, s, Some(k.update(c))),
-            Kernel::Ema(k) => put1(row, s, nan(k.update(c))),
-            Kernel::Wma(k) => put1(row, s, nan(k.update(c))),
-            Kernel::EmaChain(k) => put(row, s, Some(k.update(c))),
-            Kernel::Trima(k) => put1(row, s, nan(k.update(c))),
-            Kernel::Kama(k) => put1(row, s, nan(k.update(c))),
-            Kernel::Sar(k) => put1(row, s, nan(k.update(h, l))),
-            Kernel::Midpoint(k) => put1(row, s, nan(k.update(c, c))),
-            Kernel::HiLo(k) => put(row, s, k.update(h, l, c)),
-            Kernel::Rsi(k) => put(row, s, Some(k.update(c))),
-            Kernel::Macd(k) => put(row, s, k.update(c).map(|m| [m.macd, m.signal, m.hist])),
-            Kernel::Stochastic(k) => put(row, s, Some(k.update(h, l, c))),
-            Kernel::Cci(k) => put1(row, s, nan(k.update(h, l, c))),
-            Kernel::Dmi(k) => put(row, s, Some(k.update(h, l, c))),
-            Kernel::Mfi(k) => put1(row, s, nan(k.update(h, l, c, v))),
-            Kernel::Change(k) => put(row, s, k.update(c)),
-            Kernel::PriceOsc(k) => put(row, s, k.update(c)),
-            Kernel::UltOsc(k) => put1(row, s, nan(k.update(h, l, c))),
-            Kernel::Aroon(k) => put(row, s, k.update(h, l)),
-            Kernel::Bop => put1(row, s, bop(o, h, l, c)),
-            Kernel::Atr(k) => put(
-                row,
-                s,
-                k.update(h, l, c)
-                    .map(|a| [a, if is_zero(c) { 0.0 } else { (a / c) * 100.0 }]),
-            ),
-            Kernel::TRange(k) => put1(row, s, nan(k.update(h, l, c))),
-            Kernel::Obv(k) => put1(row, s, k.update(c, v)),
-            Kernel::Ad(k) => put1(row, s, k.update(h, l, c, v)),
-            Kernel::Adosc(k) => put1(row, s, nan(k.update(h, l, c, v))),
-            Kernel::Var(k) => put(row, s, k.update(c)),
-            Kernel::LinReg(k) => put(row, s, k.update(c)),
-            Kernel::Correl(k) => put1(row, s, nan(k.update(h, l))),
-            Kernel::Beta(k) => put1(row, s, nan(k.update(h, l))),
-            Kernel::Price => {
-                row[s[0] as usize] = (h + l + c + o) / 4.0;
-                row[s[1] as usize] = (h + l) / 2.0;
-                row[s[2] as usize] = (h + l + c) / 3.0;
-                row[s[3] as usize] = (h + l + (c * 2.0)) / 4.0;
+impl Stateless {
+    fn reset(&mut self) {}
+}
+
+/// Declares the kernel kinds. Each kind gets a field of [`Kernels`] holding every kernel of that
+/// kind with its output positions, a way to build one from its [`Key`], and its per-bar update.
+/// One loop per kind (instead of one `match` per kernel) keeps the per-bar path free of indirect
+/// jumps, and lets each loop inline its kernel.
+macro_rules! kernel_kinds {
+    ($( $field:ident: $ty:ty = $key:pat => $make:expr, |$k:ident, $b:ident, $row:ident, $s:ident| $update:expr; )*) => {
+        /// The planned kernels, grouped by kind.
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+        struct Kernels {
+            $( $field: Vec<($ty, Slots)>, )*
+        }
+
+        impl Kernels {
+            /// Adds the kernel for `key`, writing to `slots`.
+            fn add(&mut self, key: Key, slots: Slots) {
+                match key {
+                    $( $key => self.$field.push(($make, slots)), )*
+                }
             }
-            Kernel::LogRet(k) => put1(row, s, nan(k.update(c))),
-            Kernel::Vol(k) => put1(row, s, nan(k.update(c))),
-        }
-    }
 
-    /// Back to the state before the first bar.
-    fn reset(&mut self) {
-        match self {
-            Kernel::Mean(k) => k.reset(),
-            Kernel::Ema(k) => k.reset(),
-            Kernel::Wma(k) => k.reset(),
-            Kernel::EmaChain(k) => k.reset(),
-            Kernel::Trima(k) => k.reset(),
-            Kernel::Kama(k) => k.reset(),
-            Kernel::Sar(k) => k.reset(),
-            Kernel::Midpoint(k) => k.reset(),
-            Kernel::Rsi(k) => k.reset(),
-            Kernel::Macd(k) => k.reset(),
-            Kernel::Stochastic(k) => k.reset(),
-            Kernel::HiLo(k) => k.reset(),
-            Kernel::Cci(k) => k.reset(),
-            Kernel::Dmi(k) => k.reset(),
-            Kernel::Mfi(k) => k.reset(),
-            Kernel::Change(k) => k.reset(),
-            Kernel::PriceOsc(k) => k.reset(),
-            Kernel::UltOsc(k) => k.reset(),
-            Kernel::Aroon(k) => k.reset(),
-            Kernel::Atr(k) => k.reset(),
-            Kernel::TRange(k) => k.reset(),
-            Kernel::Obv(k) => k.reset(),
-            Kernel::Ad(k) => k.reset(),
-            Kernel::Adosc(k) => k.reset(),
-            Kernel::Var(k) => k.reset(),
-            Kernel::LinReg(k) => k.reset(),
-            Kernel::Correl(k) => k.reset(),
-            Kernel::Beta(k) => k.reset(),
-            Kernel::LogRet(k) => k.reset(),
-            Kernel::Vol(k) => k.reset(),
-            Kernel::Bop | Kernel::Price => {}
+            /// How many kernels there are.
+            #[cfg(test)]
+            fn len(&self) -> usize {
+                0 $( + self.$field.len() )*
+            }
+
+            /// Feeds one bar to every kernel; each writes its outputs (NaN while warming up) at
+            /// its positions in `row`.
+            #[inline(always)]
+            fn update(&mut self, bar: &Ohlcv, row: &mut [f64]) {
+                $(
+                    for ($k, $s) in &mut self.$field {
+                        let ($b, $row) = (bar, &mut *row);
+                        $update;
+                    }
+                )*
+            }
+
+            /// Back to the state before the first bar.
+            fn reset(&mut self) {
+                $( self.$field.iter_mut().for_each(|(k, _)| k.reset()); )*
+            }
         }
-    }
+    };
+}
+
+kernel_kinds! {
+    mean: Mean = Key::Mean(n, k) => Mean::new(n, k.map(f64::from_bits)),
+        |k, b, row, s| put(row, s, Some(k.update(b.close)));
+    ema: Ema = Key::Ema(n) => Ema::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
+    wma: Wma = Key::Wma(n) => Wma::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
+    ema_chain: EmaChain = Key::EmaChain(n) => EmaChain::new(n),
+        |k, b, row, s| put(row, s, Some(k.update(b.close)));
+    trima: Trima = Key::Trima(n) => Trima::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
+    kama: Kama = Key::Kama(n) => Kama::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
+    sar: Sar = Key::Sar(a, m) => Sar::new(f64::from_bits(a), f64::from_bits(m)),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low));
+    midpoint: Mid = Key::Midpoint(n) => Mid::new(n),
+        |k, b, row, s| put1(row, s, k.update(b.close, b.close));
+    hilo: HighLow = Key::HiLo(n) => HighLow::new(n),
+        |k, b, row, s| put(row, s, k.update(b.high, b.low, b.close));
+    rsi: RsiFamily = Key::Rsi(n, st) => RsiFamily::new(n, st),
+        |k, b, row, s| put(row, s, Some(k.update(b.close)));
+    macd: Macd = Key::Macd(a, b, c) => Macd::new(a, b, c),
+        |k, b, row, s| put(row, s, k.update(b.close).map(|m| [m.macd, m.signal, m.hist]));
+    stochastic: Stochastic = Key::Stochastic(n, slow, fast) => Stochastic::new(n, slow, fast),
+        |k, b, row, s| put(row, s, Some(k.update(b.high, b.low, b.close)));
+    cci: Cci = Key::Cci(n) => Cci::new(n),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low, b.close));
+    dmi: Dmi = Key::Dmi(n) => Dmi::new(n),
+        |k, b, row, s| put(row, s, Some(k.update(b.high, b.low, b.close)));
+    mfi: Mfi = Key::Mfi(n) => Mfi::new(n),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low, b.close, b.volume));
+    change: Change = Key::Change(n) => Change::new(n), |k, b, row, s| put(row, s, k.update(b.close));
+    price_osc: PriceOsc = Key::PriceOsc(a, b) => PriceOsc::new(a, b),
+        |k, b, row, s| put(row, s, k.update(b.close));
+    ult_osc: UltOsc = Key::UltOsc(a, b, c) => UltOsc::new(a, b, c),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low, b.close));
+    aroon: Aroon = Key::Aroon(n) => Aroon::new(n), |k, b, row, s| put(row, s, k.update(b.high, b.low));
+    bop: Stateless = Key::Bop => Stateless, |_k, b, row, s| {
+        put1(row, s, Some(bop(b.open, b.high, b.low, b.close)))
+    };
+    atr: Atr = Key::Atr(n) => Atr::new(n), |k, b, row, s| {
+        let c = b.close;
+        let natr = |a: f64| [a, if is_zero(c) { 0.0 } else { (a / c) * 100.0 }];
+        put(row, s, k.update(b.high, b.low, c).map(natr))
+    };
+    trange: TrueRange = Key::TRange => TrueRange::default(),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low, b.close));
+    obv: Obv = Key::Obv => Obv::default(), |k, b, row, s| put1(row, s, Some(k.update(b.close, b.volume)));
+    ad: Ad = Key::Ad => Ad::default(),
+        |k, b, row, s| put1(row, s, Some(k.update(b.high, b.low, b.close, b.volume)));
+    adosc: Adosc = Key::Adosc(a, b) => Adosc::new(a, b),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low, b.close, b.volume));
+    var: Var = Key::Var(n) => Var::new(n), |k, b, row, s| put(row, s, k.update(b.close));
+    linreg: LinReg = Key::LinReg(n) => LinReg::new(n), |k, b, row, s| put(row, s, k.update(b.close));
+    correl: Correl = Key::Correl(n) => Correl::new(n),
+        |k, b, row, s| put1(row, s, k.update(b.high, b.low));
+    beta: Beta = Key::Beta(n) => Beta::new(n), |k, b, row, s| put1(row, s, k.update(b.high, b.low));
+    price: Stateless = Key::Price => Stateless, |_k, b, row, s| {
+        let (o, h, l, c) = (b.open, b.high, b.low, b.close);
+        put(row, s, Some([(h + l + c + o) / 4.0, (h + l) / 2.0, (h + l + c) / 3.0, (h + l + (c * 2.0)) / 4.0]))
+    };
+    log_ret: LogReturn = Key::LogRet => LogReturn::default(), |k, b, row, s| put1(row, s, k.update(b.close));
+    vol: Volatility = Key::Vol(n) => Volatility::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
 }
 
 /// The kernels of one ticker, planned so that features computed by the same kernel share it,
@@ -1162,7 +1112,7 @@ impl Kernel {
 /// the row; only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
-    kernels: Vec<(Kernel, Slots)>,
+    kernels: Kernels,
     row: Vec<f64>,
     /// `(column, row position, factor)` for columns not written in place by their kernel.
     fixups: Vec<(usize, usize, f64)>,
@@ -1172,7 +1122,7 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// Version of the kernels' saved state (the feature cache's entries): raised whenever a
     /// kernel's fields or the planning change, so an older cache is recomputed, never misread.
-    pub const STATE_VERSION: u32 = 3;
+    pub const STATE_VERSION: u32 = 4;
 
     /// Plans kernels for the given specs.
     pub fn new(specs: &[FeatureSpec]) -> Self {
@@ -1201,12 +1151,9 @@ impl FeatureSet {
         let spare = width;
         let mut next = width + 1;
         let mut fixups = Vec::new();
-        let mut kernels: Vec<(Kernel, Slots)> = keys
-            .into_iter()
-            .map(|k| (Kernel::new(k), [spare as u32; 7]))
-            .collect();
+        let mut slots = vec![[spare as u32; 7]; keys.len()];
         for (col, (out, &i)) in outputs.iter().zip(&of_output).enumerate() {
-            let slot = &mut kernels[i].1[out.slot];
+            let slot = &mut slots[i][out.slot];
             if *slot as usize == spare {
                 if out.scale == 1.0 {
                     *slot = col as u32;
@@ -1218,6 +1165,10 @@ impl FeatureSet {
             } else {
                 fixups.push((col, *slot as usize, out.scale));
             }
+        }
+        let mut kernels = Kernels::default();
+        for (key, s) in keys.into_iter().zip(slots) {
+            kernels.add(key, s);
         }
         FeatureSet {
             kernels,
@@ -1245,9 +1196,7 @@ impl FeatureSet {
             out.fill(f64::NAN);
             return;
         }
-        for (k, s) in &mut self.kernels {
-            k.update(bar, &mut self.row, s);
-        }
+        self.kernels.update(bar, &mut self.row);
         out.copy_from_slice(&self.row[..self.width]);
         for &(col, at, scale) in &self.fixups {
             out[col] = self.row[at] * scale;
@@ -1256,13 +1205,15 @@ impl FeatureSet {
 
     /// Resets every kernel.
     pub fn reset(&mut self) {
-        self.kernels.iter_mut().for_each(|(k, _)| k.reset());
+        self.kernels.reset();
     }
 }
 
 /// TA-Lib's `TA_IS_ZERO`: |v| < 1e-8.
+#[inline(always)]
 pub(crate) fn is_zero(v: f64) -> bool {
-    -0.000_000_01 < v && v < 0.000_000_01
+    // The same as TA-Lib's `-1e-8 < v && v < 1e-8` (NaN included), in one comparison.
+    v.abs() < 0.000_000_01
 }
 
 /// The last `n` values, in a power-of-two buffer indexed by a running count: a push is one store
@@ -1286,9 +1237,16 @@ impl Ring {
             seen: 0,
         }
     }
+    /// Pushes `x`.
+    #[inline]
+    pub(crate) fn push(&mut self, x: f64) {
+        let s = self.seen;
+        self.buf[s & self.mask] = x;
+        self.seen = s + 1;
+    }
     /// Pushes `x`; returns the value that fell out when the ring was full.
     #[inline]
-    pub(crate) fn push(&mut self, x: f64) -> Option<f64> {
+    pub(crate) fn shift(&mut self, x: f64) -> Option<f64> {
         let s = self.seen;
         let out = (s >= self.n).then(|| self.buf[s.wrapping_sub(self.n) & self.mask]);
         self.buf[s & self.mask] = x;
@@ -1437,10 +1395,10 @@ mod tests {
     #[test]
     fn ring_yields_what_falls_out() {
         let mut r = Ring::new(2);
-        assert_eq!(r.push(1.0), None);
-        assert_eq!(r.push(2.0), None);
+        assert_eq!(r.shift(1.0), None);
+        assert_eq!(r.shift(2.0), None);
         assert_eq!(r.oldest(), Some(1.0));
-        assert_eq!(r.push(3.0), Some(1.0));
+        assert_eq!(r.shift(3.0), Some(1.0));
         assert_eq!(r.ordered().collect::<Vec<_>>(), vec![2.0, 3.0]);
     }
 }

@@ -3,7 +3,7 @@
 //! MOM/ROC/ROCP, APO/PPO); each output starts at its own TA-Lib lookback.
 
 use super::atr::true_range;
-use super::window::Extreme;
+use super::window::MaxMin;
 use super::{Ring, Rsi, Sma, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window.
@@ -22,8 +22,7 @@ fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
 /// `slowk` then `slowd` bars, STOCHF takes %K as it is and smooths it over `fastd` bars.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stochastic {
-    hh: Extreme,
-    ll: Extreme,
+    window: MaxMin,
     slow: Option<(Sma, Sma)>,
     fastd: Option<Sma>,
 }
@@ -32,8 +31,7 @@ impl Stochastic {
     /// New family: `slow` is STOCH's `(slowk, slowd)`, `fastd` STOCHF's smoothing.
     pub fn new(fastk: usize, slow: Option<(usize, usize)>, fastd: Option<usize>) -> Self {
         Stochastic {
-            hh: Extreme::max(fastk),
-            ll: Extreme::min(fastk),
+            window: MaxMin::new(fastk),
             slow: slow.map(|(k, d)| (Sma::new(k), Sma::new(d))),
             fastd: fastd.map(Sma::new),
         }
@@ -42,9 +40,7 @@ impl Stochastic {
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 4] {
         let mut out = [f64::NAN; 4];
-        let hh = self.hh.update(high);
-        let ll = self.ll.update(low);
-        let (Some(hh), Some(ll)) = (hh, ll) else {
+        let Some((hh, ll)) = self.window.update(high, low) else {
             return out;
         };
         let k = fast_k(close, hh, ll);
@@ -66,8 +62,7 @@ impl Stochastic {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh.reset();
-        self.ll.reset();
+        self.window.reset();
         if let Some((a, b)) = &mut self.slow {
             a.reset();
             b.reset();
@@ -81,8 +76,7 @@ impl Stochastic {
 /// STOCHF(fastk, fastd): outputs `[fastk, fastd]`, both from the longest lookback.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StochF {
-    hh: Extreme,
-    ll: Extreme,
+    window: MaxMin,
     fastd: Sma,
 }
 
@@ -90,25 +84,22 @@ impl StochF {
     /// New STOCHF.
     pub fn new(fastk: usize, fastd: usize) -> Self {
         StochF {
-            hh: Extreme::max(fastk),
-            ll: Extreme::min(fastk),
+            window: MaxMin::new(fastk),
             fastd: Sma::new(fastd),
         }
     }
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
-        let hh = self.hh.update(high);
-        let ll = self.ll.update(low);
-        let k = fast_k(close, hh?, ll?);
+        let (hh, ll) = self.window.update(high, low)?;
+        let k = fast_k(close, hh, ll);
         let d = self.fastd.update(k)?;
         Some([k, d])
     }
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh.reset();
-        self.ll.reset();
+        self.window.reset();
         self.fastd.reset();
     }
 }
@@ -163,25 +154,21 @@ impl RsiFamily {
 /// both when a pipeline declares them with the same period.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HighLow {
-    hh: Extreme,
-    ll: Extreme,
+    window: MaxMin,
 }
 
 impl HighLow {
     /// New WILLR.
     pub fn new(n: usize) -> Self {
         HighLow {
-            hh: Extreme::max(n),
-            ll: Extreme::min(n),
+            window: MaxMin::new(n),
         }
     }
 
     /// Feeds a bar.
     #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
-        let hh = self.hh.update(high);
-        let ll = self.ll.update(low);
-        let (hh, ll) = (hh?, ll?);
+        let (hh, ll) = self.window.update(high, low)?;
         let diff = (hh - ll) / -100.0;
         let willr = if diff != 0.0 {
             (hh - close) / diff
@@ -193,8 +180,7 @@ impl HighLow {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh.reset();
-        self.ll.reset();
+        self.window.reset();
     }
 }
 
@@ -228,7 +214,7 @@ impl Cci {
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let tp = (high + low + close) / 3.0;
-        let old = self.ring.push(tp);
+        let old = self.ring.shift(tp);
         self.since_exact += 1;
         if self.since_exact >= self.n {
             self.since_exact = 0;
@@ -589,8 +575,7 @@ impl UltOsc {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Aroon {
     n: usize,
-    hh: Extreme,
-    ll: Extreme,
+    window: MaxMin<true>,
 }
 
 impl Aroon {
@@ -599,20 +584,16 @@ impl Aroon {
         let n = n.max(1);
         Aroon {
             n,
-            hh: Extreme::max(n + 1),
-            ll: Extreme::min(n + 1),
+            window: MaxMin::new(n + 1),
         }
     }
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64) -> Option<[f64; 3]> {
-        let h = self.hh.update(high);
-        let l = self.ll.update(low);
-        h?;
-        l?;
+        self.window.update(high, low)?;
         let factor = 100.0 / self.n as f64;
         let n = self.n as f64;
-        let (age_h, age_l) = (self.hh.age() as f64, self.ll.age() as f64);
+        let (age_h, age_l) = self.window.ages();
         let up = factor * (n - age_h);
         let down = factor * (n - age_l);
         Some([down, up, factor * (age_l - age_h)])
@@ -620,8 +601,7 @@ impl Aroon {
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hh.reset();
-        self.ll.reset();
+        self.window.reset();
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::window::Extreme;
+use super::window::MaxMin;
 use super::{Ema, Ring, Sma, is_zero};
 
 /// WMA(n): weights 1..n (newest n) over n(n+1)/2, with TA-Lib's running sums.
@@ -219,30 +219,26 @@ impl Kama {
 /// MIDPOINT(n) = (max + min)/2 of the last n closes; MIDPRICE(n) = (highest high + lowest low)/2.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Mid {
-    hi: Extreme,
-    lo: Extreme,
+    window: MaxMin,
 }
 
 impl Mid {
     /// New (`n >= 1`).
     pub fn new(n: usize) -> Self {
         Mid {
-            hi: Extreme::max(n),
-            lo: Extreme::min(n),
+            window: MaxMin::new(n),
         }
     }
 
     /// Feeds the value for the high side and for the low side (the close twice for MIDPOINT).
     pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
-        let h = self.hi.update(high);
-        let l = self.lo.update(low);
-        Some((h? + l?) / 2.0)
+        let (h, l) = self.window.update(high, low)?;
+        Some((h + l) / 2.0)
     }
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.hi.reset();
-        self.lo.reset();
+        self.window.reset();
     }
 }
 

@@ -49,7 +49,7 @@ impl Volatility {
     /// Feeds one close.
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let r = self.ret.update(x)?;
-        if let Some(old) = self.window.push(r) {
+        if let Some(old) = self.window.shift(r) {
             self.sum -= old;
             self.sum2 -= old * old;
         }

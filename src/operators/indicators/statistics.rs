@@ -35,7 +35,7 @@ impl Var {
 
     /// Feeds a value.
     pub fn update(&mut self, x: f64) -> Option<[f64; 2]> {
-        match self.ring.push(x) {
+        match self.ring.shift(x) {
             None => {
                 let k = self.ring.len() as f64;
                 let d = x - self.mean;
@@ -104,7 +104,7 @@ impl LinReg {
     /// Feeds a value.
     pub fn update(&mut self, x: f64) -> Option<[f64; 5]> {
         let n = self.n as f64;
-        match self.ring.push(x) {
+        match self.ring.shift(x) {
             None => {
                 // Every value seen ages by one bar.
                 self.sum_xy += self.sum_y;
