@@ -37,7 +37,7 @@ pub use rsi::Rsi;
 pub use sma::Sma;
 pub use statistics::{Beta, Correl, LinReg, Var};
 pub use volume::{Ad, Adosc, Obv};
-pub use window::{Extreme, MaxMin};
+pub use window::MaxMin;
 
 use serde::Deserialize;
 
