@@ -222,6 +222,6 @@ mod tests {
         assert_eq!(m.update(1.0, 6.0), Some((5.0, 4.0)));
         assert_eq!(m.update(0.0, 7.0), Some((5.0, 4.0)));
         assert_eq!(m.update(0.5, 8.0), Some((1.0, 6.0)));
-        assert_eq!(m.ages(), (1.0, 2.0));
+        assert_eq!(m.ages(), (2.0, 2.0));
     }
 }
