@@ -1266,44 +1266,74 @@ impl Ring {
     pub(crate) fn len(&self) -> usize {
         self.seen.min(self.n)
     }
-    /// Values oldest first.
-    pub(crate) fn ordered(&self) -> impl Iterator<Item = f64> + '_ {
-        let start = self.seen - self.len();
-        (start..self.seen).map(move |i| self.buf[i & self.mask])
-    }
-    /// The window as two slices (their concatenation is the values in an order that depends on
-    /// where the window wraps), for loops that do not care about the order.
-    pub(crate) fn window(&self) -> (&[f64], &[f64]) {
-        let len = self.len();
-        let start = self.seen.wrapping_sub(len) & self.mask;
-        if start + len <= self.buf.len() {
-            (&self.buf[start..start + len], &[])
-        } else {
-            let (head, tail) = self.buf.split_at(start);
-            (tail, &head[..len - tail.len()])
-        }
-    }
     pub(crate) fn clear(&mut self) {
         self.seen = 0;
     }
 }
 
-/// Σ f(x) over the values of `parts`, in four interleaved partial sums (a dependency chain a
-/// quarter as long as one running total, so the loop runs at the adder's throughput).
+/// The last `n` values as one contiguous slice, oldest first: each value is written twice, at
+/// `i` and `i + n` of a buffer of `2n`, so the window never wraps. For kernels that read the
+/// whole window (CCI's mean deviation every bar, VAR's and LINEARREG's exact recomputations) in
+/// a loop of fixed length.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Mirror {
+    buf: Vec<f64>,
+    n: usize,
+    /// Where the next value goes (and where the value `n` pushes ago is).
+    at: usize,
+    seen: usize,
+}
+
+impl Mirror {
+    pub(crate) fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Mirror {
+            buf: vec![0.0; 2 * n],
+            n,
+            at: 0,
+            seen: 0,
+        }
+    }
+    /// Pushes `x`; returns the value that fell out when the window was full.
+    #[inline]
+    pub(crate) fn shift(&mut self, x: f64) -> Option<f64> {
+        let at = self.at;
+        let out = (self.seen >= self.n).then(|| self.buf[at]);
+        self.buf[at] = x;
+        self.buf[at + self.n] = x;
+        self.at = if at + 1 == self.n { 0 } else { at + 1 };
+        self.seen += 1;
+        out
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.seen.min(self.n)
+    }
+    /// The values held, oldest first.
+    #[inline]
+    pub(crate) fn window(&self) -> &[f64] {
+        let end = self.at + self.n;
+        &self.buf[end - self.len()..end]
+    }
+    pub(crate) fn clear(&mut self) {
+        self.seen = 0;
+        self.at = 0;
+    }
+}
+
+/// Σ f(x) over `xs`, in four interleaved partial sums (a dependency chain a quarter as long as
+/// one running total, so the loop runs at the adder's throughput).
 #[inline]
-pub(crate) fn sum4(parts: (&[f64], &[f64]), f: impl Fn(f64) -> f64) -> f64 {
+pub(crate) fn sum4(xs: &[f64], f: impl Fn(f64) -> f64) -> f64 {
     let (mut a, mut b, mut c, mut d) = (0.0, 0.0, 0.0, 0.0);
-    for part in [parts.0, parts.1] {
-        let mut chunks = part.chunks_exact(4);
-        for q in &mut chunks {
-            a += f(q[0]);
-            b += f(q[1]);
-            c += f(q[2]);
-            d += f(q[3]);
-        }
-        for &x in chunks.remainder() {
-            a += f(x);
-        }
+    let mut chunks = xs.chunks_exact(4);
+    for q in &mut chunks {
+        a += f(q[0]);
+        b += f(q[1]);
+        c += f(q[2]);
+        d += f(q[3]);
+    }
+    for &x in chunks.remainder() {
+        a += f(x);
     }
     (a + b) + (c + d)
 }
@@ -1399,6 +1429,25 @@ mod tests {
         assert_eq!(r.shift(2.0), None);
         assert_eq!(r.oldest(), Some(1.0));
         assert_eq!(r.shift(3.0), Some(1.0));
-        assert_eq!(r.ordered().collect::<Vec<_>>(), vec![2.0, 3.0]);
+        assert_eq!((r.ago(0), r.ago(1)), (3.0, 2.0));
+    }
+
+    #[test]
+    fn mirror_holds_the_window_in_order() {
+        let mut m = Mirror::new(3);
+        assert_eq!(m.shift(1.0), None);
+        assert_eq!(m.window(), &[1.0]);
+        m.shift(2.0);
+        assert_eq!(m.shift(3.0), None);
+        assert_eq!(m.window(), &[1.0, 2.0, 3.0]);
+        assert_eq!(m.shift(4.0), Some(1.0));
+        assert_eq!(m.window(), &[2.0, 3.0, 4.0]);
+        for x in 5..=9 {
+            m.shift(f64::from(x));
+        }
+        assert_eq!(m.window(), &[7.0, 8.0, 9.0]);
+        m.clear();
+        m.shift(1.0);
+        assert_eq!(m.window(), &[1.0]);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Ring, Rsi, Sma, is_zero, sum4};
+use super::{Mirror, Ring, Rsi, Sma, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window.
 fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
@@ -193,7 +193,7 @@ pub struct Cci {
     n: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    ring: Ring,
+    window: Mirror,
     sum: f64,
     since_exact: usize,
 }
@@ -205,7 +205,7 @@ impl Cci {
         Cci {
             n,
             inv: 1.0 / n as f64,
-            ring: Ring::new(n),
+            window: Mirror::new(n),
             sum: 0.0,
             since_exact: 0,
         }
@@ -214,20 +214,20 @@ impl Cci {
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let tp = (high + low + close) / 3.0;
-        let old = self.ring.shift(tp);
+        let old = self.window.shift(tp);
         self.since_exact += 1;
         if self.since_exact >= self.n {
             self.since_exact = 0;
-            self.sum = sum4(self.ring.window(), |v| v);
+            self.sum = sum4(self.window.window(), |v| v);
         } else {
             self.sum += tp - old.unwrap_or(0.0);
         }
-        if self.ring.len() < self.n {
+        if self.window.len() < self.n {
             return None;
         }
         let n = self.n as f64;
         let avg = self.sum * self.inv;
-        let dev = sum4(self.ring.window(), |v| (v - avg).abs());
+        let dev = sum4(self.window.window(), |v| (v - avg).abs());
         let t = tp - avg;
         Some(if t != 0.0 && dev != 0.0 {
             (t * n) / (0.015 * dev)
@@ -398,13 +398,9 @@ impl Mfi {
         }
         let diff = tp - prev;
         let flow = tp * volume;
-        let (p, q) = if diff < 0.0 {
-            (0.0, flow)
-        } else if diff > 0.0 {
-            (flow, 0.0)
-        } else {
-            (0.0, 0.0)
-        };
+        // Two selects rather than a three-way branch on the sign of a random walk's change.
+        let p = if diff > 0.0 { flow } else { 0.0 };
+        let q = if diff < 0.0 { flow } else { 0.0 };
         self.pos.push(p);
         self.neg.push(q);
         self.pos_sum += p;

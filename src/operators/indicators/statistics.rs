@@ -1,6 +1,6 @@
 //! Statistics: variance and deviation, the linear regression family, correlation and beta.
 
-use super::{Ring, is_zero};
+use super::{Mirror, Ring, is_zero};
 
 /// VAR(n) (population) and STDDEV = √VAR (0 below 1e-8, TA-Lib's guard): outputs `[VAR, STDDEV]`.
 ///
@@ -13,7 +13,7 @@ pub struct Var {
     n: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    ring: Ring,
+    ring: Mirror,
     mean: f64,
     m2: f64,
     since_exact: usize,
@@ -26,7 +26,7 @@ impl Var {
         Var {
             n,
             inv: 1.0 / n as f64,
-            ring: Ring::new(n),
+            ring: Mirror::new(n),
             mean: 0.0,
             m2: 0.0,
             since_exact: 0,
@@ -47,12 +47,10 @@ impl Var {
                 if self.since_exact >= self.n {
                     self.since_exact = 0;
                     let n = self.n as f64;
-                    self.mean = self.ring.ordered().sum::<f64>() / n;
-                    self.m2 = self
-                        .ring
-                        .ordered()
-                        .map(|v| (v - self.mean) * (v - self.mean))
-                        .sum();
+                    let w = self.ring.window();
+                    let mean = w.iter().sum::<f64>() / n;
+                    self.m2 = w.iter().map(|v| (v - mean) * (v - mean)).sum();
+                    self.mean = mean;
                 } else {
                     let d = x - old;
                     let mean = self.mean + d * self.inv;
@@ -82,7 +80,7 @@ impl Var {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinReg {
     n: usize,
-    ring: Ring,
+    ring: Mirror,
     sum_y: f64,
     sum_xy: f64,
     since_exact: usize,
@@ -94,7 +92,7 @@ impl LinReg {
         let n = n.max(2);
         LinReg {
             n,
-            ring: Ring::new(n),
+            ring: Mirror::new(n),
             sum_y: 0.0,
             sum_xy: 0.0,
             since_exact: 0,
@@ -115,7 +113,7 @@ impl LinReg {
                 if self.since_exact >= self.n {
                     self.since_exact = 0;
                     let (mut sy, mut sxy) = (0.0, 0.0);
-                    for (k, y) in self.ring.ordered().enumerate() {
+                    for (k, &y) in self.ring.window().iter().enumerate() {
                         sy += y;
                         sxy += (self.n - 1 - k) as f64 * y;
                     }

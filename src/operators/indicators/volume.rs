@@ -12,11 +12,10 @@ impl Obv {
     pub fn update(&mut self, close: f64, volume: f64) -> f64 {
         let (prev, mut obv) = self.state.unwrap_or((close, volume));
         if self.state.is_some() {
-            if close > prev {
-                obv += volume;
-            } else if close < prev {
-                obv -= volume;
-            }
+            // ±volume or nothing by the sign of the change, without a data-dependent branch
+            // (adding ±1·v or 0·v gives the same bits as adding, subtracting or skipping v).
+            let sign = f64::from(i8::from(close > prev) - i8::from(close < prev));
+            obv += sign * volume;
         }
         self.state = Some((close, obv));
         obv
