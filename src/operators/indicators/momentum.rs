@@ -571,6 +571,8 @@ impl UltOsc {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Aroon {
     n: usize,
+    /// `100/n`, TA-Lib's factor.
+    factor: f64,
     window: MaxMin<true>,
 }
 
@@ -580,6 +582,7 @@ impl Aroon {
         let n = n.max(1);
         Aroon {
             n,
+            factor: 100.0 / n as f64,
             window: MaxMin::new(n + 1),
         }
     }
@@ -587,7 +590,7 @@ impl Aroon {
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64) -> Option<[f64; 3]> {
         self.window.update(high, low)?;
-        let factor = 100.0 / self.n as f64;
+        let factor = self.factor;
         let n = self.n as f64;
         let (age_h, age_l) = self.window.ages();
         let up = factor * (n - age_h);

@@ -1,7 +1,5 @@
 //! Overlap studies beyond SMA/EMA/BBANDS: WMA, DEMA, TEMA, TRIMA, KAMA, MIDPOINT, MIDPRICE, SAR.
 
-use std::collections::VecDeque;
-
 use super::window::MaxMin;
 use super::{Ema, Ring, Sma, is_zero};
 
@@ -152,7 +150,8 @@ impl Trima {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Kama {
     n: usize,
-    last: VecDeque<f64>,
+    /// The last n+2 values.
+    last: Ring,
     sum_roc: f64,
     kama: Option<f64>,
 }
@@ -163,7 +162,7 @@ impl Kama {
         let n = n.max(1);
         Kama {
             n,
-            last: VecDeque::with_capacity(n + 3),
+            last: Ring::new(n + 2),
             sum_roc: 0.0,
             kama: None,
         }
@@ -171,11 +170,8 @@ impl Kama {
 
     /// Feeds a value.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let prev = self.last.back().copied();
-        self.last.push_back(x);
-        if self.last.len() > self.n + 2 {
-            self.last.pop_front();
-        }
+        let prev = (self.last.len() > 0).then(|| self.last.ago(0));
+        self.last.push(x);
         let seen = self.kama.is_some();
         if !seen {
             if let Some(p) = prev {
@@ -186,14 +182,12 @@ impl Kama {
             }
         }
         let prev = prev.unwrap_or(x);
-        let trailing = if seen {
-            let (tp, t) = (self.last[0], self.last[1]);
-            self.sum_roc -= (tp - t).abs();
+        // The value n bars ago; once running, the one before it leaves the sum of moves.
+        let trailing = self.last.ago(self.n);
+        if seen {
+            self.sum_roc -= (self.last.ago(self.n + 1) - trailing).abs();
             self.sum_roc += (x - prev).abs();
-            t
-        } else {
-            self.last[0]
-        };
+        }
         let period_roc = x - trailing;
         let const_max = 2.0 / (30.0 + 1.0);
         let const_diff = 2.0 / (2.0 + 1.0) - const_max;

@@ -80,6 +80,10 @@ impl Var {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinReg {
     n: usize,
+    /// `Σx` and `1/(Σx·Σx − n·Σx²)` over x = 0..n−1, and `1/n`: constants of the window.
+    sum_x: f64,
+    inv_divisor: f64,
+    inv_n: f64,
     ring: Mirror,
     sum_y: f64,
     sum_xy: f64,
@@ -90,8 +94,14 @@ impl LinReg {
     /// New (`n >= 2`).
     pub fn new(n: usize) -> Self {
         let n = n.max(2);
+        let nf = n as f64;
+        let sum_x = nf * (nf - 1.0) * 0.5;
+        let sum_x_sqr = nf * (nf - 1.0) * (2.0 * nf - 1.0) / 6.0;
         LinReg {
             n,
+            sum_x,
+            inv_divisor: 1.0 / (sum_x * sum_x - nf * sum_x_sqr),
+            inv_n: 1.0 / nf,
             ring: Mirror::new(n),
             sum_y: 0.0,
             sum_xy: 0.0,
@@ -128,11 +138,9 @@ impl LinReg {
         if self.ring.len() < self.n {
             return None;
         }
-        let sum_x = n * (n - 1.0) * 0.5;
-        let sum_x_sqr = n * (n - 1.0) * (2.0 * n - 1.0) / 6.0;
-        let divisor = sum_x * sum_x - n * sum_x_sqr;
-        let m = (n * self.sum_xy - sum_x * self.sum_y) / divisor;
-        let b = (self.sum_y - m * sum_x) / n;
+        let sum_x = self.sum_x;
+        let m = (n * self.sum_xy - sum_x * self.sum_y) * self.inv_divisor;
+        let b = (self.sum_y - m * sum_x) * self.inv_n;
         Some([
             b + m * (n - 1.0),
             m,
