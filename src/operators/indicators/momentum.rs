@@ -497,16 +497,28 @@ impl PriceOsc {
 }
 
 /// ULTOSC(p1, p2, p3): `100·(4·A1 + 2·A2 + A3)/7` with `Ak = Σ buying pressure / Σ true range`
-/// over the k-th window (shortest first). One ring of each series, as long as the longest window,
-/// feeds the three running totals (TA-Lib's order: add the new value, report, drop the trailing
-/// one).
+/// over the k-th window (shortest first). One ring of (pressure, range) pairs, as long as the
+/// longest window, feeds the three pairs of running totals (TA-Lib's order: add the new value,
+/// report, drop the trailing one).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UltOsc {
     prev_close: Option<f64>,
     periods: [usize; 3],
-    bp: Ring,
-    tr: Ring,
-    sums: [(f64, f64); 3],
+    /// `[buying pressure, true range]` of the last bars (as many as the longest window, rounded
+    /// up to a power of two), indexed by the running count `seen`.
+    ring: Vec<[f64; 2]>,
+    seen: usize,
+    sums: [[f64; 2]; 3],
+}
+
+/// Lane-wise `a + b` and `a − b` (one `addpd`/`subpd` for the pressure and range sums together).
+#[inline(always)]
+fn add2(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    [a[0] + b[0], a[1] + b[1]]
+}
+#[inline(always)]
+fn sub2(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    [a[0] - b[0], a[1] - b[1]]
 }
 
 impl UltOsc {
@@ -517,36 +529,34 @@ impl UltOsc {
         UltOsc {
             prev_close: None,
             periods: p,
-            bp: Ring::new(p[2]),
-            tr: Ring::new(p[2]),
-            sums: [(0.0, 0.0); 3],
+            ring: vec![[0.0; 2]; p[2].next_power_of_two()],
+            seen: 0,
+            sums: [[0.0; 2]; 3],
         }
     }
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let pc = self.prev_close.replace(close)?;
-        let true_low = low.min(pc);
-        let bp = close - true_low;
-        let tr = true_range(high, low, pc);
-        self.bp.push(bp);
-        self.tr.push(tr);
-        let seen = self.bp.len();
-        let mut at = [(0.0, 0.0); 3];
+        let true_low = if low < pc { low } else { pc };
+        let v = [close - true_low, true_range(high, low, pc)];
+        let mask = self.ring.len() - 1;
+        let s = self.seen;
+        self.ring[s & mask] = v;
+        self.seen = s + 1;
+        let mut at = [[0.0; 2]; 3];
         for (k, (sum, &n)) in self.sums.iter_mut().zip(&self.periods).enumerate() {
-            sum.0 += bp;
-            sum.1 += tr;
+            *sum = add2(*sum, v);
             at[k] = *sum;
-            if seen >= n {
+            if s + 1 >= n {
                 // The window's oldest value leaves before the next bar.
-                sum.0 -= self.bp.ago(n - 1);
-                sum.1 -= self.tr.ago(n - 1);
+                *sum = sub2(*sum, self.ring[(s + 1 - n) & mask]);
             }
         }
-        if seen < self.periods[2] {
+        if s + 1 < self.periods[2] {
             return None;
         }
-        let [(a1, b1), (a2, b2), (a3, b3)] = at;
+        let [[a1, b1], [a2, b2], [a3, b3]] = at;
         let mut out = 0.0;
         if !is_zero(b1) {
             out += 4.0 * (a1 / b1);
