@@ -1314,10 +1314,6 @@ impl Mirror {
         let end = self.at + self.n;
         &self.buf[end - self.len()..end]
     }
-    pub(crate) fn clear(&mut self) {
-        self.seen = 0;
-        self.at = 0;
-    }
 }
 
 /// Σ f(x) over `xs`, in four interleaved partial sums (a dependency chain a quarter as long as
@@ -1446,8 +1442,5 @@ mod tests {
             m.shift(f64::from(x));
         }
         assert_eq!(m.window(), &[7.0, 8.0, 9.0]);
-        m.clear();
-        m.shift(1.0);
-        assert_eq!(m.window(), &[1.0]);
     }
 }
