@@ -4,13 +4,16 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Mirror, Ring, Rsi, Sma, is_zero, sum4};
+use super::{Mirror, Ring, Rsi, Sma, THIRD, is_zero, sum4};
 
-/// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window.
+/// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window. Computed as
+/// `100·(close − lowest)/(highest − lowest)`: one division instead of two (the divider is the
+/// scarcest unit on the per-bar path; the result moves by at most an ulp or two).
+#[inline(always)]
 fn fast_k(close: f64, hh: f64, ll: f64) -> f64 {
-    let diff = (hh - ll) / 100.0;
-    if diff != 0.0 {
-        (close - ll) / diff
+    let range = hh - ll;
+    if range != 0.0 {
+        ((close - ll) * 100.0) / range
     } else {
         0.0
     }
@@ -169,9 +172,10 @@ impl HighLow {
     #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
         let (hh, ll) = self.window.update(high, low)?;
-        let diff = (hh - ll) / -100.0;
-        let willr = if diff != 0.0 {
-            (hh - close) / diff
+        // TA-Lib's `(hh − close)/((hh − ll)/−100)`, with one division.
+        let range = hh - ll;
+        let willr = if range != 0.0 {
+            ((hh - close) * -100.0) / range
         } else {
             0.0
         };
@@ -213,7 +217,7 @@ impl Cci {
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
-        let tp = (high + low + close) / 3.0;
+        let tp = (high + low + close) * THIRD;
         let old = self.window.shift(tp);
         self.since_exact += 1;
         if self.since_exact >= self.n {
@@ -390,7 +394,7 @@ impl Mfi {
 
     /// Feeds a bar.
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
-        let tp = (high + low + close) / 3.0;
+        let tp = (high + low + close) * THIRD;
         let prev = self.prev_tp.replace(tp)?;
         if let (Some(p), Some(q)) = (self.pos.oldest(), self.neg.oldest()) {
             self.pos_sum -= p;
@@ -440,13 +444,12 @@ impl Change {
     pub fn update(&mut self, x: f64) -> Option<[f64; 3]> {
         self.ring.push(x);
         let prev = self.ring.oldest()?;
-        let roc = if prev != 0.0 {
-            ((x / prev) - 1.0) * 100.0
-        } else {
-            0.0
-        };
-        let rocp = if prev != 0.0 { (x - prev) / prev } else { 0.0 };
-        Some([roc, rocp, x - prev])
+        if prev == 0.0 {
+            return Some([0.0, 0.0, x - prev]);
+        }
+        // One division for both: ROC = (x/prev − 1)·100, ROCP = (x − prev)/prev.
+        let inv = 1.0 / prev;
+        Some([((x * inv) - 1.0) * 100.0, (x - prev) * inv, x - prev])
     }
 
     /// Back to empty.
@@ -567,7 +570,7 @@ impl UltOsc {
         if !is_zero(b3) {
             out += a3 / b3;
         }
-        Some(100.0 * (out / 7.0))
+        Some(out * (100.0 / 7.0))
     }
 
     /// Back to empty.

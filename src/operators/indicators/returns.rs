@@ -2,22 +2,25 @@
 
 use super::Ring;
 
-/// `ln(close[t]/close[t-1])`; none for the first value.
+/// `ln(close[t]/close[t-1])`, computed as `ln(close[t]) − ln(close[t-1])` with the previous
+/// logarithm kept: one logarithm and no division per bar (the two agree to ~1e-15); none for the
+/// first value.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct LogReturn {
-    prev: Option<f64>,
+    prev_ln: Option<f64>,
 }
 
 impl LogReturn {
     /// Feeds one close.
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let prev = self.prev.replace(x)?;
-        Some((x / prev).ln())
+        let ln = x.ln();
+        let prev = self.prev_ln.replace(ln)?;
+        Some(ln - prev)
     }
 
     /// Back to empty.
     pub fn reset(&mut self) {
-        self.prev = None;
+        self.prev_ln = None;
     }
 }
 

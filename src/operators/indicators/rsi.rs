@@ -63,10 +63,8 @@ impl Rsi {
         if is_zero(sum) {
             return Some([0.0, 0.0]);
         }
-        Some([
-            100.0 * (self.gain / sum),
-            100.0 * ((self.gain - self.loss) / sum),
-        ])
+        let per = 100.0 / sum;
+        Some([self.gain * per, (self.gain - self.loss) * per])
     }
 
     /// Back to empty.

@@ -161,6 +161,8 @@ impl LinReg {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Correl {
     n: usize,
+    /// `1/n` (multiplications instead of three divisions per bar).
+    inv: f64,
     xs: Ring,
     ys: Ring,
     s: [f64; 5],
@@ -172,6 +174,7 @@ impl Correl {
         let n = n.max(1);
         Correl {
             n,
+            inv: 1.0 / n as f64,
             xs: Ring::new(n),
             ys: Ring::new(n),
             s: [0.0; 5],
@@ -198,12 +201,12 @@ impl Correl {
         if self.xs.len() < self.n {
             return None;
         }
-        let n = self.n as f64;
-        let t = (*sx2 - ((*sx * *sx) / n)) * (*sy2 - ((*sy * *sy) / n));
+        let inv = self.inv;
+        let t = (*sx2 - ((*sx * *sx) * inv)) * (*sy2 - ((*sy * *sy) * inv));
         Some(if t < 0.000_000_01 {
             0.0
         } else {
-            (*sxy - ((*sx * *sy) / n)) / t.sqrt()
+            (*sxy - ((*sx * *sy) * inv)) / t.sqrt()
         })
     }
 
