@@ -976,17 +976,48 @@ type Slots = [u32; 7];
 
 /// Writes a kernel's outputs (NaN for all while it warms up) to their positions.
 #[inline(always)]
-fn put<const N: usize>(row: &mut [f64], s: &Slots, v: Option<[f64; N]>) {
+fn put<R: Cells + ?Sized, const N: usize>(row: &mut R, s: &Slots, v: Option<[f64; N]>) {
     let v = v.unwrap_or([f64::NAN; N]);
     for k in 0..N {
-        row[s[k] as usize] = v[k];
+        row.set(s[k], v[k]);
     }
 }
 
 /// Writes a one-output kernel's value (NaN while it warms up) to its position.
 #[inline(always)]
-fn put1(row: &mut [f64], s: &Slots, v: Option<f64>) {
-    row[s[0] as usize] = v.unwrap_or(f64::NAN);
+fn put1<R: Cells + ?Sized>(row: &mut R, s: &Slots, v: Option<f64>) {
+    row.set(s[0], v.unwrap_or(f64::NAN));
+}
+
+/// Cells of a row that kernels write by position.
+trait Cells {
+    /// Sets cell `i`.
+    fn set(&mut self, i: u32, v: f64);
+}
+
+/// Cells in the fixed-size row of a set planned into at most [`SMALL`] cells: a byte-sized index
+/// needs no bounds check (the planner guarantees every position fits).
+impl Cells for [f64; SMALL] {
+    #[inline(always)]
+    fn set(&mut self, i: u32, v: f64) {
+        self[usize::from(i as u8)] = v;
+    }
+}
+
+/// Cells of a larger row, bounds-checked.
+impl Cells for [f64] {
+    #[inline(always)]
+    fn set(&mut self, i: u32, v: f64) {
+        self[i as usize] = v;
+    }
+}
+
+/// Cells of the fixed-size row (a byte's range, so positions need no bounds check).
+const SMALL: usize = 256;
+
+/// A fresh fixed-size row.
+fn small_row() -> Box<[f64; SMALL]> {
+    Box::new([f64::NAN; SMALL])
 }
 
 /// The state of a kernel that has none (BOP, the price transforms).
@@ -1026,7 +1057,7 @@ macro_rules! kernel_kinds {
             /// Feeds one bar to every kernel; each writes its outputs (NaN while warming up) at
             /// its positions in `row`.
             #[inline(always)]
-            fn update(&mut self, bar: &Ohlcv, row: &mut [f64]) {
+            fn update<R: Cells + ?Sized>(&mut self, bar: &Ohlcv, row: &mut R) {
                 $(
                     for ($k, $s) in &mut self.$field {
                         let ($b, $row) = (bar, &mut *row);
@@ -1113,7 +1144,14 @@ kernel_kinds! {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
     kernels: Kernels,
-    row: Vec<f64>,
+    /// The row the kernels write: fixed-size when the plan fits in [`SMALL`] cells, else `large`
+    /// (scratch: every cell is rewritten each bar, so neither is saved).
+    #[serde(skip, default = "small_row")]
+    small: Box<[f64; SMALL]>,
+    #[serde(skip)]
+    large: Vec<f64>,
+    /// Cells the plan uses (columns, a spare, scaled outputs).
+    cells: usize,
     /// `(column, row position, factor)` for columns not written in place by their kernel.
     fixups: Vec<(usize, usize, f64)>,
     width: usize,
@@ -1172,7 +1210,9 @@ impl FeatureSet {
         }
         FeatureSet {
             kernels,
-            row: vec![f64::NAN; next],
+            small: small_row(),
+            large: Vec::new(),
+            cells: next,
             fixups,
             width,
         }
@@ -1196,16 +1236,49 @@ impl FeatureSet {
             out.fill(f64::NAN);
             return;
         }
-        self.kernels.update(bar, &mut self.row);
-        out.copy_from_slice(&self.row[..self.width]);
+        let row: &[f64] = if self.cells <= SMALL {
+            self.kernels.update(bar, &mut *self.small);
+            &self.small[..]
+        } else {
+            if self.large.len() != self.cells {
+                self.large = vec![f64::NAN; self.cells];
+            }
+            self.kernels.update(bar, &mut self.large[..]);
+            &self.large
+        };
+        out.copy_from_slice(&row[..self.width]);
         for &(col, at, scale) in &self.fixups {
-            out[col] = self.row[at] * scale;
+            out[col] = row[at] * scale;
         }
     }
 
     /// Resets every kernel.
     pub fn reset(&mut self) {
         self.kernels.reset();
+    }
+}
+
+/// The previous value of a series, once there is one.
+///
+/// Two plain fields rather than an `Option<f64>`: the compiler copies an `Option<f64>` with one
+/// 16-byte load but writes it back as two 8-byte stores, and the next bar's load then waits for a
+/// failed store-to-load forwarding (~15 cycles on the per-bar critical path of every kernel that
+/// keeps a previous close). The same goes for any neighbouring fields written one by one and
+/// read together: kernels read such state into locals once and write it back once.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Prev<T = f64> {
+    value: T,
+    set: bool,
+}
+
+impl<T: Copy> Prev<T> {
+    /// Stores `x`; returns the value it replaces, if any.
+    #[inline(always)]
+    pub(crate) fn replace(&mut self, x: T) -> Option<T> {
+        let out = self.set.then_some(self.value);
+        self.value = x;
+        self.set = true;
+        out
     }
 }
 

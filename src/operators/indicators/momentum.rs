@@ -4,7 +4,7 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Mirror, Ring, Rsi, Sma, THIRD, is_zero, sum4};
+use super::{Mirror, Prev, Ring, Rsi, Sma, THIRD, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window. Computed as
 /// `100·(close − lowest)/(highest − lowest)`: one division instead of two (the divider is the
@@ -254,7 +254,7 @@ pub struct Dmi {
     n: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    prev: Option<(f64, f64, f64)>,
+    prev: Prev<[f64; 3]>,
     bars: usize,
     pdm: f64,
     mdm: f64,
@@ -272,7 +272,7 @@ impl Dmi {
         Dmi {
             n,
             inv: 1.0 / n as f64,
-            prev: None,
+            prev: Prev::default(),
             bars: 0,
             pdm: 0.0,
             mdm: 0.0,
@@ -287,7 +287,7 @@ impl Dmi {
     /// Feeds a bar; NaN marks outputs still warming up.
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 7] {
         let mut out = [f64::NAN; 7];
-        let Some((ph, pl, pc)) = self.prev.replace((high, low, close)) else {
+        let Some([ph, pl, pc]) = self.prev.replace([high, low, close]) else {
             return out;
         };
         self.bars += 1;
@@ -305,16 +305,20 @@ impl Dmi {
             0.0
         };
         let tr = true_range(high, low, pc);
+        // Read once, write once (see `Correl::update`: stores and loads of neighbouring fields
+        // must not straddle each other).
+        let (mut pdm, mut mdm, mut trs) = (self.pdm, self.mdm, self.tr);
         if self.bars < self.n {
-            self.pdm += plus;
-            self.mdm += minus;
-            self.tr += tr;
+            pdm += plus;
+            mdm += minus;
+            trs += tr;
         } else {
             let inv = self.inv;
-            self.pdm = self.pdm - (self.pdm * inv) + plus;
-            self.mdm = self.mdm - (self.mdm * inv) + minus;
-            self.tr = self.tr - (self.tr * inv) + tr;
+            pdm = pdm - (pdm * inv) + plus;
+            mdm = mdm - (mdm * inv) + minus;
+            trs = trs - (trs * inv) + tr;
         }
+        (self.pdm, self.mdm, self.tr) = (pdm, mdm, trs);
         if self.bars < self.n - 1 {
             return out;
         }

@@ -1,6 +1,6 @@
 //! Wilder's RSI (and CMO, from the same averages) as TA-Lib computes them.
 
-use super::is_zero;
+use super::{Prev, is_zero};
 
 /// RSI(n): average gain and loss seeded with the simple mean of the first n changes, then Wilder
 /// smoothing `avg = (avg·(n-1) + x)/n`; `100·g/(g+l)`, 0 when `g+l` is (TA-Lib's) zero.
@@ -10,7 +10,7 @@ pub struct Rsi {
     period: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    prev: Option<f64>,
+    prev: Prev,
     changes: usize,
     gain: f64,
     loss: f64,
@@ -22,7 +22,7 @@ impl Rsi {
         Rsi {
             period: period.max(1),
             inv: 1.0 / period.max(1) as f64,
-            prev: None,
+            prev: Prev::default(),
             changes: 0,
             gain: 0.0,
             loss: 0.0,
@@ -40,31 +40,32 @@ impl Rsi {
         let prev = self.prev.replace(x)?;
         let d = x - prev;
         let n = self.period as f64;
+        // Both averages take a change every bar (the other side takes +0.0, which changes no
+        // bits): selects instead of a branch that a random walk mispredicts half the time.
+        let (up, down) = if d < 0.0 { (0.0, -d) } else { (d, 0.0) };
+        // Read once, write once (see `Prev`).
+        let (mut gain, mut loss) = (self.gain, self.loss);
         if self.changes < self.period {
-            if d < 0.0 {
-                self.loss -= d
-            } else {
-                self.gain += d
-            }
+            loss += down;
+            gain += up;
             self.changes += 1;
             if self.changes < self.period {
+                (self.gain, self.loss) = (gain, loss);
                 return None;
             }
-            self.loss *= self.inv;
-            self.gain *= self.inv;
+            loss *= self.inv;
+            gain *= self.inv;
         } else {
-            // Both averages take a change every bar (the other side takes +0.0, which changes
-            // no bits): selects instead of a branch that a random walk mispredicts half the time.
-            let (up, down) = if d < 0.0 { (0.0, -d) } else { (d, 0.0) };
-            self.loss = ((self.loss * (n - 1.0)) + down) * self.inv;
-            self.gain = ((self.gain * (n - 1.0)) + up) * self.inv;
+            loss = ((loss * (n - 1.0)) + down) * self.inv;
+            gain = ((gain * (n - 1.0)) + up) * self.inv;
         }
-        let sum = self.gain + self.loss;
+        (self.gain, self.loss) = (gain, loss);
+        let sum = gain + loss;
         if is_zero(sum) {
             return Some([0.0, 0.0]);
         }
         let per = 100.0 / sum;
-        Some([self.gain * per, (self.gain - self.loss) * per])
+        Some([gain * per, (gain - loss) * per])
     }
 
     /// Back to empty.
