@@ -64,8 +64,9 @@ impl Rsi {
         if is_zero(sum) {
             return Some([0.0, 0.0]);
         }
-        let per = 100.0 / sum;
-        Some([gain * per, (gain - loss) * per])
+        // Two divisions, not one reciprocal: `gain·(100/sum)` can come out an ulp above 100
+        // when there is no loss, `100·(gain/sum)` is exactly 100.
+        Some([100.0 * (gain / sum), 100.0 * ((gain - loss) / sum)])
     }
 
     /// Back to empty.
