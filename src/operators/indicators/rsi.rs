@@ -90,5 +90,9 @@ mod tests {
             r.update(5.0);
         }
         assert_eq!(r.update(5.0), Some(0.0));
+        // A reciprocal of the sum once gave 100.00000000000001 here.
+        let mut r = Rsi::new(1);
+        r.update(356.387_628_325_249_64);
+        assert_eq!(r.update(948.482_256_374_003_6), Some(100.0));
     }
 }
