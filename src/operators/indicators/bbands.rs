@@ -41,6 +41,7 @@ impl Bbands {
     }
 
     /// Feeds one close.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<Band> {
         let middle = self.sma.update(x);
         let sq = x * x;
@@ -93,6 +94,7 @@ impl Mean {
     }
 
     /// Feeds a value.
+    #[inline]
     pub fn update(&mut self, x: f64) -> [f64; 4] {
         match self {
             Mean::Sma(s) => [

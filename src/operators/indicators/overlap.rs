@@ -30,6 +30,7 @@ impl Wma {
     }
 
     /// Feeds a value.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         let k = self.ring.len();
@@ -133,6 +134,7 @@ impl Trima {
     }
 
     /// Feeds a value.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.a.update(x).and_then(|v| self.b.update(v))
     }
@@ -169,6 +171,7 @@ impl Kama {
     }
 
     /// Feeds a value.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let prev = (self.last.len() > 0).then(|| self.last.ago(0));
         self.last.push(x);
@@ -225,6 +228,7 @@ impl Mid {
     }
 
     /// Feeds the value for the high side and for the low side (the close twice for MIDPOINT).
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
         let (h, l) = self.window.update(high, low)?;
         Some((h + l) / 2.0)
@@ -267,6 +271,7 @@ impl Sar {
     }
 
     /// Feeds one bar's high and low.
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
         let mut s = match self.state {
             Some(s) => s,

@@ -9,6 +9,7 @@ pub struct Obv {
 
 impl Obv {
     /// Feeds a close and volume.
+    #[inline]
     pub fn update(&mut self, close: f64, volume: f64) -> f64 {
         let (prev, mut obv) = self.state.unwrap_or((close, volume));
         if self.state.is_some() {
@@ -35,6 +36,7 @@ pub struct Ad {
 
 impl Ad {
     /// Feeds a bar.
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> f64 {
         let range = high - low;
         if range > 0.0 {
@@ -80,6 +82,7 @@ impl Adosc {
     }
 
     /// Feeds a bar.
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
         let ad = self.ad.update(high, low, close, volume);
         self.seen += 1;
