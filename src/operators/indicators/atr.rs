@@ -25,7 +25,7 @@ pub fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
 
 impl TrueRange {
     /// Feeds one bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let pc = self.prev_close.replace(close)?;
         Some(true_range(high, low, pc))
@@ -63,7 +63,7 @@ impl Atr {
     }
 
     /// Feeds one bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let tr = self.tr.update(high, low, close)?;
         let n = self.period as f64;

@@ -41,7 +41,7 @@ impl Bbands {
     }
 
     /// Feeds one close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<Band> {
         let middle = self.sma.update(x);
         let sq = x * x;
@@ -94,7 +94,7 @@ impl Mean {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> [f64; 4] {
         match self {
             Mean::Sma(s) => [

@@ -36,7 +36,7 @@ impl Ema {
     }
 
     /// Feeds one value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         if self.count < self.period {
             self.seed_sum += x;

@@ -47,7 +47,7 @@ impl Macd {
     }
 
     /// Feeds one close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<MacdValue> {
         let macd = if self.warm.len() < self.slow {
             self.warm.push(x);

@@ -41,7 +41,7 @@ impl Stochastic {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 4] {
         let mut out = [f64::NAN; 4];
         let Some((hh, ll)) = self.window.update(high, low) else {
@@ -94,7 +94,7 @@ impl StochF {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
         let (hh, ll) = self.window.update(high, low)?;
         let k = fast_k(close, hh, ll);
@@ -128,7 +128,7 @@ impl RsiFamily {
     }
 
     /// Feeds a close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, close: f64) -> [f64; 4] {
         let mut out = [f64::NAN; 4];
         let Some([rsi, cmo]) = self.rsi.update_both(close) else {
@@ -172,7 +172,7 @@ impl HighLow {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
         let (hh, ll) = self.window.update(high, low)?;
         // TA-Lib's `(hh − close)/((hh − ll)/−100)`, with one division.
@@ -219,7 +219,7 @@ impl Cci {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let tp = (high + low + close) * THIRD;
         let old = self.window.shift(tp);
@@ -289,7 +289,7 @@ impl Dmi {
     }
 
     /// Feeds a bar; NaN marks outputs still warming up.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 7] {
         let mut out = [f64::NAN; 7];
         let Some([ph, pl, pc]) = self.prev.replace([high, low, close]) else {
@@ -402,7 +402,7 @@ impl Mfi {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
         let tp = (high + low + close) * THIRD;
         let prev = self.prev_tp.replace(tp)?;
@@ -451,7 +451,7 @@ impl Change {
     }
 
     /// Feeds a close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<[f64; 3]> {
         self.ring.push(x);
         let prev = self.ring.oldest()?;
@@ -491,7 +491,7 @@ impl PriceOsc {
     }
 
     /// Feeds a close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<[f64; 2]> {
         let f = self.fast.update(x);
         let s = self.slow.update(x)?;
@@ -551,7 +551,7 @@ impl UltOsc {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         let pc = self.prev_close.replace(close)?;
         let true_low = if low < pc { low } else { pc };
@@ -614,7 +614,7 @@ impl Aroon {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64) -> Option<[f64; 3]> {
         self.window.update(high, low)?;
         let factor = self.factor;

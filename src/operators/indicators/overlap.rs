@@ -30,7 +30,7 @@ impl Wma {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         let k = self.ring.len();
@@ -78,7 +78,7 @@ impl EmaChain {
     }
 
     /// Feeds a value; NaN marks outputs still warming up.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> [f64; 3] {
         let mut out = [f64::NAN; 3];
         let Some(a) = self.e1.update(x) else {
@@ -134,7 +134,7 @@ impl Trima {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.a.update(x).and_then(|v| self.b.update(v))
     }
@@ -171,7 +171,7 @@ impl Kama {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let prev = (self.last.len() > 0).then(|| self.last.ago(0));
         self.last.push(x);
@@ -228,7 +228,7 @@ impl Mid {
     }
 
     /// Feeds the value for the high side and for the low side (the close twice for MIDPOINT).
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
         let (h, l) = self.window.update(high, low)?;
         Some((h + l) / 2.0)
@@ -271,7 +271,7 @@ impl Sar {
     }
 
     /// Feeds one bar's high and low.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64) -> Option<f64> {
         let mut s = match self.state {
             Some(s) => s,

@@ -12,7 +12,7 @@ pub struct LogReturn {
 
 impl LogReturn {
     /// Feeds one close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let ln = x.ln();
         let prev = self.prev_ln.replace(ln)?;
@@ -51,7 +51,7 @@ impl Volatility {
     }
 
     /// Feeds one close.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let r = self.ret.update(x)?;
         if let Some(old) = self.window.shift(r) {

@@ -30,14 +30,14 @@ impl Rsi {
     }
 
     /// Feeds one close; the RSI once warm.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.update_both(x).map(|v| v[0])
     }
 
     /// Feeds one close; `[RSI, CMO]` from the same Wilder averages once warm
     /// (CMO = `100·(g−l)/(g+l)`, 0 when `g+l` is TA-Lib's zero).
-    #[inline]
+    #[inline(always)]
     pub fn update_both(&mut self, x: f64) -> Option<[f64; 2]> {
         let prev = self.prev.replace(x)?;
         let d = x - prev;

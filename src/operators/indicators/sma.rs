@@ -28,7 +28,7 @@ impl Sma {
     }
 
     /// Feeds one value; the average once `period` values have been seen.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         self.total += x;

@@ -34,7 +34,7 @@ impl Var {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<[f64; 2]> {
         match self.ring.shift(x) {
             None => {
@@ -111,7 +111,7 @@ impl LinReg {
     }
 
     /// Feeds a value.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<[f64; 5]> {
         let n = self.n as f64;
         // Read once, write once (see `Correl::update`).
@@ -187,7 +187,7 @@ impl Correl {
     }
 
     /// Feeds one pair.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, x: f64, y: f64) -> Option<f64> {
         // The sums in locals, read once and written once: updated in place, the compiler packs
         // neighbouring sums into 16-byte stores and loads that straddle each other, and every
@@ -251,7 +251,7 @@ impl Beta {
     }
 
     /// Feeds one pair of prices.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, px: f64, py: f64) -> Option<f64> {
         let (lx, ly) = self.prev.replace((px, py))?;
         let x = if is_zero(lx) { 0.0 } else { (px - lx) / lx };

@@ -9,7 +9,7 @@ pub struct Obv {
 
 impl Obv {
     /// Feeds a close and volume.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, close: f64, volume: f64) -> f64 {
         let (prev, mut obv) = self.state.unwrap_or((close, volume));
         if self.state.is_some() {
@@ -36,7 +36,7 @@ pub struct Ad {
 
 impl Ad {
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> f64 {
         let range = high - low;
         if range > 0.0 {
@@ -82,7 +82,7 @@ impl Adosc {
     }
 
     /// Feeds a bar.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
         let ad = self.ad.update(high, low, close, volume);
         self.seen += 1;
