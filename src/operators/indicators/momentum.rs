@@ -4,7 +4,7 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Mirror, Prev, Ring, Rsi, Sma, THIRD, is_zero, sum4};
+use super::{Mirror, Prev, Ring, Rsi, Sma, THIRD, div2, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window. Computed as
 /// `100·(close − lowest)/(highest − lowest)`: one division instead of two (the divider is the
@@ -458,9 +458,9 @@ impl Change {
         if prev == 0.0 {
             return Some([0.0, 0.0, x - prev]);
         }
-        // One division for both: ROC = (x/prev − 1)·100, ROCP = (x − prev)/prev.
-        let inv = 1.0 / prev;
-        Some([((x * inv) - 1.0) * 100.0, (x - prev) * inv, x - prev])
+        // TA-Lib's ROC = (x/prev − 1)·100 and ROCP = (x − prev)/prev, both divisions in one `divpd`.
+        let [ratio, rocp] = div2([x, x - prev], [prev, prev]);
+        Some([(ratio - 1.0) * 100.0, rocp, x - prev])
     }
 
     /// Back to empty.
@@ -573,12 +573,14 @@ impl UltOsc {
             return None;
         }
         let [[a1, b1], [a2, b2], [a3, b3]] = at;
+        // The first two ratios in one `divpd` (a lane whose range is zero is not used).
+        let [r1, r2] = div2([a1, a2], [b1, b2]);
         let mut out = 0.0;
         if !is_zero(b1) {
-            out += 4.0 * (a1 / b1);
+            out += 4.0 * r1;
         }
         if !is_zero(b2) {
-            out += 2.0 * (a2 / b2);
+            out += 2.0 * r2;
         }
         if !is_zero(b3) {
             out += a3 / b3;

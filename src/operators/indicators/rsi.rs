@@ -1,6 +1,6 @@
 //! Wilder's RSI (and CMO, from the same averages) as TA-Lib computes them.
 
-use super::{Prev, is_zero};
+use super::{Prev, div2, is_zero};
 
 /// RSI(n): average gain and loss seeded with the simple mean of the first n changes, then Wilder
 /// smoothing `avg = (avg·(n-1) + x)/n`; `100·g/(g+l)`, 0 when `g+l` is (TA-Lib's) zero.
@@ -66,9 +66,10 @@ impl Rsi {
         if is_zero(sum) {
             return Some([0.0, 0.0]);
         }
-        // Two divisions, not one reciprocal: `gain·(100/sum)` can come out an ulp above 100
-        // when there is no loss, `100·(gain/sum)` is exactly 100.
-        Some([100.0 * (gain / sum), 100.0 * ((gain - loss) / sum)])
+        // TA-Lib's two divisions (one reciprocal, `gain·(100/sum)`, can come out an ulp above
+        // 100 when there is no loss), in one `divpd`.
+        let [rsi, cmo] = div2([gain, gain - loss], [sum, sum]);
+        Some([100.0 * rsi, 100.0 * cmo])
     }
 
     /// Back to empty.

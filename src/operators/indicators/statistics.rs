@@ -1,6 +1,6 @@
 //! Statistics: variance and deviation, the linear regression family, correlation and beta.
 
-use super::{Mirror, Ring, is_zero};
+use super::{Mirror, Ring, div2, is_zero};
 
 /// VAR(n) (population) and STDDEV = √VAR (0 below 1e-8, TA-Lib's guard): outputs `[VAR, STDDEV]`.
 ///
@@ -254,8 +254,10 @@ impl Beta {
     #[inline(always)]
     pub fn update(&mut self, px: f64, py: f64) -> Option<f64> {
         let (lx, ly) = self.prev.replace((px, py))?;
-        let x = if is_zero(lx) { 0.0 } else { (px - lx) / lx };
-        let y = if is_zero(ly) { 0.0 } else { (py - ly) / ly };
+        // Both returns in one `divpd` (a lane whose previous price is zero is not used).
+        let [rx, ry] = div2([px - lx, py - ly], [lx, ly]);
+        let x = if is_zero(lx) { 0.0 } else { rx };
+        let y = if is_zero(ly) { 0.0 } else { ry };
         self.xs.push(x);
         self.ys.push(y);
         // Read once, write once (see `Correl::update`).
