@@ -1175,9 +1175,11 @@ kernel_kinds! {
 /// The kernels of one ticker, planned so that features computed by the same kernel share it,
 /// writing one row of outputs per bar in declaration order.
 ///
-/// Each kernel writes its outputs straight to their columns in an internal row (an output nobody
-/// declared goes to a spare cell past the columns), so a bar costs the kernels plus one copy of
-/// the row; only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
+/// Kernels are grouped by kind, one loop per kind with the kernel inlined (no indirect jump per
+/// kernel). Each writes its outputs straight to their columns of the caller's row (see
+/// [`Direct`]); only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
+/// When the plan does not allow that (an undeclared output written after the last declared one),
+/// the kernels write an internal row, with a spare cell for undeclared outputs, which is copied.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
     kernels: Kernels,
