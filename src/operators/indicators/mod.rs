@@ -1387,30 +1387,6 @@ impl FeatureSet {
     }
 }
 
-/// The previous value of a series, once there is one.
-///
-/// Two plain fields rather than an `Option<f64>`: the compiler copies an `Option<f64>` with one
-/// 16-byte load but writes it back as two 8-byte stores, and the next bar's load then waits for a
-/// failed store-to-load forwarding (~15 cycles on the per-bar critical path of every kernel that
-/// keeps a previous close). The same goes for any neighbouring fields written one by one and
-/// read together: kernels read such state into locals once and write it back once.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Prev<T = f64> {
-    value: T,
-    set: bool,
-}
-
-impl<T: Copy> Prev<T> {
-    /// Stores `x`; returns the value it replaces, if any.
-    #[inline(always)]
-    pub(crate) fn replace(&mut self, x: T) -> Option<T> {
-        let out = self.set.then_some(self.value);
-        self.value = x;
-        self.set = true;
-        out
-    }
-}
-
 /// `1/3`: typical prices multiply by it instead of dividing by 3 (an ulp apart, and a division
 /// less per bar).
 pub(crate) const THIRD: f64 = 1.0 / 3.0;

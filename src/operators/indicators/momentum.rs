@@ -4,7 +4,7 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Mirror, Prev, Ring, Rsi, Sma, THIRD, div2, is_zero, sum4};
+use super::{Mirror, Ring, Rsi, Sma, THIRD, div2, is_zero, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window. Computed as
 /// `100·(close − lowest)/(highest − lowest)`: one division instead of two (the divider is the
@@ -258,7 +258,7 @@ pub struct Dmi {
     n: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    prev: Prev<[f64; 3]>,
+    prev: Option<(f64, f64, f64)>,
     bars: usize,
     pdm: f64,
     mdm: f64,
@@ -276,7 +276,7 @@ impl Dmi {
         Dmi {
             n,
             inv: 1.0 / n as f64,
-            prev: Prev::default(),
+            prev: None,
             bars: 0,
             pdm: 0.0,
             mdm: 0.0,
@@ -292,7 +292,7 @@ impl Dmi {
     #[inline(always)]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> [f64; 7] {
         let mut out = [f64::NAN; 7];
-        let Some([ph, pl, pc]) = self.prev.replace([high, low, close]) else {
+        let Some((ph, pl, pc)) = self.prev.replace((high, low, close)) else {
             return out;
         };
         self.bars += 1;

@@ -1,6 +1,6 @@
 //! Wilder's RSI (and CMO, from the same averages) as TA-Lib computes them.
 
-use super::{Prev, div2, is_zero};
+use super::{div2, is_zero};
 
 /// RSI(n): average gain and loss seeded with the simple mean of the first n changes, then Wilder
 /// smoothing `avg = (avg·(n-1) + x)/n`; `100·g/(g+l)`, 0 when `g+l` is (TA-Lib's) zero.
@@ -10,7 +10,7 @@ pub struct Rsi {
     period: usize,
     /// The reciprocal of the window (a multiplication per bar instead of a division).
     inv: f64,
-    prev: Prev,
+    prev: Option<f64>,
     changes: usize,
     gain: f64,
     loss: f64,
@@ -22,7 +22,7 @@ impl Rsi {
         Rsi {
             period: period.max(1),
             inv: 1.0 / period.max(1) as f64,
-            prev: Prev::default(),
+            prev: None,
             changes: 0,
             gain: 0.0,
             loss: 0.0,
@@ -45,7 +45,7 @@ impl Rsi {
         // Both averages take a change every bar (the other side takes +0.0, which changes no
         // bits): selects instead of a branch that a random walk mispredicts half the time.
         let (up, down) = if d < 0.0 { (0.0, -d) } else { (d, 0.0) };
-        // Read once, write once (see `Prev`).
+        // Read once, write once (see `Correl::update`).
         let (mut gain, mut loss) = (self.gain, self.loss);
         if self.changes < self.period {
             loss += down;
