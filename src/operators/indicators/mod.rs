@@ -2,7 +2,11 @@
 //!
 //! Each kernel takes one bar at a time, answers NaN until warm, and can `reset`. They follow
 //! TA-Lib's conventions and order of operations (see `tests/fixtures/golden/README.md`) so that
-//! values agree with TA-Lib to 1e-9 relative. A [`FeatureSet`] plans the declared features into
+//! values agree with TA-Lib to 1e-9 relative, except where a rewriting saves a division, the
+//! scarcest unit on the per-bar path, at the cost of an ulp or two: a constant divisor becomes a
+//! stored reciprocal (SMA, WMA, ATR, DMI, VAR, CCI, CORREL, LINEARREG, typical prices), fast %K
+//! and WILLR divide once, LOGRET is a difference of logarithms. Independent pairs of divisions
+//! share one `divpd` and keep TA-Lib's bits. A [`FeatureSet`] plans the declared features into
 //! as few kernels as possible — the ADX family, the LINEARREG family, AROON, MOM/ROC/ROCP, APO/PPO,
 //! RSI/CMO, VAR/STDDEV and ATR/NATR each share one pass — and writes the outputs as columns.
 //!
