@@ -1050,9 +1050,20 @@ impl Stateless {
 /// jumps, and lets each loop inline its kernel.
 macro_rules! kernel_kinds {
     ($( $field:ident: $ty:ty = $key:pat => $make:expr, |$k:ident, $b:ident, $row:ident, $s:ident| $update:expr; )*) => {
+        /// The kernel kinds, numbered for [`Kernels::present`].
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        enum Kind {
+            $( $field, )*
+        }
+
         /// The planned kernels, grouped by kind.
         #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
         struct Kernels {
+            /// One bit per kind that has kernels: a bar reads only their lists (with many tickers
+            /// interleaved, each ticker's lists are cold, and reading every kind's would cost a
+            /// dozen cache lines per bar).
+            present: u64,
             $( $field: Vec<($ty, Slots)>, )*
         }
 
@@ -1060,7 +1071,10 @@ macro_rules! kernel_kinds {
             /// Adds the kernel for `key`, writing to `slots`.
             fn add(&mut self, key: Key, slots: Slots) {
                 match key {
-                    $( $key => self.$field.push(($make, slots)), )*
+                    $( $key => {
+                        self.present |= 1 << (Kind::$field as u32);
+                        self.$field.push(($make, slots));
+                    } )*
                 }
             }
 
@@ -1074,10 +1088,13 @@ macro_rules! kernel_kinds {
             /// its positions in `row`.
             #[inline(always)]
             fn update<R: Cells + ?Sized>(&mut self, bar: &Ohlcv, row: &mut R) {
+                let present = self.present;
                 $(
-                    for ($k, $s) in &mut self.$field {
-                        let ($b, $row) = (bar, &mut *row);
-                        $update;
+                    if present & (1 << (Kind::$field as u32)) != 0 {
+                        for ($k, $s) in &mut self.$field {
+                            let ($b, $row) = (bar, &mut *row);
+                            $update;
+                        }
                     }
                 )*
             }
