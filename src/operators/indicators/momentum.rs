@@ -1,7 +1,7 @@
 //! Momentum indicators, each a kernel with TA-Lib's order of operations (fast %K and WILLR divide
-//! once, see the module doc). Kernels with several
-//! outputs compute a family in one pass (ADX and its relatives, AROON up/down/oscillator,
-//! MOM/ROC/ROCP, APO/PPO); each output starts at its own TA-Lib lookback.
+//! once, see the module doc). Kernels with several outputs compute a family in one pass (ADX and
+//! its relatives, AROON up/down/oscillator, MOM/ROC/ROCP, APO/PPO); each output starts at its own
+//! TA-Lib lookback.
 
 use super::atr::true_range;
 use super::window::MaxMin;
