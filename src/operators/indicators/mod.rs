@@ -33,7 +33,7 @@ pub use bbands::{Bbands, Mean};
 pub use ema::Ema;
 pub use macd::Macd;
 pub use momentum::{
-    Aroon, Cci, Change, Dmi, HighLow, Mfi, PriceOsc, RsiFamily, StochF, Stochastic, UltOsc, bop,
+    Aroon, Cci, Change, Dmi, HighLow, Mfi, PriceOsc, RsiFamily, Stochastic, UltOsc, bop,
 };
 pub use overlap::{EmaChain, Kama, Mid, Sar, Trima, Wma};
 pub use returns::{LogReturn, Volatility};

@@ -78,45 +78,14 @@ impl Stochastic {
     }
 }
 
-/// STOCHF(fastk, fastd): outputs `[fastk, fastd]`, both from the longest lookback.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StochF {
-    window: MaxMin,
-    fastd: Sma,
-}
-
-impl StochF {
-    /// New STOCHF.
-    pub fn new(fastk: usize, fastd: usize) -> Self {
-        StochF {
-            window: MaxMin::new(fastk),
-            fastd: Sma::new(fastd),
-        }
-    }
-
-    /// Feeds a bar.
-    #[inline(always)]
-    pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<[f64; 2]> {
-        let (hh, ll) = self.window.update(high, low)?;
-        let k = fast_k(close, hh, ll);
-        let d = self.fastd.update(k)?;
-        Some([k, d])
-    }
-
-    /// Back to empty.
-    pub fn reset(&mut self) {
-        self.window.reset();
-        self.fastd.reset();
-    }
-}
-
 /// RSI(n) and what is built on it: outputs `[RSI, CMO, STOCHRSI fastk, STOCHRSI fastd]`, with
-/// STOCHRSI the STOCHF over RSI(n) (RSI as high, low and close); one pair of Wilder averages
-/// serves all three when a pipeline declares them with the same period.
+/// STOCHRSI the STOCHF over RSI(n) (RSI as high, low and close: a [`Stochastic`] with only its
+/// fast outputs); one pair of Wilder averages serves all three when a pipeline declares them with
+/// the same period.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RsiFamily {
     rsi: Rsi,
-    stoch: Option<StochF>,
+    stoch: Option<Stochastic>,
 }
 
 impl RsiFamily {
@@ -124,7 +93,7 @@ impl RsiFamily {
     pub fn new(n: usize, stoch: Option<(usize, usize)>) -> Self {
         RsiFamily {
             rsi: Rsi::new(n),
-            stoch: stoch.map(|(k, d)| StochF::new(k, d)),
+            stoch: stoch.map(|(k, d)| Stochastic::new(k, None, Some(d))),
         }
     }
 
@@ -137,9 +106,8 @@ impl RsiFamily {
         };
         out[0] = rsi;
         out[1] = cmo;
-        if let Some(st) = &mut self.stoch
-            && let Some([k, d]) = st.update(rsi, rsi, rsi)
-        {
+        if let Some(st) = &mut self.stoch {
+            let [_, _, k, d] = st.update(rsi, rsi, rsi);
             out[2] = k;
             out[3] = d;
         }

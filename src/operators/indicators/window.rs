@@ -114,23 +114,16 @@ impl<const AGE: bool> MaxMin<AGE> {
     /// The block is complete: its suffix extremes serve the next `n` windows.
     #[inline(never)]
     fn close_block(&mut self) {
-        let mut acc = EMPTY;
-        if AGE {
-            let start = self.seen - self.nf;
-            let mut acc_at = [0.0; 2];
-            // Backwards, so the most recent of equal values is met first and kept.
-            for j in (0..self.n.min(self.block.len()).min(self.suffix_at.len())).rev() {
-                let b = self.block[j];
+        let start = self.seen - self.nf;
+        let (mut acc, mut acc_at) = (EMPTY, [0.0; 2]);
+        // Backwards, so the most recent of equal values is met first and kept.
+        for (j, &b) in self.block.iter().enumerate().rev() {
+            if AGE {
                 acc_at = max2_at(b, acc, [start + j as f64; 2], acc_at);
-                acc = max2(b, acc);
-                self.suffix[j] = acc;
                 self.suffix_at[j] = acc_at;
             }
-        } else {
-            for (s, &b) in self.suffix.iter_mut().zip(&self.block).rev() {
-                acc = max2(b, acc);
-                *s = acc;
-            }
+            acc = max2(b, acc);
+            self.suffix[j] = acc;
         }
         self.k = 0;
         self.prefix = EMPTY;
