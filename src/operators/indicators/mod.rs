@@ -999,25 +999,13 @@ trait Cells {
     fn set(&mut self, i: u32, v: f64);
 }
 
-/// Cells in the fixed-size row of a set planned into at most [`SMALL`] cells: a byte-sized index
-/// needs no bounds check (the planner guarantees every position fits).
-impl Cells for [f64; SMALL] {
-    #[inline(always)]
-    fn set(&mut self, i: u32, v: f64) {
-        self[usize::from(i as u8)] = v;
-    }
-}
-
-/// Cells of a larger row, bounds-checked.
+/// Cells of a row.
 impl Cells for [f64] {
     #[inline(always)]
     fn set(&mut self, i: u32, v: f64) {
         self[i as usize] = v;
     }
 }
-
-/// Cells of the fixed-size row (a byte's range, so positions need no bounds check).
-const SMALL: usize = 256;
 
 /// Counts the cells a kernel writes (the planner's probe of each kernel's number of outputs).
 #[derive(Default)]
@@ -1029,11 +1017,6 @@ impl Cells for Recorder {
     fn set(&mut self, i: u32, _: f64) {
         self.written = self.written.max(i as usize + 1);
     }
-}
-
-/// A fresh fixed-size row.
-fn small_row() -> Box<[f64; SMALL]> {
-    Box::new([f64::NAN; SMALL])
 }
 
 /// The state of a kernel that has none (BOP, the price transforms).
@@ -1198,38 +1181,41 @@ kernel_kinds! {
 ///
 /// Kernels are grouped by kind, one loop per kind with the kernel inlined (no indirect jump per
 /// kernel). Each writes its outputs straight to their columns of the caller's row (see
-/// [`Direct`]); only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
+/// [`Writes`]); only a column that repeats another or is scaled (STDDEV's `nbdev`) needs a fix-up.
 /// When the plan does not allow that (an undeclared output written after the last declared one),
 /// the kernels write an internal row, with a spare cell for undeclared outputs, which is copied.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSet {
     kernels: Kernels,
-    /// The row the kernels write: fixed-size when the plan fits in [`SMALL`] cells, else `large`
-    /// (scratch: every cell is rewritten each bar, so neither is saved).
-    #[serde(skip, default = "small_row")]
-    small: Box<[f64; SMALL]>,
-    #[serde(skip)]
-    large: Vec<f64>,
-    /// Cells the plan uses (columns, a spare, scaled outputs).
-    cells: usize,
-    /// `(column, row position, factor)` for columns not written in place by their kernel.
-    fixups: Vec<(usize, usize, f64)>,
-    /// When set, the kernels write straight into the caller's row (see [`Direct`]).
-    direct: Option<Direct>,
+    writes: Writes,
     width: usize,
 }
 
-/// Writing straight into the caller's row instead of an internal one and a copy (the copy's wide
-/// loads of cells just written by narrow stores wait for those stores: ~5 ns a bar for the
-/// standard set). Outputs nobody declared go to the column written last, which its own write then
-/// overwrites; a scaled output's kernel writes the raw value to its column, scaled in place after
-/// the repeated columns took their copies of it.
+/// How a bar's outputs reach the caller's row.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Direct {
-    /// `(column, source column, factor)`: columns that repeat another's raw value.
-    copies: Vec<(usize, usize, f64)>,
-    /// `(column, factor)`: columns scaled in place, after the copies.
-    scales: Vec<(usize, f64)>,
+enum Writes {
+    /// Straight into it, instead of an internal row and a copy (the copy's wide loads of cells
+    /// just written by narrow stores wait for those stores: ~5 ns a bar for the standard set).
+    /// Outputs nobody declared go to the column written last, which its own write then
+    /// overwrites; a scaled output's kernel writes the raw value to its column, scaled in place
+    /// after the repeated columns took their copies of it.
+    Direct {
+        /// `(column, source column, factor)`: columns that repeat another's raw value.
+        copies: Vec<(usize, usize, f64)>,
+        /// `(column, factor)`: columns scaled in place, after the copies.
+        scales: Vec<(usize, f64)>,
+    },
+    /// Into an internal row (columns, a spare cell for undeclared outputs, one cell per scaled
+    /// output), copied out: when an undeclared output is written after the last declared one.
+    Internal {
+        /// Cells of the row.
+        cells: usize,
+        /// `(column, row position, factor)` for columns not written in place by their kernel.
+        fixups: Vec<(usize, usize, f64)>,
+        /// The row (scratch: every cell is rewritten each bar, so it is not saved).
+        #[serde(skip)]
+        row: Vec<f64>,
+    },
 }
 
 impl FeatureSet {
@@ -1269,7 +1255,8 @@ impl FeatureSet {
         // Cells past the columns: one spare for unused outputs, then one per scaled output.
         let spare = width;
         let mut next = width + 1;
-        let mut fixups = Vec::new();
+        // Columns repeating an output already placed: (column, its cell, factor).
+        let mut repeats = Vec::new();
         // Extra cells of scaled outputs: (cell, column, factor).
         let mut scaled = Vec::new();
         let mut slots = vec![[spare as u32; 7]; keys.len()];
@@ -1281,11 +1268,10 @@ impl FeatureSet {
                 } else {
                     *slot = next as u32;
                     next += 1;
-                    fixups.push((col, *slot as usize, out.scale));
                     scaled.push((*slot as usize, col, out.scale));
                 }
             } else {
-                fixups.push((col, *slot as usize, out.scale));
+                repeats.push((col, *slot as usize, out.scale));
             }
         }
         let mut kernels = Kernels::default();
@@ -1293,17 +1279,22 @@ impl FeatureSet {
             kernels.add(key, s);
         }
         let direct = if direct {
-            Self::go_direct(&mut kernels, width, &fixups, &scaled)
+            Self::go_direct(&mut kernels, width, &repeats, &scaled)
         } else {
             None
         };
+        let writes = direct.unwrap_or_else(|| Writes::Internal {
+            cells: next,
+            fixups: scaled
+                .iter()
+                .map(|&(cell, col, scale)| (col, cell, scale))
+                .chain(repeats)
+                .collect(),
+            row: Vec::new(),
+        });
         FeatureSet {
             kernels,
-            small: small_row(),
-            large: Vec::new(),
-            cells: next,
-            fixups,
-            direct,
+            writes,
             width,
         }
     }
@@ -1314,9 +1305,9 @@ impl FeatureSet {
     fn go_direct(
         kernels: &mut Kernels,
         width: usize,
-        fixups: &[(usize, usize, f64)],
+        repeats: &[(usize, usize, f64)],
         scaled: &[(usize, usize, f64)],
-    ) -> Option<Direct> {
+    ) -> Option<Writes> {
         let spare = width;
         let column = |p: usize| -> usize {
             if p < width {
@@ -1348,13 +1339,12 @@ impl FeatureSet {
             let p = slots[i][k] as usize;
             slots[i][k] = if p == spare { dump } else { column(p) as u32 };
         }
-        let copies = fixups
+        let copies = repeats
             .iter()
-            .filter(|f| !scaled.iter().any(|s| s.0 == f.1 && s.1 == f.0))
             .map(|&(col, at, scale)| (col, column(at), scale))
             .collect();
         let scales = scaled.iter().map(|&(_, col, scale)| (col, scale)).collect();
-        Some(Direct { copies, scales })
+        Some(Writes::Direct { copies, scales })
     }
 
     /// Total number of output columns.
@@ -1375,30 +1365,27 @@ impl FeatureSet {
             out.fill(f64::NAN);
             return;
         }
-        if let Some(d) = &self.direct {
-            let out = &mut out[..self.width];
-            self.kernels.update(bar, out);
-            for &(col, src, scale) in &d.copies {
-                out[col] = out[src] * scale;
+        match &mut self.writes {
+            Writes::Direct { copies, scales } => {
+                let out = &mut out[..self.width];
+                self.kernels.update(bar, out);
+                for &(col, src, scale) in copies.iter() {
+                    out[col] = out[src] * scale;
+                }
+                for &(col, scale) in scales.iter() {
+                    out[col] *= scale;
+                }
             }
-            for &(col, scale) in &d.scales {
-                out[col] *= scale;
+            Writes::Internal { cells, fixups, row } => {
+                if row.len() != *cells {
+                    *row = vec![f64::NAN; *cells];
+                }
+                self.kernels.update(bar, &mut row[..]);
+                out.copy_from_slice(&row[..self.width]);
+                for &(col, at, scale) in fixups.iter() {
+                    out[col] = row[at] * scale;
+                }
             }
-            return;
-        }
-        let row: &[f64] = if self.cells <= SMALL {
-            self.kernels.update(bar, &mut *self.small);
-            &self.small[..]
-        } else {
-            if self.large.len() != self.cells {
-                self.large = vec![f64::NAN; self.cells];
-            }
-            self.kernels.update(bar, &mut self.large[..]);
-            &self.large
-        };
-        out.copy_from_slice(&row[..self.width]);
-        for &(col, at, scale) in &self.fixups {
-            out[col] = row[at] * scale;
         }
     }
 
@@ -1660,7 +1647,8 @@ mod tests {
         for (specs, direct) in sets {
             let mut a = FeatureSet::plan(&specs, true);
             let mut b = FeatureSet::plan(&specs, false);
-            assert_eq!(a.direct.is_some(), direct, "{specs:?}");
+            let is_direct = matches!(a.writes, Writes::Direct { .. });
+            assert_eq!(is_direct, direct, "{specs:?}");
             let (mut ra, mut rb) = (vec![0.0; a.width()], vec![0.0; b.width()]);
             for bar in &bars {
                 a.update(bar, &mut ra);
