@@ -211,7 +211,7 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
         for (t, sb) in &signals {
             rows.clear();
             rows.extend((0..sb.bars.len()).map(|i| (sb.bars.get(i), sb.signal[i], sb.payoff[i])));
-            pf.step(*t as i64, &rows);
+            pf.step(crate::time::event_time(*t), &rows);
             n += rows.len() as u64;
         }
         std::hint::black_box(pf.finish());

@@ -227,7 +227,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
                         .enumerate()
                         .map(|(i, (s, p))| (fb.bars.get(i), *s, *p)),
                 );
-                pf.step(*t as i64, &rows);
+                pf.step(crate::time::event_time(*t), &rows);
                 n += rows.len() as u64;
             }
         }

@@ -714,14 +714,7 @@ impl Pipeline {
             if paths.is_empty() {
                 return Err((locate(text, "[source]", ""), "source.paths is empty".into()));
             }
-            for d in [start, end].into_iter().flatten() {
-                if crate::time::parse_time(d).is_none() {
-                    return Err((
-                        locate(text, "[source]", d),
-                        format!("`{d}` is not a date (YYYY-MM-DD)"),
-                    ));
-                }
-            }
+            check_range(text, start, end)?;
         }
         if let SourceSpec::Redis {
             tickers,
@@ -738,21 +731,12 @@ impl Pipeline {
             }
             if let Some(bad) = tickers
                 .iter()
-                .find(|t| !crate::sources::redis_stream::valid_ticker(t))
+                .find_map(|t| crate::ticker::check(t).err().map(|e| (t, e)))
             {
-                return Err((
-                    locate(text, "[source]", bad),
-                    format!("`{bad}` is not a ticker"),
-                ));
+                let (bad, e) = bad;
+                return Err((locate(text, "[source]", bad), e.to_string()));
             }
-            for d in [start, end].into_iter().flatten() {
-                if crate::time::parse_time(d).is_none() {
-                    return Err((
-                        locate(text, "[source]", d),
-                        format!("`{d}` is not a date (YYYY-MM-DD)"),
-                    ));
-                }
-            }
+            check_range(text, start, end)?;
         }
         let r = &self.risk;
         let risk_at = locate(text, "[risk", "");
@@ -816,6 +800,38 @@ fn key_after(text: &str, from: usize, key: &str) -> usize {
         at += line.len();
     }
     from
+}
+
+/// `[source] start` and `end`: each a date (or a time [`crate::time::parse_time`] reads), and
+/// `start` not after `end` (an empty range would run over zero bars).
+fn check_range(
+    text: &str,
+    start: &Option<String>,
+    end: &Option<String>,
+) -> Result<(), (usize, String)> {
+    let mut times = [None, None];
+    for (slot, d) in times.iter_mut().zip([start, end]) {
+        if let Some(d) = d {
+            *slot = Some(crate::time::parse_time(d).ok_or_else(|| {
+                (
+                    locate(text, "[source]", d),
+                    format!("`{d}` is not a date (YYYY-MM-DD)"),
+                )
+            })?);
+        }
+    }
+    if let ([Some(s), Some(e)], Some(end)) = (times, end)
+        && e < s
+    {
+        return Err((
+            locate(text, "[source]", end),
+            format!(
+                "source.end `{end}` is before source.start `{}`: the range holds no bar",
+                start.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Byte offset of the quoted value `"value"` (or, when `value` is empty, of the header itself) in the

@@ -49,6 +49,33 @@ pub enum EngineError {
     /// Timely could not start or a worker failed.
     #[error("dataflow: {0}")]
     Dataflow(String),
+    /// Not one bar passed the quality gate: a run over nothing is an error, not an empty success.
+    /// The message gives the first rejected rows (with `file:line` where the source has one).
+    #[error("no usable bar: {0}")]
+    NoBars(String),
+}
+
+/// Why a run saw no bar: the source's range was empty, or the first rejects.
+fn no_bars(quarantine: &[Reject]) -> EngineError {
+    let rejected: Vec<&Reject> = quarantine
+        .iter()
+        .filter(|r| r.action == crate::operators::quality::Action::Rejected)
+        .collect();
+    if rejected.is_empty() {
+        return EngineError::NoBars(
+            "the source gave no bar (check [source] paths, tickers, start and end)".into(),
+        );
+    }
+    let first: Vec<String> = rejected
+        .iter()
+        .take(5)
+        .map(|r| format!("{} ({}): {}", r.ticker, r.reason.as_str(), r.detail))
+        .collect();
+    EngineError::NoBars(format!(
+        "all {} rows were rejected; the first: {}",
+        rejected.len(),
+        first.join("; ")
+    ))
 }
 
 /// Timely's cluster options: `-w` threads per process, `-n` processes, `-p` this process, and the
@@ -294,7 +321,7 @@ pub fn feed_reference_inputs(
     }
     sectors_in.close();
     for f in facts.iter().filter(|f| owner(f.ticker, peers) == index) {
-        facts_in.advance_to(f.ts.max(0) as u64);
+        facts_in.advance_to(crate::time::timely_time(f.ts));
         facts_in.send(f.clone());
     }
     facts_in.close();
@@ -414,7 +441,10 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             Ok(Err(e)) | Err(e) => return Err(EngineError::Dataflow(e)),
         }
     }
-    Ok(out)
+    match out {
+        Some(o) if o.ledger.bars == 0 => Err(no_bars(&o.quarantine)),
+        out => Ok(out),
+    }
 }
 
 /// A progress bar shown on stderr once the replay has run for a second (hidden when stderr is not

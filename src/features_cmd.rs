@@ -20,6 +20,16 @@ pub enum FeaturesError {
     /// `--only` named a column no feature produces.
     #[error("unknown column `{0}` in --only (known: {1})")]
     UnknownColumn(String, String),
+    /// Not one row of the input was a usable bar; the output was not written.
+    #[error("{input}: no usable row ({rows} read); the first rejected: {first}")]
+    NoRows {
+        /// The input file.
+        input: String,
+        /// Data rows seen (parsed or not).
+        rows: usize,
+        /// The first rejected rows, `file:line` and reason.
+        first: String,
+    },
     /// The output could not be written.
     #[error("{path}: {source}")]
     Write {
@@ -47,7 +57,8 @@ pub struct FeaturesReport {
 /// keeps the named columns, in the order given.
 ///
 /// # Errors
-/// An unreadable input, an unknown `--only` column, or a write failure.
+/// An unreadable input, an input without one usable row (nothing is written then), an unknown
+/// `--only` column, or a write failure.
 pub fn run(
     input: &Path,
     output: &Path,
@@ -78,6 +89,19 @@ pub fn run(
         rows.into_iter().for_each(|b| bars.push(b));
     }
     let mut rejected: Vec<String> = parse_rejects.iter().map(|r| r.detail.clone()).collect();
+    let no_rows = |rejected: &[String]| FeaturesError::NoRows {
+        input: input.display().to_string(),
+        rows: bars.len() + parse_rejects.len(),
+        first: rejected
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    if bars.is_empty() {
+        return Err(no_rows(&rejected));
+    }
     let mut gate = QualityGate::new(&QualitySpec {
         calendar: crate::config::CalendarKind::None,
         max_move: f64::INFINITY,
@@ -85,6 +109,19 @@ pub fn run(
     });
     let mut set = FeatureSet::new(&specs);
     let mut row = vec![f64::NAN; set.width()];
+    let verdicts: Vec<Verdict> = bars.iter().map(|b| gate.check(&b)).collect();
+    if verdicts.iter().all(|v| matches!(v, Verdict::Reject(..))) {
+        for (b, v) in bars.iter().zip(&verdicts) {
+            if let Verdict::Reject(reason, detail) = v {
+                rejected.push(format!(
+                    "{}: {} ({detail})",
+                    format_time(b.ts),
+                    reason.as_str()
+                ));
+            }
+        }
+        return Err(no_rows(&rejected));
+    }
     let path = output.display().to_string();
     let io = |source| FeaturesError::Write {
         path: path.clone(),
@@ -97,8 +134,8 @@ pub fn run(
         .collect();
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     let mut line = String::new();
-    for b in bars.iter() {
-        match gate.check(&b) {
+    for (b, verdict) in bars.iter().zip(verdicts) {
+        match verdict {
             Verdict::Reject(reason, detail) => {
                 rejected.push(format!(
                     "{}: {} ({detail})",

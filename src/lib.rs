@@ -30,4 +30,5 @@ pub mod query;
 pub mod sinks;
 pub mod sources;
 pub mod stream;
+pub mod ticker;
 pub mod time;

@@ -11,19 +11,15 @@ use findashpro::engine::{Cluster, RunOptions};
 
 /// findashpro: market data in, trading decisions out.
 #[derive(Debug, Parser)]
-#[command(name = "fdp", version, about, disable_help_flag = true)]
+#[command(name = "fdp", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Print help.
-    #[arg(long, action = clap::ArgAction::Help, global = true)]
-    help: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Replay history through a pipeline and write `runs/<run-id>/`.
-    #[command(disable_help_flag = true)]
     Backtest {
         /// Pipeline file (`pipelines/*.toml`).
         pipeline: PathBuf,
@@ -68,7 +64,6 @@ enum Command {
     },
     /// Add a cycle of work items (one per ticker of the pipeline's universe) to the Redis stream
     /// `<prefix>:ticker_stream`, creating the consumer group `fdp_workers` if absent.
-    #[command(disable_help_flag = true)]
     Orchestrate {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -77,13 +72,9 @@ enum Command {
         /// Cut-off of the cycle (`YYYY-MM-DD`, RFC 3339 or epoch seconds; default: now).
         #[arg(long)]
         until: Option<String>,
-        /// Print help.
-        #[arg(long, action = clap::ArgAction::Help)]
-        help: Option<bool>,
     },
     /// Push the pipeline's bars into the stream as bar messages, in time order with a watermark
     /// after each time (a replay feed for tests, demos and `fdp bench stream`).
-    #[command(disable_help_flag = true)]
     Feed {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -92,14 +83,10 @@ enum Command {
         /// At most this many bars per second.
         #[arg(long)]
         rate: Option<f64>,
-        /// Print help.
-        #[arg(long, action = clap::ArgAction::Help)]
-        help: Option<bool>,
     },
     /// The streaming production run: every worker is a consumer of `fdp_workers`, runs the
     /// pipeline's graph, commits decisions to PostgreSQL, then acknowledges. Ends on SIGTERM/SIGINT,
     /// on the kill-switch file `<data-dir>/STOP`, or after `--idle-shutdown` seconds without work.
-    #[command(disable_help_flag = true)]
     Run {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -250,12 +237,9 @@ struct ClusterArgs {
     /// This process's index.
     #[arg(short = 'p', long = "process", default_value_t = 0)]
     process: usize,
-    /// Host file: one `host:port` per process.
-    #[arg(short = 'h', long = "hostfile")]
+    /// Host file: one `host:port` per process (timely's `-h`, spelled out here: `-h` is help).
+    #[arg(long = "hostfile")]
     hostfile: Option<PathBuf>,
-    /// Print help.
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
 }
 
 impl ClusterArgs {
@@ -322,10 +306,22 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Validate { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
-            findashpro::sources::Source::open(&p)?;
+            let source = findashpro::sources::Source::open(&p)?;
+            let survey = findashpro::sources::survey(&source, &p.pipeline.quality)?;
+            if survey.usable == 0 {
+                bail!(
+                    "{}: no usable bar in the source ({} rows rejected; the first: {})",
+                    pipeline.display(),
+                    survey.rejected.len(),
+                    survey.first_rejects(5)
+                );
+            }
             println!(
-                "{}: ok ({} feature columns: {})",
+                "{}: ok ({} tickers, {} usable bars, {} rows rejected; {} feature columns: {})",
                 pipeline.display(),
+                source.tickers().len(),
+                survey.usable,
+                survey.rejected.len(),
                 p.pipeline.feature_columns().len(),
                 p.pipeline.feature_columns().join(", ")
             );
@@ -496,7 +492,6 @@ fn main() -> Result<()> {
             pipeline,
             redis,
             until,
-            ..
         } => {
             let p = Pipeline::load(&pipeline)?;
             let until = match until {
@@ -520,7 +515,6 @@ fn main() -> Result<()> {
             pipeline,
             redis,
             rate,
-            ..
         } => {
             let p = Pipeline::load(&pipeline)?;
             let n = findashpro::stream::feed(&p, &redis.url(), &redis.prefix, redis.maxlen, rate)?;

@@ -37,7 +37,7 @@ use crate::sinks::prometheus::StreamMetrics;
 use crate::sources::Source;
 use crate::sources::fundamentals::Fact;
 use crate::sources::redis_stream::{Conn, Entry, Keys, StreamError, Work, decode};
-use crate::time::EventTime;
+use crate::time::{EventTime, event_time, timely_time};
 
 /// Options of a streaming run.
 #[derive(Debug, Clone)]
@@ -469,14 +469,14 @@ impl WorkerCtx {
             .filter(|h| owner(h.bar.ticker, peers) == index)
         {
             by_time
-                .entry(h.bar.ts.max(0) as u64)
+                .entry(timely_time(h.bar.ts))
                 .or_default()
                 .push(h.bar);
         }
         if let Some(cap) = &bars_cap {
             give_bars(&mut bars_in, cap, by_time, peers);
         }
-        let floor0 = start_committed.saturating_add(1).max(0) as u64;
+        let floor0 = timely_time(start_committed.saturating_add(1));
         bars_cap = bars_cap.map(|c| c.delayed(&floor0));
         rejects_cap = rejects_cap.map(|c| c.delayed(&floor0));
         if index == 0 {
@@ -594,9 +594,9 @@ impl WorkerCtx {
                     && let (Some(bc), Some(rc)) = (&mut bars_cap, &mut rejects_cap)
                 {
                     let floor = feed.redis.floor(&feed.keys)?;
-                    if floor >= 0 && floor as u64 > *bc.time() {
-                        *bc = bc.delayed(&(floor as u64));
-                        *rc = rc.delayed(&(floor as u64));
+                    if timely_time(floor) > *bc.time() {
+                        *bc = bc.delayed(&timely_time(floor));
+                        *rc = rc.delayed(&timely_time(floor));
                     }
                 }
             }
@@ -635,7 +635,7 @@ impl WorkerCtx {
                         }
                     }
                 } else if let Some(t) =
-                    probe.with_frontier(|f| f.first().map(|t| *t as EventTime - 1))
+                    probe.with_frontier(|f| f.first().map(|t| event_time(*t).saturating_sub(1)))
                     && t > feed.committed
                 {
                     let l = portfolio
@@ -667,7 +667,7 @@ impl WorkerCtx {
                 let f = probe.with_frontier(|f| f.first().copied());
                 if index == 0
                     && all_stopped
-                    && f.is_none_or(|f| (f as EventTime) <= feed.committed.saturating_add(1))
+                    && f.is_none_or(|f| event_time(f) <= feed.committed.saturating_add(1))
                 {
                     self.freeze.store(true, Ordering::SeqCst);
                 }
@@ -769,20 +769,21 @@ impl WorkerCtx {
                         close,
                         volume,
                     };
-                    if ts < 0 || (ts as u64) < cap {
+                    if timely_time(ts) < cap {
                         rejects.push(Reject {
                             ticker,
                             ts: Some(ts),
                             reason: Reason::Late,
                             action: Action::Rejected,
                             detail: format!(
-                                "stream entry {}: bar at {ts} arrived after the run passed {cap}",
-                                e.id
+                                "stream entry {}: bar at {ts} arrived after the run passed {}",
+                                e.id,
+                                event_time(cap)
                             ),
                         });
                         feed.in_flight.push(InFlight {
                             id: e.id.clone(),
-                            ts: cap as EventTime,
+                            ts: event_time(cap),
                             added_ms: e.added_ms(),
                             bars: 0,
                         });
@@ -793,7 +794,7 @@ impl WorkerCtx {
                         bar,
                         stream_id: e.id.clone(),
                     });
-                    out.entry(ts as u64).or_default().push(bar);
+                    out.entry(timely_time(ts)).or_default().push(bar);
                     feed.in_flight.push(InFlight {
                         id: e.id.clone(),
                         ts,
@@ -819,7 +820,7 @@ impl WorkerCtx {
                             let mut last = EventTime::MIN;
                             let mut n = 0;
                             for b in bars.iter().filter(|b| b.ts >= lo && b.ts <= until) {
-                                if b.ts < 0 || (b.ts as u64) < cap {
+                                if timely_time(b.ts) < cap {
                                     continue;
                                 }
                                 stored.push(StoredBar {
@@ -827,7 +828,7 @@ impl WorkerCtx {
                                     bar: b,
                                     stream_id: e.id.clone(),
                                 });
-                                out.entry(b.ts as u64).or_default().push(b);
+                                out.entry(timely_time(b.ts)).or_default().push(b);
                                 last = last.max(b.ts);
                                 n += 1;
                             }
@@ -840,7 +841,7 @@ impl WorkerCtx {
                             feed.retrying.remove(&e.id);
                             feed.in_flight.push(InFlight {
                                 id: e.id.clone(),
-                                ts: if n == 0 { cap as EventTime } else { last },
+                                ts: if n == 0 { event_time(cap) } else { last },
                                 added_ms: e.added_ms(),
                                 bars: n,
                             });
@@ -1096,7 +1097,7 @@ pub fn feed(
         }
         pending.push(vec![
             ("kind", "watermark".into()),
-            ("ts", (*t as EventTime + 1).to_string()),
+            ("ts", (event_time(*t) + 1).to_string()),
         ]);
         if rate.is_some() {
             flush(&mut r, &keys, maxlen, &mut pending, rate, sent, started)?;

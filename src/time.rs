@@ -11,24 +11,32 @@ pub type EventTime = i64;
 /// Seconds in one day, used to map a timestamp to its trading date.
 pub const DAY: i64 = 86_400;
 
-/// Parses the date or date-time text used by the supported file formats.
+/// Parses the date or date-time text of data files, stream messages and pipeline files.
 ///
-/// Accepts `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]`, `YYYY-MM-DDTHH:MM:SS[.fff]` and the same with `/`.
-/// Times carry no zone in the data sets, so they are read as UTC.
+/// * With a zone — a UTC offset (`+0900`, `+09:00`, `-05:00`) or `Z` after the time, as Yahoo's
+///   hourly exports and RFC 3339 write them: the instant it names (`2026-06-24T17:00:00+0900` is
+///   `2026-06-24T08:00:00Z`).
+/// * Without a zone — `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS[.fff]]`, `YYYY-MM-DDTHH:MM[:SS[.fff]]`
+///   and the same with `/`: read as UTC (the data sets carry no zone; a plain date is its midnight
+///   UTC). Fractions of a second are dropped (event time counts whole seconds).
+///
+/// Any year chrono can represent parses, before 1970 included (event time is signed).
 pub fn parse_time(text: &str) -> Option<EventTime> {
     let t = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         return d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc().timestamp());
     }
-    const FORMATS: [&str; 6] = [
+    const NAIVE: [&str; 8] = [
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%d %H:%M",
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
         "%Y/%m/%d %H:%M:%S",
+        "%Y/%m/%d %H:%M",
         "%Y-%m-%d %H:%M:%S%.f",
     ];
-    for f in FORMATS {
+    for f in NAIVE {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
             return Some(dt.and_utc().timestamp());
         }
@@ -36,7 +44,58 @@ pub fn parse_time(text: &str) -> Option<EventTime> {
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y/%m/%d") {
         return d.and_hms_opt(0, 0, 0).map(|dt| dt.and_utc().timestamp());
     }
-    None
+    parse_zoned(t)
+}
+
+/// A date-time followed by `Z` or a UTC offset (`±HHMM`, `±HH:MM`, `±HH`).
+fn parse_zoned(t: &str) -> Option<EventTime> {
+    let (local, offset) = if let Some(l) = t.strip_suffix(['Z', 'z']) {
+        (l, 0)
+    } else {
+        // The offset's sign is the last `+` or `-` after the date's own dashes.
+        let at = t.rfind(['+', '-']).filter(|&i| i > 10)?;
+        (&t[..at], offset_seconds(&t[at..])?)
+    };
+    const LOCAL: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    let local = LOCAL
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(local.trim_end(), f).ok())?;
+    Some(local.and_utc().timestamp() - offset)
+}
+
+/// `+0900`, `+09:00`, `+09`, `-05:30` as seconds east of UTC; offsets beyond ±24 h are refused.
+fn offset_seconds(s: &str) -> Option<i64> {
+    let sign = if s.starts_with('-') { -1 } else { 1 };
+    let digits: String = s[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = if digits.len() == 4 {
+        digits[2..].parse().ok()?
+    } else {
+        0
+    };
+    (h < 24 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
+/// The timely timestamp of an event time.
+///
+/// Timely's timestamps are unsigned; event time is signed (bars before 1970 are real history).
+/// Flipping the sign bit maps `i64` onto `u64` preserving order, so every event time — 1960, the
+/// epoch, 2100 — is its own timely time and the frontier passes them in time order.
+pub const fn timely_time(t: EventTime) -> u64 {
+    (t as u64) ^ (1 << 63)
+}
+
+/// The event time of a timely timestamp (the inverse of [`timely_time`]).
+pub const fn event_time(t: u64) -> EventTime {
+    (t ^ (1 << 63)) as i64
 }
 
 /// The calendar date of an event time (UTC).
@@ -84,5 +143,39 @@ mod tests {
         assert_eq!(parse_time("not a date"), None);
         assert_eq!(format_time(DAY), "1970-01-02");
         assert_eq!(format_time(DAY + 60), "1970-01-02 00:01:00");
+    }
+
+    #[test]
+    fn a_time_with_a_utc_offset_or_z_is_the_instant_it_names() {
+        let utc = parse_time("2026-06-24 08:00:00").unwrap();
+        for t in [
+            "2026-06-24T17:00:00+0900",
+            "2026-06-24T17:00:00+09:00",
+            "2026-06-24 17:00:00+09:00",
+            "2026-06-24T17:00:00+09",
+            "2026-06-24T08:00:00Z",
+            "2026-06-24T08:00:00.250Z",
+            "2026-06-24T03:00:00-05:00",
+            "2026-06-24T02:30-05:30",
+        ] {
+            assert_eq!(parse_time(t), Some(utc), "{t}");
+        }
+        assert_eq!(parse_time("2026-06-24T17:00:00+2500"), None);
+        assert_eq!(parse_time("2026-06-24T17:00:00+09x0"), None);
+        assert_eq!(parse_time("2026-06-24-05:00"), None);
+    }
+
+    #[test]
+    fn times_before_1970_are_negative_and_keep_their_order_in_timely() {
+        let t = parse_time("1960-01-04").unwrap();
+        assert_eq!(t, (-3653 + 3) * DAY);
+        assert_eq!(format_time(t), "1960-01-04");
+        let times = [i64::MIN, -DAY, -1, 0, 1, DAY, i64::MAX];
+        for w in times.windows(2) {
+            assert!(timely_time(w[0]) < timely_time(w[1]));
+        }
+        for t in times {
+            assert_eq!(event_time(timely_time(t)), t);
+        }
     }
 }

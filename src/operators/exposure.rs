@@ -109,7 +109,7 @@ pub fn sector_exposure<'s>(
                         (0, 0)
                     };
                     out.push(ExposureRow {
-                        ts: t as EventTime,
+                        ts: crate::time::event_time(t),
                         sector,
                         cost_cents,
                         positions,

@@ -614,7 +614,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                         .collect();
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);
-                    p.step(t as EventTime, &rows);
+                    p.step(crate::time::event_time(t), &rows);
                     emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {
                         emit.push(Ok(*e));

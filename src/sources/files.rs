@@ -76,8 +76,51 @@ pub fn read_bar_file(
 ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
     let mut bars = BarBatch::default();
     let mut rejects = Vec::new();
-    read_csv(path, format, &ticker_of(path), 0, &mut bars, &mut rejects)?;
+    read_csv(
+        path,
+        format,
+        &file_ticker(path, format)?,
+        0,
+        &mut bars,
+        &mut rejects,
+    )?;
     Ok((bars, rejects))
+}
+
+/// The ticker of a per-ticker CSV file, in its canonical spelling ([`crate::ticker::canonical`]):
+/// the first row's symbol column where the layout has one (CryptoDataDownload's `symbol`,
+/// `BTC/USDT` → `BTCUSDT`), else the file name ([`ticker_of`]).
+///
+/// # Errors
+/// An unreadable file, or a name that breaks the ticker rule (the same rule a live run applies).
+pub fn file_ticker(path: &Path, format: FileFormat) -> Result<String, SourceError> {
+    let mut raw = ticker_of(path);
+    let mut from = "its file name";
+    if format == FileFormat::Cryptodatadownload {
+        let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut lines = text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .skip_while(|l| l.trim_start().starts_with("http"));
+        let names: Vec<String> = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        let first = lines.next().unwrap_or_default();
+        if let Some(s) = columns(&names).name.and_then(|i| first.split(',').nth(i)) {
+            raw = s.trim().to_string();
+            from = "its symbol column";
+        }
+    }
+    crate::ticker::canonical(&raw).map_err(|e| SourceError::Format {
+        path: path.to_path_buf(),
+        message: format!("the ticker taken from {from}: {e}"),
+    })
 }
 
 /// Ticker named by a per-ticker file: its stem, less a `_data` suffix (`AAPL_data.csv` → `AAPL`).
@@ -158,14 +201,13 @@ impl FileSet {
                     names,
                 )
             } else {
-                let files: Vec<(PathBuf, String)> = found
-                    .into_iter()
-                    .map(|f| {
-                        let t = ticker_of(&f);
-                        (f, t)
-                    })
-                    .filter(|(_, t)| keep(t))
-                    .collect();
+                let mut files: Vec<(PathBuf, String)> = Vec::with_capacity(found.len());
+                for f in found {
+                    let t = file_ticker(&f, *format)?;
+                    if keep(&t) {
+                        files.push((f, t));
+                    }
+                }
                 let names = files.iter().map(|(_, t)| t.clone()).collect();
                 (files, names)
             };
@@ -415,8 +457,11 @@ fn read_csv(
                 continue;
             };
             if let Some(n) = get(c.name, r) {
-                let n = n.replace('/', "");
-                if format == FileFormat::Kaggle && !n.is_empty() && n != ticker {
+                let same = crate::ticker::canonical(n).is_ok_and(|n| n == ticker);
+                if matches!(format, FileFormat::Kaggle | FileFormat::Cryptodatadownload)
+                    && !n.is_empty()
+                    && !same
+                {
                     rejects.push(reject(
                         Reason::UnknownTicker,
                         format!("{}: Name `{n}` in the file of {ticker}", place()),
@@ -499,7 +544,13 @@ fn parquet_tickers(path: &Path) -> Result<Vec<String>, SourceError> {
             path: path.to_path_buf(),
             message: format!("`ticker`: {e}"),
         })?;
-        out.extend(names.iter().flatten().map(str::to_string));
+        for n in names.iter().flatten() {
+            crate::ticker::check(n).map_err(|e| SourceError::Format {
+                path: path.to_path_buf(),
+                message: format!("column `ticker`: {e}"),
+            })?;
+            out.push(n.to_string());
+        }
     }
     out.sort();
     out.dedup();
@@ -629,14 +680,17 @@ mod tests {
         let p = write(
             dir.path(),
             "X.csv",
-            "https://www.CryptoDataDownload.com\nunix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n1609286400000,2020-12-30 00:00:00,BTCUSDT,1,2,0.5,1.5,3,4,5\n",
+            "https://www.CryptoDataDownload.com\nunix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n1609286400000,2020-12-30 00:00:00,BTC/USDT,1,2,0.5,1.5,3,4,5\n1609282800000,2020-12-29 23:00:00,ETH/USDT,1,2,0.5,1.5,3,4,5\n",
         );
+        // The ticker is the symbol column's, in its canonical spelling, not the file name.
+        let ticker = file_ticker(&p, FileFormat::Cryptodatadownload).unwrap();
+        assert_eq!(ticker, "BTCUSDT");
         let mut out = BarBatch::default();
         let mut rejects = Vec::new();
         read_csv(
             &p,
             FileFormat::Cryptodatadownload,
-            "X",
+            &ticker,
             0,
             &mut out,
             &mut rejects,
@@ -644,6 +698,23 @@ mod tests {
         .unwrap();
         assert_eq!(out.ts, vec![1_609_286_400]);
         assert_eq!(out.volume, vec![3.0]);
+        // A row of another symbol is not this ticker's bar: quarantined with its place.
+        assert_eq!(rejects.len(), 1, "{rejects:?}");
+        assert!(rejects[0].detail.contains("X.csv:4"), "{rejects:?}");
+    }
+
+    #[test]
+    fn a_file_name_that_breaks_the_ticker_rule_is_refused_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "A B.csv",
+            ",Open,High,Low,Close,Volume\n2020-01-01,1,1,1,1,1\n",
+        );
+        let e = file_ticker(&p, FileFormat::BacktestingPy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A B.csv") && e.contains("has ' '"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,8 @@ pub mod universe;
 use std::path::PathBuf;
 
 use crate::bar::{BarBatch, Tickers};
-use crate::config::{LoadedPipeline, SourceSpec};
-use crate::operators::quality::Reject;
+use crate::config::{LoadedPipeline, QualitySpec, SourceSpec};
+use crate::operators::quality::{Action, QualityGate, Reject, Verdict};
 
 /// Errors that stop a source from starting (bad rows do not: they are quarantined).
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +160,60 @@ impl Source {
     }
 }
 
+/// What a source holds before a run: bars that pass the quality gate, and the rows it rejects.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// Bars that pass the gate.
+    pub usable: usize,
+    /// Source rows that did not parse and bars the gate rejects, in file order per ticker.
+    pub rejected: Vec<Reject>,
+}
+
+impl Survey {
+    /// The first `n` rejects, `ticker (reason): detail`, for an error message.
+    pub fn first_rejects(&self, n: usize) -> String {
+        self.rejected
+            .iter()
+            .take(n)
+            .map(|r| format!("{} ({}): {}", r.ticker, r.reason.as_str(), r.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Reads the whole source once and runs each ticker's bars through the quality gate, without the
+/// graph: what `fdp validate` reports (a source with no usable bar cannot run).
+///
+/// # Errors
+/// As [`Source::load`].
+pub fn survey(source: &Source, quality: &QualitySpec) -> Result<Survey, SourceError> {
+    let tickers = source.tickers();
+    let input = source.load(0, 1, &tickers)?;
+    let mut gates: Vec<QualityGate> = vec![QualityGate::new(quality); tickers.len()];
+    let mut out = Survey {
+        usable: 0,
+        rejected: input.rejects,
+    };
+    for (_, batch) in &input.batches {
+        for b in batch.iter() {
+            let Some(gate) = gates.get_mut(b.ticker as usize) else {
+                continue;
+            };
+            match gate.check(&b) {
+                Verdict::Pass(_) => out.usable += 1,
+                Verdict::Reject(reason, detail) => out.rejected.push(Reject {
+                    ticker: tickers.name(b.ticker).to_string(),
+                    ts: Some(b.ts),
+                    reason,
+                    action: Action::Rejected,
+                    detail,
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Groups bars by time into one batch per distinct time, ascending (stable within a time).
 pub fn group_by_time(bars: BarBatch) -> Vec<(u64, BarBatch)> {
     let mut idx: Vec<usize> = (0..bars.len()).collect();
@@ -168,7 +222,7 @@ pub fn group_by_time(bars: BarBatch) -> Vec<(u64, BarBatch)> {
     let mut out: Vec<(u64, BarBatch)> = Vec::new();
     for i in idx {
         let b = bars.get(i);
-        let t = b.ts.max(0) as u64;
+        let t = crate::time::timely_time(b.ts);
         match out.last_mut() {
             Some((lt, batch)) if *lt == t => batch.push(b),
             _ => {

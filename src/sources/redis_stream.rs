@@ -164,29 +164,14 @@ impl Entry {
     }
 }
 
-/// Tickers are letters, digits and `.-^=_`, at most 16 characters: anything else (a path such
-/// as `../../etc`, spaces, control characters) is refused before it reaches a file name or a key.
-pub fn valid_ticker(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 16
-        && !t.starts_with('.')
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'^' | b'=' | b'_'))
-        && !t.contains("..")
-}
-
-/// Parses a time field: epoch seconds, `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+/// Parses a time field: epoch seconds, or any text [`crate::time::parse_time`] reads (a date,
+/// RFC 3339, a time with a UTC offset).
 pub fn parse_ts(s: &str) -> Option<EventTime> {
     let s = s.trim();
     if let Ok(n) = s.parse::<i64>() {
         return Some(n);
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp())
+    crate::time::parse_time(s)
 }
 
 /// Decodes a message; the error names the field and what is wrong with it.
@@ -222,11 +207,7 @@ pub fn decode(e: &Entry) -> Result<Work, String> {
     };
     let ticker = || -> Result<String, String> {
         let t = get("ticker")?;
-        if valid_ticker(t) {
-            Ok(t.to_string())
-        } else {
-            Err(format!("invalid ticker {t:?}"))
-        }
+        crate::ticker::canonical(t).map_err(|e| format!("field `ticker`: {e}"))
     };
     match m.get("kind").copied().unwrap_or("bar") {
         "bar" => Ok(Work::Bar {
@@ -833,31 +814,14 @@ mod tests {
             ])
             .contains("`open` is not a number")
         );
-        assert!(e(&[("ticker", "../../etc"), ("ts", "1")]).contains("invalid ticker"));
+        assert!(
+            e(&[("ticker", "../../etc"), ("ts", "1")]).contains("ticker \"../../etc\" has '/'")
+        );
         assert!(e(&[("kind", "launch"), ("ticker", "A")]).contains("unknown message kind"));
         let trimmed = Entry {
             id: "1-0".into(),
             fields: None,
         };
         assert!(decode(&trimmed).unwrap_err().contains("trimmed"));
-    }
-
-    #[test]
-    fn ticker_names_cannot_escape() {
-        for bad in [
-            "../../etc",
-            "..",
-            ".hidden",
-            "A/B",
-            "A B",
-            "",
-            "ABCDEFGHIJKLMNOPQ",
-            "a\0",
-        ] {
-            assert!(!valid_ticker(bad), "{bad:?}");
-        }
-        for good in ["AAPL", "BRK.B", "BF-B", "^GSPC", "EURUSD=X", "BTC_USD"] {
-            assert!(valid_ticker(good), "{good:?}");
-        }
     }
 }

@@ -45,17 +45,21 @@ pub fn members(path: &Path) -> Result<Vec<Member>, SourceError> {
         ),
     })?;
     let sector_col = find(&SECTOR_COLUMNS);
-    let mut out: Vec<Member> = lines
-        .map(split_csv)
-        .filter_map(|f| {
-            let ticker = f.get(col).filter(|s| !s.is_empty())?.clone();
-            let sector = sector_col
-                .and_then(|c| f.get(c))
-                .filter(|s| !s.is_empty())
-                .cloned();
-            Some(Member { ticker, sector })
-        })
-        .collect();
+    let mut out: Vec<Member> = Vec::new();
+    for (i, f) in lines.map(split_csv).enumerate() {
+        let Some(raw) = f.get(col).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let ticker = crate::ticker::canonical(raw).map_err(|e| SourceError::Format {
+            path: path.to_path_buf(),
+            message: format!("line {}: {e}", i + 2),
+        })?;
+        let sector = sector_col
+            .and_then(|c| f.get(c))
+            .filter(|s| !s.is_empty())
+            .cloned();
+        out.push(Member { ticker, sector });
+    }
     out.sort_by(|a, b| a.ticker.cmp(&b.ticker));
     out.dedup_by(|a, b| a.ticker == b.ticker);
     Ok(out)

@@ -95,7 +95,7 @@ fn two_processes_write_the_same_bytes_as_one_worker() {
         "2",
         "-p",
         "1",
-        "-h",
+        "--hostfile",
         &h,
     ])
     .spawn()
@@ -111,7 +111,7 @@ fn two_processes_write_the_same_bytes_as_one_worker() {
         "2",
         "-p",
         "0",
-        "-h",
+        "--hostfile",
         &h,
     ])
     .status()

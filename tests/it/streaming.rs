@@ -311,7 +311,7 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
         .collect();
     assert_eq!(dead.len(), 6, "{errors:#?}");
     for want in [
-        "invalid ticker \"../../etc\"",
+        "ticker \"../../etc\" has '/'",
         "unknown ticker \"ZZZZ\"",
         "missing field `open`",
         "field `close` is not a number: \"abc\"",

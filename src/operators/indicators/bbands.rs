@@ -1,6 +1,6 @@
 //! Bollinger bands with TA-Lib's running sums and population deviation.
 
-use super::{Ring, Sma};
+use super::{Ring, Sma, is_zero_or_neg};
 
 /// One Bollinger output.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
@@ -14,7 +14,7 @@ pub struct Band {
 }
 
 /// BBANDS(n, k) with SMA middle; σ is the population deviation `sqrt(E[x²] - E[x]²)` from running
-/// sums, 0 when that variance is below 1e-8 (TA-Lib's `TA_IS_ZERO_OR_NEG`). First output after n values.
+/// sums, 0 when that variance is below 1e-14 (TA-Lib's `TA_IS_ZERO_OR_NEG`). First output after n values.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Bbands {
     period: usize,
@@ -52,8 +52,8 @@ impl Bbands {
         let mut var = self.total2 * self.inv;
         self.total2 -= oldest;
         var -= middle * middle;
-        // TA-Lib: `!TA_IS_ZERO_OR_NEG(var)`, i.e. var >= 1e-8, else a zero deviation.
-        let sd = if var < 0.000_000_01 { 0.0 } else { var.sqrt() };
+        // TA-Lib: `!TA_IS_ZERO_OR_NEG(var)`, i.e. var >= 1e-14, else a zero deviation.
+        let sd = if is_zero_or_neg(var) { 0.0 } else { var.sqrt() };
         let dev = if self.nbdev == 1.0 {
             sd
         } else {

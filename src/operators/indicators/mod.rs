@@ -1417,11 +1417,20 @@ pub(crate) fn div2(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
     }
 }
 
-/// TA-Lib's `TA_IS_ZERO`: |v| < 1e-8.
+/// TA-Lib's `TA_IS_ZERO`: |v| < `TA_EPSILON`, which is 1e-14 since TA-Lib 0.6 (1e-8 before: an
+/// epsilon that zeroed real variances and ranges of FX and of coins quoted in bitcoin, whose
+/// prices are near 1 or 1e-4).
 #[inline(always)]
 pub(crate) fn is_zero(v: f64) -> bool {
-    // The same as TA-Lib's `-1e-8 < v && v < 1e-8` (NaN included), in one comparison.
-    v.abs() < 0.000_000_01
+    // The same as TA-Lib's `-ε < v && v < ε` (NaN included), in one comparison.
+    v.abs() < 1e-14
+}
+
+/// TA-Lib's `TA_IS_ZERO_OR_NEG`: v < `TA_EPSILON` (1e-14): the guard before a square root or a
+/// division by a variance or a range.
+#[inline(always)]
+pub(crate) fn is_zero_or_neg(v: f64) -> bool {
+    v < 1e-14
 }
 
 /// The last `n` values, in a power-of-two buffer indexed by a running count: a push is one store

@@ -5,7 +5,7 @@
 
 use super::atr::true_range;
 use super::window::MaxMin;
-use super::{Mirror, Ring, Rsi, Sma, THIRD, div2, is_zero, sum4};
+use super::{Mirror, Ring, Rsi, Sma, THIRD, div2, is_zero, is_zero_or_neg, sum4};
 
 /// TA-Lib's fast %K: `(close − lowest)/((highest − lowest)/100)`, 0 on a flat window. Computed as
 /// `100·(close − lowest)/(highest − lowest)`: one division instead of two (the divider is the
@@ -279,7 +279,7 @@ impl Dmi {
             0.0
         };
         let tr = true_range(high, low, pc);
-        // Read once, write once (see `Correl::update`: stores and loads of neighbouring fields
+        // Read once, write once (see `Beta::update`: stores and loads of neighbouring fields
         // must not straddle each other).
         let (mut pdm, mut mdm, mut trs) = (self.pdm, self.mdm, self.tr);
         if self.bars < self.n {
@@ -381,9 +381,11 @@ impl Mfi {
         }
         let diff = tp - prev;
         let flow = tp * volume;
-        // Two selects rather than a three-way branch on the sign of a random walk's change.
-        let p = if diff > 0.0 { flow } else { 0.0 };
-        let q = if diff < 0.0 { flow } else { 0.0 };
+        // Two selects rather than a three-way branch on the sign of a random walk's change. As
+        // TA-Lib (0.6 on), a change within ±1e-14 is no change: typical prices that are equal
+        // on paper can differ by an ulp after the division.
+        let p = if diff > 1e-14 { flow } else { 0.0 };
+        let q = if diff < -1e-14 { flow } else { 0.0 };
         self.pos.push(p);
         self.neg.push(q);
         self.pos_sum += p;
@@ -602,10 +604,10 @@ impl Aroon {
     }
 }
 
-/// BOP: `(close − open)/(high − low)`, 0 when the range is below 1e-8.
+/// BOP: `(close − open)/(high − low)`, 0 when the range is below 1e-14.
 pub fn bop(open: f64, high: f64, low: f64, close: f64) -> f64 {
     let range = high - low;
-    if range < 0.000_000_01 {
+    if is_zero_or_neg(range) {
         0.0
     } else {
         (close - open) / range

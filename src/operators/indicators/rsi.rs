@@ -45,7 +45,7 @@ impl Rsi {
         // Both averages take a change every bar (the other side takes +0.0, which changes no
         // bits): selects instead of a branch that a random walk mispredicts half the time.
         let (up, down) = if d < 0.0 { (0.0, -d) } else { (d, 0.0) };
-        // Read once, write once (see `Correl::update`).
+        // Read once, write once (see `Beta::update`).
         let (mut gain, mut loss) = (self.gain, self.loss);
         if self.changes < self.period {
             loss += down;
