@@ -99,19 +99,233 @@ fn a_broken_pipeline_names_file_line_and_column() {
 }
 
 #[test]
-fn every_subcommand_has_help() {
-    for cmd in ["backtest", "validate", "bench", "query", "features"] {
-        let o = fdp(&[cmd, "--help"]);
+fn every_subcommand_has_help_with_dash_h_and_dash_dash_help() {
+    let top = fdp(&["--help"]);
+    let listing = String::from_utf8_lossy(&top.stdout).to_string();
+    let subcommands = [
+        "backtest",
+        "features",
+        "migrate",
+        "orchestrate",
+        "feed",
+        "run",
+        "validate",
+        "bench",
+        "query",
+    ];
+    for cmd in subcommands {
+        assert!(listing.contains(cmd), "`fdp --help` lists {cmd}: {listing}");
+        for flag in ["--help", "-h"] {
+            let o = fdp(&[cmd, flag]);
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success() && text.contains("Usage: fdp"),
+                "{cmd} {flag}: {}{}",
+                text,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    // The cluster commands spell timely's host file out: `-h` never means anything else.
+    let o = fdp(&["backtest", "-h"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--hostfile"));
+    assert!(fdp(&["-h"]).status.success());
+}
+
+fn features_of(input: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
+    fdp(&[
+        "features",
+        "--input",
+        &input.to_string_lossy(),
+        "--output",
+        &dir.join("out.csv").to_string_lossy(),
+        "--only",
+        "SMA_20",
+    ])
+}
+
+/// Yahoo's hourly exports stamp bars with the exchange's UTC offset; they name instants.
+#[test]
+fn times_with_a_utc_offset_are_the_instants_they_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("7203.T.csv");
+    let mut text = String::from("Datetime,Open,High,Low,Close,Adj Close,Volume\n");
+    for h in 0..30 {
+        let (day, hour) = (24 + h / 6, 9 + h % 6);
+        let p = 2500.0 + f64::from(h);
+        text.push_str(&format!(
+            "2026-06-{day}T{hour:02}:00:00+0900,{p},{},{},{p},{p},1000\n",
+            p + 5.0,
+            p - 5.0
+        ));
+    }
+    std::fs::write(&input, text).expect("write");
+    let o = features_of(&input, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, rows) = crate::common::read_csv(&dir.path().join("out.csv"));
+    assert_eq!(rows.len(), 30, "every row read");
+    // 09:00 in Tokyo is 00:00 UTC.
+    assert_eq!(rows[0][0], "2026-06-24");
+    assert_eq!(rows[1][0], "2026-06-24 01:00:00");
+    assert_eq!(rows[19][1].parse::<f64>().expect("SMA"), 2509.5);
+}
+
+/// A file that gives no usable row is an error naming the rows, and no output is written.
+#[test]
+fn an_input_without_a_usable_row_is_an_error_that_names_the_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("BAD.csv");
+    std::fs::write(
+        &input,
+        ",Open,High,Low,Close,Volume\nyesterday,1,2,0.5,1.5,10\n2026-13-45,1,2,0.5,1.5,10\n",
+    )
+    .expect("write");
+    let o = features_of(&input, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("no usable row") && err.contains("BAD.csv:2") && err.contains("`yesterday`"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out.csv").exists());
+    // Rows that parse but all fail the quality gate: an error too.
+    std::fs::write(
+        &input,
+        ",Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,NaN,10\n",
+    )
+    .expect("write");
+    let o = features_of(&input, dir.path());
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no usable row"));
+}
+
+fn pipeline_over(dir: &std::path::Path, glob: &str, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("p.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"p\"\n[source]\nkind = \"files\"\nformat = \"backtesting_py\"\npaths = [\"{glob}\"]\n{extra}\n[quality]\ncalendar = \"none\"\n[[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 20\n[model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_20\"\n[risk.sizing]\nkind = \"all_in\"\n[outputs]\ndir = \"{}\"\n",
+            dir.join("runs").display()
+        ),
+    )
+    .expect("write");
+    p
+}
+
+/// A run over zero bars (an empty range, or every row rejected) fails in `validate` and `backtest`.
+#[test]
+fn a_run_over_zero_bars_is_an_error_in_validate_and_backtest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let glob = repo("data/reference/GOOG.csv").display().to_string();
+    let p = pipeline_over(
+        dir.path(),
+        &glob,
+        "start = \"2010-01-01\"\nend = \"2009-01-01\"",
+    );
+    for cmd in ["validate", "backtest"] {
+        let o = fdp(&[cmd, &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{cmd}: {err}");
+        assert!(err.contains("is before source.start"), "{cmd}: {err}");
+    }
+    // A range outside the data: no bar at all.
+    let p = pipeline_over(
+        dir.path(),
+        &glob,
+        "start = \"2020-01-01\"\nend = \"2021-01-01\"",
+    );
+    for cmd in ["validate", "backtest"] {
+        let o = fdp(&[cmd, &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{cmd}: {err}");
+        assert!(err.contains("no usable bar"), "{cmd}: {err}");
+    }
+    // Every row rejected: the error names the first rows by file and line.
+    let bad = dir.path().join("BAD.csv");
+    std::fs::write(
+        &bad,
+        ",Open,High,Low,Close,Volume\nnot-a-date,1,2,0.5,1.5,10\n",
+    )
+    .expect("write");
+    let p = pipeline_over(dir.path(), &bad.display().to_string(), "");
+    for cmd in ["validate", "backtest"] {
+        let o = fdp(&[cmd, &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{cmd}: {err}");
         assert!(
-            o.status.success(),
-            "{cmd} --help: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("Usage"),
-            "{cmd}"
+            err.contains("no usable bar") && err.contains("BAD.csv:2"),
+            "{cmd}: {err}"
         );
     }
+}
+
+/// Real history before 1970: 200 bars from 1960 are 200 periods, with trades.
+#[test]
+fn bars_before_1970_are_each_their_own_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("OLD.csv");
+    let mut text = String::from(",Open,High,Low,Close,Volume\n");
+    let mut d = chrono::NaiveDate::from_ymd_opt(1960, 1, 4).expect("date");
+    for i in 0..200 {
+        let p = 100.0 + 10.0 * (f64::from(i) / 15.0).sin();
+        text.push_str(&format!("{d},{p},{},{},{p},1000\n", p + 1.0, p - 1.0));
+        d = d.succ_opt().expect("next day");
+    }
+    std::fs::write(&input, text).expect("write");
+    let p = pipeline_over(dir.path(), &input.display().to_string(), "");
+    let o = fdp(&["backtest", &p.to_string_lossy(), "--run-id", "old"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("200 bars, 200 periods"), "{out}");
+    let trades: usize = out
+        .split(" closed trades")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("trade count");
+    assert!(trades > 0, "{out}");
+    let q = fdp(&[
+        "query",
+        "--run",
+        &dir.path().join("runs/old").to_string_lossy(),
+        "SELECT MIN(time) AS first FROM equity",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("1960-01-04"),
+        "{}{}",
+        String::from_utf8_lossy(&q.stdout),
+        String::from_utf8_lossy(&q.stderr)
+    );
+}
+
+/// A time far in the future still displays in `fdp query`.
+#[test]
+fn far_future_times_display_in_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("FUT.csv");
+    let mut text = String::from(",Open,High,Low,Close,Volume\n");
+    let mut d = chrono::NaiveDate::from_ymd_opt(2999, 1, 1).expect("date");
+    for i in 0..40 {
+        let p = 100.0 + f64::from(i % 7);
+        text.push_str(&format!("{d},{p},{},{},{p},1000\n", p + 1.0, p - 1.0));
+        d = d.succ_opt().expect("next day");
+    }
+    std::fs::write(&input, text).expect("write");
+    let p = pipeline_over(dir.path(), &input.display().to_string(), "");
+    let o = fdp(&["backtest", &p.to_string_lossy(), "--run-id", "fut"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q = fdp(&[
+        "query",
+        "--run",
+        &dir.path().join("runs/fut").to_string_lossy(),
+        "SELECT time, equity FROM equity ORDER BY time DESC LIMIT 1",
+    ]);
+    let text = String::from_utf8_lossy(&q.stdout);
+    assert!(
+        q.status.success() && text.contains("2999-02-09"),
+        "{text}{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
 }
 
 #[test]
@@ -168,4 +382,50 @@ fn features_on_goog_reproduce_the_golden_file() {
         !bad.status.success()
             && String::from_utf8_lossy(&bad.stderr).contains("unknown column `RSI_41`")
     );
+}
+
+/// One ticker rule: a CryptoDataDownload export under a long file name gives the pair's canonical
+/// ticker in a backtest, and a live run's decoder reads the same pair as the same ticker.
+#[test]
+fn a_pair_has_one_ticker_in_backtests_and_live_runs() {
+    use findashpro::sources::redis_stream::{Entry, Work, decode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir
+        .path()
+        .join("Binance_BTCUSDT_futures_hourly_2020_export.csv");
+    std::fs::copy(
+        repo("data/reference/BTCUSDT_Binance_futures_data_hour.csv"),
+        &file,
+    )
+    .expect("copy");
+    let text = format!(
+        "name = \"pair\"\n[source]\nkind = \"files\"\nformat = \"cryptodatadownload\"\npaths = [\"{}\"]\n[quality]\ncalendar = \"none\"\n[[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 20\n[model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_20\"\n",
+        file.display()
+    );
+    let p = crate::common::pipeline_text(&text, dir.path());
+    let source = findashpro::sources::Source::open(&p).expect("opens");
+    assert_eq!(source.tickers().names(), ["BTCUSDT"]);
+    let out = crate::common::run_with(&p, 1);
+    assert!(out.ledger.bars > 3000, "{}", out.ledger.bars);
+    let entry = Entry {
+        id: "1-0".into(),
+        fields: Some(
+            [
+                ("ticker", "BTC/USDT"),
+                ("ts", "2020-12-30T00:00:00Z"),
+                ("open", "1"),
+                ("high", "2"),
+                ("low", "0.5"),
+                ("close", "1.5"),
+                ("volume", "3"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+    };
+    match decode(&entry) {
+        Ok(Work::Bar { ticker, .. }) => assert_eq!(ticker, "BTCUSDT"),
+        other => panic!("{other:?}"),
+    }
 }
