@@ -278,6 +278,13 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
         Conn::open(&opts.redis_url)?.ensure_group(&Keys::new(&opts.prefix))?;
         Arc::new(History::load(&mut pg, &opts.run_id, &spec.tickers)?)
     };
+    // The kill-switch file is checked before anything is read: present at the start, it refuses
+    // every entry from the first bar and the run stops without reading a message.
+    if opts.stop_file.as_ref().is_some_and(|f| f.exists()) {
+        tracing::warn!("the kill-switch file is present: no message is read, no order sent");
+        kill.trip();
+        opts.shutdown.store(true, Ordering::SeqCst);
+    }
     // Models go to PostgreSQL and train on the training pool: the worker keeps predicting with
     // the last model meanwhile.
     if let Some(ttl) = spec.model.ml_spec().map(|m| m.ttl_days) {

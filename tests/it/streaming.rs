@@ -11,7 +11,8 @@ use findashpro::stream::{self, Ending, StreamOptions};
 
 use crate::common::{TestDb, pipeline_text, root, run_with};
 
-/// Six sample tickers over 20 months: ~2,500 bars, with signals, fills and refusals.
+/// Six sample tickers over 25 months: ~3,200 bars, with signals, fills, refusals and quarantined
+/// rows (DHR and O on 2016-01-12 have only a close).
 fn pipeline_toml() -> String {
     let sample = std::fs::read_to_string(root().join("pipelines/sample.toml")).expect("sample");
     let r = root();
@@ -27,7 +28,7 @@ fn pipeline_toml() -> String {
             "universe = \"data/sample/",
             &format!("universe = \"{}/data/sample/", r.display()),
         )
-        .replace("start = \"2013-02-08\"", "start = \"2016-06-01\"")
+        .replace("start = \"2013-02-08\"", "start = \"2016-01-04\"")
 }
 
 fn test_pipeline() -> LoadedPipeline {
@@ -170,13 +171,43 @@ impl Env {
                     .arg(findashpro::sources::redis_stream::GROUP),
             )
             .expect("xpending");
-        match v {
+        match &v {
             redis::Value::Array(a) => match a.first() {
                 Some(redis::Value::Int(n)) => *n,
-                _ => 0,
+                _ => panic!("XPENDING's summary starts with a count: {v:?}"),
             },
-            _ => 0,
+            _ => panic!("XPENDING answers with an array: {v:?}"),
         }
+    }
+
+    /// Asserts run `stream`'s quarantine is the backtest's, row for row (ticker, time, reason,
+    /// action; the detail names a file line in one and a stream entry in the other).
+    fn assert_same_quarantine(&self, backtest: &[findashpro::operators::quality::Reject]) {
+        let mut want: Vec<(String, i64, String, String)> = backtest
+            .iter()
+            .map(|r| {
+                (
+                    r.ticker.clone(),
+                    r.ts.unwrap_or(-1),
+                    r.reason.as_str().to_string(),
+                    format!("{:?}", r.action).to_lowercase(),
+                )
+            })
+            .collect();
+        want.sort();
+        let got: Vec<(String, i64, String, String)> = self
+            .rt
+            .block_on(self.client.query(
+                "SELECT ticker, ts, reason, action FROM quarantine WHERE run_id = 'stream' \
+                 ORDER BY ticker, ts, reason, action",
+                &[],
+            ))
+            .expect("quarantine")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert!(!want.is_empty(), "the backtest quarantined rows");
+        assert_eq!(got, want, "the stream's quarantine is the backtest's");
     }
 }
 
@@ -215,10 +246,7 @@ fn bars_replayed_through_redis_give_the_backtests_decisions() {
     );
     env.assert_same_as_backtest();
     // The quarantine too, row for row.
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM quarantine WHERE run_id = 'stream'"),
-        out.quarantine.len() as i64
-    );
+    env.assert_same_quarantine(&out.quarantine);
     assert_eq!(env.pending(), 0, "every message acknowledged");
     let m = &o.metrics;
     assert_eq!(m.dead_letters.load(std::sync::atomic::Ordering::Relaxed), 0);
@@ -231,13 +259,14 @@ fn bars_replayed_through_redis_give_the_backtests_decisions() {
 fn orchestrated_ticker_items_give_the_backtests_decisions() {
     let mut env = Env::new("items");
     let p = test_pipeline();
-    env.backtest(&p);
+    let out = env.backtest(&p);
     let c = stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_600_000_000, 10_000)
         .expect("orchestrate");
     assert_eq!((c.cycle, c.items), (1, 6));
     let o = env.opts("stream", 2);
     assert_eq!(stream::run(&p, &o).expect("run"), Ending::Idle);
     env.assert_same_as_backtest();
+    env.assert_same_quarantine(&out.quarantine);
     assert_eq!(env.pending(), 0);
     assert_eq!(
         o.metrics.tickers.load(std::sync::atomic::Ordering::Relaxed),
@@ -401,6 +430,23 @@ fn write_pipeline(env: &Env) -> std::path::PathBuf {
     path
 }
 
+/// Waits until the run has committed past `after` while messages are still pending (a moment
+/// with work both done and in flight); returns the committed time.
+fn await_commit_with_pending(env: &Env, after: i64, within: Duration) -> i64 {
+    let started = Instant::now();
+    loop {
+        let committed = env.scalar("SELECT coalesce(max(committed), -1) FROM stream_state");
+        if committed > after && env.pending() > 0 {
+            return committed;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no commit past {after} with messages pending within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn kill_9_mid_stream_then_restart_commits_everything_exactly_once() {
     let mut env = Env::new("crash");
@@ -408,11 +454,13 @@ fn kill_9_mid_stream_then_restart_commits_everything_exactly_once() {
     env.backtest(&p);
     let path = write_pipeline(&env);
     let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
-    let feeder =
-        std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(1_000.0)));
-    for after in [700u64, 900, 1200] {
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(400.0)));
+    // Three kills, each at a moment observed: the run committed something new and messages are
+    // pending (read, maybe decided, not acknowledged).
+    let mut committed = -1;
+    for _ in 0..3 {
         let mut c = fdp_run(&env, &path, &[]);
-        std::thread::sleep(Duration::from_millis(after));
+        committed = await_commit_with_pending(&env, committed, Duration::from_secs(60));
         c.kill().expect("kill -9");
         let _ = c.wait();
     }
@@ -541,11 +589,11 @@ impl PrivateRedis {
         }
     }
 
-    fn restart(&mut self) {
+    /// SIGKILL, then a new server on the same port and data (the append-only file, fsync'd on
+    /// every write, keeps the stream).
+    fn kill_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+            let _ = c.kill();
             let _ = c.wait();
         }
         self.launch();
@@ -641,6 +689,34 @@ impl PrivatePg {
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// SIGKILL to the postmaster and every backend (no shutdown, no checkpoint), then a start:
+    /// the server recovers from its WAL.
+    fn kill_and_restart(&self) {
+        let pidfile = self.dir.path().join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+            .expect("postmaster.pid");
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+        let started = Instant::now();
+        while Command::new("kill")
+            .args(["-0", &pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "postmaster gone"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Backends outlive a killed postmaster for a moment; they hold its shared memory.
+        std::thread::sleep(Duration::from_millis(300));
+        self.ctl("start");
+    }
 }
 
 impl Drop for PrivatePg {
@@ -680,6 +756,7 @@ fn redis_and_postgres_restarted_mid_run_lose_nothing() {
     std::fs::write(&path, pipeline_toml()).expect("pipeline written");
     let (p2, url) = (p.clone(), redis.url());
     let feeder = std::thread::spawn(move || stream::feed(&p2, &url, "fdp", 10_000, Some(1_000.0)));
+    let log = dir.path().join("fdp.log");
     let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"))
         .arg("run")
         .arg(&path)
@@ -687,20 +764,52 @@ fn redis_and_postgres_restarted_mid_run_lose_nothing() {
         .args(["--redis-url", &redis.url(), "--database-url", &pg.url()])
         .arg("--data-dir")
         .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .env("FDP_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("fdp runs");
-    std::thread::sleep(Duration::from_millis(800));
-    redis.restart();
-    std::thread::sleep(Duration::from_millis(700));
-    pg.ctl("restart");
+    // Each server is killed once the run has committed something since the last kill.
+    let committed = |after: i64| -> i64 {
+        let started = Instant::now();
+        loop {
+            let c = rt
+                .block_on(async {
+                    let client = findashpro::sinks::postgres::connect(&pg.url()).await?;
+                    let row = client
+                        .query_one("SELECT coalesce(max(committed), -1) FROM stream_state", &[])
+                        .await?;
+                    Ok::<i64, findashpro::sinks::postgres::DbError>(row.get(0))
+                })
+                .unwrap_or(-1);
+            if c > after {
+                return c;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no commit past {after}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = committed(-1);
+    redis.kill_and_restart();
+    committed(first);
+    pg.kill_and_restart();
     feeder
         .join()
         .expect("feeder")
         .expect("the feed rides out the restart");
     let status = wait_exit(&mut c, Duration::from_secs(120));
     assert!(status.success(), "{status:?}");
+    // The run met both outages and reconnected (it logs each lost connection, then went on to
+    // finish: a run that never reconnected could not have exited 0 with every row below).
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("redis connection lost") || text.contains("redis unreachable"),
+        "{text}"
+    );
+    assert!(text.contains("postgres unavailable"), "{text}");
     let client = rt
         .block_on(findashpro::sinks::postgres::connect(&pg.url()))
         .expect("private postgres");
@@ -903,4 +1012,82 @@ fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
         ),
         drifts
     );
+}
+
+/// A work item whose load hangs (its file is a FIFO nobody writes) is given up after
+/// `--item-timeout`, retried, and dead-lettered with the reason; the other items go through.
+#[test]
+fn a_work_item_that_hangs_past_the_item_timeout_is_dead_lettered() {
+    let env = Env::new("timeout");
+    let dir = env.dir.path();
+    std::fs::copy(
+        root().join("data/sample/AAPL_data.csv"),
+        dir.join("AAPL_data.csv"),
+    )
+    .expect("copied");
+    let fifo = dir.join("AMD_data.csv");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let toml = pipeline_toml();
+    let rest = &toml[toml.find("[quality]").expect("quality section")..];
+    let text = format!(
+        "name = \"timeout\"\n[source]\nkind = \"files\"\nformat = \"kaggle\"\npaths = [\"*_data.csv\"]\n\
+         start = \"2017-06-01\"\nend = \"2018-02-07\"\n{rest}"
+    );
+    let p = pipeline_text(&text, dir);
+    stream::orchestrate(&p, &env.redis_url, &env.prefix, 1_600_000_000, 10_000)
+        .expect("orchestrate");
+    let mut o = env.opts("stream", 1);
+    o.item_timeout = Duration::from_millis(300);
+    o.claim_idle = Duration::from_millis(600);
+    o.idle_shutdown = Some(Duration::from_millis(300));
+    o.max_failures = 2;
+    let started = Instant::now();
+    assert_eq!(stream::run(&p, &o).expect("run goes on"), Ending::Idle);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let dead = env
+        .redis()
+        .range(&env.keys().dead_letter())
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let error = dead[0]
+        .map()
+        .get("error")
+        .copied()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.starts_with("failed 2 times") && error.contains("loading AMD took longer than 300ms"),
+        "{error}"
+    );
+    assert!(
+        env.scalar("SELECT count(*) FROM bars WHERE run_id = 'stream' AND ticker = 'AAPL'") > 100
+    );
+    assert_eq!(env.pending(), 0);
+    // Let the hung loader threads go: open the FIFO's write end, then close it.
+    for _ in 0..2 {
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    }
+}
+
+/// With the kill-switch file present before the start, `fdp run` reads nothing and decides
+/// nothing: the feed waits, untouched, for a run without it.
+#[test]
+fn a_stop_file_present_at_start_reads_nothing() {
+    let env = Env::new("stopstart");
+    let p = test_pipeline();
+    let path = write_pipeline(&env);
+    let fed = stream::feed(&p, &env.redis_url, &env.prefix, 100_000, None).expect("feed");
+    std::fs::write(env.dir.path().join("STOP"), "").expect("STOP written");
+    let mut c = fdp_run(&env, &path, &[]);
+    let status = wait_exit(&mut c, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(env.scalar("SELECT count(*) FROM orders"), 0);
+    assert_eq!(env.pending(), 0, "no message was even read");
+    let undelivered = env
+        .redis()
+        .lag(&env.keys())
+        .expect("lag")
+        .unwrap_or_default();
+    assert!(undelivered >= fed, "{undelivered} of {fed} wait");
 }
