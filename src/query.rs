@@ -25,6 +25,12 @@ pub enum QueryError {
     /// The folder is not a run folder.
     #[error("{0} holds no run outputs (expected signals.parquet, orders.parquet, ...)")]
     NotARun(String),
+    /// A time outside DataFusion's nanosecond range (1677–2262) met a bare string literal.
+    #[error(
+        "{0}\nDataFusion reads a bare time literal as nanoseconds (1677–2262); write ts('2999-01-20') \
+         for a time of any year (event times are seconds)"
+    )]
+    NanosecondTime(String),
     /// DataFusion refused the query or failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -39,6 +45,7 @@ pub async fn collect(
     sql: &str,
 ) -> Result<Vec<arrow::record_batch::RecordBatch>, QueryError> {
     let ctx = SessionContext::new();
+    ctx.register_udf(ts_udf());
     let mut any = false;
     for t in TABLES {
         let p = run.join(format!("{t}.parquet"));
@@ -55,7 +62,65 @@ pub async fn collect(
     if !any {
         return Err(QueryError::NotARun(run.display().to_string()));
     }
-    Ok(ctx.sql(sql).await?.collect().await?)
+    let df = ctx.sql(sql).await.map_err(hint)?;
+    df.collect().await.map_err(hint)
+}
+
+/// DataFusion's nanosecond limit, met by a bare time literal outside 1677–2262: the error says
+/// what to write instead.
+fn hint(e: datafusion::error::DataFusionError) -> QueryError {
+    let text = e.to_string();
+    if text.contains("represented as nanoseconds") || text.contains("to Nanosecond") {
+        QueryError::NanosecondTime(text)
+    } else {
+        QueryError::DataFusion(e)
+    }
+}
+
+/// `ts('…')`: a time literal for any year, parsed by [`crate::time::parse_time`] into a
+/// `Timestamp(Second)` like the tables' time columns.
+///
+/// DataFusion reads a bare string compared with a time (`time > '2999-01-20'`) as nanoseconds,
+/// which cover only 1677–2262; event time covers any real history and the far future.
+fn ts_udf() -> datafusion::logical_expr::ScalarUDF {
+    use arrow::array::{Array, TimestampSecondArray};
+    use arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::error::DataFusionError;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    let parse = |text: &str| {
+        crate::time::parse_time(text).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "ts({text:?}): not a date or time (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS, RFC 3339)"
+            ))
+        })
+    };
+    create_udf(
+        "ts",
+        vec![DataType::Utf8],
+        DataType::Timestamp(TimeUnit::Second, None),
+        Volatility::Immutable,
+        std::sync::Arc::new(move |args: &[ColumnarValue]| match args.first() {
+            Some(ColumnarValue::Scalar(
+                ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v),
+            )) => Ok(ColumnarValue::Scalar(ScalarValue::TimestampSecond(
+                v.as_deref().map(parse).transpose()?,
+                None,
+            ))),
+            Some(ColumnarValue::Array(a)) => {
+                let strings = crate::bar::utf8(a)?;
+                let out: TimestampSecondArray = (0..strings.len())
+                    .map(|i| {
+                        (!strings.is_null(i))
+                            .then(|| parse(strings.value(i)))
+                            .transpose()
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(ColumnarValue::Array(std::sync::Arc::new(out)))
+            }
+            _ => Err(DataFusionError::Plan("ts() takes one text argument".into())),
+        }),
+    )
 }
 
 /// Runs `sql` and prints the result table on stdout.

@@ -326,6 +326,25 @@ fn far_future_times_display_in_query() {
         "{text}{}",
         String::from_utf8_lossy(&q.stderr)
     );
+    // Filtering on such a time: `ts('…')` works for any year; a bare literal, which DataFusion
+    // reads as nanoseconds, gets an error that says so and what to write.
+    let run = dir.path().join("runs/fut");
+    let q = fdp(&[
+        "query",
+        "--run",
+        &run.to_string_lossy(),
+        "SELECT count(*) AS n FROM equity WHERE time >= ts('2999-02-01')",
+    ]);
+    let text = String::from_utf8_lossy(&q.stdout);
+    assert!(q.status.success() && text.contains("| 9 "), "{text}");
+    let q = fdp(&[
+        "query",
+        "--run",
+        &run.to_string_lossy(),
+        "SELECT count(*) FROM equity WHERE time >= '2999-02-01'",
+    ]);
+    let err = String::from_utf8_lossy(&q.stderr);
+    assert!(!q.status.success() && err.contains("write ts('2999-01-20')"), "{err}");
 }
 
 #[test]
