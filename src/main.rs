@@ -104,6 +104,10 @@ enum Command {
         /// Seconds a work item may take.
         #[arg(long, default_value_t = 120.0)]
         item_timeout: f64,
+        /// Seconds a message's time may run ahead of its producer's clock (the stream id's time)
+        /// before it is dead-lettered instead of moving the stream's floor.
+        #[arg(long, default_value_t = 86_400)]
+        max_ahead: i64,
         /// Failures after which a message goes to the dead-letter stream.
         #[arg(long, default_value_t = 3)]
         max_failures: u64,
@@ -527,6 +531,7 @@ fn main() -> Result<()> {
             run_id,
             idle_shutdown,
             item_timeout,
+            max_ahead,
             max_failures,
             claim_idle,
             data_dir,
@@ -542,6 +547,7 @@ fn main() -> Result<()> {
             o.idle_shutdown = idle_shutdown.map(std::time::Duration::from_secs_f64);
             o.item_timeout = std::time::Duration::from_secs_f64(item_timeout);
             o.max_failures = max_failures;
+            o.max_ahead = max_ahead;
             o.claim_idle = std::time::Duration::from_secs_f64(claim_idle);
             o.stop_file = Some(data_dir.join("STOP"));
             on_signals(o.shutdown.clone())?;

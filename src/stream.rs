@@ -60,6 +60,9 @@ pub struct StreamOptions {
     pub claim_idle: Duration,
     /// Longest a work item may take to load.
     pub item_timeout: Duration,
+    /// How far (seconds) a message's time may run ahead of its producer's clock (the stream
+    /// id's time) before it is dead-lettered instead of moving the floor.
+    pub max_ahead: i64,
     /// Failures after which a message is dead-lettered.
     pub max_failures: u64,
     /// End the run after this long without messages (`None`: run until stopped).
@@ -86,6 +89,7 @@ impl StreamOptions {
             block: Duration::from_millis(50),
             claim_idle: Duration::from_secs(60),
             item_timeout: Duration::from_secs(120),
+            max_ahead: 86_400,
             max_failures: 3,
             idle_shutdown: None,
             stop_file: None,
@@ -736,16 +740,21 @@ impl WorkerCtx {
         let unknown = |t: &str| format!("unknown ticker {t:?}: not in the pipeline's universe");
         for e in entries {
             m.messages.fetch_add(1, Ordering::Relaxed);
-            let work = match decode(&e) {
+            let work = match decode(&e).and_then(|w| {
+                w.check_times(e.added_ms(), o.max_ahead)?;
+                Ok(w)
+            }) {
                 Ok(w) => w,
                 Err(err) => {
                     self.dead(feed, &e, &err)?;
                     continue;
                 }
             };
-            floor = floor.max(work.floor());
+            // Only a message that passed every check moves the floor (an unknown ticker's bar
+            // does not: see below).
             match work {
-                Work::Watermark { .. } => {
+                Work::Watermark { ts } => {
+                    floor = floor.max(ts);
                     m.acked.fetch_add(1, Ordering::Relaxed);
                     no_effect.push(e.id);
                 }
@@ -762,6 +771,7 @@ impl WorkerCtx {
                         self.dead(feed, &e, &unknown(&ticker))?;
                         continue;
                     };
+                    floor = floor.max(ts);
                     if ts <= self.history.committed && self.history.ids.contains(&e.id) {
                         m.redelivered.fetch_add(1, Ordering::Relaxed);
                         no_effect.push(e.id);
@@ -821,6 +831,7 @@ impl WorkerCtx {
                         done_cycles.push((cycle, of, ticker, until));
                         continue;
                     }
+                    floor = floor.max(from);
                     let lo = from.max(self.history.committed.saturating_add(1));
                     match self.load_item(&ticker) {
                         Ok((bars, source_rejects)) => {

@@ -137,6 +137,38 @@ impl Work {
             Work::Ticker { floor, .. } => *floor,
         }
     }
+
+    /// Checks the message's times against its producer's clock — the entry id's time, Redis's
+    /// clock when it took the `XADD` — before the message may move the stream's floor: a bar or
+    /// watermark more than `max_ahead` seconds past that clock, a cycle cut off beyond it, or a
+    /// cycle whose floor is past its cut-off would raise the floor for every consumer and every
+    /// later run on the prefix, so such a message is refused (and dead-lettered).
+    ///
+    /// # Errors
+    /// What is wrong, with the times.
+    pub fn check_times(&self, added_ms: Option<u64>, max_ahead: i64) -> Result<(), String> {
+        let Some(clock) = added_ms.map(|ms| (ms / 1000) as i64) else {
+            return Err("the entry id carries no time (use XADD with `*`)".into());
+        };
+        let limit = clock.saturating_add(max_ahead);
+        let ahead = |what: &str, t: EventTime| {
+            Err(format!(
+                "{what} {t} ({}) is {} s past its producer's clock ({}), more than the {max_ahead} s allowed",
+                crate::time::format_time(t),
+                t.saturating_sub(clock),
+                crate::time::format_time(clock)
+            ))
+        };
+        match *self {
+            Work::Bar { ts, .. } if ts > limit => ahead("bar time", ts),
+            Work::Watermark { ts } if ts > limit => ahead("watermark", ts),
+            Work::Ticker { until, .. } if until > limit => ahead("cycle cut-off", until),
+            Work::Ticker { floor, until, .. } if floor > until.saturating_add(1) => {
+                Err(format!("cycle floor {floor} is past its cut-off {until}"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A stream entry: its id and fields (`None` when the entry was trimmed away while pending).
@@ -823,5 +855,43 @@ mod tests {
             fields: None,
         };
         assert!(decode(&trimmed).unwrap_err().contains("trimmed"));
+    }
+
+    #[test]
+    fn only_times_within_the_producers_clock_may_move_the_floor() {
+        let clock_ms = Some(1_700_000_000_000);
+        let bar = |ts| Work::Watermark { ts };
+        assert!(
+            bar(1_700_000_000 + 86_400)
+                .check_times(clock_ms, 86_400)
+                .is_ok()
+        );
+        assert!(
+            bar(1_700_000_000 + 86_401)
+                .check_times(clock_ms, 86_400)
+                .is_err()
+        );
+        assert!(bar(i64::MAX).check_times(clock_ms, i64::MAX).is_ok());
+        assert!(bar(i64::MAX).check_times(clock_ms, 86_400).is_err());
+        assert!(bar(-5_000_000_000).check_times(clock_ms, 0).is_ok());
+        let item = |floor, until| Work::Ticker {
+            ticker: "A".into(),
+            cycle: 1,
+            of: 1,
+            floor,
+            until,
+        };
+        assert!(item(0, 1_600_000_000).check_times(clock_ms, 0).is_ok());
+        assert!(
+            item(1_600_000_002, 1_600_000_000)
+                .check_times(clock_ms, 0)
+                .is_err()
+        );
+        assert!(
+            item(0, 1_800_000_000)
+                .check_times(clock_ms, 86_400)
+                .is_err()
+        );
+        assert!(bar(0).check_times(None, 86_400).is_err());
     }
 }

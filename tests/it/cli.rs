@@ -344,7 +344,10 @@ fn far_future_times_display_in_query() {
         "SELECT count(*) FROM equity WHERE time >= '2999-02-01'",
     ]);
     let err = String::from_utf8_lossy(&q.stderr);
-    assert!(!q.status.success() && err.contains("write ts('2999-01-20')"), "{err}");
+    assert!(
+        !q.status.success() && err.contains("write ts('2999-01-20')"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1091,3 +1091,78 @@ fn a_stop_file_present_at_start_reads_nothing() {
         .unwrap_or_default();
     assert!(undelivered >= fed, "{undelivered} of {fed} wait");
 }
+
+/// One message must not freeze the stream: a bar dated 2100, an unknown ticker's bar from the
+/// far future and a watermark at `i64::MAX`, sent before the real feed, are dead-lettered and
+/// move nothing — every real bar is decided as in the backtest, none is `late`, and a new run
+/// on the same prefix is not blocked either.
+#[test]
+fn poison_times_are_dead_lettered_and_do_not_freeze_the_stream() {
+    let mut env = Env::new("poison");
+    let p = test_pipeline();
+    let out = env.backtest(&p);
+    let keys = env.keys();
+    let mut r = env.redis();
+    r.ensure_group(&keys).expect("group");
+    let bar = |t: &str, ts: &str| {
+        vec![
+            ("ticker", t.to_string()),
+            ("ts", ts.to_string()),
+            ("open", "100".to_string()),
+            ("high", "101".to_string()),
+            ("low", "99".to_string()),
+            ("close", "100".to_string()),
+            ("volume", "1000".to_string()),
+        ]
+    };
+    let poison: Vec<Vec<(&str, String)>> = vec![
+        bar("AAPL", "4102444800"),
+        bar("ZZZZ", "9000000000"),
+        // Unknown, at a plausible time past the feed's start: it must not raise the floor.
+        bar("ZZZZ", "2017-06-01"),
+        vec![("kind", "watermark".into()), ("ts", i64::MAX.to_string())],
+    ];
+    r.xadd_many(&keys.stream(), 10_000, &poison).expect("xadd");
+    let fed = stream::feed(&p, &env.redis_url, &env.prefix, 100_000, None).expect("feed");
+    assert!(fed > 3000);
+    let o = env.opts("stream", 2);
+    assert_eq!(stream::run(&p, &o).expect("run"), Ending::Idle);
+    let dead = r.range(&keys.dead_letter()).expect("dead letters");
+    let errors: Vec<String> = dead
+        .iter()
+        .map(|e| {
+            e.map()
+                .get("error")
+                .copied()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(dead.len(), 4, "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("bar time 4102444800 (2100-01-01)")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("unknown ticker \"ZZZZ\"")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("watermark 9223372036854775807")),
+        "{errors:#?}"
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM quarantine WHERE reason = 'late'"),
+        0
+    );
+    env.assert_same_as_backtest();
+    env.assert_same_quarantine(&out.quarantine);
+    assert_eq!(env.pending(), 0);
+    // The floor is the real feed's: a bar of the next day still goes in under a new run id.
+    let floor = r.floor(&keys).expect("floor");
+    assert!(floor < 1_600_000_000, "floor {floor}");
+}
