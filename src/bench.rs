@@ -46,6 +46,7 @@ pub fn synthetic_pipeline(name: &str, tickers: usize, bars: usize, rest: &str) -
         pipeline,
         path: "<bench>".into(),
         base_dir: ".".into(),
+        text,
     }
 }
 

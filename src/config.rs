@@ -515,9 +515,25 @@ pub struct LoadedPipeline {
     pub path: PathBuf,
     /// Directory relative paths in the file are resolved against.
     pub base_dir: PathBuf,
+    /// The file's text (what the run's fingerprint is taken from).
+    pub text: String,
+}
+
+/// FNV-1a of a text, 16 hex digits: a stable checksum (the same in every build and version), for
+/// migrations and pipeline fingerprints.
+pub fn checksum(text: &str) -> String {
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }
 
 impl LoadedPipeline {
+    /// What identifies the pipeline a run belongs to: its name and the checksum of its text.
+    pub fn fingerprint(&self) -> String {
+        format!("{}@{}", self.pipeline.name, checksum(&self.text))
+    }
+
     /// Resolves a path written in the pipeline file.
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
@@ -562,6 +578,7 @@ impl Pipeline {
             pipeline,
             path: path.to_path_buf(),
             base_dir,
+            text,
         })
     }
 

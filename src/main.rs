@@ -423,6 +423,7 @@ fn main() -> Result<()> {
                     use findashpro::sinks::postgres as pg;
                     let mut c = pg::connect(&url).await?;
                     pg::migrate(&mut c).await?;
+                    pg::claim_run(&c, &run_id, &p.pipeline.name, &p.fingerprint()).await?;
                     let w = pg::write_ledger(&mut c, &run_id, &output.tickers, &output.ledger).await?;
                     pg::audit(&c, "backtest_written", &serde_json::json!({"run_id": run_id, "pipeline": p.pipeline.name, "final_equity": m.final_equity})).await?;
                     Ok::<_, findashpro::sinks::postgres::DbError>(w)

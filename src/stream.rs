@@ -276,12 +276,24 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let sectors = Arc::new(source.sectors());
     // Once per process, before any worker writes: migrate, and read what a previous run of this
     // id committed (the workers replay it).
-    let history = {
+    let (history, lease) = {
         let mut pg = Pg::open(&opts.database_url)?;
         pg.retry("migrate", |rt, c| rt.block_on(postgres::migrate(c)))?;
+        let (name, fingerprint) = (p.pipeline.name.clone(), p.fingerprint());
+        pg.retry("claim run", |rt, c| {
+            rt.block_on(postgres::claim_run(c, &opts.run_id, &name, &fingerprint))
+        })?;
+        // Process 0 commits: it holds the run id's lease for as long as the run lives.
+        let lease = if opts.cluster.process == 0 {
+            Some(Lease::take(&opts.database_url, &opts.run_id)?)
+        } else {
+            None
+        };
         Conn::open(&opts.redis_url)?.ensure_group(&Keys::new(&opts.prefix))?;
-        Arc::new(History::load(&mut pg, &opts.run_id, &spec.tickers)?)
+        let history = Arc::new(History::load(&mut pg, &opts.run_id, &spec.tickers)?);
+        (history, lease)
     };
+    let epoch = lease.as_ref().map_or(0, |l| l.epoch);
     // The kill-switch file is checked before anything is read: present at the start, it refuses
     // every entry from the first bar and the run stops without reading a message.
     if opts.stop_file.as_ref().is_some_and(|f| f.exists()) {
@@ -303,6 +315,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let barrier = Arc::new(Barrier::new(workers));
     let stopping = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let freeze = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
     let opts2 = opts.clone();
     let guards = timely::execute(opts.cluster.config(), move |worker| {
         let ctx = WorkerCtx {
@@ -316,8 +329,15 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
             stopping: Arc::clone(&stopping),
             freeze: Arc::clone(&freeze),
             history: Arc::clone(&history),
+            epoch,
+            failed: Arc::clone(&failed),
         };
-        ctx.work(worker).map_err(|e| e.to_string())
+        let r = ctx.work(worker).map_err(|e| e.to_string());
+        if r.is_err() {
+            // The process's other workers stop too (they would wait for this one forever).
+            failed.store(true, Ordering::SeqCst);
+        }
+        r
     })
     .map_err(StreamRunError::Worker)?;
     let mut ending = Ending::Idle;
@@ -348,6 +368,41 @@ struct WorkerCtx {
     freeze: Arc<AtomicBool>,
     /// What a previous run of this id committed.
     history: Arc<History>,
+    /// The run's lease epoch (process 0; every commit checks it).
+    epoch: i64,
+    /// Set when a worker of this process failed: the others give up at once.
+    failed: Arc<AtomicBool>,
+}
+
+/// The run id's lease: a connection of its own holding the advisory lock while the run lives
+/// (dropped with the run, which releases it) and the epoch it took.
+struct Lease {
+    _pg: Pg,
+    epoch: i64,
+}
+
+impl Lease {
+    /// Takes the lease, waiting up to 5 s for a process that just died to let go of it (the
+    /// server notices a killed client's socket within moments).
+    fn take(url: &str, run_id: &str) -> Result<Lease, StreamRunError> {
+        let mut pg = Pg::open(url)?;
+        let holder = format!("pid {}", std::process::id());
+        let started = Instant::now();
+        loop {
+            match pg.retry("lease", |rt, c| {
+                rt.block_on(postgres::take_lease(c, run_id, &holder))
+            }) {
+                Ok(epoch) => {
+                    tracing::info!(run_id, epoch, "lease taken");
+                    return Ok(Lease { _pg: pg, epoch });
+                }
+                Err(DbError::LeaseHeld(_)) if started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// What a previous run of this id committed: the time through which its decisions are written,
@@ -525,6 +580,11 @@ impl WorkerCtx {
                 .query::<()>(redis::cmd("SET").arg(&key).arg(start_committed))?;
         }
         loop {
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(StreamRunError::Worker(
+                    "another worker of this process failed".into(),
+                ));
+            }
             // Stop requests: a signal, or the kill-switch file (which also halts new orders).
             if ending.is_none() {
                 if last_stop_check.elapsed() > Duration::from_millis(200) {
@@ -960,7 +1020,7 @@ impl WorkerCtx {
         let took = Instant::now();
         let w = feed.pg.retry("commit", |rt, c| {
             rt.block_on(postgres::commit_step(
-                c, &run_id, &tickers, ledger, quarantine, through,
+                c, &run_id, &tickers, ledger, quarantine, through, self.epoch,
             ))
         })?;
         tracing::debug!(through, us = took.elapsed().as_micros() as u64, "committed");

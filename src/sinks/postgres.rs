@@ -14,7 +14,7 @@ use crate::operators::risk::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 3] = [
+pub const MIGRATIONS: [(i32, &str, &str); 4] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -26,6 +26,7 @@ pub const MIGRATIONS: [(i32, &str, &str); 3] = [
         "models",
         include_str!("../../migrations/0003_models.sql"),
     ),
+    (4, "runs", include_str!("../../migrations/0004_runs.sql")),
 ];
 
 /// Advisory lock key that serializes migrators.
@@ -37,6 +38,35 @@ pub enum DbError {
     /// The server refused or failed a statement, or the connection broke.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The run id already holds the rows of another pipeline.
+    #[error(
+        "run id `{run_id}` already holds the rows of pipeline {theirs}; this is {ours}: choose another run id"
+    )]
+    AnotherPipeline {
+        /// The run id.
+        run_id: String,
+        /// The fingerprint recorded.
+        theirs: String,
+        /// This run's fingerprint.
+        ours: String,
+    },
+    /// Another process holds the run id's lease.
+    #[error(
+        "run id `{0}` is already running (another process holds its lease); stop it or choose another run id"
+    )]
+    LeaseHeld(String),
+    /// A newer process took the run id's lease: this one may no longer commit.
+    #[error(
+        "run id `{run_id}`: lease epoch {ours} was superseded by {now}; this process was fenced out"
+    )]
+    Fenced {
+        /// The run id.
+        run_id: String,
+        /// The epoch this process took.
+        ours: i64,
+        /// The epoch in force.
+        now: i64,
+    },
     /// An applied migration's file changed since it was applied.
     #[error(
         "migration {version} ({name}) was edited after it was applied (checksum {applied} in the database, {now} now)"
@@ -67,10 +97,7 @@ pub struct Written {
 }
 
 fn checksum(sql: &str) -> String {
-    let h = sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    crate::config::checksum(sql)
 }
 
 /// Connects and drives the connection on the current tokio runtime.
@@ -425,11 +452,74 @@ pub async fn committed(client: &Client, run_id: &str) -> Result<Option<i64>, DbE
         .map(|r| r.get(0)))
 }
 
-/// Commits a streaming step in one transaction: the ledger rows decided since the last step, the
-/// quarantine rows, and the committed watermark (which never moves back).
+/// Records that `run_id` belongs to the pipeline `fingerprint` (see
+/// [`crate::config::LoadedPipeline::fingerprint`]), or checks that it already does.
 ///
 /// # Errors
-/// A failing statement (the transaction then leaves nothing behind).
+/// [`DbError::AnotherPipeline`] when another pipeline wrote under this run id.
+pub async fn claim_run(
+    client: &Client,
+    run_id: &str,
+    pipeline: &str,
+    fingerprint: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO runs (run_id, pipeline, fingerprint) VALUES ($1, $2, $3) \
+             ON CONFLICT (run_id) DO NOTHING",
+            &[&run_id, &pipeline, &fingerprint],
+        )
+        .await?;
+    let theirs: String = client
+        .query_one("SELECT fingerprint FROM runs WHERE run_id = $1", &[&run_id])
+        .await?
+        .get(0);
+    if theirs == fingerprint {
+        Ok(())
+    } else {
+        Err(DbError::AnotherPipeline {
+            run_id: run_id.into(),
+            theirs,
+            ours: fingerprint.into(),
+        })
+    }
+}
+
+/// Takes the lease of `run_id` on this connection, which must stay open while the run lives: a
+/// session advisory lock (so a second process is refused while this one is alive) and a new
+/// epoch (returned; [`commit_step`] checks it).
+///
+/// # Errors
+/// [`DbError::LeaseHeld`] when another session holds the lock.
+pub async fn take_lease(client: &Client, run_id: &str, holder: &str) -> Result<i64, DbError> {
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended('fdp-run:' || $1, 0))",
+            &[&run_id],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Err(DbError::LeaseHeld(run_id.into()));
+    }
+    Ok(client
+        .query_one(
+            "INSERT INTO run_leases (run_id, epoch, holder) VALUES ($1, 1, $2) \
+             ON CONFLICT (run_id) DO UPDATE SET epoch = run_leases.epoch + 1, \
+             holder = EXCLUDED.holder, acquired_at = now() RETURNING epoch",
+            &[&run_id, &holder],
+        )
+        .await?
+        .get(0))
+}
+
+/// Commits a streaming step in one transaction: the ledger rows decided since the last step, the
+/// quarantine rows, and the committed watermark (which never moves back) — only while the run's
+/// lease is still at `epoch` ([`take_lease`]).
+///
+/// # Errors
+/// [`DbError::Fenced`] when a newer process took the lease; a failing statement (the transaction
+/// then leaves nothing behind).
 pub async fn commit_step(
     client: &mut Client,
     run_id: &str,
@@ -437,8 +527,25 @@ pub async fn commit_step(
     ledger: &Ledger,
     quarantine: &[crate::operators::quality::Reject],
     committed: i64,
+    epoch: i64,
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
+    // Fencing: the lease is still this process's (a newer holder's update waits for this
+    // transaction, and this one's next commit then sees the new epoch).
+    let now: Option<i64> = tx
+        .query_opt(
+            "SELECT epoch FROM run_leases WHERE run_id = $1 FOR SHARE",
+            &[&run_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if now != Some(epoch) {
+        return Err(DbError::Fenced {
+            run_id: run_id.into(),
+            ours: epoch,
+            now: now.unwrap_or(0),
+        });
+    }
     let written = write_rows(&tx, run_id, tickers, ledger).await?;
     if !quarantine.is_empty() {
         let q = quarantine;

@@ -44,6 +44,7 @@ pub fn pipeline_text(text: &str, base: &Path) -> LoadedPipeline {
         pipeline,
         path: base.join("test.toml"),
         base_dir: base.to_path_buf(),
+        text: text.to_string(),
     }
 }
 

@@ -16,7 +16,7 @@ async fn count(c: &Client, table: &str) -> i64 {
 #[tokio::test]
 async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
-    assert_eq!(migrate(&mut c).await.expect("migrate"), vec![1, 2, 3]);
+    assert_eq!(migrate(&mut c).await.expect("migrate"), vec![1, 2, 3, 4]);
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
         .query_one(
@@ -161,4 +161,36 @@ fn a_tripped_kill_switch_refuses_every_entry() {
     }
     // The same pipeline without the switch trades.
     assert!(!run_with(&p, 1).ledger.fills.is_empty());
+}
+
+/// A run id already written by another pipeline is refused: never a mixture of two pipelines'
+/// rows under one id.
+#[tokio::test]
+async fn a_run_id_of_another_pipeline_is_refused() {
+    let (db, c) = TestDb::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |pipeline: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+            .args(["backtest", pipeline, "--run-id", "shared-id"])
+            .arg("--out")
+            .arg(dir.path())
+            .args(["--database-url", &db.url])
+            .current_dir(crate::common::root())
+            .output()
+            .expect("fdp runs")
+    };
+    assert!(run("pipelines/reference_sma_cross.toml").status.success());
+    let before = count(&c, "fills").await;
+    let o = run("pipelines/sample.toml");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("run id `shared-id` already holds the rows of pipeline reference_sma_cross@"),
+        "{err}"
+    );
+    assert_eq!(
+        count(&c, "fills").await,
+        before,
+        "nothing of the second pipeline was written"
+    );
 }

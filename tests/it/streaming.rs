@@ -388,8 +388,21 @@ fn fdp_run(env: &Env, pipeline: &std::path::Path, extra: &[&str]) -> Child {
 }
 
 fn fdp_run_on(env: &Env, pipeline: &std::path::Path, workers: usize, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fdp"))
-        .arg("run")
+    fdp_run_command(env, pipeline, workers, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fdp runs")
+}
+
+fn fdp_run_command(
+    env: &Env,
+    pipeline: &std::path::Path,
+    workers: usize,
+    extra: &[&str],
+) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"));
+    c.arg("run")
         .arg(pipeline)
         .args([
             "--prefix",
@@ -403,11 +416,8 @@ fn fdp_run_on(env: &Env, pipeline: &std::path::Path, workers: usize, extra: &[&s
         .args(["--claim-idle", "2"])
         .arg("--data-dir")
         .arg(env.dir.path())
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fdp runs")
+        .args(extra);
+    c
 }
 
 fn wait_exit(c: &mut Child, within: Duration) -> std::process::ExitStatus {
@@ -1165,4 +1175,58 @@ fn poison_times_are_dead_lettered_and_do_not_freeze_the_stream() {
     // The floor is the real feed's: a bar of the next day still goes in under a new run id.
     let floor = r.floor(&keys).expect("floor");
     assert!(floor < 1_600_000_000, "floor {floor}");
+}
+
+/// One run, one process: while `fdp run` holds a run id, a second one with the same id refuses to
+/// start with a clear message; once the first loses its lease (its lock's connection dies) and a
+/// new process takes it, the first can no longer commit and exits with an error — and the ledger
+/// ends exactly the backtest's.
+#[test]
+fn a_run_id_has_one_process_and_a_fenced_out_one_cannot_commit() {
+    let mut env = Env::new("lease");
+    let p = test_pipeline();
+    env.backtest(&p);
+    let path = write_pipeline(&env);
+    let (p2, url, prefix) = (p.clone(), env.redis_url.clone(), env.prefix.clone());
+    let feeder = std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(400.0)));
+    let log = env.dir.path().join("first.log");
+    let mut first = fdp_run_command(&env, &path, 2, &[])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("fdp runs");
+    let committed = await_commit_with_pending(&env, -1, Duration::from_secs(60));
+    // A second process with the same run id: refused while the first lives.
+    let second = fdp_run_command(&env, &path, 1, &["--idle-shutdown", "2"])
+        .output()
+        .expect("fdp runs");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(err.contains("run id `stream` is already running"), "{err}");
+    // The first loses its lease: its lock's connection is cut, a new process takes over.
+    env.scalar(
+        "SELECT count(pg_terminate_backend(pid))::int8 FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+    );
+    let mut third = fdp_run_command(&env, &path, 1, &["--idle-shutdown", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fdp runs");
+    let status = wait_exit(&mut first, Duration::from_secs(60));
+    assert!(
+        !status.success(),
+        "the fenced-out run must stop: {status:?}"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("this process was fenced out"), "{text}");
+    assert_eq!(
+        env.scalar("SELECT epoch FROM run_leases WHERE run_id = 'stream'"),
+        2
+    );
+    feeder.join().expect("feeder").expect("feed");
+    assert!(wait_exit(&mut third, Duration::from_secs(120)).success());
+    assert!(committed > 0);
+    env.assert_same_as_backtest();
+    assert_eq!(env.pending(), 0);
 }
