@@ -80,8 +80,8 @@ enum Command {
         pipeline: PathBuf,
         #[command(flatten)]
         redis: RedisArgs,
-        /// At most this many bars per second.
-        #[arg(long)]
+        /// At most this many bars per second (positive).
+        #[arg(long, value_parser = positive, allow_hyphen_values = true)]
         rate: Option<f64>,
     },
     /// The streaming production run: every worker is a consumer of `fdp_workers`, runs the
@@ -99,10 +99,10 @@ enum Command {
         #[arg(long)]
         run_id: Option<String>,
         /// End after this many seconds without messages.
-        #[arg(long)]
+        #[arg(long, value_parser = seconds, allow_hyphen_values = true)]
         idle_shutdown: Option<f64>,
         /// Seconds a work item may take.
-        #[arg(long, default_value_t = 120.0)]
+        #[arg(long, default_value_t = 120.0, value_parser = seconds, allow_hyphen_values = true)]
         item_timeout: f64,
         /// Seconds a message's time may run ahead of its producer's clock (the stream id's time)
         /// before it is dead-lettered instead of moving the stream's floor.
@@ -111,8 +111,9 @@ enum Command {
         /// Failures after which a message goes to the dead-letter stream.
         #[arg(long, default_value_t = 3)]
         max_failures: u64,
-        /// Seconds after which another consumer's pending message is reclaimed.
-        #[arg(long, default_value_t = 60.0)]
+        /// Seconds after which another consumer's pending message is reclaimed (more than 0: a
+        /// message is never taken from a consumer that is still working on it).
+        #[arg(long, default_value_t = 60.0, value_parser = seconds, allow_hyphen_values = true)]
         claim_idle: f64,
         /// Directory holding the kill-switch file `STOP`.
         #[arg(long, default_value = "data")]
@@ -289,6 +290,27 @@ impl ClusterArgs {
             process: self.process,
             addresses,
         })
+    }
+}
+
+/// A positive, finite number (a rate).
+fn positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e12 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive number (at most 1e12)")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A duration in seconds: positive, finite, at most ten years (a `Duration` of anything else would
+/// panic or never end).
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 315_360_000.0 => Ok(v),
+        Ok(v) => Err(format!(
+            "{v} is not a duration: seconds must be more than 0 and at most 315360000 (ten years)"
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

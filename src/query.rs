@@ -62,7 +62,13 @@ pub async fn collect(
     if !any {
         return Err(QueryError::NotARun(run.display().to_string()));
     }
-    let df = ctx.sql(sql).await.map_err(hint)?;
+    // Read-only: no DDL (`CREATE EXTERNAL TABLE` over any file), no DML (`COPY … TO` over a run's
+    // own files, `INSERT`), no statements (`SET`, transactions).
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(sql, options).await.map_err(hint)?;
     df.collect().await.map_err(hint)
 }
 

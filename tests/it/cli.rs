@@ -451,3 +451,74 @@ fn a_pair_has_one_ticker_in_backtests_and_live_runs() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `fdp query` only reads: `COPY … TO`, `CREATE EXTERNAL TABLE`, `INSERT` and `SET` are refused,
+/// and no file is written or read beside the run's tables.
+#[test]
+fn query_is_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_string_lossy().to_string();
+    let o = fdp(&[
+        "backtest",
+        "pipelines/reference_sma_cross.toml",
+        "--run-id",
+        "ro",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success());
+    let run = dir.path().join("ro");
+    let fills = run.join("fills.parquet");
+    let before = std::fs::read(&fills).expect("fills");
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "a\nTOP-SECRET\n").expect("write");
+    for sql in [
+        format!(
+            "COPY (SELECT 1 AS x) TO '{}' STORED AS PARQUET",
+            fills.display()
+        ),
+        format!(
+            "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            secret.display()
+        ),
+        "INSERT INTO fills SELECT * FROM fills".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+    ] {
+        let q = fdp(&["query", "--run", &run.to_string_lossy(), &sql]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&q.stdout),
+            String::from_utf8_lossy(&q.stderr)
+        );
+        assert!(!q.status.success(), "{sql}: {text}");
+        assert!(!text.contains("TOP-SECRET"), "{text}");
+    }
+    assert_eq!(
+        std::fs::read(&fills).expect("fills"),
+        before,
+        "fills.parquet untouched"
+    );
+}
+
+/// Durations and rates that would panic or never end are argument errors (exit 2), not crashes.
+#[test]
+fn bad_durations_and_rates_are_argument_errors() {
+    for (flag, value) in [
+        ("--idle-shutdown", "-1"),
+        ("--idle-shutdown", "NaN"),
+        ("--idle-shutdown", "inf"),
+        ("--idle-shutdown", "1e30"),
+        ("--item-timeout", "NaN"),
+        ("--claim-idle", "-1"),
+        ("--claim-idle", "0"),
+    ] {
+        let o = fdp(&["run", "pipelines/sample.toml", flag, value]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    for rate in ["0", "-1", "NaN"] {
+        let o = fdp(&["feed", "pipelines/sample.toml", "--rate", rate]);
+        assert_eq!(o.status.code(), Some(2), "--rate {rate}");
+    }
+}
