@@ -625,6 +625,11 @@ impl Pipeline {
 
     /// Checks what the types cannot; the error carries a byte offset into `text`.
     fn validate(&self, text: &str) -> Result<(), (usize, String)> {
+        // The name starts run ids (folders, keys) and names the model registry's folder.
+        crate::names::check_name("pipeline name", &self.name).map_err(|e| {
+            let at = text.find(&format!("\"{}\"", self.name)).unwrap_or(0);
+            (at, e.to_string())
+        })?;
         for f in &self.features {
             f.get_ref().validate().map_err(|m| {
                 let key = m.split_whitespace().next().unwrap_or_default();
@@ -748,7 +753,7 @@ impl Pipeline {
             }
             if let Some(bad) = tickers
                 .iter()
-                .find_map(|t| crate::ticker::check(t).err().map(|e| (t, e)))
+                .find_map(|t| crate::names::check_ticker(t).err().map(|e| (t, e)))
             {
                 let (bad, e) = bad;
                 return Err((locate(text, "[source]", bad), e.to_string()));

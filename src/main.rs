@@ -373,6 +373,9 @@ fn main() -> Result<()> {
             source_paths,
             cluster,
         } => {
+            if let Some(id) = &run_id {
+                findashpro::names::check_name("run id", id)?;
+            }
             let mut p = Pipeline::load(&pipeline)?;
             if !source_paths.is_empty() {
                 let findashpro::config::SourceSpec::Files { paths, .. } = &mut p.pipeline.source
@@ -563,6 +566,7 @@ fn main() -> Result<()> {
         } => {
             let p = Pipeline::load(&pipeline)?;
             let run_id = run_id.unwrap_or_else(|| p.pipeline.name.clone());
+            findashpro::names::check_name("run id", &run_id)?;
             let db = database_url.unwrap_or_else(default_database_url);
             let mut o = findashpro::stream::StreamOptions::new(&redis.url(), &db, &run_id);
             o.cluster = cluster.cluster_or(20)?;

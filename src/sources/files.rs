@@ -87,7 +87,7 @@ pub fn read_bar_file(
     Ok((bars, rejects))
 }
 
-/// The ticker of a per-ticker CSV file, in its canonical spelling ([`crate::ticker::canonical`]):
+/// The ticker of a per-ticker CSV file, in its canonical spelling ([`crate::names::canonical_ticker`]):
 /// the first row's symbol column where the layout has one (CryptoDataDownload's `symbol`,
 /// `BTC/USDT` → `BTCUSDT`), else the file name ([`ticker_of`]).
 ///
@@ -117,7 +117,7 @@ pub fn file_ticker(path: &Path, format: FileFormat) -> Result<String, SourceErro
             from = "its symbol column";
         }
     }
-    crate::ticker::canonical(&raw).map_err(|e| SourceError::Format {
+    crate::names::canonical_ticker(&raw).map_err(|e| SourceError::Format {
         path: path.to_path_buf(),
         message: format!("the ticker taken from {from}: {e}"),
     })
@@ -457,7 +457,7 @@ fn read_csv(
                 continue;
             };
             if let Some(n) = get(c.name, r) {
-                let same = crate::ticker::canonical(n).is_ok_and(|n| n == ticker);
+                let same = crate::names::canonical_ticker(n).is_ok_and(|n| n == ticker);
                 if matches!(format, FileFormat::Kaggle | FileFormat::Cryptodatadownload)
                     && !n.is_empty()
                     && !same
@@ -545,7 +545,7 @@ fn parquet_tickers(path: &Path) -> Result<Vec<String>, SourceError> {
             message: format!("`ticker`: {e}"),
         })?;
         for n in names.iter().flatten() {
-            crate::ticker::check(n).map_err(|e| SourceError::Format {
+            crate::names::check_ticker(n).map_err(|e| SourceError::Format {
                 path: path.to_path_buf(),
                 message: format!("column `ticker`: {e}"),
             })?;

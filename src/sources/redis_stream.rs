@@ -239,7 +239,7 @@ pub fn decode(e: &Entry) -> Result<Work, String> {
     };
     let ticker = || -> Result<String, String> {
         let t = get("ticker")?;
-        crate::ticker::canonical(t).map_err(|e| format!("field `ticker`: {e}"))
+        crate::names::canonical_ticker(t).map_err(|e| format!("field `ticker`: {e}"))
     };
     match m.get("kind").copied().unwrap_or("bar") {
         "bar" => Ok(Work::Bar {

@@ -50,7 +50,7 @@ pub fn members(path: &Path) -> Result<Vec<Member>, SourceError> {
         let Some(raw) = f.get(col).filter(|s| !s.is_empty()) else {
             continue;
         };
-        let ticker = crate::ticker::canonical(raw).map_err(|e| SourceError::Format {
+        let ticker = crate::names::canonical_ticker(raw).map_err(|e| SourceError::Format {
             path: path.to_path_buf(),
             message: format!("line {}: {e}", i + 2),
         })?;

@@ -522,3 +522,39 @@ fn bad_durations_and_rates_are_argument_errors() {
         assert_eq!(o.status.code(), Some(2), "--rate {rate}");
     }
 }
+
+/// Run ids and pipeline names are names, never paths: nothing is written outside `runs/`.
+#[test]
+fn run_ids_and_pipeline_names_cannot_escape_the_runs_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("runs");
+    for id in ["../escaped", "/tmp/fdp-abs-escape", "", "a/../../b"] {
+        let o = fdp(&[
+            "backtest",
+            "pipelines/reference_sma_cross.toml",
+            "--run-id",
+            id,
+            "--out",
+            &out.to_string_lossy(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{id:?}: {err}");
+        assert!(err.contains("run id"), "{id:?}: {err}");
+        let o = fdp(&["run", "pipelines/reference_sma_cross.toml", "--run-id", id]);
+        assert!(!o.status.success(), "{id:?}");
+    }
+    assert!(!dir.path().join("escaped").exists());
+    assert!(!std::path::Path::new("/tmp/fdp-abs-escape").exists());
+    let p = dir.path().join("p.toml");
+    let text = std::fs::read_to_string(repo("pipelines/reference_sma_cross.toml"))
+        .expect("pipeline")
+        .replacen("name = \"reference_sma_cross\"", "name = \"../../x\"", 1);
+    assert!(text.contains("../../x"));
+    std::fs::write(&p, text).expect("write");
+    let o = fdp(&["validate", &p.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("pipeline name \"../../x\""),
+        "{err}"
+    );
+}
