@@ -75,20 +75,20 @@ impl Var {
 }
 
 /// The least-squares line over the last n values (x = 0 oldest … n−1 newest), in TA-Lib's
-/// formulation and order of operations: outputs `[LINEARREG, LINEARREG_SLOPE,
-/// LINEARREG_INTERCEPT, LINEARREG_ANGLE, TSF]`, all five from one pass.
-///
-/// `Σy` and `Σ i·y` (i = bars ago) are summed over the window every bar, oldest first, and divided
-/// (not multiplied by reciprocals), as TA-Lib does: the slope is a difference of two products
-/// of the price level, so running sums or a reciprocal cost digits that grow with the price
-/// (2.8e-9 relative on hourly BTC, 1.8e-9 on GOOG). An O(n) loop of n independent pairs of adds.
+/// formulation: outputs `[LINEARREG, LINEARREG_SLOPE, LINEARREG_INTERCEPT, LINEARREG_ANGLE, TSF]`,
+/// all five from one pass. `Σy` and `Σ i·y` (i = bars ago) are updated in O(1) per bar and
+/// recomputed exactly each time the ring wraps, which bounds their drift at O(1) amortized.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinReg {
     n: usize,
-    /// `Σx` and `Σx·Σx − n·Σx²` over x = 0..n−1: constants of the window.
+    /// `Σx` and `1/(Σx·Σx − n·Σx²)` over x = 0..n−1, and `1/n`: constants of the window.
     sum_x: f64,
-    divisor: f64,
+    inv_divisor: f64,
+    inv_n: f64,
     ring: Mirror,
+    sum_y: f64,
+    sum_xy: f64,
+    since_exact: usize,
 }
 
 impl LinReg {
@@ -101,29 +101,51 @@ impl LinReg {
         LinReg {
             n,
             sum_x,
-            divisor: sum_x * sum_x - nf * sum_x_sqr,
+            inv_divisor: 1.0 / (sum_x * sum_x - nf * sum_x_sqr),
+            inv_n: 1.0 / nf,
             ring: Mirror::new(n),
+            sum_y: 0.0,
+            sum_xy: 0.0,
+            since_exact: 0,
         }
     }
 
     /// Feeds a value.
     #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<[f64; 5]> {
-        self.ring.shift(x);
+        let n = self.n as f64;
+        // Read once, write once (see `Beta::update`).
+        let (mut sum_y, mut sum_xy) = (self.sum_y, self.sum_xy);
+        match self.ring.shift(x) {
+            None => {
+                // Every value seen ages by one bar.
+                sum_xy += sum_y;
+                sum_y += x;
+            }
+            Some(old) => {
+                self.since_exact += 1;
+                if self.since_exact >= self.n {
+                    self.since_exact = 0;
+                    let (mut sy, mut sxy) = (0.0, 0.0);
+                    for (k, &y) in self.ring.window().iter().enumerate() {
+                        sy += y;
+                        sxy += (self.n - 1 - k) as f64 * y;
+                    }
+                    sum_y = sy;
+                    sum_xy = sxy;
+                } else {
+                    sum_xy = (sum_xy - (n - 1.0) * old) + (sum_y - old);
+                    sum_y += x - old;
+                }
+            }
+        }
+        (self.sum_y, self.sum_xy) = (sum_y, sum_xy);
         if self.ring.len() < self.n {
             return None;
         }
-        let n = self.n as f64;
-        let (mut sum_y, mut sum_xy) = (0.0, 0.0);
-        let mut ago = n;
-        for &y in self.ring.window() {
-            ago -= 1.0;
-            sum_y += y;
-            sum_xy += ago * y;
-        }
         let sum_x = self.sum_x;
-        let m = (n * sum_xy - sum_x * sum_y) / self.divisor;
-        let b = (sum_y - m * sum_x) / n;
+        let m = (n * sum_xy - sum_x * sum_y) * self.inv_divisor;
+        let b = (sum_y - m * sum_x) * self.inv_n;
         Some([
             b + m * (n - 1.0),
             m,
