@@ -423,8 +423,9 @@ pub enum Sizing {
         #[serde(default = "default_kelly_window")]
         window: usize,
     },
-    /// Every entry takes all available cash (backtesting.py's `buy()`).
-    AllIn,
+    /// Every entry takes all available cash (backtesting.py's `buy()`). (An empty struct variant,
+    /// so that unknown keys beside `kind` are refused like everywhere else.)
+    AllIn {},
     /// Every entry takes a fixed fraction of equity.
     FixedFraction {
         /// Share of equity per entry.

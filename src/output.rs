@@ -10,9 +10,50 @@ use crate::sinks::report;
 
 /// Writes everything a run produced into `dir`; returns the metrics.
 ///
+/// The folder is complete or absent: everything is written into a hidden sibling
+/// (`.<run-id>.partial-<pid>`) that is renamed to `dir` at the end, so a kill during output never
+/// leaves a half-written run (a 0-byte `orders.parquet` that queries as "no orders"). A run
+/// written again under the same id replaces the old folder the same way.
+///
 /// # Errors
-/// File system or encoding failures.
+/// File system or encoding failures (the partial folder is removed; `dir` keeps what it had).
 pub fn write(
+    dir: &Path,
+    title: &str,
+    out: &RunOutput,
+    with_report: bool,
+) -> Result<Metrics, SinkError> {
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| SinkError::Io { path, source }
+    };
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let partial = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+    }
+    let written = write_into(&partial, title, out, with_report);
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+        return written;
+    }
+    if dir.exists() {
+        let replaced = parent.join(format!(".{name}.replaced-{}", std::process::id()));
+        std::fs::rename(dir, &replaced).map_err(io(dir))?;
+        std::fs::rename(&partial, dir).map_err(io(dir))?;
+        std::fs::remove_dir_all(&replaced).map_err(io(&replaced))?;
+    } else {
+        std::fs::rename(&partial, dir).map_err(io(dir))?;
+    }
+    written
+}
+
+fn write_into(
     dir: &Path,
     title: &str,
     out: &RunOutput,

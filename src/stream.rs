@@ -998,8 +998,12 @@ impl WorkerCtx {
             .metrics
             .dead_letters
             .fetch_add(1, Ordering::Relaxed);
+        let fields = serde_json::to_string(&e.fields).unwrap_or_default();
         let data = serde_json::json!({
-            "stream_id": e.id, "error": error, "consumer": feed.consumer, "fields": e.fields,
+            "stream_id": e.id,
+            "error": crate::sources::redis_stream::bounded(error),
+            "consumer": feed.consumer,
+            "fields": crate::sources::redis_stream::bounded(&fields),
         });
         feed.pg.retry("audit", |rt, c| {
             rt.block_on(postgres::audit(c, "dead_letter", &data))

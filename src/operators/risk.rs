@@ -218,7 +218,7 @@ impl RiskEngine {
             return Err(Refusal::MaxPositions);
         }
         let (size, notional) = match self.spec.sizing {
-            Sizing::AllIn => (EntrySize::AllIn, cx.cash),
+            Sizing::AllIn {} => (EntrySize::AllIn, cx.cash),
             Sizing::FixedFraction { fraction } => {
                 (EntrySize::Fraction(fraction), fraction * cx.equity)
             }

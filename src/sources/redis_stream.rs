@@ -196,6 +196,29 @@ impl Entry {
     }
 }
 
+/// The most of a message's text that the dead-letter stream and the audit log keep.
+pub const KEPT_BYTES: usize = 4096;
+
+/// A message's text as the dead-letter stream and the audit log keep it: whole up to
+/// [`KEPT_BYTES`], else its first [`KEPT_BYTES`] (at a character boundary) followed by
+/// `… [N bytes, fnv1a64 H]` — enough to see what it was and to match it with its source, without
+/// storing a hostile 1 MB message twice.
+pub fn bounded(text: &str) -> String {
+    if text.len() <= KEPT_BYTES {
+        return text.to_string();
+    }
+    let mut end = KEPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [{} bytes, fnv1a64 {}]",
+        &text[..end],
+        text.len(),
+        crate::config::checksum(text)
+    )
+}
+
 /// Parses a time field: epoch seconds, or any text [`crate::time::parse_time`] reads (a date,
 /// RFC 3339, a time with a UTC offset).
 pub fn parse_ts(s: &str) -> Option<EventTime> {
@@ -721,13 +744,14 @@ impl Conn {
         consumer: &str,
         error: &str,
     ) -> Result<(), StreamError> {
-        let original = serde_json::to_string(&entry.fields).unwrap_or_default();
+        let original = bounded(&serde_json::to_string(&entry.fields).unwrap_or_default());
+        let error = bounded(error);
         self.xadd(
             &keys.dead_letter(),
             1_000_000,
             &[
                 ("id", entry.id.as_str()),
-                ("error", error),
+                ("error", error.as_str()),
                 ("consumer", consumer),
                 ("fields", original.as_str()),
             ],

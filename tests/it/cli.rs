@@ -558,3 +558,63 @@ fn run_ids_and_pipeline_names_cannot_escape_the_runs_folder() {
         "{err}"
     );
 }
+
+/// A run folder is complete or absent: written beside and renamed into place, nothing partial
+/// left behind, and a rerun under the same id replaces it whole.
+#[test]
+fn a_run_folder_is_complete_or_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_string_lossy().to_string();
+    for _ in 0..2 {
+        let o = fdp(&[
+            "backtest",
+            "pipelines/reference_sma_cross.toml",
+            "--run-id",
+            "whole",
+            "--out",
+            &out,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["whole".to_string()],
+            "no partial or replaced folder left"
+        );
+        for f in RUN_FILES
+            .iter()
+            .filter(|f| !f.starts_with("ml_") && **f != "drift.parquet")
+        {
+            let len = std::fs::metadata(dir.path().join("whole").join(f)).map(|m| m.len());
+            assert!(len.as_ref().is_ok_and(|l| *l > 0), "{f}: {len:?}");
+        }
+    }
+}
+
+/// Unknown keys are refused everywhere, also beside a `kind` that takes no parameters.
+#[test]
+fn unknown_keys_beside_a_parameterless_kind_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base =
+        std::fs::read_to_string(repo("pipelines/reference_sma_cross.toml")).expect("pipeline");
+    for (what, extra) in [
+        ("obv", "\n[[features]]\nkind = \"obv\"\nbogus = 5\n"),
+        ("all_in", ""),
+    ] {
+        let text = if what == "all_in" {
+            base.replacen("kind = \"all_in\"", "kind = \"all_in\"\nfraction = 0.5", 1)
+        } else {
+            format!("{base}{extra}")
+        };
+        assert_ne!(text, base, "{what}: the test changed the file");
+        let p = dir.path().join(format!("{what}.toml"));
+        std::fs::write(&p, text).expect("write");
+        let o = fdp(&["validate", &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what}: {err}");
+        assert!(err.contains("unknown field"), "{what}: {err}");
+    }
+}

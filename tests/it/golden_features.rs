@@ -38,7 +38,7 @@ fn first_feature_set_matches_talib_within_1e9() {
             period: 20,
             nbdev: 2.0,
         },
-        FeatureSpec::LogReturn,
+        FeatureSpec::LogReturn {},
     ];
     let names: Vec<String> = specs.iter().flat_map(FeatureSpec::output_names).collect();
     let (header, rows) = read_csv(&repo("tests/fixtures/golden/goog_daily_talib.csv"));

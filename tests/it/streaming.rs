@@ -1230,3 +1230,48 @@ fn a_run_id_has_one_process_and_a_fenced_out_one_cannot_commit() {
     env.assert_same_as_backtest();
     assert_eq!(env.pending(), 0);
 }
+
+/// A 1 MB malformed message is kept as a bounded prefix with its size and checksum, in the
+/// dead-letter stream and in the audit log alike — not stored twice in full.
+#[test]
+fn a_huge_malformed_message_is_kept_bounded() {
+    let env = Env::new("huge");
+    let p = test_pipeline();
+    let keys = env.keys();
+    let mut r = env.redis();
+    r.ensure_group(&keys).expect("group");
+    let huge = "9".repeat(1 << 20) + "x";
+    r.xadd(
+        &keys.stream(),
+        10_000,
+        &[
+            ("ticker", "AAPL"),
+            ("ts", "2017-01-03"),
+            ("open", "1"),
+            ("high", "1"),
+            ("low", "1"),
+            ("close", huge.as_str()),
+            ("volume", "1"),
+        ],
+    )
+    .expect("xadd");
+    let o = env.opts("stream", 1);
+    assert_eq!(stream::run(&p, &o).expect("run"), Ending::Idle);
+    let dead = r.range(&keys.dead_letter()).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let m = dead[0].map();
+    for field in ["fields", "error"] {
+        let v = m.get(field).copied().unwrap_or_default();
+        assert!(v.len() < 5000, "{field}: {} bytes", v.len());
+    }
+    assert!(
+        m["fields"].contains("bytes, fnv1a64 "),
+        "{}",
+        &m["fields"][4000..]
+    );
+    let audit = env.scalar(
+        "SELECT max(length(data::text))::int8 FROM audit_log WHERE event_type = 'dead_letter'",
+    );
+    assert!(audit < 12_000, "{audit} bytes in the audit log");
+    assert_eq!(env.pending(), 0);
+}

@@ -321,7 +321,7 @@ pub enum FeatureSpec {
         period: usize,
     },
     /// Balance of power.
-    Bop,
+    Bop {},
     /// Wilder's average true range.
     Atr {
         /// Window.
@@ -335,11 +335,11 @@ pub enum FeatureSpec {
         period: usize,
     },
     /// True range (NaN on the first bar).
-    Trange,
+    Trange {},
     /// On-balance volume.
-    Obv,
+    Obv {},
     /// Chaikin accumulation/distribution line.
-    Ad,
+    Ad {},
     /// Chaikin A/D oscillator.
     Adosc {
         /// Fast EMA.
@@ -410,15 +410,15 @@ pub enum FeatureSpec {
         period: usize,
     },
     /// (o + h + l + c)/4.
-    Avgprice,
+    Avgprice {},
     /// (h + l)/2.
-    Medprice,
+    Medprice {},
     /// (h + l + c)/3.
-    Typprice,
+    Typprice {},
     /// (h + l + 2c)/4.
-    Wclprice,
+    Wclprice {},
     /// `ln(close[t] / close[t-1])`.
-    LogReturn,
+    LogReturn {},
     /// Annualized (√252) sample deviation (ddof 1) of the last `period` log returns.
     Volatility {
         /// Number of returns.
@@ -689,12 +689,12 @@ impl FeatureSpec {
             FeatureSpec::Aroonosc { period: n } => {
                 vec![o(format!("AROONOSC_{n}"), Key::Aroon(n), 2)]
             }
-            FeatureSpec::Bop => vec![o("BOP".into(), Key::Bop, 0)],
+            FeatureSpec::Bop {} => vec![o("BOP".into(), Key::Bop, 0)],
             FeatureSpec::Atr { period: n } => vec![o(format!("ATR_{n}"), Key::Atr(n), 0)],
             FeatureSpec::Natr { period: n } => vec![o(format!("NATR_{n}"), Key::Atr(n), 1)],
-            FeatureSpec::Trange => vec![o("TRANGE".into(), Key::TRange, 0)],
-            FeatureSpec::Obv => vec![o("OBV".into(), Key::Obv, 0)],
-            FeatureSpec::Ad => vec![o("AD".into(), Key::Ad, 0)],
+            FeatureSpec::Trange {} => vec![o("TRANGE".into(), Key::TRange, 0)],
+            FeatureSpec::Obv {} => vec![o("OBV".into(), Key::Obv, 0)],
+            FeatureSpec::Ad {} => vec![o("AD".into(), Key::Ad, 0)],
             FeatureSpec::Adosc { fast, slow } => {
                 vec![o(format!("ADOSC_{fast}_{slow}"), Key::Adosc(fast, slow), 0)]
             }
@@ -724,11 +724,11 @@ impl FeatureSpec {
                 vec![o(format!("CORREL_HL_{n}"), Key::Correl(n), 0)]
             }
             FeatureSpec::Beta { period: n } => vec![o(format!("BETA_HL_{n}"), Key::Beta(n), 0)],
-            FeatureSpec::Avgprice => vec![o("AVGPRICE".into(), Key::Price, 0)],
-            FeatureSpec::Medprice => vec![o("MEDPRICE".into(), Key::Price, 1)],
-            FeatureSpec::Typprice => vec![o("TYPPRICE".into(), Key::Price, 2)],
-            FeatureSpec::Wclprice => vec![o("WCLPRICE".into(), Key::Price, 3)],
-            FeatureSpec::LogReturn => vec![o("LOGRET_1".into(), Key::LogRet, 0)],
+            FeatureSpec::Avgprice {} => vec![o("AVGPRICE".into(), Key::Price, 0)],
+            FeatureSpec::Medprice {} => vec![o("MEDPRICE".into(), Key::Price, 1)],
+            FeatureSpec::Typprice {} => vec![o("TYPPRICE".into(), Key::Price, 2)],
+            FeatureSpec::Wclprice {} => vec![o("WCLPRICE".into(), Key::Price, 3)],
+            FeatureSpec::LogReturn {} => vec![o("LOGRET_1".into(), Key::LogRet, 0)],
             FeatureSpec::Volatility { period: n } => vec![o(format!("VOL_{n}"), Key::Vol(n), 0)],
         }
     }
@@ -863,15 +863,15 @@ impl FeatureSpec {
                 at_least("p2", p2, 1)?;
                 at_least("p3", p3, 1)
             }
-            FeatureSpec::Bop
-            | FeatureSpec::Trange
-            | FeatureSpec::Obv
-            | FeatureSpec::Ad
-            | FeatureSpec::Avgprice
-            | FeatureSpec::Medprice
-            | FeatureSpec::Typprice
-            | FeatureSpec::Wclprice
-            | FeatureSpec::LogReturn => Ok(()),
+            FeatureSpec::Bop {}
+            | FeatureSpec::Trange {}
+            | FeatureSpec::Obv {}
+            | FeatureSpec::Ad {}
+            | FeatureSpec::Avgprice {}
+            | FeatureSpec::Medprice {}
+            | FeatureSpec::Typprice {}
+            | FeatureSpec::Wclprice {}
+            | FeatureSpec::LogReturn {} => Ok(()),
         }
     }
 }
@@ -941,12 +941,12 @@ pub fn talib_standard() -> Vec<FeatureSpec> {
         },
         F::Aroon { period: 14 },
         F::Aroonosc { period: 14 },
-        F::Bop,
+        F::Bop {},
         F::Atr { period: 14 },
         F::Natr { period: 14 },
-        F::Trange,
-        F::Obv,
-        F::Ad,
+        F::Trange {},
+        F::Obv {},
+        F::Ad {},
         F::Adosc { fast: 3, slow: 10 },
         F::Stddev {
             period: 5,
@@ -967,11 +967,11 @@ pub fn talib_standard() -> Vec<FeatureSpec> {
         F::Tsf { period: 14 },
         F::Correl { period: 30 },
         F::Beta { period: 5 },
-        F::Avgprice,
-        F::Medprice,
-        F::Typprice,
-        F::Wclprice,
-        F::LogReturn,
+        F::Avgprice {},
+        F::Medprice {},
+        F::Typprice {},
+        F::Wclprice {},
+        F::LogReturn {},
     ]
 }
 
