@@ -208,6 +208,10 @@ pub struct QualitySpec {
     pub max_move: f64,
     /// What happens to an outlier.
     pub outlier_action: OutlierAction,
+    /// A close more than this many times the previous close (or less than its inverse) is
+    /// impossible on its face (a bad tick such as 1e20) and rejected, unless the bar after it
+    /// confirms the new level (a reverse split in unadjusted data). `inf` turns it off.
+    pub max_jump: f64,
 }
 
 impl Default for QualitySpec {
@@ -216,6 +220,7 @@ impl Default for QualitySpec {
             calendar: CalendarKind::Nyse,
             max_move: 0.4,
             outlier_action: OutlierAction::Flag,
+            max_jump: 100.0,
         }
     }
 }
@@ -796,6 +801,12 @@ impl Pipeline {
             return Err((
                 locate(text, "[broker]", ""),
                 "broker: slippage and commission must be in [0, 0.5)".into(),
+            ));
+        }
+        if !(self.quality.max_jump > 1.0) {
+            return Err((
+                locate(text, "[quality]", "max_jump"),
+                "quality.max_jump must be more than 1 (inf turns the check off)".into(),
             ));
         }
         if !(self.quality.max_move.is_finite() && self.quality.max_move > 0.0) {

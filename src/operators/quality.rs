@@ -46,6 +46,9 @@ pub enum Reason {
     UnknownTicker,
     /// A streamed bar whose time the run had already passed (the feed sent it out of order).
     Late,
+    /// A close more than `max_jump` times (or less than 1/`max_jump` of) the previous close,
+    /// not confirmed by the next bar: impossible on its face.
+    Implausible,
 }
 
 impl Reason {
@@ -64,6 +67,7 @@ impl Reason {
             Reason::Unparseable => "unparseable",
             Reason::UnknownTicker => "unknown_ticker",
             Reason::Late => "late",
+            Reason::Implausible => "implausible",
         }
     }
 }
@@ -108,8 +112,12 @@ pub struct QualityGate {
     calendar: CalendarKind,
     max_move: f64,
     outliers: OutlierAction,
+    max_jump: f64,
     last_ts: Option<EventTime>,
     last_close: Option<f64>,
+    /// The close of the last bar rejected as implausible: a next bar at that level (within
+    /// `max_move` of it) confirms a real change of level.
+    jumped_to: Option<f64>,
 }
 
 impl QualityGate {
@@ -119,8 +127,10 @@ impl QualityGate {
             calendar: spec.calendar,
             max_move: spec.max_move,
             outliers: spec.outlier_action,
+            max_jump: spec.max_jump,
             last_ts: None,
             last_close: None,
+            jumped_to: None,
         }
     }
 
@@ -183,7 +193,34 @@ impl QualityGate {
                 ));
             }
         }
+        let mut level_shift = false;
         if let Some(prev) = self.last_close {
+            let ratio = b.close / prev;
+            if !(ratio <= self.max_jump && ratio * self.max_jump >= 1.0) {
+                let confirmed = self
+                    .jumped_to
+                    .is_some_and(|j| (b.close / j - 1.0).abs() <= self.max_move);
+                if !confirmed {
+                    self.jumped_to = Some(b.close);
+                    return Verdict::Reject(
+                        Reason::Implausible,
+                        format!(
+                            "close {} is {ratio:.3e} times the previous close {prev} (max_jump {})",
+                            b.close, self.max_jump
+                        ),
+                    );
+                }
+                level_shift = true;
+                flags.push((
+                    Reason::Outlier,
+                    format!(
+                        "close {} vs previous {prev}: a new level, confirmed by the bar before",
+                        b.close
+                    ),
+                ));
+            }
+        }
+        if let Some(prev) = self.last_close.filter(|_| !level_shift) {
             let mv = b.close / prev - 1.0;
             if mv.abs() > self.max_move {
                 let detail = format!(
@@ -200,6 +237,7 @@ impl QualityGate {
         }
         self.last_ts = Some(b.ts);
         self.last_close = Some(b.close);
+        self.jumped_to = None;
         Verdict::Pass(flags)
     }
 }
@@ -338,5 +376,38 @@ mod tests {
             }
             v => panic!("{v:?}"),
         }
+    }
+
+    #[test]
+    fn a_price_impossible_on_its_face_is_rejected_and_a_confirmed_new_level_accepted() {
+        let mut g = QualityGate::new(&QualitySpec {
+            calendar: CalendarKind::None,
+            ..QualitySpec::default()
+        });
+        let day = crate::time::DAY;
+        let p = |ts: i64, c: f64| bar(ts * day, c, c, c, c);
+        assert!(matches!(g.check(&p(0, 100.0)), Verdict::Pass(_)));
+        // A bad tick: 1e20, then back to normal. The tick is rejected, the next bar passes.
+        assert!(matches!(
+            g.check(&p(1, 1e20)),
+            Verdict::Reject(Reason::Implausible, _)
+        ));
+        assert!(matches!(g.check(&p(2, 101.0)), Verdict::Pass(_)));
+        // A 1:500 reverse split in unadjusted data: the first bar at the new level is rejected,
+        // the second confirms it and passes (flagged), and so do the ones after.
+        assert!(matches!(
+            g.check(&p(3, 50_500.0)),
+            Verdict::Reject(Reason::Implausible, _)
+        ));
+        match g.check(&p(4, 50_600.0)) {
+            Verdict::Pass(flags) => assert_eq!(flags[0].0, Reason::Outlier),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(g.check(&p(5, 50_700.0)), Verdict::Pass(_)));
+        // Down by more than 100x: the same.
+        assert!(matches!(
+            g.check(&p(6, 1.0)),
+            Verdict::Reject(Reason::Implausible, _)
+        ));
     }
 }

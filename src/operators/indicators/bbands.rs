@@ -24,6 +24,8 @@ pub struct Bbands {
     sma: Sma,
     squares: Ring,
     total2: f64,
+    /// Values since `total2` was last summed afresh (see `Sma::update`).
+    since: usize,
 }
 
 impl Bbands {
@@ -37,6 +39,7 @@ impl Bbands {
             sma: Sma::new(period),
             squares: Ring::new(period),
             total2: 0.0,
+            since: 0,
         }
     }
 
@@ -47,6 +50,14 @@ impl Bbands {
         let sq = x * x;
         self.squares.push(sq);
         self.total2 += sq;
+        self.since += 1;
+        if self.since == self.period {
+            self.since = 0;
+            self.total2 = (0..self.squares.len())
+                .rev()
+                .map(|lag| self.squares.ago(lag))
+                .sum();
+        }
         let middle = middle?;
         let oldest = self.squares.oldest()?;
         let mut var = self.total2 * self.inv;
@@ -71,6 +82,7 @@ impl Bbands {
         self.sma.reset();
         self.squares.clear();
         self.total2 = 0.0;
+        self.since = 0;
     }
 }
 
@@ -129,6 +141,26 @@ mod tests {
         assert_eq!(b.update(1.0), None);
         let v = b.update(3.0).unwrap();
         assert_eq!((v.middle, v.upper, v.lower), (2.0, 4.0, 0.0));
+    }
+
+    #[test]
+    fn a_huge_value_is_forgotten_once_it_left_the_window() {
+        let walk = |i: usize| 100.0 + (i as f64 * 0.37).sin();
+        let (mut a, mut b) = (Bbands::new(20, 2.0), Bbands::new(20, 2.0));
+        let (mut x, mut y) = (None, None);
+        for i in 0..250 {
+            x = a.update(if i == 10 { 1e20 } else { walk(i) });
+            y = b.update(walk(i));
+        }
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(
+            (x.upper - y.upper).abs() <= 1e-9 * y.upper,
+            "{x:?} vs {y:?}"
+        );
+        assert!(
+            (x.lower - y.lower).abs() <= 1e-9 * y.lower,
+            "{x:?} vs {y:?}"
+        );
     }
 
     #[test]

@@ -1221,7 +1221,7 @@ enum Writes {
 impl FeatureSet {
     /// Version of the kernels' saved state (the feature cache's entries): raised whenever a
     /// kernel's fields or the planning change, so an older cache is recomputed, never misread.
-    pub const STATE_VERSION: u32 = 4;
+    pub const STATE_VERSION: u32 = 5;
 
     /// Plans kernels for the given specs.
     pub fn new(specs: &[FeatureSpec]) -> Self {

@@ -13,6 +13,8 @@ pub struct Wma {
     sum: f64,
     sub: f64,
     trailing: f64,
+    /// Full windows since the sums were last computed afresh.
+    since: usize,
 }
 
 impl Wma {
@@ -26,6 +28,7 @@ impl Wma {
             sum: 0.0,
             sub: 0.0,
             trailing: 0.0,
+            since: 0,
         }
     }
 
@@ -43,6 +46,19 @@ impl Wma {
         self.sub -= self.trailing;
         self.sum += x * self.n as f64;
         self.trailing = self.ring.oldest().unwrap_or(0.0);
+        self.since += 1;
+        if self.since == self.n {
+            // Re-anchored once a window (see `Sma::update`): a value that left the window can no
+            // longer have taken the others' digits with it.
+            self.since = 0;
+            let (mut sub, mut sum) = (0.0, 0.0);
+            for lag in (0..self.n).rev() {
+                let v = self.ring.ago(lag);
+                sub += v;
+                sum += (self.n - lag) as f64 * v;
+            }
+            (self.sub, self.sum) = (sub, sum);
+        }
         let out = self.sum * self.inv;
         self.sum -= self.sub;
         Some(out)
@@ -343,5 +359,36 @@ impl Sar {
     pub fn reset(&mut self) {
         self.first = None;
         self.state = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wma_forgets_a_huge_value_once_it_left_the_window() {
+        let walk = |i: usize| 100.0 + (i as f64 * 0.37).sin();
+        let (mut a, mut b) = (Wma::new(20), Wma::new(20));
+        let (mut x, mut y) = (None, None);
+        for i in 0..250 {
+            x = a.update(if i == 10 { 1e20 } else { walk(i) });
+            y = b.update(walk(i));
+        }
+        let (x, y) = (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN));
+        assert!((x - y).abs() <= 1e-12 * y, "{x} vs {y}");
+    }
+
+    #[test]
+    fn wma_weights_the_newest_most() {
+        let mut w = Wma::new(3);
+        assert_eq!(w.update(1.0), None);
+        assert_eq!(w.update(2.0), None);
+        let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-15 * b);
+        assert!(near(w.update(3.0), (1.0 + 4.0 + 9.0) / 6.0));
+        assert!(near(w.update(4.0), (2.0 + 6.0 + 12.0) / 6.0));
+        // Past a window, so summed afresh at least once.
+        assert!(near(w.update(5.0), (3.0 + 8.0 + 15.0) / 6.0));
+        assert!(near(w.update(6.0), (4.0 + 10.0 + 18.0) / 6.0));
     }
 }

@@ -13,6 +13,8 @@ pub struct Sma {
     total: f64,
     /// 1/period (a multiplication instead of a division per bar).
     inv: f64,
+    /// Values since the running total was last summed afresh.
+    since: usize,
 }
 
 impl Sma {
@@ -24,6 +26,7 @@ impl Sma {
             ring: Ring::new(period),
             total: 0.0,
             inv: 1.0 / period as f64,
+            since: 0,
         }
     }
 
@@ -32,6 +35,17 @@ impl Sma {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         self.total += x;
+        self.since += 1;
+        if self.since == self.period {
+            // Re-anchored once a window: a huge value (a bad 1e20 tick) that entered the running
+            // total took the small values' digits with it; summed afresh, the average is exact
+            // again as soon as that value has left the window.
+            self.since = 0;
+            self.total = (0..self.ring.len())
+                .rev()
+                .map(|lag| self.ring.ago(lag))
+                .sum();
+        }
         let oldest = self.ring.oldest()?;
         let out = self.total * self.inv;
         self.total -= oldest;
@@ -42,6 +56,7 @@ impl Sma {
     pub fn reset(&mut self) {
         self.ring.clear();
         self.total = 0.0;
+        self.since = 0;
     }
 }
 
@@ -56,6 +71,19 @@ mod tests {
         assert_eq!(s.update(2.0), None);
         assert_eq!(s.update(3.0), Some(2.0));
         assert_eq!(s.update(4.0), Some(3.0));
+    }
+
+    #[test]
+    fn a_huge_value_is_forgotten_once_it_left_the_window() {
+        let walk = |i: usize| 100.0 + (i as f64 * 0.37).sin();
+        let (mut a, mut b) = (Sma::new(20), Sma::new(20));
+        let (mut last_a, mut last_b) = (None, None);
+        for i in 0..250 {
+            last_a = a.update(if i == 10 { 1e20 } else { walk(i) });
+            last_b = b.update(walk(i));
+        }
+        let (a, b) = (last_a.unwrap_or(f64::NAN), last_b.unwrap_or(f64::NAN));
+        assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");
     }
 
     #[test]
