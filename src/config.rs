@@ -803,7 +803,7 @@ impl Pipeline {
                 "broker: slippage and commission must be in [0, 0.5)".into(),
             ));
         }
-        if !(self.quality.max_jump > 1.0) {
+        if self.quality.max_jump.is_nan() || self.quality.max_jump <= 1.0 {
             return Err((
                 locate(text, "[quality]", "max_jump"),
                 "quality.max_jump must be more than 1 (inf turns the check off)".into(),
