@@ -733,6 +733,22 @@ impl Pipeline {
                 if m.min_samples < 40 {
                     return Err((model_at, "model: min_samples must be at least 40".into()));
                 }
+                // Bounds that keep a run's memory and time finite (each is a window of rows or
+                // a count of models held per ticker).
+                for (name, v, max) in [
+                    ("horizon", m.horizon, 10_000),
+                    ("retrain_every", m.retrain_every, 1_000_000),
+                    ("min_samples", m.min_samples, 1_000_000),
+                    ("trees", m.trees, 10_000),
+                    ("drift_window", m.drift_window, 100_000),
+                ] {
+                    if v > max {
+                        return Err((
+                            model_at,
+                            format!("model: {name} must be at most {max}, got {v}"),
+                        ));
+                    }
+                }
             }
         }
         if let SourceSpec::Files {
@@ -783,8 +799,13 @@ impl Pipeline {
                 fraction,
                 cap,
                 window,
-            } if !(fraction > 0.0 && fraction <= 1.0 && cap > 0.0 && cap <= 1.0 && window >= 2) => {
-                return bad("kelly needs 0 < fraction <= 1, 0 < cap <= 1, window >= 2");
+            } if !(fraction > 0.0
+                && fraction <= 1.0
+                && cap > 0.0
+                && cap <= 1.0
+                && (2..=100_000).contains(&window)) =>
+            {
+                return bad("kelly needs 0 < fraction <= 1, 0 < cap <= 1, 2 <= window <= 100000");
             }
             Sizing::FixedFraction { fraction } if !(fraction > 0.0 && fraction <= 1.0) => {
                 return bad("fixed_fraction needs 0 < fraction <= 1");

@@ -618,3 +618,40 @@ fn unknown_keys_beside_a_parameterless_kind_are_refused() {
         assert!(err.contains("unknown field"), "{what}: {err}");
     }
 }
+
+/// Parameters that would validate and then abort (gigabytes per ticker) are refused by
+/// `validate`, with the bound.
+#[test]
+fn parameters_past_their_bounds_are_refused_before_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base =
+        std::fs::read_to_string(repo("pipelines/reference_sma_cross.toml")).expect("pipeline");
+    for (change, want) in [
+        (
+            ("period = 10", "period = 1000000000"),
+            "period must be from 1 to 100000",
+        ),
+        (
+            ("period = 10", "period = 9223372036854775807"),
+            "period must be from 1 to 100000",
+        ),
+        (
+            (
+                "kind = \"all_in\"",
+                "kind = \"kelly\"\nwindow = 1000000000000",
+            ),
+            "2 <= window <= 100000",
+        ),
+    ] {
+        let text = base.replacen(change.0, change.1, 1);
+        assert_ne!(text, base, "{change:?}");
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, text).expect("write");
+        let o = fdp(&["validate", &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{change:?}: {err}"
+        );
+    }
+}

@@ -60,6 +60,9 @@ pub struct Ohlcv {
     pub volume: f64,
 }
 
+/// The longest window a feature may declare (TA-Lib's bound for its periods).
+pub const MAX_PERIOD: usize = 100_000;
+
 /// A feature declared in a pipeline file: its kind and parameters (TA-Lib's defaults).
 /// Output columns are named as in TA-Lib's golden file (see [`FeatureSpec::output_names`]).
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Deserialize)]
@@ -743,11 +746,14 @@ impl FeatureSpec {
     /// # Errors
     /// A period below its minimum, or a non-finite or non-positive factor.
     pub fn validate(&self) -> Result<(), String> {
+        // At most TA-Lib's own bound: a period of 1e9 would ask for gigabytes per ticker.
         let at_least = |name: &str, v: usize, min: usize| {
-            if v >= min {
+            if (min..=MAX_PERIOD).contains(&v) {
                 Ok(())
             } else {
-                Err(format!("{name} must be at least {min}, got {v}"))
+                Err(format!(
+                    "{name} must be from {min} to {MAX_PERIOD}, got {v}"
+                ))
             }
         };
         let positive = |name: &str, v: f64| {
