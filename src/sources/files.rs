@@ -341,6 +341,24 @@ fn columns(names: &[String]) -> Columns {
     c
 }
 
+/// The number of fields of one CSV line (quotes honoured, `""` inside quotes is a quote), or
+/// `None` when a quote is left open.
+fn fields_in(line: &str) -> Option<usize> {
+    let (mut n, mut quoted) = (1, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => n += 1,
+            _ => {}
+        }
+    }
+    (!quoted).then_some(n)
+}
+
 /// Reads one per-ticker CSV file.
 fn read_csv(
     path: &Path,
@@ -354,10 +372,12 @@ fn read_csv(
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Io {
+    let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    // Invalid UTF-8 becomes U+FFFD here; the rows holding it are quarantined below.
+    let text = String::from_utf8_lossy(&bytes);
     let text = text.trim_start_matches('\u{feff}');
     let mut lines = text.split_inclusive('\n');
     let mut line_no = 1usize;
@@ -367,19 +387,58 @@ fn read_csv(
         line_no += 1;
     }
     let header_line = line_no;
-    let body: String = lines.collect();
     let mut names: Vec<String> = header
         .trim_end_matches(['\r', '\n'])
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
+    let body_lines: Vec<&str> = lines.collect();
     // backtrader's minute file: rows carry an unnamed time field after the date.
-    let first_fields = body
-        .lines()
-        .next()
-        .map_or(names.len(), |l| l.split(',').count());
+    let first_fields = body_lines
+        .iter()
+        .find_map(|l| fields_in(l.trim_end_matches(['\r', '\n'])))
+        .unwrap_or(names.len());
     if first_fields == names.len() + 1 {
         names.insert(1, "Time".into());
+    }
+    // Rows that are not rows of this table — ragged, blank, with an unbalanced quote or bytes that
+    // are not UTF-8 — are quarantined with their own line; the rest is read. `row_lines[i]` is the
+    // file line of the i-th row handed to the CSV reader.
+    let mut body = String::with_capacity(text.len());
+    let mut row_lines: Vec<usize> = Vec::with_capacity(body_lines.len());
+    for (i, raw) in body_lines.iter().enumerate() {
+        let line = header_line + 1 + i;
+        let l = raw.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            continue;
+        }
+        let problem = if l.trim().is_empty() {
+            Some("a blank line".to_string())
+        } else if l.contains('\u{fffd}') {
+            Some("bytes that are not UTF-8".to_string())
+        } else {
+            match fields_in(l) {
+                None => Some("an unbalanced quote".to_string()),
+                Some(n) if n != names.len() => {
+                    Some(format!("{n} fields where the header has {}", names.len()))
+                }
+                Some(_) => None,
+            }
+        };
+        match problem {
+            Some(p) => rejects.push(Reject {
+                ticker: ticker.to_string(),
+                ts: None,
+                reason: Reason::Unparseable,
+                action: Action::Rejected,
+                detail: format!("{}:{line}: {p}", path.display()),
+            }),
+            None => {
+                body.push_str(l);
+                body.push('\n');
+                row_lines.push(line);
+            }
+        }
     }
     let c = columns(&names);
     let (Some(open), Some(high), Some(low), Some(close)) = (c.open, c.high, c.low, c.close) else {
@@ -408,7 +467,8 @@ fn read_csv(
         .map_err(|e| bad(e.to_string()))?;
     let mut row = 0usize;
     for rb in reader {
-        let rb = rb.map_err(|e| bad(format!("after line {}: {e}", header_line + row)))?;
+        let at = row_lines.get(row).copied().unwrap_or(header_line + row + 1);
+        let rb = rb.map_err(|e| bad(format!("line {at} or after: {e}")))?;
         let cols: Vec<&StringArray> = rb
             .columns()
             .iter()
@@ -423,8 +483,8 @@ fn read_csv(
             }
         };
         for r in 0..rb.num_rows() {
+            let line = row_lines.get(row).copied().unwrap_or(header_line + row + 1);
             row += 1;
-            let line = header_line + row;
             let place = || format!("{}:{line}", path.display());
             let reject = |reason, detail: String, ts| Reject {
                 ticker: ticker.to_string(),
@@ -768,5 +828,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("lacks open/high/low/close"), "{e}");
+    }
+
+    #[test]
+    fn rows_that_are_not_rows_are_quarantined_with_their_true_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = b",Open,High,Low,Close,Volume\n\
+2020-01-02,1,2,0.5,1.5,10\n\
+2020-01-03,1,2,0.5\n\
+\x20\x20\n\
+2020-01-06,1,2,0.5,1.5,10,99\n\
+\"2020-01-07,1,2,0.5,1.5,10\n\
+2020-01-08,1,2,0.5,1.5,10\n"
+            .to_vec();
+        bytes.extend_from_slice(b"2020-01-09,1,2,0.5,1.\xff5,10\n2020-01-10,1,2,0.5,1.5,10\n\n");
+        let p = dir.path().join("R.csv");
+        std::fs::write(&p, bytes).unwrap();
+        let (bars, rejects) = read_bar_file(&p, FileFormat::BacktestingPy).unwrap();
+        assert_eq!(bars.len(), 3, "{rejects:#?}");
+        let at: Vec<String> = rejects
+            .iter()
+            .map(|r| r.detail.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            at,
+            vec![
+                "R.csv:3: 4 fields where the header has 6",
+                "R.csv:4: a blank line",
+                "R.csv:5: 7 fields where the header has 6",
+                "R.csv:6: an unbalanced quote",
+                "R.csv:8: bytes that are not UTF-8",
+            ]
+        );
+        // The rows after them keep their own lines: a bad value names line 9.
+        std::fs::write(
+            &p,
+            ",Open,High,Low,Close,Volume\n\n2020-01-02,1,2,0.5,x,10\n",
+        )
+        .unwrap();
+        let (_, rejects) = read_bar_file(&p, FileFormat::BacktestingPy).unwrap();
+        assert!(
+            rejects[0].detail.contains("R.csv:3: close `x`"),
+            "{rejects:?}"
+        );
     }
 }
