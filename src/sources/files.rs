@@ -289,6 +289,9 @@ impl FileSet {
         if self.format == FileFormat::Parquet {
             let paths: Vec<PathBuf> = mine.map(|(p, _)| p.clone()).collect();
             read_parquet(&paths, tickers, self.start, self.end, &mut all)?;
+            for p in &paths {
+                rejects.extend(parquet_rows_without_ticker_or_time(p)?);
+            }
         } else {
             for (path, ticker) in mine {
                 if let Some(id) = tickers.id(ticker) {
@@ -617,6 +620,42 @@ fn parquet_tickers(path: &Path) -> Result<Vec<String>, SourceError> {
     Ok(out)
 }
 
+/// The rows of a Parquet bar file with a null `ticker` or a null `time`: quarantined with the file
+/// and what is missing (a filter on the ticker list or the dates would drop them silently).
+fn parquet_rows_without_ticker_or_time(path: &Path) -> Result<Vec<Reject>, SourceError> {
+    use datafusion::prelude::col;
+    let batches = datafusion(&[path.to_path_buf()], async |df| {
+        df.filter(col("ticker").is_null().or(col("time").is_null()))?
+            .select(vec![col("ticker"), col("time")])?
+            .collect()
+            .await
+    })?;
+    let mut out = Vec::new();
+    for rb in &batches {
+        let tickers = crate::bar::utf8(rb.column(0)).map_err(|e| SourceError::Format {
+            path: path.to_path_buf(),
+            message: format!("`ticker`: {e}"),
+        })?;
+        let times = rb.column(1);
+        for r in 0..rb.num_rows() {
+            let ticker = (!tickers.is_null(r)).then(|| tickers.value(r).to_string());
+            let missing = match (&ticker, times.is_null(r)) {
+                (None, true) => "ticker and time are null",
+                (None, false) => "ticker is null",
+                _ => "time is null",
+            };
+            out.push(Reject {
+                ticker: ticker.unwrap_or_default(),
+                ts: None,
+                reason: Reason::MissingField,
+                action: Action::Rejected,
+                detail: format!("{}: a row whose {missing}", path.display()),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads Parquet bars through DataFusion with the date range and the ticker list pushed down, so
 /// row groups outside them are skipped by their statistics.
 fn read_parquet(
@@ -646,7 +685,13 @@ fn read_parquet(
                 lit(t)
             }
         };
-        let mut df = df.filter(col("ticker").in_list(names, false))?;
+        // Rows without a time are quarantined (`parquet_rows_without_ticker_or_time`), never read
+        // from the raw buffer under the null.
+        let mut df = df.filter(
+            col("ticker")
+                .in_list(names, false)
+                .and(col("time").is_not_null()),
+        )?;
         if let Some(s) = start {
             df = df.filter(col("time").gt_eq(at(s)))?;
         }

@@ -153,3 +153,80 @@ fn a_parquet_replay_equals_the_csv_replay() {
     );
     assert_eq!(from_parquet.ledger.trades.len(), 33);
 }
+
+/// Parquet rows with a null ticker or a null time are quarantined with the file and what is
+/// missing, not dropped by the ticker filter or read from the buffer under the null.
+#[test]
+fn parquet_rows_without_a_ticker_or_a_time_are_quarantined() {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray, TimestampSecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::record_batch::RecordBatch;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day = 86_400;
+    let n = 40;
+    let times: Vec<Option<i64>> = (0..n)
+        .map(|i| {
+            if i == 20 {
+                None
+            } else {
+                Some(1_600_000_000 / day * day + i64::from(i) * day)
+            }
+        })
+        .collect();
+    let tickers: Vec<Option<&str>> = (0..n)
+        .map(|i| if i == 30 { None } else { Some("AAA") })
+        .collect();
+    let price: Vec<f64> = (0..n).map(|i| 100.0 + f64::from(i % 7)).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time", DataType::Timestamp(TimeUnit::Second, None), true),
+        Field::new("ticker", DataType::Utf8, true),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, false),
+        Field::new("low", DataType::Float64, false),
+        Field::new("close", DataType::Float64, false),
+        Field::new("volume", DataType::Float64, false),
+    ]));
+    let px = |d: f64| {
+        Arc::new(Float64Array::from(
+            price.iter().map(|p| p + d).collect::<Vec<_>>(),
+        ))
+    };
+    let rb = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(TimestampSecondArray::from(times)),
+            Arc::new(StringArray::from(tickers)),
+            px(0.0),
+            px(1.0),
+            px(-1.0),
+            px(0.0),
+            px(1000.0),
+        ],
+    )
+    .expect("batch");
+    let file = std::fs::File::create(dir.path().join("bars.parquet")).expect("create");
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+    w.write(&rb).expect("write");
+    w.close().expect("close");
+    let text = "name = \"pq\"\n[source]\nkind = \"files\"\nformat = \"parquet\"\npaths = [\"bars.parquet\"]\n[quality]\ncalendar = \"none\"\n[[features]]\nkind = \"sma\"\nperiod = 3\n[[features]]\nkind = \"sma\"\nperiod = 5\n[model]\nkind = \"crossover\"\nfast = \"SMA_3\"\nslow = \"SMA_5\"\n";
+    let out = run_with(&crate::common::pipeline_text(text, dir.path()), 1);
+    assert_eq!(
+        out.ledger.bars, 38,
+        "two rows of 40 lack a ticker or a time"
+    );
+    let details: Vec<&str> = out.quarantine.iter().map(|r| r.detail.as_str()).collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.ends_with("bars.parquet: a row whose ticker is null")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.ends_with("bars.parquet: a row whose time is null")),
+        "{details:?}"
+    );
+}
