@@ -115,6 +115,10 @@ enum Command {
         /// message is never taken from a consumer that is still working on it).
         #[arg(long, default_value_t = 60.0, value_parser = seconds, allow_hyphen_values = true)]
         claim_idle: f64,
+        /// Seconds a stop requested by SIGTERM/SIGINT may take before the process exits anyway
+        /// (status 1; what was not committed stays pending). A second signal exits at once.
+        #[arg(long, default_value_t = 30.0, value_parser = seconds, allow_hyphen_values = true)]
+        stop_grace: f64,
         /// Directory holding the kill-switch file `STOP`.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
@@ -203,8 +207,15 @@ impl RedisArgs {
     }
 }
 
-/// Sets `flag` on SIGTERM or SIGINT (from a thread of its own).
-fn on_signals(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+/// Sets `flag` on SIGTERM or SIGINT (from a thread of its own). A signal always ends the process
+/// in bounded time: if the run has not stopped `grace` after the first signal (a server
+/// that accepts and never answers can hold a worker), or at a second signal, the process exits
+/// with status 1. Nothing is lost that way: messages are acknowledged only after their commit, so
+/// what was not committed stays pending for the next run.
+fn on_signals(
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    grace: std::time::Duration,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -225,6 +236,15 @@ fn on_signals(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()>
                     _ = int.recv() => tracing::info!("SIGINT"),
                 }
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => tracing::error!(
+                        ?grace,
+                        "the run did not stop in time; exiting (uncommitted messages stay pending)"
+                    ),
+                    _ = term.recv() => tracing::error!("second signal; exiting now"),
+                    _ = int.recv() => tracing::error!("second signal; exiting now"),
+                }
+                std::process::exit(1);
             });
         })?;
     Ok(())
@@ -560,6 +580,7 @@ fn main() -> Result<()> {
             max_ahead,
             max_failures,
             claim_idle,
+            stop_grace,
             data_dir,
             metrics_addr,
             cluster,
@@ -577,7 +598,10 @@ fn main() -> Result<()> {
             o.max_ahead = max_ahead;
             o.claim_idle = std::time::Duration::from_secs_f64(claim_idle);
             o.stop_file = Some(data_dir.join("STOP"));
-            on_signals(o.shutdown.clone())?;
+            on_signals(
+                o.shutdown.clone(),
+                std::time::Duration::from_secs_f64(stop_grace),
+            )?;
             if let Some(addr) = metrics_addr {
                 let bound = findashpro::sinks::prometheus::serve(&addr, o.metrics.clone())?;
                 eprintln!("metrics on http://{bound}/metrics");

@@ -208,6 +208,11 @@ impl Pg {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(1));
                 }
+                Err(DbError::Timeout { what: w, .. }) if started.elapsed() < self.patience => {
+                    tracing::warn!(waited_for = w, what, "postgres did not answer, retrying");
+                    self.client = None;
+                    std::thread::sleep(wait);
+                }
                 Err(DbError::Postgres(e))
                     if e.as_db_error().is_some_and(|d| {
                         // The server is shutting down or starting up.

@@ -6,6 +6,8 @@
 //! NOTHING`, one transaction per batch, so a redelivered message never doubles a row.
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use tokio_postgres::{Client, NoTls};
 
 use crate::bar::Tickers;
@@ -36,8 +38,16 @@ const MIGRATION_LOCK: i64 = 0x66_6470_6d69_6772;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The server refused or failed a statement, or the connection broke.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// The server did not answer in time.
+    #[error("postgres: no answer after {after:?} {what}")]
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        after: Duration,
+    },
     /// The run id already holds the rows of another pipeline.
     #[error(
         "run id `{run_id}` already holds the rows of pipeline {theirs}; this is {ours}: choose another run id"
@@ -83,6 +93,32 @@ pub enum DbError {
     },
 }
 
+/// How long connecting and logging in to PostgreSQL may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PostgreSQL error with its real cause first: the server's message, detail and hint for an
+/// error the server sent, else the error and its source chain (tokio-postgres' own text is
+/// often only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} ({})", db.message(), db.code().code());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!("; {d}"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(c) = source {
+        s.push_str(&format!(": {c}"));
+        source = c.source();
+    }
+    s
+}
+
 /// Rows written by [`write_ledger`] (rows already present are not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -105,7 +141,20 @@ fn checksum(sql: &str) -> String {
 /// # Errors
 /// The server cannot be reached or refuses the login.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    // A server that accepts the connection and never answers must not hang a command: the whole
+    // handshake is bounded, and the OS drops a connection whose peer stopped acknowledging.
+    config
+        .connect_timeout(CONNECT_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .tcp_user_timeout(Duration::from_secs(60));
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| DbError::Timeout {
+            what: "connecting and logging in",
+            after: CONNECT_TIMEOUT,
+        })??;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection ended");

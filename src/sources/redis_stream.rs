@@ -417,6 +417,11 @@ impl Conn {
                     .get_connection_with_timeout(Duration::from_secs(2))
                 {
                     Ok(c) => {
+                        // A server that stops answering fails a command after the timeout
+                        // (then reconnect and retry within the patience) instead of hanging it:
+                        // longer than any blocking read this crate issues.
+                        c.set_read_timeout(Some(Duration::from_secs(30)))?;
+                        c.set_write_timeout(Some(Duration::from_secs(10)))?;
                         self.con = Some(c);
                         self.reconnected = true;
                     }

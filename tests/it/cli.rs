@@ -655,3 +655,60 @@ fn parameters_past_their_bounds_are_refused_before_a_run() {
         );
     }
 }
+
+/// A server that accepts connections and never answers: `fdp migrate` gives up after the connect
+/// timeout with the cause, and `fdp run` held by such a Redis still ends on SIGTERM within its
+/// stop grace.
+#[test]
+fn a_server_that_never_answers_hangs_nothing() {
+    // Accepted by the kernel into the backlog, never read: a server that does not answer.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let started = std::time::Instant::now();
+    let o = fdp(&[
+        "migrate",
+        "--database-url",
+        &format!("postgres://postgres@127.0.0.1:{port}/x"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("no answer after 10s connecting"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args([
+            "run",
+            "pipelines/sample.toml",
+            "--stop-grace",
+            "2",
+            "--redis-url",
+        ])
+        .arg(format!("redis://127.0.0.1:{port}"))
+        .current_dir(repo(""))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fdp runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = c.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let signalled = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            signalled.elapsed() < std::time::Duration::from_secs(15),
+            "fdp run ignored SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    drop(silent);
+}
