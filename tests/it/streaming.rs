@@ -860,7 +860,7 @@ fn work_items_load_from_a_redis_bar_store() {
     let text = format!(
         "name = \"store\"\n[source]\nkind = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\n\
          tickers = [\"AAPL\", \"AMD\", \"DHR\", \"JPM\", \"O\", \"XOM\"]\n\
-         start = \"2016-06-01\"\nend = \"2018-02-07\"\n{rest}",
+         start = \"2016-01-04\"\nend = \"2018-02-07\"\n{rest}",
         env.redis_url, env.prefix
     );
     let store = pipeline_text(&text, &root());
