@@ -56,6 +56,16 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// Check the audit log's hash chain (outside the database) and its protections; reports the
+    /// first broken link and the head to record elsewhere.
+    Audit {
+        /// What to do (only `verify`).
+        #[arg(value_enum)]
+        action: AuditAction,
+        /// PostgreSQL URL (default: `DATABASE_URL`, else the local server's `test` database).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Apply the database migrations (versioned, re-runnable).
     Migrate {
         /// PostgreSQL URL (default: `DATABASE_URL`, else the local server's `test` database).
@@ -167,6 +177,13 @@ enum Command {
         /// The query.
         sql: String,
     },
+}
+
+/// What `fdp audit` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AuditAction {
+    /// Recompute every link of the chain and check the protections.
+    Verify,
 }
 
 /// What `fdp bench` measures.
@@ -372,6 +389,34 @@ fn main() -> Result<()> {
                 p.pipeline.feature_columns().join(", ")
             );
         }
+        Command::Audit {
+            action: AuditAction::Verify,
+            database_url,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (check, protected) = rt.block_on(async {
+                use findashpro::sinks::postgres as pg;
+                let c = pg::connect(&database_url.unwrap_or_else(default_database_url)).await?;
+                let check = pg::verify_audit(&c).await?;
+                Ok::<_, pg::DbError>((check, pg::verify_protections(&c).await))
+            })?;
+            if let Some((seq, id, what)) = &check.broken {
+                bail!(
+                    "audit log broken at seq {seq} (row id {id}): {what}; {} rows read",
+                    check.rows
+                );
+            }
+            protected?;
+            match &check.head {
+                Some((seq, hash)) => println!(
+                    "audit log intact: {} rows, head seq {seq} hash {hash} (record it elsewhere to anchor the chain)",
+                    check.rows
+                ),
+                None => println!("audit log intact: empty"),
+            }
+        }
         Command::Migrate { database_url } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -468,6 +513,7 @@ fn main() -> Result<()> {
                     use findashpro::sinks::postgres as pg;
                     let mut c = pg::connect(&url).await?;
                     pg::migrate(&mut c).await?;
+                    pg::as_writer(&c).await?;
                     pg::claim_run(&c, &run_id, &p.pipeline.name, &p.fingerprint()).await?;
                     let w = pg::write_ledger(&mut c, &run_id, &output.tickers, &output.ledger).await?;
                     pg::audit(&c, "backtest_written", &serde_json::json!({"run_id": run_id, "pipeline": p.pipeline.name, "final_equity": m.final_equity})).await?;

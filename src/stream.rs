@@ -132,21 +132,28 @@ struct Pg {
     client: Option<tokio_postgres::Client>,
     patience: Duration,
     relaxed: bool,
+    /// Works as `fdp_writer` (every connection but the one that migrates).
+    writer: bool,
 }
 
 impl Pg {
     fn open(url: &str) -> Result<Pg, StreamRunError> {
-        Pg::open_with(url, false)
+        Pg::open_with(url, false, true)
+    }
+
+    /// A connection as the URL's own user: only to migrate.
+    fn open_admin(url: &str) -> Result<Pg, StreamRunError> {
+        Pg::open_with(url, false, false)
     }
 
     /// A connection whose commits do not wait for the WAL flush. Used only to record bars: their
     /// WAL records precede the synchronous commit that later covers their time, whose flush makes
     /// them durable too, so nothing is acknowledged on the strength of an unflushed write.
     fn open_relaxed(url: &str) -> Result<Pg, StreamRunError> {
-        Pg::open_with(url, true)
+        Pg::open_with(url, true, true)
     }
 
-    fn open_with(url: &str, relaxed: bool) -> Result<Pg, StreamRunError> {
+    fn open_with(url: &str, relaxed: bool, writer: bool) -> Result<Pg, StreamRunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -157,6 +164,7 @@ impl Pg {
             client: None,
             patience: Duration::from_secs(60),
             relaxed,
+            writer,
         };
         pg.client()?;
         Ok(pg)
@@ -165,6 +173,9 @@ impl Pg {
     fn client(&mut self) -> Result<&mut tokio_postgres::Client, DbError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let c = self.rt.block_on(postgres::connect(&self.url))?;
+            if self.writer {
+                self.rt.block_on(postgres::as_writer(&c))?;
+            }
             if self.relaxed {
                 self.rt
                     .block_on(c.batch_execute("SET synchronous_commit = off"))?;
@@ -282,8 +293,10 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     // Once per process, before any worker writes: migrate, and read what a previous run of this
     // id committed (the workers replay it).
     let (history, lease) = {
-        let mut pg = Pg::open(&opts.database_url)?;
+        let mut pg = Pg::open_admin(&opts.database_url)?;
         pg.retry("migrate", |rt, c| rt.block_on(postgres::migrate(c)))?;
+        pg.retry("writer role", |rt, c| rt.block_on(postgres::as_writer(c)))?;
+        pg.writer = true;
         let (name, fingerprint) = (p.pipeline.name.clone(), p.fingerprint());
         pg.retry("claim run", |rt, c| {
             rt.block_on(postgres::claim_run(c, &opts.run_id, &name, &fingerprint))

@@ -16,7 +16,7 @@ use crate::operators::risk::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 4] = [
+pub const MIGRATIONS: [(i32, &str, &str); 5] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -29,6 +29,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 4] = [
         include_str!("../../migrations/0003_models.sql"),
     ),
     (4, "runs", include_str!("../../migrations/0004_runs.sql")),
+    (
+        5,
+        "audit_chain",
+        include_str!("../../migrations/0005_audit_chain.sql"),
+    ),
 ];
 
 /// Advisory lock key that serializes migrators.
@@ -60,6 +65,11 @@ pub enum DbError {
         /// This run's fingerprint.
         ours: String,
     },
+    /// The audit log's protections are not in place.
+    #[error(
+        "audit_log is not protected: {0}; restore them (a fresh `fdp migrate` on a new database shows the intended state)"
+    )]
+    Unprotected(String),
     /// Another process holds the run id's lease.
     #[error(
         "run id `{0}` is already running (another process holds its lease); stop it or choose another run id"
@@ -210,7 +220,143 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
         }
     }
     tx.commit().await?;
+    verify_protections(client).await?;
     Ok(applied)
+}
+
+/// Checks that the audit log's protections are in place — its three triggers present and enabled,
+/// owned by `fdp_owner`, `fdp_writer` without UPDATE, DELETE or TRUNCATE on it — so that a dropped
+/// or disabled trigger does not pass unnoticed (migrations are versioned, so a rerun would not
+/// recreate it).
+///
+/// # Errors
+/// [`DbError::Unprotected`] naming what is missing.
+pub async fn verify_protections(client: &Client) -> Result<(), DbError> {
+    let mut missing = Vec::new();
+    for trigger in [
+        "audit_log_no_update_delete",
+        "audit_log_no_truncate",
+        "audit_log_chain",
+    ] {
+        let enabled: Option<String> = client
+            .query_opt(
+                "SELECT tgenabled::text FROM pg_trigger \
+                 WHERE tgrelid = 'audit_log'::regclass AND tgname = $1",
+                &[&trigger],
+            )
+            .await?
+            .map(|r| r.get(0));
+        match enabled.as_deref() {
+            Some("O" | "A") => {}
+            Some(_) => missing.push(format!("trigger {trigger} is disabled")),
+            None => missing.push(format!("trigger {trigger} is missing")),
+        }
+    }
+    let row = client
+        .query_one(
+            "SELECT pg_get_userbyid(relowner)::text, \
+                    has_table_privilege('fdp_writer', 'audit_log', 'UPDATE'), \
+                    has_table_privilege('fdp_writer', 'audit_log', 'DELETE'), \
+                    has_table_privilege('fdp_writer', 'audit_log', 'TRUNCATE') \
+             FROM pg_class WHERE oid = 'audit_log'::regclass",
+            &[],
+        )
+        .await?;
+    let owner: String = row.get(0);
+    if owner != "fdp_owner" {
+        missing.push(format!("audit_log is owned by {owner}, not fdp_owner"));
+    }
+    for (i, what) in [(1, "UPDATE"), (2, "DELETE"), (3, "TRUNCATE")] {
+        if row.get::<_, bool>(i) {
+            missing.push(format!("fdp_writer may {what} audit_log"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DbError::Unprotected(missing.join("; ")))
+    }
+}
+
+/// Switches the session to the `fdp_writer` role, which writes the ledger but may only append to
+/// the audit log (and cannot disable its triggers or change `session_replication_role`).
+///
+/// # Errors
+/// The role is missing (run `fdp migrate`) or the login may not use it.
+pub async fn as_writer(client: &Client) -> Result<(), DbError> {
+    client.batch_execute("SET ROLE fdp_writer").await?;
+    Ok(())
+}
+
+/// What `fdp audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheck {
+    /// Rows read.
+    pub rows: u64,
+    /// The last row's `seq` and hash (record them elsewhere: they anchor the chain).
+    pub head: Option<(i64, String)>,
+    /// The first broken link: `seq`, row id and what is wrong.
+    pub broken: Option<(i64, i64, String)>,
+}
+
+/// Recomputes the audit log's hash chain outside the database, from the rows' text: SHA-256 of
+/// the previous hash, `seq`, event type, data (canonical JSONB text), actor, origin address and
+/// time (UTC, microseconds), joined by U+001F. Stops at the first broken link.
+///
+/// # Errors
+/// A failing query.
+pub async fn verify_audit(client: &Client) -> Result<AuditCheck, DbError> {
+    use sha2::{Digest, Sha256};
+    let rows = client
+        .query(
+            "SELECT seq, id, coalesce(prev_hash, ''), coalesce(hash, ''), event_type, data::text, \
+                    actor, coalesce(host(origin_ip), ''), \
+                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') \
+             FROM audit_log ORDER BY seq NULLS FIRST, id",
+            &[],
+        )
+        .await?;
+    let mut check = AuditCheck {
+        rows: 0,
+        head: None,
+        broken: None,
+    };
+    let mut prev = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        check.rows += 1;
+        let (seq, id): (Option<i64>, i64) = (r.get(0), r.get(1));
+        let (prev_hash, hash): (String, String) = (r.get(2), r.get(3));
+        let want_seq = i as i64 + 1;
+        let fields: Vec<String> = (4..9).map(|c| r.get::<_, String>(c)).collect();
+        let text = [prev_hash.clone(), seq.unwrap_or(0).to_string()]
+            .into_iter()
+            .chain(fields)
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
+        let computed: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let problem = if seq != Some(want_seq) {
+            Some(format!(
+                "seq is {} where {want_seq} was expected (a row is missing or was inserted)",
+                seq.map_or("null".into(), |s| s.to_string())
+            ))
+        } else if prev_hash != prev {
+            Some("prev_hash is not the previous row's hash".to_string())
+        } else if hash != computed {
+            Some("its hash does not match its contents (the row was changed)".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            check.broken = Some((seq.unwrap_or(0), id, p));
+            return Ok(check);
+        }
+        prev = hash.clone();
+        check.head = Some((want_seq, hash));
+    }
+    Ok(check)
 }
 
 /// Appends an event to the audit trail.
@@ -678,6 +824,7 @@ impl PgModelStore {
                 .enable_all()
                 .build()?;
             let client = rt.block_on(connect(&self.url))?;
+            rt.block_on(as_writer(&client))?;
             *guard = Some((rt, client));
         }
         let Some((rt, client)) = guard.as_ref() else {

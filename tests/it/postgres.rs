@@ -16,7 +16,7 @@ async fn count(c: &Client, table: &str) -> i64 {
 #[tokio::test]
 async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
-    assert_eq!(migrate(&mut c).await.expect("migrate"), vec![1, 2, 3, 4]);
+    assert_eq!(migrate(&mut c).await.expect("migrate"), vec![1, 2, 3, 4, 5]);
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
         .query_one(
@@ -192,5 +192,95 @@ async fn a_run_id_of_another_pipeline_is_refused() {
         count(&c, "fills").await,
         before,
         "nothing of the second pipeline was written"
+    );
+}
+
+async fn five_events(c: &Client) {
+    for k in 0..5 {
+        audit(c, "test_event", &serde_json::json!({"k": k, "note": "é ✓"}))
+            .await
+            .expect("insert");
+    }
+}
+
+fn fdp_audit_verify(url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(["audit", "verify", "--database-url", url])
+        .output()
+        .expect("fdp runs")
+}
+
+/// The audit log is a hash chain recomputed outside the database: an edited row and a deleted row
+/// are found (even with the append-only triggers disabled to do it), at their place.
+#[tokio::test]
+async fn the_audit_chain_finds_an_edited_or_deleted_row() {
+    for (tamper, want) in [
+        (
+            "UPDATE audit_log SET data = '{\"k\": 99}' WHERE seq = 3",
+            "broken at seq 3",
+        ),
+        (
+            "DELETE FROM audit_log WHERE seq = 4",
+            "seq is 5 where 4 was expected",
+        ),
+    ] {
+        let (db, mut c) = TestDb::new().await;
+        migrate(&mut c).await.expect("migrate");
+        five_events(&c).await;
+        let check = findashpro::sinks::postgres::verify_audit(&c)
+            .await
+            .expect("verify");
+        assert_eq!((check.rows, check.broken.clone()), (5, None), "{check:?}");
+        let o = fdp_audit_verify(&db.url);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("audit log intact: 5 rows, head seq 5")
+        );
+        // A superuser disables the guard, tampers, and re-enables it.
+        c.batch_execute(&format!(
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete; {tamper}; \
+             ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete"
+        ))
+        .await
+        .expect("tampered");
+        let o = fdp_audit_verify(&db.url);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{tamper}: {err}");
+        assert!(err.contains(want), "{tamper}: {err}");
+    }
+}
+
+/// Runs write as `fdp_writer`: it may append to the audit log and nothing more — no update, no
+/// disabled trigger, no replica mode — and a dropped trigger is reported by `fdp migrate`.
+#[tokio::test]
+async fn the_writer_role_can_only_append_and_migrate_notices_a_dropped_trigger() {
+    let (_db, mut c) = TestDb::new().await;
+    migrate(&mut c).await.expect("migrate");
+    findashpro::sinks::postgres::as_writer(&c)
+        .await
+        .expect("writer");
+    audit(&c, "as_writer", &serde_json::json!({}))
+        .await
+        .expect("append");
+    for sql in [
+        "UPDATE audit_log SET event_type = 'x'",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete",
+        "SET session_replication_role = replica",
+        "DROP TRIGGER audit_log_chain ON audit_log",
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        let text = findashpro::sinks::postgres::DbError::from(e).to_string();
+        assert!(
+            text.contains("permission denied") || text.contains("must be owner"),
+            "{sql}: {text}"
+        );
+    }
+    c.batch_execute("RESET ROLE; DROP TRIGGER audit_log_chain ON audit_log")
+        .await
+        .expect("a superuser can");
+    let e = migrate(&mut c).await.expect_err("noticed");
+    assert!(
+        e.to_string().contains("trigger audit_log_chain is missing"),
+        "{e}"
     );
 }
