@@ -513,7 +513,11 @@ fn read_csv(
                     format!(
                         "{}: time `{}` not understood",
                         place(),
-                        get(c.date, r).or(get(c.unix, r)).unwrap_or("")
+                        match (get(c.date, r), get(c.time, r)) {
+                            (Some(d), Some(t)) if !t.is_empty() => format!("{d} {t}"),
+                            (Some(d), _) => d.to_string(),
+                            (None, _) => get(c.unix, r).unwrap_or("").to_string(),
+                        }
                     ),
                     None,
                 ));
@@ -777,6 +781,19 @@ mod tests {
         assert!(rejects.is_empty(), "{rejects:?}");
         assert_eq!(out.ts, vec![parse_time("2006-01-02 09:01:00").unwrap()]);
         assert_eq!(out.close, vec![3602.5]);
+        // A bad minute is reported with its time part.
+        let p = write(
+            dir.path(),
+            "m2.txt",
+            "Date,Open,High,Low,Close,Volume,OpenInterest\n2006-01-02,09:61:00,1,1,1,1,10,0\n",
+        );
+        read_csv(&p, FileFormat::Backtrader, "m", 0, &mut out, &mut rejects).unwrap();
+        assert!(
+            rejects[0]
+                .detail
+                .ends_with("m2.txt:2: time `2006-01-02 09:61:00` not understood"),
+            "{rejects:?}"
+        );
     }
 
     #[test]

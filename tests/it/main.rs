@@ -6,6 +6,7 @@ mod determinism;
 mod exposure;
 mod feature_cache;
 mod fundamentals;
+mod fuzz;
 mod golden_features;
 mod lookahead;
 mod ml;
