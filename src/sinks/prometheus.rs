@@ -1,14 +1,14 @@
 //! Live metrics of a streaming run in the Prometheus text format (version 0.0.4), served on
-//! `GET /metrics` by a small HTTP/1.1 listener on its own thread.
+//! `GET /metrics` by axum on hyper (timeouts, size and connection limits) on a thread of its own.
 //!
 //! Lock-free counters shared by every worker thread; the latency histogram counts, per bar, the
 //! time from the XADD that brought it (the stream id's milliseconds) to the acknowledgement that
 //! follows the PostgreSQL commit of its decisions.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
 pub const BUCKETS: [f64; 14] = [
@@ -152,50 +152,91 @@ impl StreamMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread; returns the bound address (port 0
-/// picks a free one).
+/// How long a client may take to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last in all.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a request may send before the connection is closed (a request line and headers).
+pub const MAX_REQUEST: usize = 16 * 1024;
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Serves `GET /metrics` on `addr` (axum on hyper, on a thread and runtime of its own); returns
+/// the bound address (port 0 picks a free one).
+///
+/// Every connection is a task of its own, so an idle socket blocks no scrape; a client gets
+/// [`HEADER_TIMEOUT`] to send its headers, at most [`MAX_REQUEST`] bytes of them, and
+/// [`CONNECTION_TIMEOUT`] in all; past [`MAX_CONNECTIONS`] new connections are closed.
 ///
 /// # Errors
 /// The address cannot be bound.
 pub fn serve(addr: &str, metrics: Arc<StreamMetrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = metrics.render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
     std::thread::Builder::new()
         .name("fdp-metrics".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut line = String::new();
-                let mut reader = BufReader::new(match conn.try_clone() {
-                    Ok(c) => c,
-                    Err(_) => continue,
-                });
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                // Drain the request headers.
-                let mut h = String::new();
-                while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
-                    h.clear();
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("");
-                let (status, body, kind) = if path == "/metrics" {
-                    ("200 OK", metrics.render(), "text/plain; version=0.0.4")
-                } else {
-                    ("404 Not Found", "not found\n".to_string(), "text/plain")
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "metrics endpoint cannot listen");
+                        return;
+                    }
                 };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
+                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+                loop {
+                    let stream = match listener.accept().await {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        continue;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    tokio::spawn(async move {
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .max_buf_size(MAX_REQUEST)
+                            .keep_alive(false)
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+                        drop(slot);
+                    });
+                }
+            });
         })?;
     Ok(local)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
@@ -209,6 +250,44 @@ mod tests {
         assert!(text.contains("fdp_xadd_to_commit_seconds_bucket{le=\"0.001\"} 90"));
         assert!(text.contains("fdp_xadd_to_commit_seconds_bucket{le=\"0.05\"} 100"));
         assert!(text.contains("fdp_xadd_to_commit_seconds_count 100"));
+    }
+
+    #[test]
+    fn an_idle_socket_or_an_endless_line_blocks_no_scrape() {
+        use std::io::Read;
+        let m = StreamMetrics::shared();
+        let addr = serve("127.0.0.1:0", Arc::clone(&m)).unwrap();
+        let scrape = || {
+            let started = std::time::Instant::now();
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            assert!(body.contains("fdp_messages_total"), "{body}");
+            started.elapsed()
+        };
+        // Idle sockets that never send a byte.
+        let idle: Vec<_> = (0..8)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        assert!(scrape() < Duration::from_secs(2));
+        // A request line without end: the server closes the connection past its limit instead
+        // of buffering 64 MB.
+        let mut endless = std::net::TcpStream::connect(addr).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0usize;
+        let closed = loop {
+            match endless.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break true,
+            }
+            if sent >= 64 << 20 {
+                break false;
+            }
+        };
+        assert!(closed, "the server read {sent} bytes of one request line");
+        assert!(scrape() < Duration::from_secs(2));
+        drop(idle);
     }
 
     #[test]
