@@ -118,6 +118,9 @@ enum Command {
         /// before it is dead-lettered instead of moving the stream's floor.
         #[arg(long, default_value_t = 86_400)]
         max_ahead: i64,
+        /// PostgreSQL connections the workers share (1–100; the run holds one more for its lease).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+        db_connections: u16,
         /// Failures after which a message goes to the dead-letter stream.
         #[arg(long, default_value_t = 3)]
         max_failures: u64,
@@ -624,6 +627,7 @@ fn main() -> Result<()> {
             idle_shutdown,
             item_timeout,
             max_ahead,
+            db_connections,
             max_failures,
             claim_idle,
             stop_grace,
@@ -642,6 +646,7 @@ fn main() -> Result<()> {
             o.item_timeout = std::time::Duration::from_secs_f64(item_timeout);
             o.max_failures = max_failures;
             o.max_ahead = max_ahead;
+            o.db_connections = usize::from(db_connections);
             o.claim_idle = std::time::Duration::from_secs_f64(claim_idle);
             o.stop_file = Some(data_dir.join("STOP"));
             on_signals(

@@ -60,6 +60,9 @@ pub struct StreamOptions {
     pub claim_idle: Duration,
     /// Longest a work item may take to load.
     pub item_timeout: Duration,
+    /// PostgreSQL connections the workers share (at most; fewer when fewer workers run). The run
+    /// holds two more: its lease, and the model store's for ML pipelines.
+    pub db_connections: usize,
     /// How far (seconds) a message's time may run ahead of its producer's clock (the stream
     /// id's time) before it is dead-lettered instead of moving the floor.
     pub max_ahead: i64,
@@ -90,6 +93,7 @@ impl StreamOptions {
             claim_idle: Duration::from_secs(60),
             item_timeout: Duration::from_secs(120),
             max_ahead: 86_400,
+            db_connections: 10,
             max_failures: 3,
             idle_shutdown: None,
             stop_file: None,
@@ -131,29 +135,21 @@ struct Pg {
     url: String,
     client: Option<tokio_postgres::Client>,
     patience: Duration,
-    relaxed: bool,
     /// Works as `fdp_writer` (every connection but the one that migrates).
     writer: bool,
 }
 
 impl Pg {
     fn open(url: &str) -> Result<Pg, StreamRunError> {
-        Pg::open_with(url, false, true)
+        Pg::open_with(url, true)
     }
 
     /// A connection as the URL's own user: only to migrate.
     fn open_admin(url: &str) -> Result<Pg, StreamRunError> {
-        Pg::open_with(url, false, false)
+        Pg::open_with(url, false)
     }
 
-    /// A connection whose commits do not wait for the WAL flush. Used only to record bars: their
-    /// WAL records precede the synchronous commit that later covers their time, whose flush makes
-    /// them durable too, so nothing is acknowledged on the strength of an unflushed write.
-    fn open_relaxed(url: &str) -> Result<Pg, StreamRunError> {
-        Pg::open_with(url, true, true)
-    }
-
-    fn open_with(url: &str, relaxed: bool, writer: bool) -> Result<Pg, StreamRunError> {
+    fn open_with(url: &str, writer: bool) -> Result<Pg, StreamRunError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -163,7 +159,6 @@ impl Pg {
             url: url.into(),
             client: None,
             patience: Duration::from_secs(60),
-            relaxed,
             writer,
         };
         pg.client()?;
@@ -175,10 +170,6 @@ impl Pg {
             let c = self.rt.block_on(postgres::connect(&self.url))?;
             if self.writer {
                 self.rt.block_on(postgres::as_writer(&c))?;
-            }
-            if self.relaxed {
-                self.rt
-                    .block_on(c.batch_execute("SET synchronous_commit = off"))?;
             }
             self.client = Some(c);
         }
@@ -334,6 +325,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let stopping = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let freeze = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
+    let pool = PgPool::open(&opts.database_url, opts.db_connections.min(workers))?;
     let opts2 = opts.clone();
     let guards = timely::execute(opts.cluster.config(), move |worker| {
         let ctx = WorkerCtx {
@@ -349,6 +341,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
             history: Arc::clone(&history),
             epoch,
             failed: Arc::clone(&failed),
+            pool: Arc::clone(&pool),
         };
         let r = ctx.work(worker).map_err(|e| e.to_string());
         if r.is_err() {
@@ -390,6 +383,8 @@ struct WorkerCtx {
     epoch: i64,
     /// Set when a worker of this process failed: the others give up at once.
     failed: Arc<AtomicBool>,
+    /// The process's PostgreSQL connections.
+    pool: Arc<PgPool>,
 }
 
 /// The run id's lease: a connection of its own holding the advisory lock while the run lives
@@ -455,13 +450,50 @@ impl History {
     }
 }
 
+/// The process's PostgreSQL connections for its workers: at most `--db-connections` however many
+/// workers run (`-w 20` used to open 40); worker `i` uses connection `i % n`, one worker at a time.
+/// Each connection drives its own runtime only while a worker holds it, as a worker's own did.
+struct PgPool {
+    slots: Vec<std::sync::Mutex<Pg>>,
+}
+
+impl PgPool {
+    fn open(url: &str, size: usize) -> Result<Arc<PgPool>, StreamRunError> {
+        let slots = (0..size.max(1))
+            .map(|_| Pg::open(url).map(std::sync::Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(PgPool { slots }))
+    }
+}
+
+/// A worker's handle on its connection of the pool.
+struct PgSlot {
+    pool: Arc<PgPool>,
+    slot: usize,
+}
+
+impl PgSlot {
+    /// [`Pg::retry`] on this worker's connection, holding it for the call.
+    fn retry<T>(
+        &mut self,
+        what: &str,
+        f: impl FnMut(&tokio::runtime::Runtime, &mut tokio_postgres::Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let slots = &self.pool.slots;
+        let mut pg = slots[self.slot % slots.len()]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pg.retry(what, f)
+    }
+}
+
 /// What a worker holds while it runs.
 struct Feed {
     keys: Keys,
     consumer: String,
     redis: Conn,
-    pg: Pg,
-    bars_pg: Pg,
+    /// This worker's connection of the process's pool.
+    db: PgSlot,
     in_flight: Vec<InFlight>,
     committed: EventTime,
     /// Work items that failed and wait for a retry (idle shutdown waits for them).
@@ -489,7 +521,6 @@ impl WorkerCtx {
         let o = &self.opts;
         let tickers: &Tickers = &self.spec.tickers;
         let keys = Keys::new(&o.prefix);
-        let pg = Pg::open(&o.database_url)?;
         let start_committed = self.history.committed;
         let mut feed = Feed {
             consumer: consumer_name(
@@ -499,8 +530,10 @@ impl WorkerCtx {
             ),
             redis: Conn::open(&o.redis_url)?,
             keys,
-            pg,
-            bars_pg: Pg::open_relaxed(&o.database_url)?,
+            db: PgSlot {
+                pool: Arc::clone(&self.pool),
+                slot: index,
+            },
             in_flight: Vec::new(),
             committed: start_committed,
             retrying: HashSet::new(),
@@ -960,7 +993,7 @@ impl WorkerCtx {
         }
         if !stored.is_empty() {
             let run_id = o.run_id.clone();
-            feed.bars_pg.retry("record bars", |rt, c| {
+            feed.db.retry("record bars", |rt, c| {
                 rt.block_on(postgres::write_bars(c, &run_id, &stored))
             })?;
             m.bars.fetch_add(stored.len() as u64, Ordering::Relaxed);
@@ -1023,7 +1056,7 @@ impl WorkerCtx {
             "consumer": feed.consumer,
             "fields": crate::sources::redis_stream::bounded(&fields),
         });
-        feed.pg.retry("audit", |rt, c| {
+        feed.db.retry("audit", |rt, c| {
             rt.block_on(postgres::audit(c, "dead_letter", &data))
         })?;
         Ok(())
@@ -1040,7 +1073,7 @@ impl WorkerCtx {
         let run_id = o.run_id.clone();
         let tickers = Arc::clone(&self.spec.tickers);
         let took = Instant::now();
-        let w = feed.pg.retry("commit", |rt, c| {
+        let w = feed.db.retry("commit", |rt, c| {
             rt.block_on(postgres::commit_step(
                 c, &run_id, &tickers, ledger, quarantine, through, self.epoch,
             ))

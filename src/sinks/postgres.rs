@@ -567,12 +567,21 @@ pub struct StoredBar {
 ///
 /// # Errors
 /// A failing insert.
-pub async fn write_bars(client: &Client, run_id: &str, bars: &[StoredBar]) -> Result<u64, DbError> {
+pub async fn write_bars(
+    client: &mut Client,
+    run_id: &str,
+    bars: &[StoredBar],
+) -> Result<u64, DbError> {
     if bars.is_empty() {
         return Ok(0);
     }
     let col = |f: fn(&crate::bar::Bar) -> f64| bars.iter().map(|b| f(&b.bar)).collect::<Vec<_>>();
-    Ok(client
+    // This commit need not wait for the WAL flush: the synchronous commit that later covers these
+    // bars' time flushes them too, and nothing is acknowledged before it.
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    let n = tx
         .execute(
             "INSERT INTO bars (run_id, ticker, time, open, high, low, close, volume, stream_id) \
              SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[]) \
@@ -589,7 +598,9 @@ pub async fn write_bars(client: &Client, run_id: &str, bars: &[StoredBar]) -> Re
                 &bars.iter().map(|b| b.stream_id.clone()).collect::<Vec<_>>(),
             ],
         )
-        .await?)
+        .await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// The bars of `run_id` at or before `through`, by time then ticker (ticker ids from `tickers`;

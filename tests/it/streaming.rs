@@ -1074,9 +1074,18 @@ fn a_work_item_that_hangs_past_the_item_timeout_is_dead_lettered() {
         env.scalar("SELECT count(*) FROM bars WHERE run_id = 'stream' AND ticker = 'AAPL'") > 100
     );
     assert_eq!(env.pending(), 0);
-    // Let the hung loader threads go: open the FIFO's write end, then close it.
-    for _ in 0..2 {
-        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    // Let the hung loader threads go: open the FIFO's write end (without blocking when no reader
+    // is left: O_NONBLOCK fails instead), then close it; the readers see the end of the file.
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..4 {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000)
+            .open(&fifo);
+        if opened.is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1273,5 +1282,32 @@ fn a_huge_malformed_message_is_kept_bounded() {
         "SELECT max(length(data::text))::int8 FROM audit_log WHERE event_type = 'dead_letter'",
     );
     assert!(audit < 12_000, "{audit} bytes in the audit log");
+    assert_eq!(env.pending(), 0);
+}
+
+/// Twenty workers share the process's pool of PostgreSQL connections (`--db-connections`, 10 by
+/// default, plus one for the lease) instead of opening two each — and decide as the backtest.
+#[test]
+fn twenty_workers_share_a_bounded_pool_of_connections() {
+    let mut env = Env::new("pool");
+    let p = test_pipeline();
+    env.backtest(&p);
+    let path = write_pipeline(&env);
+    stream::feed(&p, &env.redis_url, &env.prefix, 100_000, None).expect("feed");
+    let mut c = fdp_run_on(&env, &path, 20, &["--idle-shutdown", "2"]);
+    let count = "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut most = 0;
+    let status = loop {
+        most = most.max(env.scalar(count));
+        if let Some(s) = c.try_wait().expect("wait") {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(most >= 2, "the run was seen connected ({most})");
+    assert!(most <= 11, "{most} connections for 20 workers");
+    env.assert_same_as_backtest();
     assert_eq!(env.pending(), 0);
 }
