@@ -140,6 +140,18 @@ fn the_tolerance_has_no_floor_for_small_values_and_zero_is_exact() {
     ));
 }
 
+/// Asserts the standard set over `data` agrees with TA-Lib's `golden`, listing every column that
+/// does not.
+fn assert_agrees(data: &str, golden: &str) {
+    let f = standard_set_against(data, golden);
+    assert!(
+        f.is_empty(),
+        "{} columns differ:\n{}",
+        f.len(),
+        f.join("\n")
+    );
+}
+
 /// The standard set over one real bar file (read by the same reader as `fdp features`, in time
 /// order) against TA-Lib's outputs for it (`scripts/make_talib_golden.py`): every failing column
 /// with its first differing row.
@@ -192,57 +204,33 @@ fn standard_set_against(data: &str, golden: &str) -> Vec<String> {
 
 #[test]
 fn equities_in_the_hundreds_goog_daily_match_talib_to_1e9_relative() {
-    let f = standard_set_against(
+    assert_agrees(
         "data/reference/GOOG.csv",
         "tests/fixtures/golden/goog_daily_talib.csv",
-    );
-    assert!(
-        f.is_empty(),
-        "{} columns differ:\n{}",
-        f.len(),
-        f.join("\n")
     );
 }
 
 #[test]
 fn fx_near_one_eurusd_hourly_matches_talib_to_1e9_relative() {
-    let f = standard_set_against(
+    assert_agrees(
         "data/reference/EURUSD.csv",
         "tests/fixtures/golden/eurusd_talib.csv",
-    );
-    assert!(
-        f.is_empty(),
-        "{} columns differ:\n{}",
-        f.len(),
-        f.join("\n")
     );
 }
 
 #[test]
 fn crypto_in_the_tens_of_thousands_btcusdt_hourly_matches_talib_to_1e9_relative() {
-    let f = standard_set_against(
+    assert_agrees(
         "data/reference/BTCUSDT_Binance_futures_data_hour.csv",
         "tests/fixtures/golden/btcusdt_binance_futures_data_hour_talib.csv",
-    );
-    assert!(
-        f.is_empty(),
-        "{} columns differ:\n{}",
-        f.len(),
-        f.join("\n")
     );
 }
 
 #[test]
 fn crypto_quoted_in_bitcoin_etcbtc_near_2e_4_matches_talib_to_1e9_relative() {
-    let f = standard_set_against(
+    assert_agrees(
         "data/reference/Binance_ETCBTC_d.csv",
         "tests/fixtures/golden/binance_etcbtc_d_talib.csv",
-    );
-    assert!(
-        f.is_empty(),
-        "{} columns differ:\n{}",
-        f.len(),
-        f.join("\n")
     );
 }
 

@@ -84,6 +84,23 @@ async fn writing_a_run_twice_doubles_nothing() {
     assert!(y2016 > 0);
 }
 
+/// `fdp backtest PIPELINE --run-id ID --out DIR --database-url URL` from the repository root.
+fn fdp_backtest_into(
+    url: &str,
+    out: &std::path::Path,
+    pipeline: &str,
+    run_id: &str,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(["backtest", pipeline, "--run-id", run_id])
+        .arg("--out")
+        .arg(out)
+        .args(["--database-url", url])
+        .current_dir(crate::common::root())
+        .output()
+        .expect("fdp runs")
+}
+
 /// `fdp backtest --database-url`: the run's rows land in PostgreSQL with one audit event, and a
 /// second write of the same run adds nothing.
 #[tokio::test]
@@ -91,19 +108,12 @@ async fn backtest_with_a_database_url_writes_its_rows_and_an_audit_event() {
     let (db, c) = TestDb::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |id: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
-            .args([
-                "backtest",
-                "pipelines/reference_sma_cross.toml",
-                "--run-id",
-                id,
-            ])
-            .arg("--out")
-            .arg(dir.path())
-            .args(["--database-url", &db.url])
-            .current_dir(crate::common::root())
-            .output()
-            .expect("fdp runs")
+        fdp_backtest_into(
+            &db.url,
+            dir.path(),
+            "pipelines/reference_sma_cross.toml",
+            id,
+        )
     };
     let o = run("ref");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -169,16 +179,7 @@ fn a_tripped_kill_switch_refuses_every_entry() {
 async fn a_run_id_of_another_pipeline_is_refused() {
     let (db, c) = TestDb::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = |pipeline: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
-            .args(["backtest", pipeline, "--run-id", "shared-id"])
-            .arg("--out")
-            .arg(dir.path())
-            .args(["--database-url", &db.url])
-            .current_dir(crate::common::root())
-            .output()
-            .expect("fdp runs")
-    };
+    let run = |pipeline: &str| fdp_backtest_into(&db.url, dir.path(), pipeline, "shared-id");
     assert!(run("pipelines/reference_sma_cross.toml").status.success());
     let before = count(&c, "fills").await;
     let o = run("pipelines/sample.toml");

@@ -61,6 +61,19 @@ const COMPARED: [(&str, &str); 4] = [
     ("positions", "ticker, time, quantity, entry_price"),
 ];
 
+/// The `error` field of each dead letter.
+fn dead_errors(dead: &[findashpro::sources::redis_stream::Entry]) -> Vec<String> {
+    dead.iter()
+        .map(|e| {
+            e.map()
+                .get("error")
+                .copied()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
 /// A database, a key prefix, and a runtime to query with.
 struct Env {
     db: TestDb,
@@ -328,16 +341,7 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
     o.batch = 1;
     assert_eq!(stream::run(&p, &o).expect("run goes on"), Ending::Idle);
     let dead = r.range(&keys.dead_letter()).expect("dead letters");
-    let errors: Vec<String> = dead
-        .iter()
-        .map(|e| {
-            e.map()
-                .get("error")
-                .copied()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let errors = dead_errors(&dead);
     assert_eq!(dead.len(), 6, "{errors:#?}");
     for want in [
         "ticker \"../../etc\" has '/'",
@@ -1147,16 +1151,7 @@ fn poison_times_are_dead_lettered_and_do_not_freeze_the_stream() {
     let o = env.opts("stream", 2);
     assert_eq!(stream::run(&p, &o).expect("run"), Ending::Idle);
     let dead = r.range(&keys.dead_letter()).expect("dead letters");
-    let errors: Vec<String> = dead
-        .iter()
-        .map(|e| {
-            e.map()
-                .get("error")
-                .copied()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let errors = dead_errors(&dead);
     assert_eq!(dead.len(), 4, "{errors:#?}");
     assert!(
         errors
