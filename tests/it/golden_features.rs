@@ -253,3 +253,80 @@ fn reset_then_replay_gives_the_same_values() {
     set.reset();
     assert_eq!(first, run(&mut set, &mut out));
 }
+
+/// After a huge value (a 1e20 bar that got past the gate) has left every window, each windowed
+/// feature equals what it is without it: the running sums are re-anchored exactly. (Features with
+/// infinite memory — EMAs, Wilder's averages, OBV, AD, SAR, KAMA — cannot forget and are not
+/// listed.)
+#[test]
+fn windowed_features_forget_a_huge_value_once_it_left_the_window() {
+    const WINDOWED: [&str; 34] = [
+        "SMA_20",
+        "WMA_20",
+        "TRIMA_30",
+        "BBANDS_20_2_upper",
+        "BBANDS_20_2_middle",
+        "BBANDS_20_2_lower",
+        "MIDPOINT_14",
+        "MIDPRICE_14",
+        "STOCH_5_3_3_slowk",
+        "STOCH_5_3_3_slowd",
+        "STOCHF_5_3_fastk",
+        "STOCHF_5_3_fastd",
+        "WILLR_14",
+        "CCI_14",
+        "MFI_14",
+        "ROC_10",
+        "ROCP_10",
+        "MOM_10",
+        "PPO_12_26_SMA",
+        "APO_12_26_SMA",
+        "ULTOSC_7_14_28",
+        "AROON_14_down",
+        "AROON_14_up",
+        "AROONOSC_14",
+        "BOP",
+        "TRANGE",
+        "STDDEV_5_1",
+        "STDDEV_20_1",
+        "VAR_5_1",
+        "LINEARREG_14",
+        "LINEARREG_SLOPE_14",
+        "CORREL_HL_30",
+        "BETA_HL_5",
+        "LOGRET_1",
+    ];
+    let specs = findashpro::operators::indicators::talib_standard();
+    let names: Vec<String> = specs.iter().flat_map(FeatureSpec::output_names).collect();
+    let bars = goog();
+    let run = |spike: bool| {
+        let mut set = FeatureSet::new(&specs);
+        let mut out = vec![0.0; set.width()];
+        for (i, b) in bars[..400].iter().enumerate() {
+            let bar = if spike && i == 100 {
+                Ohlcv {
+                    open: 1e20,
+                    high: 1e20,
+                    low: 1e20,
+                    close: 1e20,
+                    volume: b.volume,
+                }
+            } else {
+                *b
+            };
+            set.update(&bar, &mut out);
+        }
+        out
+    };
+    let (with, without) = (run(true), run(false));
+    let close = bars[399].close;
+    for name in WINDOWED {
+        let j = names.iter().position(|n| n == name).expect("column");
+        assert!(
+            agrees(with[j], without[j], scale(name, close, 0.0)),
+            "{name}: {} with the spike 300 bars earlier, {} without",
+            with[j],
+            without[j]
+        );
+    }
+}

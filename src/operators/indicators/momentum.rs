@@ -354,6 +354,7 @@ pub struct Mfi {
     neg: Ring,
     pos_sum: f64,
     neg_sum: f64,
+    since: usize,
 }
 
 impl Mfi {
@@ -367,6 +368,7 @@ impl Mfi {
             neg: Ring::new(n),
             pos_sum: 0.0,
             neg_sum: 0.0,
+            since: 0,
         }
     }
 
@@ -390,6 +392,13 @@ impl Mfi {
         self.neg.push(q);
         self.pos_sum += p;
         self.neg_sum += q;
+        self.since += 1;
+        if self.since == self.n {
+            // Re-anchored once a window (see `Sma::update`).
+            self.since = 0;
+            self.pos_sum = (0..self.pos.len()).map(|lag| self.pos.ago(lag)).sum();
+            self.neg_sum = (0..self.neg.len()).map(|lag| self.neg.ago(lag)).sum();
+        }
         if self.pos.len() < self.n {
             return None;
         }
@@ -538,6 +547,13 @@ impl UltOsc {
             if s + 1 >= n {
                 // The window's oldest value leaves before the next bar.
                 *sum = sub2(*sum, self.ring[(s + 1 - n) & mask]);
+            }
+        }
+        if (s + 1) % self.periods[2] == 0 {
+            // Re-anchored once the longest window: each sum is summed afresh over the values it
+            // will keep (a huge bar that left no longer holds the others' digits).
+            for (sum, &n) in self.sums.iter_mut().zip(&self.periods) {
+                *sum = (0..n - 1).fold([0.0; 2], |acc, lag| add2(acc, self.ring[(s - lag) & mask]));
             }
         }
         if s + 1 < self.periods[2] {

@@ -262,6 +262,7 @@ pub struct Beta {
     xs: Ring,
     ys: Ring,
     s: [f64; 4],
+    since: usize,
 }
 
 impl Beta {
@@ -274,6 +275,7 @@ impl Beta {
             xs: Ring::new(n),
             ys: Ring::new(n),
             s: [0.0; 4],
+            since: 0,
         }
     }
 
@@ -294,6 +296,19 @@ impl Beta {
         sxy += x * y;
         sx += x;
         sy += y;
+        self.since += 1;
+        if self.since == self.n {
+            // Re-anchored once a window (see `Sma::update`).
+            self.since = 0;
+            [sxx, sxy, sx, sy] = [0.0; 4];
+            for lag in (0..self.xs.len()).rev() {
+                let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
+                sxx += x * x;
+                sxy += x * y;
+                sx += x;
+                sy += y;
+            }
+        }
         let (Some(tx), Some(ty)) = (self.xs.oldest(), self.ys.oldest()) else {
             self.s = [sxx, sxy, sx, sy];
             return None;
