@@ -549,7 +549,7 @@ impl UltOsc {
                 *sum = sub2(*sum, self.ring[(s + 1 - n) & mask]);
             }
         }
-        if (s + 1) % self.periods[2] == 0 {
+        if (s + 1).is_multiple_of(self.periods[2]) {
             // Re-anchored once the longest window: each sum is summed afresh over the values it
             // will keep (a huge bar that left no longer holds the others' digits).
             for (sum, &n) in self.sums.iter_mut().zip(&self.periods) {
