@@ -52,11 +52,7 @@ impl Bbands {
         self.total2 += sq;
         self.since += 1;
         if self.since == self.period {
-            self.since = 0;
-            self.total2 = (0..self.squares.len())
-                .rev()
-                .map(|lag| self.squares.ago(lag))
-                .sum();
+            self.reanchor();
         }
         let middle = middle?;
         let oldest = self.squares.oldest()?;
@@ -75,6 +71,17 @@ impl Bbands {
             middle,
             lower: middle - dev,
         })
+    }
+
+    /// Sums the squares afresh once a window (see `Sma::reanchor`).
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) {
+        self.since = 0;
+        self.total2 = (0..self.squares.len())
+            .rev()
+            .map(|lag| self.squares.ago(lag))
+            .sum();
     }
 
     /// Back to empty.

@@ -394,10 +394,7 @@ impl Mfi {
         self.neg_sum += q;
         self.since += 1;
         if self.since == self.n {
-            // Re-anchored once a window (see `Sma::update`).
-            self.since = 0;
-            self.pos_sum = (0..self.pos.len()).map(|lag| self.pos.ago(lag)).sum();
-            self.neg_sum = (0..self.neg.len()).map(|lag| self.neg.ago(lag)).sum();
+            self.reanchor();
         }
         if self.pos.len() < self.n {
             return None;
@@ -408,6 +405,15 @@ impl Mfi {
         } else {
             100.0 * (self.pos_sum / total)
         })
+    }
+
+    /// Sums the flows afresh once a window (see `Sma::reanchor`).
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) {
+        self.since = 0;
+        self.pos_sum = (0..self.pos.len()).map(|lag| self.pos.ago(lag)).sum();
+        self.neg_sum = (0..self.neg.len()).map(|lag| self.neg.ago(lag)).sum();
     }
 
     /// Back to empty.
@@ -550,11 +556,7 @@ impl UltOsc {
             }
         }
         if (s + 1).is_multiple_of(self.periods[2]) {
-            // Re-anchored once the longest window: each sum is summed afresh over the values it
-            // will keep (a huge bar that left no longer holds the others' digits).
-            for (sum, &n) in self.sums.iter_mut().zip(&self.periods) {
-                *sum = (0..n - 1).fold([0.0; 2], |acc, lag| add2(acc, self.ring[(s - lag) & mask]));
-            }
+            self.reanchor(s);
         }
         if s + 1 < self.periods[2] {
             return None;
@@ -573,6 +575,17 @@ impl UltOsc {
             out += a3 / b3;
         }
         Some(out * (100.0 / 7.0))
+    }
+
+    /// Sums each window afresh once the longest window (see `Sma::reanchor`), over the values it
+    /// will keep after bar `s`.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self, s: usize) {
+        let mask = self.ring.len() - 1;
+        for (sum, &n) in self.sums.iter_mut().zip(&self.periods) {
+            *sum = (0..n - 1).fold([0.0; 2], |acc, lag| add2(acc, self.ring[(s - lag) & mask]));
+        }
     }
 
     /// Back to empty.

@@ -48,20 +48,26 @@ impl Wma {
         self.trailing = self.ring.oldest().unwrap_or(0.0);
         self.since += 1;
         if self.since == self.n {
-            // Re-anchored once a window (see `Sma::update`): a value that left the window can no
-            // longer have taken the others' digits with it.
-            self.since = 0;
-            let (mut sub, mut sum) = (0.0, 0.0);
-            for lag in (0..self.n).rev() {
-                let v = self.ring.ago(lag);
-                sub += v;
-                sum += (self.n - lag) as f64 * v;
-            }
-            (self.sub, self.sum) = (sub, sum);
+            self.reanchor();
         }
         let out = self.sum * self.inv;
         self.sum -= self.sub;
         Some(out)
+    }
+
+    /// Sums the window afresh once a window (see `Sma::reanchor`): a value that left the window
+    /// can no longer have taken the others' digits with it.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) {
+        self.since = 0;
+        let (mut sub, mut sum) = (0.0, 0.0);
+        for lag in (0..self.n).rev() {
+            let v = self.ring.ago(lag);
+            sub += v;
+            sum += (self.n - lag) as f64 * v;
+        }
+        (self.sub, self.sum) = (sub, sum);
     }
 
     /// Back to empty.

@@ -37,19 +37,26 @@ impl Sma {
         self.total += x;
         self.since += 1;
         if self.since == self.period {
-            // Re-anchored once a window: a huge value (a bad 1e20 tick) that entered the running
-            // total took the small values' digits with it; summed afresh, the average is exact
-            // again as soon as that value has left the window.
-            self.since = 0;
-            self.total = (0..self.ring.len())
-                .rev()
-                .map(|lag| self.ring.ago(lag))
-                .sum();
+            self.reanchor();
         }
         let oldest = self.ring.oldest()?;
         let out = self.total * self.inv;
         self.total -= oldest;
         Some(out)
+    }
+
+    /// Sums the window afresh, once a window: a huge value (a bad 1e20 tick) that entered the
+    /// running total took the small values' digits with it; summed afresh, the average is exact
+    /// again as soon as that value has left the window. Out of line: the per-bar path keeps one
+    /// compare.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) {
+        self.since = 0;
+        self.total = (0..self.ring.len())
+            .rev()
+            .map(|lag| self.ring.ago(lag))
+            .sum();
     }
 
     /// Back to empty.

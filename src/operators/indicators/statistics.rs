@@ -298,16 +298,7 @@ impl Beta {
         sy += y;
         self.since += 1;
         if self.since == self.n {
-            // Re-anchored once a window (see `Sma::update`).
-            self.since = 0;
-            [sxx, sxy, sx, sy] = [0.0; 4];
-            for lag in (0..self.xs.len()).rev() {
-                let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
-                sxx += x * x;
-                sxy += x * y;
-                sx += x;
-                sy += y;
-            }
+            [sxx, sxy, sx, sy] = self.reanchor();
         }
         let (Some(tx), Some(ty)) = (self.xs.oldest(), self.ys.oldest()) else {
             self.s = [sxx, sxy, sx, sy];
@@ -322,6 +313,19 @@ impl Beta {
         };
         self.s = [sxx - tx * tx, sxy - tx * ty, sx - tx, sy - ty];
         Some(out)
+    }
+
+    /// The sums of the window afresh, once a window (see `Sma::reanchor`).
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) -> [f64; 4] {
+        self.since = 0;
+        let mut s = [0.0; 4];
+        for lag in (0..self.xs.len()).rev() {
+            let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
+            s = [s[0] + x * x, s[1] + x * y, s[2] + x, s[3] + y];
+        }
+        s
     }
 
     /// Back to empty.
