@@ -24,8 +24,6 @@ pub struct Bbands {
     sma: Sma,
     squares: Ring,
     total2: f64,
-    /// Values since `total2` was last summed afresh (see `Sma::update`).
-    since: usize,
 }
 
 impl Bbands {
@@ -39,7 +37,6 @@ impl Bbands {
             sma: Sma::new(period),
             squares: Ring::new(period),
             total2: 0.0,
-            since: 0,
         }
     }
 
@@ -50,8 +47,7 @@ impl Bbands {
         let sq = x * x;
         self.squares.push(sq);
         self.total2 += sq;
-        self.since += 1;
-        if self.since == self.period {
+        if self.squares.wrapped() {
             self.reanchor();
         }
         let middle = middle?;
@@ -77,7 +73,6 @@ impl Bbands {
     #[cold]
     #[inline(never)]
     fn reanchor(&mut self) {
-        self.since = 0;
         self.total2 = (0..self.squares.len())
             .rev()
             .map(|lag| self.squares.ago(lag))
@@ -89,7 +84,6 @@ impl Bbands {
         self.sma.reset();
         self.squares.clear();
         self.total2 = 0.0;
-        self.since = 0;
     }
 }
 

@@ -1489,6 +1489,12 @@ impl Ring {
     pub(crate) fn len(&self) -> usize {
         self.seen.min(self.n)
     }
+    /// True right after every `capacity`-th push (capacity = `n` rounded up to a power of two):
+    /// when a kernel sums its window afresh. Free on the per-bar path: the count is in hand.
+    #[inline]
+    pub(crate) fn wrapped(&self) -> bool {
+        self.seen & self.mask == 0
+    }
     pub(crate) fn clear(&mut self) {
         self.seen = 0;
     }

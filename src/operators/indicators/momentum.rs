@@ -354,7 +354,6 @@ pub struct Mfi {
     neg: Ring,
     pos_sum: f64,
     neg_sum: f64,
-    since: usize,
 }
 
 impl Mfi {
@@ -368,7 +367,6 @@ impl Mfi {
             neg: Ring::new(n),
             pos_sum: 0.0,
             neg_sum: 0.0,
-            since: 0,
         }
     }
 
@@ -392,8 +390,7 @@ impl Mfi {
         self.neg.push(q);
         self.pos_sum += p;
         self.neg_sum += q;
-        self.since += 1;
-        if self.since == self.n {
+        if self.pos.wrapped() {
             self.reanchor();
         }
         if self.pos.len() < self.n {
@@ -411,7 +408,6 @@ impl Mfi {
     #[cold]
     #[inline(never)]
     fn reanchor(&mut self) {
-        self.since = 0;
         self.pos_sum = (0..self.pos.len()).map(|lag| self.pos.ago(lag)).sum();
         self.neg_sum = (0..self.neg.len()).map(|lag| self.neg.ago(lag)).sum();
     }
@@ -555,7 +551,7 @@ impl UltOsc {
                 *sum = sub2(*sum, self.ring[(s + 1 - n) & mask]);
             }
         }
-        if (s + 1).is_multiple_of(self.periods[2]) {
+        if (s + 1) & mask == 0 {
             self.reanchor(s);
         }
         if s + 1 < self.periods[2] {

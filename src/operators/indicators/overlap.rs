@@ -13,8 +13,6 @@ pub struct Wma {
     sum: f64,
     sub: f64,
     trailing: f64,
-    /// Full windows since the sums were last computed afresh.
-    since: usize,
 }
 
 impl Wma {
@@ -28,7 +26,6 @@ impl Wma {
             sum: 0.0,
             sub: 0.0,
             trailing: 0.0,
-            since: 0,
         }
     }
 
@@ -46,8 +43,7 @@ impl Wma {
         self.sub -= self.trailing;
         self.sum += x * self.n as f64;
         self.trailing = self.ring.oldest().unwrap_or(0.0);
-        self.since += 1;
-        if self.since == self.n {
+        if self.ring.wrapped() {
             self.reanchor();
         }
         let out = self.sum * self.inv;
@@ -60,7 +56,6 @@ impl Wma {
     #[cold]
     #[inline(never)]
     fn reanchor(&mut self) {
-        self.since = 0;
         let (mut sub, mut sum) = (0.0, 0.0);
         for lag in (0..self.n).rev() {
             let v = self.ring.ago(lag);

@@ -13,8 +13,6 @@ pub struct Sma {
     total: f64,
     /// 1/period (a multiplication instead of a division per bar).
     inv: f64,
-    /// Values since the running total was last summed afresh.
-    since: usize,
 }
 
 impl Sma {
@@ -26,7 +24,6 @@ impl Sma {
             ring: Ring::new(period),
             total: 0.0,
             inv: 1.0 / period as f64,
-            since: 0,
         }
     }
 
@@ -35,8 +32,7 @@ impl Sma {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         self.total += x;
-        self.since += 1;
-        if self.since == self.period {
+        if self.ring.wrapped() {
             self.reanchor();
         }
         let oldest = self.ring.oldest()?;
@@ -45,14 +41,13 @@ impl Sma {
         Some(out)
     }
 
-    /// Sums the window afresh, once a window: a huge value (a bad 1e20 tick) that entered the
+    /// Sums the window afresh, once every 1–2 windows (each power-of-two wrap of the ring): a huge value (a bad 1e20 tick) that entered the
     /// running total took the small values' digits with it; summed afresh, the average is exact
     /// again as soon as that value has left the window. Out of line: the per-bar path keeps one
     /// compare.
     #[cold]
     #[inline(never)]
     fn reanchor(&mut self) {
-        self.since = 0;
         self.total = (0..self.ring.len())
             .rev()
             .map(|lag| self.ring.ago(lag))
@@ -63,7 +58,6 @@ impl Sma {
     pub fn reset(&mut self) {
         self.ring.clear();
         self.total = 0.0;
-        self.since = 0;
     }
 }
 

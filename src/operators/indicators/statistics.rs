@@ -262,7 +262,6 @@ pub struct Beta {
     xs: Ring,
     ys: Ring,
     s: [f64; 4],
-    since: usize,
 }
 
 impl Beta {
@@ -275,7 +274,6 @@ impl Beta {
             xs: Ring::new(n),
             ys: Ring::new(n),
             s: [0.0; 4],
-            since: 0,
         }
     }
 
@@ -296,8 +294,7 @@ impl Beta {
         sxy += x * y;
         sx += x;
         sy += y;
-        self.since += 1;
-        if self.since == self.n {
+        if self.xs.wrapped() {
             [sxx, sxy, sx, sy] = self.reanchor();
         }
         let (Some(tx), Some(ty)) = (self.xs.oldest(), self.ys.oldest()) else {
@@ -318,8 +315,7 @@ impl Beta {
     /// The sums of the window afresh, once a window (see `Sma::reanchor`).
     #[cold]
     #[inline(never)]
-    fn reanchor(&mut self) -> [f64; 4] {
-        self.since = 0;
+    fn reanchor(&self) -> [f64; 4] {
         let mut s = [0.0; 4];
         for lag in (0..self.xs.len()).rev() {
             let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
