@@ -76,11 +76,6 @@ pub fn check_name(kind: &'static str, t: &str) -> Result<(), NameError> {
     check(kind, t, MAX_NAME)
 }
 
-/// True when `t` is a ticker as it is (see [`check_ticker`]).
-pub fn is_valid_ticker(t: &str) -> bool {
-    check_ticker(t).is_ok()
-}
-
 /// The canonical spelling of a ticker as found in data: trimmed, and a pair written
 /// `BASE/QUOTE` (two runs of letters and digits around one slash) joined (`BTC/USDT` →
 /// `BTCUSDT`); then checked.
@@ -120,7 +115,7 @@ mod tests {
             "A%2F",
             "Ä",
         ] {
-            assert!(!is_valid_ticker(bad), "{bad:?}");
+            assert!(check_ticker(bad).is_err(), "{bad:?}");
         }
         for good in [
             "AAPL",
@@ -133,7 +128,7 @@ mod tests {
             "7203",
             "ADS.DE",
         ] {
-            assert!(is_valid_ticker(good), "{good:?}");
+            assert!(check_ticker(good).is_ok(), "{good:?}");
         }
     }
 

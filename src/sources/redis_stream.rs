@@ -130,14 +130,6 @@ pub enum Work {
 }
 
 impl Work {
-    /// The time every message after this one is at or after (the stream is in time order).
-    pub fn floor(&self) -> EventTime {
-        match self {
-            Work::Bar { ts, .. } | Work::Watermark { ts } => *ts,
-            Work::Ticker { floor, .. } => *floor,
-        }
-    }
-
     /// Checks the message's times against its producer's clock — the entry id's time, Redis's
     /// clock when it took the `XADD` — before the message may move the stream's floor: a bar or
     /// watermark more than `max_ahead` seconds past that clock, a cycle cut off beyond it, or a
