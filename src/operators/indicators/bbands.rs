@@ -1,6 +1,6 @@
 //! Bollinger bands with TA-Lib's running sums and population deviation.
 
-use super::{Ring, Sma, is_zero_or_neg};
+use super::{Ring, Sma, is_zero_or_neg, sum_kept};
 
 /// One Bollinger output.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
@@ -47,9 +47,6 @@ impl Bbands {
         let sq = x * x;
         self.squares.push(sq);
         self.total2 += sq;
-        if self.squares.wrapped() {
-            self.reanchor();
-        }
         let middle = middle?;
         let oldest = self.squares.oldest()?;
         let mut var = self.total2 * self.inv;
@@ -69,14 +66,10 @@ impl Bbands {
         })
     }
 
-    /// Sums the squares afresh once a window (see `Sma::reanchor`).
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&mut self) {
-        self.total2 = (0..self.squares.len())
-            .rev()
-            .map(|lag| self.squares.ago(lag))
-            .sum();
+    /// Sums the window and its squares afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        self.sma.reanchor();
+        self.total2 = sum_kept(&self.squares);
     }
 
     /// Back to empty.
@@ -130,6 +123,14 @@ impl Mean {
             Mean::Bands(b) => b.reset(),
         }
     }
+
+    /// Sums afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        match self {
+            Mean::Sma(s) => s.reanchor(),
+            Mean::Bands(b) => b.reanchor(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +153,9 @@ mod tests {
         for i in 0..250 {
             x = a.update(if i == 10 { 1e20 } else { walk(i) });
             y = b.update(walk(i));
+            if i == 100 {
+                a.reanchor();
+            }
         }
         let (x, y) = (x.unwrap(), y.unwrap());
         assert!(

@@ -1182,6 +1182,32 @@ kernel_kinds! {
     vol: Volatility = Key::Vol(n) => Volatility::new(n), |k, b, row, s| put1(row, s, k.update(b.close));
 }
 
+/// Every how many bars (of one ticker) the running sums of windowed kernels are summed afresh
+/// (see [`FeatureSet::update`]). A power of two; each time costs one pass over each such
+/// kernel's window, so a window of up to this many bars costs at most one addition per bar.
+pub const REANCHOR_EVERY: u64 = 256;
+
+impl Kernels {
+    /// Sums every running total of a windowed kernel afresh from the values in its window
+    /// (between bars). A value that entered a running total took the small values' digits with
+    /// it when it was huge (a bad tick that got past the gate); once it has left the window, the
+    /// next pass makes the outputs what they would be without it. Kinds whose kernels keep no
+    /// running sum over a window (EMAs, extremes, exact recomputations, CORREL's own centred
+    /// sums) have nothing to do. Out of line: it runs once every [`REANCHOR_EVERY`] bars.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&mut self) {
+        self.mean.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.wma.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.trima.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.price_osc.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.stochastic.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.mfi.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.ult_osc.iter_mut().for_each(|(k, _)| k.reanchor());
+        self.beta.iter_mut().for_each(|(k, _)| k.reanchor());
+    }
+}
+
 /// The kernels of one ticker, planned so that features computed by the same kernel share it,
 /// writing one row of outputs per bar in declaration order.
 ///
@@ -1195,6 +1221,9 @@ pub struct FeatureSet {
     kernels: Kernels,
     writes: Writes,
     width: usize,
+    /// Bars fed (with finite fields): every [`REANCHOR_EVERY`]-th, the running sums are summed
+    /// afresh.
+    bars: u64,
 }
 
 /// How a bar's outputs reach the caller's row.
@@ -1227,7 +1256,7 @@ enum Writes {
 impl FeatureSet {
     /// Version of the kernels' saved state (the feature cache's entries): raised whenever a
     /// kernel's fields or the planning change, so an older cache is recomputed, never misread.
-    pub const STATE_VERSION: u32 = 5;
+    pub const STATE_VERSION: u32 = 6;
 
     /// Plans kernels for the given specs.
     pub fn new(specs: &[FeatureSpec]) -> Self {
@@ -1302,6 +1331,7 @@ impl FeatureSet {
             kernels,
             writes,
             width,
+            bars: 0,
         }
     }
 
@@ -1393,11 +1423,16 @@ impl FeatureSet {
                 }
             }
         }
+        self.bars += 1;
+        if self.bars.is_multiple_of(REANCHOR_EVERY) {
+            self.kernels.reanchor();
+        }
     }
 
     /// Resets every kernel.
     pub fn reset(&mut self) {
         self.kernels.reset();
+        self.bars = 0;
     }
 }
 
@@ -1489,15 +1524,17 @@ impl Ring {
     pub(crate) fn len(&self) -> usize {
         self.seen.min(self.n)
     }
-    /// True right after every `capacity`-th push (capacity = `n` rounded up to a power of two):
-    /// when a kernel sums its window afresh. Free on the per-bar path: the count is in hand.
-    #[inline]
-    pub(crate) fn wrapped(&self) -> bool {
-        self.seen & self.mask == 0
-    }
     pub(crate) fn clear(&mut self) {
         self.seen = 0;
     }
+}
+
+/// The sum of what a running total over `ring` holds between bars, oldest first: the whole
+/// window, but for its oldest value once the window is full (a kernel lets it go right after
+/// its output, before the next bar comes).
+pub(crate) fn sum_kept(ring: &Ring) -> f64 {
+    let keep = ring.len() - usize::from(ring.oldest().is_some());
+    (0..keep).rev().map(|lag| ring.ago(lag)).sum()
 }
 
 /// The last `n` values as one contiguous slice, oldest first: each value is written twice, at
@@ -1586,6 +1623,29 @@ mod tests {
             .output_names()[1],
             "MACD_12_26_9_signal"
         );
+    }
+
+    #[test]
+    fn reanchoring_between_any_two_bars_changes_only_rounding() {
+        // Each kernel's `reanchor` must leave its sums as the next bar expects them: summing
+        // afresh after every bar (the feature set does it every `REANCHOR_EVERY`) gives the same
+        // outputs but for the last digits, on every column, warm-up included.
+        let bars = crate::bench::ohlcv_series(700);
+        let all = talib_standard();
+        let (mut every, mut never) = (FeatureSet::new(&all), FeatureSet::new(&all));
+        let (mut a, mut b) = (vec![0.0; every.width()], vec![0.0; never.width()]);
+        for bar in &bars {
+            every.update(bar, &mut a);
+            every.kernels.reanchor();
+            never.update(bar, &mut b);
+            for (j, (x, y)) in a.iter().zip(&b).enumerate() {
+                let tol = 1e-10 * y.abs().max(bar.close.abs()).max(1.0);
+                assert!(
+                    (x.is_nan() && y.is_nan()) || (x - y).abs() <= tol,
+                    "column {j}: {x} with reanchoring after every bar, {y} without"
+                );
+            }
+        }
     }
 
     #[test]

@@ -76,6 +76,17 @@ impl Stochastic {
             f.reset();
         }
     }
+
+    /// Sums the smoothing averages afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        if let Some((a, b)) = &mut self.slow {
+            a.reanchor();
+            b.reanchor();
+        }
+        if let Some(f) = &mut self.fastd {
+            f.reanchor();
+        }
+    }
 }
 
 /// RSI(n) and what is built on it: outputs `[RSI, CMO, STOCHRSI fastk, STOCHRSI fastd]`, with
@@ -390,9 +401,6 @@ impl Mfi {
         self.neg.push(q);
         self.pos_sum += p;
         self.neg_sum += q;
-        if self.pos.wrapped() {
-            self.reanchor();
-        }
         if self.pos.len() < self.n {
             return None;
         }
@@ -404,12 +412,11 @@ impl Mfi {
         })
     }
 
-    /// Sums the flows afresh once a window (see `Sma::reanchor`).
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&mut self) {
-        self.pos_sum = (0..self.pos.len()).map(|lag| self.pos.ago(lag)).sum();
-        self.neg_sum = (0..self.neg.len()).map(|lag| self.neg.ago(lag)).sum();
+    /// Sums the flows afresh, between bars (see `Sma::reanchor`): the whole window, whose
+    /// oldest flow leaves at the start of the next bar.
+    pub(crate) fn reanchor(&mut self) {
+        let all = |r: &Ring| (0..r.len()).rev().map(|lag| r.ago(lag)).sum();
+        (self.pos_sum, self.neg_sum) = (all(&self.pos), all(&self.neg));
     }
 
     /// Back to empty.
@@ -491,6 +498,12 @@ impl PriceOsc {
         self.fast.reset();
         self.slow.reset();
     }
+
+    /// Sums both averages afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        self.fast.reanchor();
+        self.slow.reanchor();
+    }
 }
 
 /// ULTOSC(p1, p2, p3): `100·(4·A1 + 2·A2 + A3)/7` with `Ak = Σ buying pressure / Σ true range`
@@ -551,9 +564,6 @@ impl UltOsc {
                 *sum = sub2(*sum, self.ring[(s + 1 - n) & mask]);
             }
         }
-        if (s + 1) & mask == 0 {
-            self.reanchor(s);
-        }
         if s + 1 < self.periods[2] {
             return None;
         }
@@ -573,14 +583,15 @@ impl UltOsc {
         Some(out * (100.0 / 7.0))
     }
 
-    /// Sums each window afresh once the longest window (see `Sma::reanchor`), over the values it
-    /// will keep after bar `s`.
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&mut self, s: usize) {
-        let mask = self.ring.len() - 1;
+    /// Sums each window afresh, between bars (see `Sma::reanchor`): over the values it keeps
+    /// for the next bar (a full window has already let its oldest go).
+    pub(crate) fn reanchor(&mut self) {
+        let (mask, seen) = (self.ring.len() - 1, self.seen);
         for (sum, &n) in self.sums.iter_mut().zip(&self.periods) {
-            *sum = (0..n - 1).fold([0.0; 2], |acc, lag| add2(acc, self.ring[(s - lag) & mask]));
+            let keep = if seen >= n { n - 1 } else { seen };
+            *sum = (0..keep).rev().fold([0.0; 2], |acc, lag| {
+                add2(acc, self.ring[(seen - 1 - lag) & mask])
+            });
         }
     }
 

@@ -43,24 +43,23 @@ impl Wma {
         self.sub -= self.trailing;
         self.sum += x * self.n as f64;
         self.trailing = self.ring.oldest().unwrap_or(0.0);
-        if self.ring.wrapped() {
-            self.reanchor();
-        }
         let out = self.sum * self.inv;
         self.sum -= self.sub;
         Some(out)
     }
 
-    /// Sums the window afresh once a window (see `Sma::reanchor`): a value that left the window
-    /// can no longer have taken the others' digits with it.
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&mut self) {
+    /// Sums the window afresh, between bars (see `Sma::reanchor`): `sub` holds the whole
+    /// window and `sum` weighs it as the next bar will (the oldest, `trailing`, at 0). Before the
+    /// window first fills it does nothing (the next call will).
+    pub(crate) fn reanchor(&mut self) {
+        if self.ring.len() < self.n {
+            return;
+        }
         let (mut sub, mut sum) = (0.0, 0.0);
         for lag in (0..self.n).rev() {
             let v = self.ring.ago(lag);
             sub += v;
-            sum += (self.n - lag) as f64 * v;
+            sum += (self.n - 1 - lag) as f64 * v;
         }
         (self.sub, self.sum) = (sub, sum);
     }
@@ -160,6 +159,12 @@ impl Trima {
     pub fn reset(&mut self) {
         self.a.reset();
         self.b.reset();
+    }
+
+    /// Sums both averages afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        self.a.reanchor();
+        self.b.reanchor();
     }
 }
 
@@ -375,6 +380,9 @@ mod tests {
         for i in 0..250 {
             x = a.update(if i == 10 { 1e20 } else { walk(i) });
             y = b.update(walk(i));
+            if i == 100 {
+                a.reanchor();
+            }
         }
         let (x, y) = (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN));
         assert!((x - y).abs() <= 1e-12 * y, "{x} vs {y}");
@@ -388,7 +396,8 @@ mod tests {
         let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-15 * b);
         assert!(near(w.update(3.0), (1.0 + 4.0 + 9.0) / 6.0));
         assert!(near(w.update(4.0), (2.0 + 6.0 + 12.0) / 6.0));
-        // Past a window, so summed afresh at least once.
+        // Summed afresh between bars: the next bars see the same weights.
+        w.reanchor();
         assert!(near(w.update(5.0), (3.0 + 8.0 + 15.0) / 6.0));
         assert!(near(w.update(6.0), (4.0 + 10.0 + 18.0) / 6.0));
     }

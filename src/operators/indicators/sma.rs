@@ -1,6 +1,6 @@
 //! Simple moving average with TA-Lib's running sum.
 
-use super::Ring;
+use super::{Ring, sum_kept};
 
 /// SMA(n): the mean of the last n values. First output after n values.
 ///
@@ -32,26 +32,18 @@ impl Sma {
     pub fn update(&mut self, x: f64) -> Option<f64> {
         self.ring.push(x);
         self.total += x;
-        if self.ring.wrapped() {
-            self.reanchor();
-        }
         let oldest = self.ring.oldest()?;
         let out = self.total * self.inv;
         self.total -= oldest;
         Some(out)
     }
 
-    /// Sums the window afresh, once every 1–2 windows (each power-of-two wrap of the ring): a huge value (a bad 1e20 tick) that entered the
-    /// running total took the small values' digits with it; summed afresh, the average is exact
-    /// again as soon as that value has left the window. Out of line: the per-bar path keeps one
-    /// compare.
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&mut self) {
-        self.total = (0..self.ring.len())
-            .rev()
-            .map(|lag| self.ring.ago(lag))
-            .sum();
+    /// Sums the window afresh, between bars: a huge value (a bad 1e20 tick) that entered the
+    /// running total took the small values' digits with it; summed afresh once it has left the
+    /// window, the average is exact again. The feature set calls this every
+    /// [`REANCHOR_EVERY`](super::REANCHOR_EVERY) bars, outside the per-bar path.
+    pub(crate) fn reanchor(&mut self) {
+        self.total = sum_kept(&self.ring);
     }
 
     /// Back to empty.
@@ -82,6 +74,10 @@ mod tests {
         for i in 0..250 {
             last_a = a.update(if i == 10 { 1e20 } else { walk(i) });
             last_b = b.update(walk(i));
+            if i == 100 {
+                // The feature set's pass, once the spike has left the window.
+                a.reanchor();
+            }
         }
         let (a, b) = (last_a.unwrap_or(f64::NAN), last_b.unwrap_or(f64::NAN));
         assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");

@@ -294,9 +294,6 @@ impl Beta {
         sxy += x * y;
         sx += x;
         sy += y;
-        if self.xs.wrapped() {
-            [sxx, sxy, sx, sy] = self.reanchor();
-        }
         let (Some(tx), Some(ty)) = (self.xs.oldest(), self.ys.oldest()) else {
             self.s = [sxx, sxy, sx, sy];
             return None;
@@ -312,16 +309,15 @@ impl Beta {
         Some(out)
     }
 
-    /// The sums of the window afresh, once a window (see `Sma::reanchor`).
-    #[cold]
-    #[inline(never)]
-    fn reanchor(&self) -> [f64; 4] {
+    /// Sums the window afresh, between bars (see `Sma::reanchor`).
+    pub(crate) fn reanchor(&mut self) {
+        let keep = self.xs.len() - usize::from(self.xs.oldest().is_some());
         let mut s = [0.0; 4];
-        for lag in (0..self.xs.len()).rev() {
+        for lag in (0..keep).rev() {
             let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
             s = [s[0] + x * x, s[1] + x * y, s[2] + x, s[3] + y];
         }
-        s
+        self.s = s;
     }
 
     /// Back to empty.
