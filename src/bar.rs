@@ -128,6 +128,31 @@ pub struct BarBatch {
     pub close: Vec<f64>,
     /// Volumes.
     pub volume: Vec<f64>,
+    /// Where each bar came from, for its quarantine row: the Redis stream entry that carried it
+    /// ([`origin_of`]). Empty when the source has no message identity (a file replay, whose
+    /// rejects name their `file:line` when read); otherwise as long as the other columns.
+    pub origin: Vec<u128>,
+}
+
+/// A Redis stream entry id (`<ms>-<seq>`) packed into one number (`ms · 2⁶⁴ + seq`), so a bar
+/// can carry the message it came in; 0 for anything else (no entry has id `0-0`).
+pub fn origin_of(entry_id: &str) -> u128 {
+    let mut parts = entry_id.splitn(2, '-');
+    let ms = parts.next().and_then(|m| m.parse::<u64>().ok());
+    let seq = parts.next().map_or(Some(0), |s| s.parse::<u64>().ok());
+    match (ms, seq) {
+        (Some(ms), Some(seq)) => (u128::from(ms) << 64) | u128::from(seq),
+        _ => 0,
+    }
+}
+
+/// The entry id an [`origin_of`] number stands for; empty for 0 (no known origin).
+pub fn origin_text(origin: u128) -> String {
+    if origin == 0 {
+        String::new()
+    } else {
+        format!("{}-{}", origin >> 64, origin as u64)
+    }
 }
 
 impl BarBatch {
@@ -142,6 +167,7 @@ impl BarBatch {
             low: Vec::with_capacity(n),
             close: Vec::with_capacity(n),
             volume: Vec::with_capacity(n),
+            origin: Vec::new(),
         }
     }
 
@@ -164,6 +190,33 @@ impl BarBatch {
         self.low.push(b.low);
         self.close.push(b.close);
         self.volume.push(b.volume);
+    }
+
+    /// Appends one bar that came in stream entry `origin` ([`origin_of`]). A batch holds origins
+    /// for all its bars or for none: mixing this with [`BarBatch::push`] is a bug.
+    pub fn push_from_entry(&mut self, b: Bar, origin: u128) {
+        debug_assert_eq!(
+            self.origin.len(),
+            self.len(),
+            "origins for all bars or none"
+        );
+        self.push(b);
+        self.origin.push(origin);
+    }
+
+    /// Appends row `i` of `src`, with its origin when `src` has them.
+    pub fn push_row(&mut self, src: &BarBatch, i: usize) {
+        match src.origin.get(i) {
+            Some(&o) => self.push_from_entry(src.get(i), o),
+            None => self.push(src.get(i)),
+        }
+    }
+
+    /// The origin of row `i` ([`origin_text`]): empty when the batch has none.
+    pub fn origin(&self, i: usize) -> String {
+        self.origin
+            .get(i)
+            .map_or_else(String::new, |&o| origin_text(o))
     }
 
     /// The bar at row `i`. Panics if `i` is out of range, like slice indexing.
@@ -195,8 +248,8 @@ impl BarBatch {
                 ..BarBatch::default()
             })
             .collect();
-        for b in self.iter() {
-            parts[owner(b.ticker, peers)].push(b);
+        for (i, &t) in self.ticker.iter().enumerate() {
+            parts[owner(t, peers)].push_row(&self, i);
         }
         parts.retain(|p| !p.is_empty());
         parts
@@ -315,6 +368,27 @@ mod tests {
         for p in &parts {
             assert!(p.ticker.iter().all(|&t| owner(t, 3) == p.dest as usize));
         }
+    }
+
+    #[test]
+    fn origins_travel_with_their_bars() {
+        let mut b = BarBatch::default();
+        for t in 0..50 {
+            b.push_from_entry(bar(t, 7), origin_of(&format!("17000000000{t:02}-{t}")));
+        }
+        for p in b.shard(3) {
+            assert_eq!(p.origin.len(), p.len());
+            for (i, &t) in p.ticker.iter().enumerate() {
+                assert_eq!(p.origin(i), format!("17000000000{t:02}-{t}"));
+            }
+        }
+        assert_eq!(origin_of("1-0"), 1 << 64);
+        assert_eq!(
+            origin_text(origin_of("18446744073709551615-7")),
+            "18446744073709551615-7"
+        );
+        assert_eq!((origin_of("nope"), origin_of("5-x")), (0, 0));
+        assert_eq!(origin_text(0), "");
     }
 
     #[test]

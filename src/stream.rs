@@ -27,7 +27,7 @@ use timely::dataflow::InputHandle;
 use timely::dataflow::operators::Input;
 use timely::dataflow::operators::core::UnorderedInput;
 
-use crate::bar::{Bar, BarBatch, TickerId, Tickers, owner};
+use crate::bar::{Bar, BarBatch, TickerId, Tickers, origin_of, owner};
 use crate::config::LoadedPipeline;
 use crate::engine::{Cluster, EngineError, Graph, GraphSpec};
 use crate::operators::quality::{Action, Reason, Reject};
@@ -588,7 +588,7 @@ impl WorkerCtx {
             by_time
                 .entry(timely_time(h.bar.ts))
                 .or_default()
-                .push(h.bar);
+                .push_from_entry(h.bar, origin_of(&h.stream_id));
         }
         if let Some(cap) = &bars_cap {
             give_bars(&mut bars_in, cap, by_time, peers);
@@ -908,6 +908,7 @@ impl WorkerCtx {
                                 e.id,
                                 event_time(cap)
                             ),
+                            origin: e.id.clone(),
                         });
                         feed.in_flight.push(InFlight {
                             id: e.id.clone(),
@@ -922,7 +923,9 @@ impl WorkerCtx {
                         bar,
                         stream_id: e.id.clone(),
                     });
-                    out.entry(timely_time(ts)).or_default().push(bar);
+                    out.entry(timely_time(ts))
+                        .or_default()
+                        .push_from_entry(bar, origin_of(&e.id));
                     feed.in_flight.push(InFlight {
                         id: e.id.clone(),
                         ts,
@@ -957,7 +960,9 @@ impl WorkerCtx {
                                     bar: b,
                                     stream_id: e.id.clone(),
                                 });
-                                out.entry(timely_time(b.ts)).or_default().push(b);
+                                out.entry(timely_time(b.ts))
+                                    .or_default()
+                                    .push_from_entry(b, origin_of(&e.id));
                                 last = last.max(b.ts);
                                 n += 1;
                             }

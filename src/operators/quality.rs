@@ -95,6 +95,11 @@ pub struct Reject {
     pub action: Action,
     /// Where and what: file and line for source rows, the offending values for bars.
     pub detail: String,
+    /// The input it came in, one per rejected message or row: a stream entry id, a
+    /// `file:line`, or empty when the source has no finer identity. Part of a quarantine row's
+    /// key, so the same bad bar sent twice leaves two rows, and the same message redelivered
+    /// after a crash still one.
+    pub origin: String,
 }
 
 /// Result of checking one bar.
@@ -276,6 +281,7 @@ impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                             reason,
                             action,
                             detail,
+                            origin: batch.origin(i),
                         };
                         match gates.get(b.ticker).check(&b) {
                             Verdict::Pass(flags) => out.extend(
@@ -295,9 +301,9 @@ impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                     } else {
                         let mut pass = BarBatch::with_capacity(batch.len() - rejected.len());
                         let mut skip = rejected.iter().peekable();
-                        for (i, b) in batch.iter().enumerate() {
+                        for i in 0..batch.len() {
                             if skip.next_if_eq(&&i).is_none() {
-                                pass.push(b);
+                                pass.push_row(&batch, i);
                             }
                         }
                         pass

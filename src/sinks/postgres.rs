@@ -16,7 +16,7 @@ use crate::operators::risk::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 5] = [
+pub const MIGRATIONS: [(i32, &str, &str); 6] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -33,6 +33,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 5] = [
         5,
         "audit_chain",
         include_str!("../../migrations/0005_audit_chain.sql"),
+    ),
+    (
+        6,
+        "quarantine_origin",
+        include_str!("../../migrations/0006_quarantine_origin.sql"),
     ),
 ];
 
@@ -178,6 +183,12 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
 /// # Errors
 /// A failing statement, or an applied migration that was edited since.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
+    if schema_is_current(client).await? {
+        // Nothing to apply: no DDL at all, so a login that may only write (a member of
+        // `fdp_writer`, no CREATE on the schema) can start a run.
+        verify_protections(client).await?;
+        return Ok(Vec::new());
+    }
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL, \
@@ -222,6 +233,41 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
     tx.commit().await?;
     verify_protections(client).await?;
     Ok(applied)
+}
+
+/// True when every migration is applied, unchanged. Reads only (`to_regclass`, a SELECT).
+///
+/// # Errors
+/// [`DbError::Edited`] when an applied migration's text changed since.
+async fn schema_is_current(client: &Client) -> Result<bool, DbError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let rows = client
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await?;
+    let applied: std::collections::HashMap<i32, String> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (version, name, sql) in MIGRATIONS {
+        let sum = checksum(sql);
+        match applied.get(&version) {
+            None => return Ok(false),
+            Some(had) if *had != sum => {
+                return Err(DbError::Edited {
+                    version,
+                    name: name.into(),
+                    applied: had.clone(),
+                    now: sum,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(true)
 }
 
 /// Checks that the audit log's protections are in place — its three triggers present and enabled,
@@ -756,9 +802,9 @@ pub async fn commit_step(
     if !quarantine.is_empty() {
         let q = quarantine;
         tx.execute(
-            "INSERT INTO quarantine (run_id, ticker, ts, reason, action, detail) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[]) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO quarantine (run_id, ticker, ts, reason, action, detail, origin) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+             $7::text[]) ON CONFLICT DO NOTHING",
             &[
                 &run_id,
                 &q.iter().map(|r| r.ticker.clone()).collect::<Vec<_>>(),
@@ -768,6 +814,7 @@ pub async fn commit_step(
                     .map(|r| format!("{:?}", r.action).to_lowercase())
                     .collect::<Vec<_>>(),
                 &q.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
+                &q.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>(),
             ],
         )
         .await?;

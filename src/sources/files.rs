@@ -435,6 +435,7 @@ fn read_csv(
                 reason: Reason::Unparseable,
                 action: Action::Rejected,
                 detail: format!("{}:{line}: {p}", path.display()),
+                origin: format!("{}:{line}", path.display()),
             }),
             None => {
                 body.push_str(l);
@@ -495,6 +496,7 @@ fn read_csv(
                 reason,
                 action: Action::Rejected,
                 detail,
+                origin: place(),
             };
             let ts = match (get(c.unix, r), get(c.date, r)) {
                 (Some(u), _) if !u.is_empty() => u
@@ -654,6 +656,8 @@ fn parquet_rows_without_ticker_or_time(path: &Path) -> Result<Vec<Reject>, Sourc
                 reason: Reason::MissingField,
                 action: Action::Rejected,
                 detail: format!("{}: a row whose {missing}", path.display()),
+                // The filter keeps no row number: the k-th such row of the file.
+                origin: format!("{}: null row {}", path.display(), out.len() + 1),
             });
         }
     }

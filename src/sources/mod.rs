@@ -195,7 +195,7 @@ pub fn survey(source: &Source, quality: &QualitySpec) -> Result<Survey, SourceEr
         rejected: input.rejects,
     };
     for (_, batch) in &input.batches {
-        for b in batch.iter() {
+        for (i, b) in batch.iter().enumerate() {
             let Some(gate) = gates.get_mut(b.ticker as usize) else {
                 continue;
             };
@@ -207,6 +207,7 @@ pub fn survey(source: &Source, quality: &QualitySpec) -> Result<Survey, SourceEr
                     reason,
                     action: Action::Rejected,
                     detail,
+                    origin: batch.origin(i),
                 }),
             }
         }

@@ -139,6 +139,7 @@ impl RedisBars {
                     reason: Reason::Unparseable,
                     action: Action::Rejected,
                     detail: format!("{k} member {m:?}: want ts,open,high,low,close,volume"),
+                    origin: format!("{k} member {m:?}"),
                 }),
             }
         }

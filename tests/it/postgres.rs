@@ -16,7 +16,10 @@ async fn count(c: &Client, table: &str) -> i64 {
 #[tokio::test]
 async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
-    assert_eq!(migrate(&mut c).await.expect("migrate"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        migrate(&mut c).await.expect("migrate"),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
         .query_one(

@@ -321,6 +321,9 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
     let mut msgs = vec![
         bar("AAPL", "2017-01-03", "100.5"),
         bar("XOM", "2017-01-03", "NaN"),
+        // The same bad bar again, twice: each message keeps its own quarantine row.
+        bar("XOM", "2017-01-03", "NaN"),
+        bar("XOM", "2017-01-03", "NaN"),
         bar("../../etc", "2017-01-03", "100"),
         bar("ZZZZ", "2017-01-03", "100"),
         vec![("ticker", "AAPL".into()), ("ts", "2017-01-04".into())],
@@ -329,7 +332,8 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
         bar("AAPL", "yesterday", "100"),
         bar("AAPL", "2017-01-04", "100.7"),
         vec![("kind", "watermark".into()), ("ts", "2017-01-05".into())],
-        // Earlier than the watermark: late.
+        // Earlier than the watermark: late (twice, two rows).
+        bar("JPM", "2017-01-03", "100"),
         bar("JPM", "2017-01-03", "100"),
         bar("AAPL", "2017-01-05", "100.9"),
     ];
@@ -375,6 +379,31 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
         reasons.contains(&("JPM".into(), "late".into())),
         "{reasons:?}"
     );
+    // One row per rejected message, keyed by the entry that carried it.
+    let ids: Vec<String> = r
+        .range(&keys.stream())
+        .expect("stream")
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
+    for (ticker, reason, n) in [("XOM", "missing_field", 3), ("JPM", "late", 2)] {
+        let origins: Vec<String> = env
+            .rt
+            .block_on(env.client.query(
+                "SELECT origin FROM quarantine WHERE run_id = 'stream' AND ticker = $1 \
+                 AND reason = $2 ORDER BY origin",
+                &[&ticker, &reason],
+            ))
+            .expect("quarantine")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(origins.len(), n, "{ticker} {reason}: {origins:?}");
+        assert!(
+            origins.iter().all(|o| ids.contains(o)),
+            "{origins:?} are entries of {ids:?}"
+        );
+    }
     assert_eq!(
         env.scalar("SELECT count(*) FROM bars WHERE run_id = 'stream' AND ticker = 'AAPL'"),
         3,
@@ -1305,4 +1334,83 @@ fn twenty_workers_share_a_bounded_pool_of_connections() {
     assert!(most <= 11, "{most} connections for 20 workers");
     env.assert_same_as_backtest();
     assert_eq!(env.pending(), 0);
+}
+
+/// A login that may only write — a member of `fdp_writer`, neither superuser nor owner, as the
+/// README advises for production — runs the stream once the schema is current (no DDL at the
+/// start), gets the backtest's rows, and can neither change the audit log nor switch its
+/// protections off.
+#[test]
+fn a_writer_only_login_runs_the_stream_and_cannot_touch_the_audit_log() {
+    let mut env = Env::new("writer");
+    let p = test_pipeline();
+    env.backtest(&p);
+    env.rt
+        .block_on(findashpro::sinks::postgres::migrate(&mut env.client))
+        .expect("migrated by the superuser");
+    let login = format!("fdp_app_test_{}", std::process::id());
+    env.rt
+        .block_on(env.client.batch_execute(&format!(
+            "DROP ROLE IF EXISTS {login}; CREATE ROLE {login} LOGIN IN ROLE fdp_writer"
+        )))
+        .expect("login role");
+    // The role is the cluster's: dropped whatever the outcome.
+    struct DropRole<'a>(&'a Env, String);
+    impl Drop for DropRole<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0.rt).block_on(
+                self.0
+                    .client
+                    .batch_execute(&format!("DROP ROLE IF EXISTS {}", self.1)),
+            );
+        }
+    }
+    let _role = DropRole(&env, login.clone());
+    let user = env
+        .db
+        .url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next());
+    let app_url = match user {
+        Some(u) if !u.is_empty() && !u.contains('/') => {
+            env.db
+                .url
+                .replacen(&format!("://{u}@"), &format!("://{login}@"), 1)
+        }
+        _ => env.db.url.replacen("://", &format!("://{login}@"), 1),
+    };
+    assert!(app_url.contains(&login), "{app_url}");
+    let fed = stream::feed(&p, &env.redis_url, &env.prefix, 10_000, None).expect("feed");
+    assert!(fed > 1000);
+    let mut o = env.opts("stream", 2);
+    o.database_url = app_url.clone();
+    assert_eq!(stream::run(&p, &o).expect("the writer runs"), Ending::Idle);
+    env.assert_same_as_backtest();
+    assert_eq!(env.pending(), 0);
+    let (app, conn) = env
+        .rt
+        .block_on(tokio_postgres::connect(&app_url, tokio_postgres::NoTls))
+        .expect("the app login connects");
+    env.rt.spawn(conn);
+    for attack in [
+        "UPDATE audit_log SET event_type = 'x'",
+        "DELETE FROM audit_log",
+        "ALTER TABLE audit_log DISABLE TRIGGER ALL",
+        "SET session_replication_role = replica",
+        "DROP TRIGGER audit_log_chain ON audit_log",
+    ] {
+        let e = env
+            .rt
+            .block_on(app.batch_execute(attack))
+            .expect_err(attack);
+        let msg = e.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            msg.as_deref()
+                .is_some_and(|m| m.contains("permission denied")
+                    || m.contains("must be owner")
+                    || m.contains("append-only")),
+            "{attack}: {msg:?}"
+        );
+    }
 }
