@@ -1,4 +1,4 @@
-//! The same run gives the same outputs: twice, on 1 and 2 worker threads, and as two processes
+//! The same run gives the same outputs: twice, on 1, 2 and 4 worker threads, and as two processes
 //! (timely's `-n 2 -p 0|1`, batches serialized across the process boundary).
 
 use std::path::Path;
@@ -7,17 +7,19 @@ use std::process::Command;
 use crate::common::{RUN_FILES, pipeline, repo, run_with};
 
 #[test]
-fn one_and_two_workers_give_identical_ledgers() {
+fn one_two_and_four_workers_give_identical_ledgers() {
     let p = pipeline("sample.toml");
     let a = run_with(&p, 1);
     let b = run_with(&p, 1);
     let c = run_with(&p, 2);
+    let d = run_with(&p, 4);
     // Debug text compares NaN fields (rule models predict no return) as equal, and floats exactly.
     let text = |o: &findashpro::engine::RunOutput| {
         format!("{:?}{:?}{:?}", o.ledger, o.quarantine, o.exposure)
     };
     assert!(text(&a) == text(&b), "two runs on one worker differ");
     assert!(text(&a) == text(&c), "one and two workers differ");
+    assert!(text(&a) == text(&d), "one and four workers differ");
     assert!(!a.ledger.fills.is_empty() && !a.quarantine.is_empty());
 }
 
@@ -77,6 +79,19 @@ fn two_processes_write_the_same_bytes_as_one_worker() {
     .status()
     .expect("fdp runs");
     assert!(status.success());
+    let status = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "w4",
+        "--out",
+        &out,
+        "-w",
+        "4",
+    ])
+    .status()
+    .expect("fdp runs");
+    assert!(status.success());
     let hosts = dir.path().join("hosts.txt");
     std::fs::write(
         &hosts,
@@ -122,5 +137,6 @@ fn two_processes_write_the_same_bytes_as_one_worker() {
         "process 0: {p0}, process 1: {s1}"
     );
     assert_same_files(&dir.path().join("w1"), &dir.path().join("w2"));
+    assert_same_files(&dir.path().join("w1"), &dir.path().join("w4"));
     assert_same_files(&dir.path().join("w1"), &dir.path().join("n2"));
 }
