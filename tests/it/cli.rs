@@ -690,14 +690,7 @@ fn a_server_that_never_answers_hangs_nothing() {
         .spawn()
         .expect("fdp runs");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let pid = c.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    assert!(crate::common::signal(c.id(), "TERM"));
     let signalled = std::time::Instant::now();
     let status = loop {
         if let Some(s) = c.try_wait().expect("wait") {

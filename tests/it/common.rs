@@ -62,6 +62,15 @@ pub fn run_with(p: &LoadedPipeline, workers: usize) -> RunOutput {
         .expect("worker 0 is in this process")
 }
 
+/// Sends `signal` (`"TERM"`, `"KILL"`, …) to process `pid` with `kill(1)`; true when delivered.
+pub fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Reads a CSV file into (header, rows).
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).expect("csv readable");

@@ -526,14 +526,7 @@ fn sigterm_commits_in_flight_work_and_exits_zero() {
         std::thread::spawn(move || stream::feed(&p2, &url, &prefix, 10_000, Some(1_500.0)));
     let mut c = fdp_run(&env, &path, &[]);
     std::thread::sleep(Duration::from_millis(1000));
-    let pid = c.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    assert!(crate::common::signal(c.id(), "TERM"));
     let status = wait_exit(&mut c, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     let committed = env.scalar("SELECT coalesce(max(committed), -1) FROM stream_state");
@@ -742,14 +735,10 @@ impl PrivatePg {
             .and_then(|t| t.lines().next().map(str::to_string))
             .expect("postmaster.pid");
         let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
-        let _ = Command::new("kill").args(["-9", &pid]).status();
+        let pid: u32 = pid.trim().parse().expect("a pid in postmaster.pid");
+        crate::common::signal(pid, "KILL");
         let started = Instant::now();
-        while Command::new("kill")
-            .args(["-0", &pid])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        while crate::common::signal(pid, "0") {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "postmaster gone"
