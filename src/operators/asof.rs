@@ -13,7 +13,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::bar::owner;
-use crate::sources::fundamentals::Fact;
+use crate::fact::Fact;
 
 use super::features::FeatureBatch;
 use super::keyed::KeyedState;

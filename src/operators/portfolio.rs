@@ -18,7 +18,7 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 
 use crate::bar::{Bar, TickerId};
-use crate::sinks::broker::{Broker, Fill, Order, OrderKind, OrderSide};
+use crate::order::{Broker, Fill, Order, OrderKind, OrderSide};
 use crate::time::EventTime;
 
 use super::keyed::by_time;

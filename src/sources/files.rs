@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::bar::{Bar, BarBatch, Tickers};
 use crate::config::{FileFormat, LoadedPipeline, SourceSpec};
-use crate::operators::quality::{Action, Reason, Reject};
+use crate::reject::{Action, Reason, Reject};
 use crate::time::{DAY, EventTime, parse_time};
 
 use super::{SourceError, WorkerInput, group_by_time, universe};

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bar::{TickerId, Tickers};
@@ -27,18 +27,7 @@ use crate::time::{DAY, EventTime, parse_time};
 
 use super::SourceError;
 
-/// One fundamental or sentiment value, public from `ts` on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Fact {
-    /// Ticker.
-    pub ticker: TickerId,
-    /// When it became public.
-    pub ts: EventTime,
-    /// Position of its column in [`FactColumns`].
-    pub column: u32,
-    /// The value.
-    pub value: f64,
-}
+pub use crate::fact::Fact;
 
 /// The fact columns a pipeline asks for, as `FMP_<field>` and `FINNHUB_<field>` names.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use crate::bar::{BarBatch, Tickers};
 use crate::config::{LoadedPipeline, QualitySpec, SourceSpec};
-use crate::operators::quality::{Action, QualityGate, Reject, Verdict};
+use crate::operators::quality::{QualityGate, Verdict};
+use crate::reject::{Action, Reject};
 
 /// Errors that stop a source from starting (bad rows do not: they are quarantined).
 #[derive(Debug, thiserror::Error)]

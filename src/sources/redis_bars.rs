@@ -4,7 +4,7 @@
 
 use crate::bar::{Bar, BarBatch, Tickers, owner};
 use crate::config::LoadedPipeline;
-use crate::operators::quality::{Action, Reason, Reject};
+use crate::reject::{Action, Reason, Reject};
 use crate::sources::redis_stream::Conn;
 use crate::sources::{SourceError, WorkerInput, group_by_time};
 use crate::time::{EventTime, parse_time};

@@ -8,6 +8,7 @@ mod feature_cache;
 mod fundamentals;
 mod fuzz;
 mod golden_features;
+mod layering;
 mod lookahead;
 mod ml;
 mod postgres;
