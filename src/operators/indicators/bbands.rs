@@ -1,6 +1,6 @@
 //! Bollinger bands with TA-Lib's running sums and population deviation.
 
-use super::{Ring, Sma, is_zero_or_neg, sum_kept};
+use super::{Ring, Sma, is_zero_or_neg};
 
 /// One Bollinger output.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
@@ -69,7 +69,7 @@ impl Bbands {
     /// Sums the window and its squares afresh, between bars (see `Sma::reanchor`).
     pub(crate) fn reanchor(&mut self) {
         self.sma.reanchor();
-        self.total2 = sum_kept(&self.squares);
+        self.total2 = self.squares.sum_last(self.squares.kept());
     }
 
     /// Back to empty.

@@ -1524,17 +1524,19 @@ impl Ring {
     pub(crate) fn len(&self) -> usize {
         self.seen.min(self.n)
     }
+    /// How many of the latest values a running total over the ring holds between bars: the
+    /// whole window, but for its oldest value once the window is full (a kernel lets it go right
+    /// after its output, before the next bar comes).
+    pub(crate) fn kept(&self) -> usize {
+        self.len() - usize::from(self.oldest().is_some())
+    }
+    /// The sum of the latest `k` values (`k <= len()`), oldest first.
+    pub(crate) fn sum_last(&self, k: usize) -> f64 {
+        (0..k).rev().map(|lag| self.ago(lag)).sum()
+    }
     pub(crate) fn clear(&mut self) {
         self.seen = 0;
     }
-}
-
-/// The sum of what a running total over `ring` holds between bars, oldest first: the whole
-/// window, but for its oldest value once the window is full (a kernel lets it go right after
-/// its output, before the next bar comes).
-pub(crate) fn sum_kept(ring: &Ring) -> f64 {
-    let keep = ring.len() - usize::from(ring.oldest().is_some());
-    (0..keep).rev().map(|lag| ring.ago(lag)).sum()
 }
 
 /// The last `n` values as one contiguous slice, oldest first: each value is written twice, at

@@ -415,8 +415,8 @@ impl Mfi {
     /// Sums the flows afresh, between bars (see `Sma::reanchor`): the whole window, whose
     /// oldest flow leaves at the start of the next bar.
     pub(crate) fn reanchor(&mut self) {
-        let all = |r: &Ring| (0..r.len()).rev().map(|lag| r.ago(lag)).sum();
-        (self.pos_sum, self.neg_sum) = (all(&self.pos), all(&self.neg));
+        self.pos_sum = self.pos.sum_last(self.pos.len());
+        self.neg_sum = self.neg.sum_last(self.neg.len());
     }
 
     /// Back to empty.

@@ -1,6 +1,6 @@
 //! Simple moving average with TA-Lib's running sum.
 
-use super::{Ring, sum_kept};
+use super::Ring;
 
 /// SMA(n): the mean of the last n values. First output after n values.
 ///
@@ -43,7 +43,7 @@ impl Sma {
     /// window, the average is exact again. The feature set calls this every
     /// [`REANCHOR_EVERY`](super::REANCHOR_EVERY) bars, outside the per-bar path.
     pub(crate) fn reanchor(&mut self) {
-        self.total = sum_kept(&self.ring);
+        self.total = self.ring.sum_last(self.ring.kept());
     }
 
     /// Back to empty.

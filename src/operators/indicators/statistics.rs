@@ -311,9 +311,8 @@ impl Beta {
 
     /// Sums the window afresh, between bars (see `Sma::reanchor`).
     pub(crate) fn reanchor(&mut self) {
-        let keep = self.xs.len() - usize::from(self.xs.oldest().is_some());
         let mut s = [0.0; 4];
-        for lag in (0..keep).rev() {
+        for lag in (0..self.xs.kept()).rev() {
             let (x, y) = (self.xs.ago(lag), self.ys.ago(lag));
             s = [s[0] + x * x, s[1] + x * y, s[2] + x, s[3] + y];
         }
