@@ -180,12 +180,13 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
 
 /// Applies the migrations not yet applied; returns their versions.
 ///
+/// When every migration is applied already it runs no DDL at all, so a login that may only
+/// write (a member of `fdp_writer`, no CREATE on the schema) can start a run.
+///
 /// # Errors
 /// A failing statement, or an applied migration that was edited since.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
-    if schema_is_current(client).await? {
-        // Nothing to apply: no DDL at all, so a login that may only write (a member of
-        // `fdp_writer`, no CREATE on the schema) can start a run.
+    if pending(&applied_checksums(client).await?)?.is_empty() {
         verify_protections(client).await?;
         return Ok(Vec::new());
     }
@@ -198,76 +199,63 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    // Read again under the lock: another migrator may have applied some meanwhile.
     let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
-        let sum = checksum(sql);
-        let row = tx
-            .query_opt(
-                "SELECT checksum FROM schema_migrations WHERE version = $1",
-                &[&version],
-            )
-            .await?;
-        match row {
-            Some(r) => {
-                let had: String = r.get(0);
-                if had != sum {
-                    return Err(DbError::Edited {
-                        version,
-                        name: name.into(),
-                        applied: had,
-                        now: sum,
-                    });
-                }
-            }
-            None => {
-                tx.batch_execute(sql).await?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    &[&version, &name, &sum],
-                )
-                .await?;
-                applied.push(version);
-            }
-        }
+    for (version, name, sql) in pending(&applied_checksums(&tx).await?)? {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&version, &name, &checksum(sql)],
+        )
+        .await?;
+        applied.push(version);
     }
     tx.commit().await?;
     verify_protections(client).await?;
     Ok(applied)
 }
 
-/// True when every migration is applied, unchanged. Reads only (`to_regclass`, a SELECT).
-///
-/// # Errors
-/// [`DbError::Edited`] when an applied migration's text changed since.
-async fn schema_is_current(client: &Client) -> Result<bool, DbError> {
+/// The checksum of every applied migration by version (none before the first migration).
+/// Reads only (`to_regclass`, a SELECT).
+async fn applied_checksums(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<std::collections::HashMap<i32, String>, DbError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?
         .get(0);
     if !exists {
-        return Ok(false);
+        return Ok(Default::default());
     }
     let rows = client
         .query("SELECT version, checksum FROM schema_migrations", &[])
         .await?;
-    let applied: std::collections::HashMap<i32, String> =
-        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The migrations not in `applied`, in order.
+///
+/// # Errors
+/// [`DbError::Edited`] when an applied migration's text changed since.
+fn pending(
+    applied: &std::collections::HashMap<i32, String>,
+) -> Result<Vec<(i32, &'static str, &'static str)>, DbError> {
+    let mut todo = Vec::new();
     for (version, name, sql) in MIGRATIONS {
-        let sum = checksum(sql);
         match applied.get(&version) {
-            None => return Ok(false),
-            Some(had) if *had != sum => {
+            None => todo.push((version, name, sql)),
+            Some(had) if *had != checksum(sql) => {
                 return Err(DbError::Edited {
                     version,
                     name: name.into(),
                     applied: had.clone(),
-                    now: sum,
+                    now: checksum(sql),
                 });
             }
             Some(_) => {}
         }
     }
-    Ok(true)
+    Ok(todo)
 }
 
 /// Checks that the audit log's protections are in place — its three triggers present and enabled,
@@ -971,5 +959,33 @@ impl crate::operators::ml::registry::ModelStore for PgModelStore {
             Ok(())
         })
         .map_err(|e| format!("ml_models {}: {e}", meta.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_lists_the_missing_migrations_and_refuses_an_edited_one() {
+        let all: std::collections::HashMap<i32, String> = MIGRATIONS
+            .iter()
+            .map(|(v, _, sql)| (*v, checksum(sql)))
+            .collect();
+        assert!(pending(&all).is_ok_and(|p| p.is_empty()));
+        let mut some = all.clone();
+        some.remove(&6);
+        let versions = |m| pending(m).map(|p| p.iter().map(|m| m.0).collect::<Vec<_>>());
+        assert_eq!(versions(&some).ok(), Some(vec![6]));
+        assert_eq!(
+            versions(&Default::default()).ok(),
+            Some(vec![1, 2, 3, 4, 5, 6])
+        );
+        let mut edited = all;
+        edited.insert(2, "0".into());
+        assert!(matches!(
+            pending(&edited),
+            Err(DbError::Edited { version: 2, .. })
+        ));
     }
 }
