@@ -161,7 +161,7 @@ pub struct RunOptions {
     /// Trips to halt new orders.
     pub kill: KillSwitch,
     /// Where an ML model stores its trainings (none: not stored).
-    pub model_store: Option<Arc<dyn crate::operators::ml::registry::ModelStore>>,
+    pub model_store: Option<crate::operators::ml::registry::StoreHandle>,
 }
 
 /// What every worker needs to build the operator graph; shared by the backtest ([`run`]) and the

@@ -459,15 +459,19 @@ fn main() -> Result<()> {
             let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
             let model_store = match &p.pipeline.model {
                 findashpro::config::ModelSpec::Ml(m) => {
-                    use findashpro::operators::ml::registry::{ModelStore, Registry, now_unix};
+                    use findashpro::operators::ml::registry::{Registry, StoreHandle};
+                    use findashpro::time::wall_unix;
                     let dir = m.registry.as_deref().map_or_else(
                         || base.join("models").join(&p.pipeline.name),
                         |d| p.resolve(d),
                     );
                     let registry = Registry::open(&dir, i64::from(m.ttl_days) * 86_400)?;
-                    let removed = registry.cleanup(now_unix())?;
+                    let removed = registry.cleanup(wall_unix())?;
                     tracing::info!(dir = %dir.display(), removed = removed.len(), "model registry");
-                    Some(std::sync::Arc::new(registry) as std::sync::Arc<dyn ModelStore>)
+                    Some(StoreHandle {
+                        store: std::sync::Arc::new(registry),
+                        clock: wall_unix,
+                    })
                 }
                 _ => None,
             };

@@ -5,8 +5,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bar::{Bar, TickerId};
-use crate::operators::risk::EntrySize;
 use crate::time::EventTime;
+
+/// How much an approved entry should take, resolved at the fill against the equity then.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum EntrySize {
+    /// This fraction of equity.
+    Fraction(f64),
+    /// All available cash.
+    AllIn,
+}
 
 /// Buy or sell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

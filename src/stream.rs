@@ -318,7 +318,13 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
             Ok(n) => tracing::info!(removed = n, "expired models removed"),
             Err(e) => tracing::warn!(error = %e, "model cleanup failed"),
         }
-        spec.model.configure_ml(Some(Arc::new(store)), true);
+        spec.model.configure_ml(
+            Some(crate::operators::ml::registry::StoreHandle {
+                store: Arc::new(store),
+                clock: crate::time::wall_unix,
+            }),
+            true,
+        );
     }
     let workers = opts.cluster.workers.max(1);
     let barrier = Arc::new(Barrier::new(workers));

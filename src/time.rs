@@ -1,7 +1,8 @@
 //! Event time: the bar's timestamp, in seconds since the Unix epoch (UTC), is the timely timestamp.
 //!
-//! Nothing in `operators/` reads the wall clock; these helpers only convert between the text found in
-//! data files and the integer time that flows through the graph.
+//! Nothing in `operators/` reads the wall clock; these helpers convert between the text found in
+//! data files and the integer time that flows through the graph, and [`wall_unix`] is the one
+//! wall-clock reading, for drivers (model creation stamps, time-to-live), never for event time.
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 
@@ -129,6 +130,14 @@ pub fn midnight(d: NaiveDate) -> EventTime {
 /// Year of an event time; used by calendars.
 pub fn year_of(t: EventTime) -> i32 {
     date_of(t).year()
+}
+
+/// Wall-clock Unix seconds, for creation times and time-to-live (never for event time); drivers
+/// pass it to what needs it.
+pub fn wall_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{RiskSpec, Sizing};
+pub use crate::order::EntrySize;
 use crate::time::{EventTime, day_number};
 
 /// Kelly's payoff odds `b` for a ticker: the ratio of upside to downside semi-volatility of its last
@@ -116,15 +117,6 @@ impl Refusal {
             Refusal::InsufficientCash => "insufficient_cash",
         }
     }
-}
-
-/// How much an approved entry should take, resolved at the fill against the equity then.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum EntrySize {
-    /// This fraction of equity.
-    Fraction(f64),
-    /// All available cash.
-    AllIn,
 }
 
 /// What the portfolio knows when an entry is reviewed.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::bar::Tickers;
 use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRecord};
-use crate::operators::ml::registry::ModelStore;
+use crate::operators::ml::registry::StoreHandle;
 
 use super::features::FeatureBatch;
 use super::keyed::{KeyedState, by_times};
@@ -161,7 +161,7 @@ impl RuleModel {
 
     /// Sets where an ML model stores its trainings and whether it trains on its own thread (live
     /// runs); rule models ignore it.
-    pub fn configure_ml(&mut self, store: Option<Arc<dyn ModelStore>>, background: bool) {
+    pub fn configure_ml(&mut self, store: Option<StoreHandle>, background: bool) {
         if let RuleKind::Ml { model, .. } = &mut self.kind {
             let mut ctx = (**model.context()).clone();
             ctx.store = store;

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 use crate::operators::quality::Reject;
-use crate::operators::risk::EntrySize;
+use crate::order::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// Errors writing outputs.

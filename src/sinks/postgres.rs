@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::bar::Tickers;
 use crate::operators::portfolio::Ledger;
-use crate::operators::risk::EntrySize;
+use crate::order::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).

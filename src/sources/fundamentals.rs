@@ -27,38 +27,7 @@ use crate::time::{DAY, EventTime, parse_time};
 
 use super::SourceError;
 
-pub use crate::fact::Fact;
-
-/// The fact columns a pipeline asks for, as `FMP_<field>` and `FINNHUB_<field>` names.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FactColumns {
-    /// FMP fields (ratios, key metrics, income statement, `epsGrowth`).
-    pub fmp: Vec<String>,
-    /// Finnhub news-sentiment fields (`companyNewsScore`, `bullishPercent`, `bearishPercent`,
-    /// `buzz`, `articlesInLastWeek`, `sectorAverageNewsScore`, `sectorAverageBullishPercent`).
-    pub finnhub: Vec<String>,
-}
-
-impl FactColumns {
-    /// Column names, FMP first.
-    pub fn names(&self) -> Vec<String> {
-        self.fmp
-            .iter()
-            .map(|f| format!("FMP_{f}"))
-            .chain(self.finnhub.iter().map(|f| format!("FINNHUB_{f}")))
-            .collect()
-    }
-
-    /// Number of columns.
-    pub fn len(&self) -> usize {
-        self.fmp.len() + self.finnhub.len()
-    }
-
-    /// True when no column is asked for.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::fact::{Fact, FactColumns};
 
 fn read_json(path: &Path) -> Result<Option<Value>, SourceError> {
     let text = match std::fs::read_to_string(path) {

@@ -961,7 +961,7 @@ fn a_work_item_that_keeps_failing_is_dead_lettered_after_n_tries() {
 
 #[test]
 fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
-    use findashpro::operators::ml::registry::{ModelStore, Registry};
+    use findashpro::operators::ml::registry::{Registry, StoreHandle};
     use findashpro::sinks::postgres::PgModelStore;
     let env = Env::new("ml");
     let p = crate::ml::ml_in(&root().join("data/sample"));
@@ -969,7 +969,11 @@ fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
     let reg_dir = tempfile::tempdir().expect("tempdir");
     let registry = Registry::open(reg_dir.path(), 86_400).expect("registry");
     let opts = findashpro::engine::RunOptions {
-        model_store: Some(std::sync::Arc::new(registry.clone()) as std::sync::Arc<dyn ModelStore>),
+        // The driver's clock stamps creation times: a fixed one shows no operator reads its own.
+        model_store: Some(StoreHandle {
+            store: std::sync::Arc::new(registry.clone()),
+            clock: || 1_234_567_890,
+        }),
         ..findashpro::engine::RunOptions::default()
     };
     let batch = findashpro::engine::run(&p, &opts)
@@ -979,6 +983,14 @@ fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
         registry.list().expect("list").len(),
         batch.ledger.ml_metrics.len(),
         "every training registered"
+    );
+    assert!(
+        registry
+            .list()
+            .expect("list")
+            .iter()
+            .all(|m| m.created_unix == 1_234_567_890),
+        "creation stamped by the driver's clock"
     );
     // The live run: bars through Redis, training on the pool, models into PostgreSQL. Paced (a
     // market's bars come as time passes): unpaced, the replay would end before the first

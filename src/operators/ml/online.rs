@@ -26,7 +26,7 @@ use crate::time::EventTime;
 
 use super::drift::{DriftMonitor, Reference};
 use super::labels::{Class, Labeler};
-use super::registry::{ModelMeta, ModelStore};
+use super::registry::{ModelMeta, StoreHandle};
 use super::selection::{combine, f_statistic, mutual_information};
 use super::stacking::{
     BASE_MODELS, ModelError, Scores, Stacking, StackingParams, baseline, forest_importances, score,
@@ -114,8 +114,8 @@ pub struct MlContext {
     pub cols: Vec<usize>,
     /// Names of the inputs.
     pub names: Vec<String>,
-    /// The registry every trained model goes to (none: not stored).
-    pub store: Option<Arc<dyn ModelStore>>,
+    /// The registry every trained model goes to, with its clock (none: not stored).
+    pub store: Option<StoreHandle>,
     /// Train on the training pool instead of on the bar (live runs).
     pub background: bool,
 }
@@ -497,7 +497,7 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
         scores,
         selection,
     };
-    if let Some(store) = &ctx.store {
+    if let Some(handle) = &ctx.store {
         let meta = ModelMeta {
             id: record.model_id.clone(),
             ticker: job.ticker.clone(),
@@ -510,9 +510,9 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
             samples: record.samples,
             params: p,
             scores: record.scores.clone(),
-            created_unix: crate::operators::ml::registry::now_unix(),
+            created_unix: (handle.clock)(),
         };
-        if let Err(e) = store.save(&meta, &model) {
+        if let Err(e) = handle.store.save(&meta, &model) {
             tracing::error!(model = %meta.id, error = %e, "the model registry refused a model");
         }
     }

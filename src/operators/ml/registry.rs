@@ -8,6 +8,7 @@
 //! half a model.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,11 +80,26 @@ impl ModelStore for Registry {
     }
 }
 
-/// Wall-clock Unix seconds, for creation times and the time-to-live (never for event time).
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// Reads the wall clock as Unix seconds. Operators never call one themselves: the driver hands
+/// one in with the store ([`StoreHandle`]), so a test can stamp models with a fixed time.
+pub type WallClock = fn() -> i64;
+
+/// Where trained models go and the clock that stamps their creation time (for the time-to-live),
+/// both chosen by the driver.
+#[derive(Clone)]
+pub struct StoreHandle {
+    /// The store.
+    pub store: Arc<dyn ModelStore>,
+    /// The creation-time clock.
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RegistryError + '_ {

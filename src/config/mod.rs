@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::operators::indicators::FeatureSpec;
+mod features;
+
+pub use features::{FeatureSpec, MAX_PERIOD, talib_standard};
 
 /// Errors from loading a pipeline file.
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +110,8 @@ pub const FINNHUB_FIELDS: [&str; 7] = [
 
 impl FundamentalsSpec {
     /// The fact columns asked for.
-    pub fn columns(&self) -> crate::sources::fundamentals::FactColumns {
-        crate::sources::fundamentals::FactColumns {
+    pub fn columns(&self) -> crate::fact::FactColumns {
+        crate::fact::FactColumns {
             fmp: self.fmp.clone(),
             finnhub: self.finnhub.clone(),
         }
