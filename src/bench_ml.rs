@@ -1,7 +1,7 @@
 //! `fdp bench ml`: the ML pipeline's predict path and its training time, on seeded synthetic data.
 //!
 //! The predict path is everything a bar goes through once a model exists — features, the label
-//! bookkeeping, the drift monitor, the stacking ensemble's prediction, Kelly sizing and the paper
+//! bookkeeping, the drift operator, the stacking ensemble's prediction, Kelly sizing and the paper
 //! broker — on one thread, the way one worker runs it. Each ticker first gets its first model on
 //! its first `min_samples + horizon` bars (timed separately: that is the training time per
 //! retrain); the later bars are then timed with retraining and drift retrains switched off, so
@@ -14,11 +14,12 @@ use crate::bar::{BarBatch, Tickers};
 use crate::bench::BenchLine;
 use crate::config::{LoadedPipeline, ModelSpec};
 use crate::engine::{Cluster, RunOptions, run};
-use crate::operators::features::FeatureEngine;
+use crate::operators::drift::{DriftPlan, DriftTicker};
+use crate::operators::features::{FeatureBatch, FeatureEngine};
 use crate::operators::indicators::FeatureSpec;
 use crate::operators::portfolio::Portfolio;
 use crate::operators::risk::{KillSwitch, PayoffEstimator, RiskEngine};
-use crate::operators::signal::RuleModel;
+use crate::operators::signal::{RuleModel, Signal};
 use crate::sinks::broker::PaperBroker;
 use crate::sources::synthetic::Synthetic;
 
@@ -98,8 +99,18 @@ fn ticker_major(block: &[crate::operators::features::FeatureBatch]) -> Vec<(u32,
 /// Per-ticker state of the predict path.
 #[derive(Clone)]
 struct Ticker {
+    drift: DriftTicker,
     model: RuleModel,
     payoff: PayoffEstimator,
+}
+
+impl Ticker {
+    /// The drift operator's then the model's step on bar `i` of `fb`, as the graph runs them.
+    fn decide(&mut self, name: &str, fb: &FeatureBatch, i: usize) -> Option<Signal> {
+        let drift = self.drift.update(fb.bars.ts[i], fb.row(i)).is_some();
+        self.model
+            .update_bar(name, fb.bars.ts[i], fb.bars.close[i], fb.row(i), drift)
+    }
 }
 
 /// Runs the ML suite: training time per retrain, the predict path, and (when `graph`) the graph.
@@ -127,7 +138,15 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
         crate::config::Sizing::Kelly { window, .. } => window,
         _ => 30,
     };
+    let Some(plan) = p
+        .pipeline
+        .drift()
+        .and_then(|d| DriftPlan::new(&d, &cols, &model.inputs()))
+    else {
+        unreachable!("the bench's drift features are its model's inputs")
+    };
     let fresh = Ticker {
+        drift: DriftTicker::new(std::sync::Arc::new(plan)),
         model,
         payoff: PayoffEstimator::new(window),
     };
@@ -150,12 +169,10 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
             let t = fb.bars.ticker[i];
             let s = &mut state[t as usize];
             let started = Instant::now();
-            let _ = s
-                .model
-                .update_bar(names.name(t), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+            let _ = s.decide(names.name(t), &fb, i);
             let took = started.elapsed().as_secs_f64();
             s.payoff.update(fb.bars.close[i]);
-            let (tr, _) = s.model.take_events();
+            let tr = s.model.take_trainings();
             if !tr.is_empty() {
                 trained[t as usize] = true;
                 trainings += tr.len() as u64;
@@ -214,9 +231,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
             for (k, b, i) in ticker_major(&fbs) {
                 let fb = &fbs[b];
                 let s = &mut st[k as usize];
-                let signal =
-                    s.model
-                        .update_bar(names.name(k), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+                let signal = s.decide(names.name(k), fb, i);
                 let payoff = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
                 decided[b][i] = (signal, payoff);
             }
@@ -245,12 +260,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
             for block in featured.chunks(times) {
                 for (k, b, i) in ticker_major(block) {
                     let fb = &block[b];
-                    let _ = std::hint::black_box(st[k as usize].model.update_bar(
-                        names.name(k),
-                        fb.bars.ts[i],
-                        fb.bars.close[i],
-                        fb.row(i),
-                    ));
+                    let _ = std::hint::black_box(st[k as usize].decide(names.name(k), fb, i));
                 }
             }
             *best = best.min(started.elapsed().as_secs_f64());

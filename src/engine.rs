@@ -2,10 +2,14 @@
 //! event time, and collects the portfolio's ledger and the quarantine on worker 0.
 //!
 //! ```text
-//! source ─▶ quality ─▶ features ─▶ signal ─▶ portfolio (risk + broker) ─▶ equity
-//!              └─ rejects ─┬─────────────────────────────────────────────▶ quarantine
+//! source ─▶ quality ─▶ features ─▶ [as-of facts] ─▶ [drift] ─▶ model ─▶ portfolio (risk + broker) ─▶ equity
+//!              │                                        └─ drift events ride beside their rows ─▶ sinks
+//!              └─ rejects ─┬────────────────────────────────────────────────────────────────▶ quarantine
 //! source rejects ──────────┘
 //! ```
+//!
+//! The model is a rule or the ML ensemble (`[model] kind = "ensemble"`), which retrains on the
+//! drift operator's events; `[drift]` is optional for rule models and implied for the ensemble.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,6 +25,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use crate::bar::{BarBatch, TickerId, Tickers, owner};
 use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
 use crate::operators::asof::AsOfExt;
+use crate::operators::drift::{DriftExt, DriftPlan};
 use crate::operators::exposure::{ExposureRow, sector_exposure};
 use crate::operators::features::FeaturesExt;
 use crate::operators::indicators::FeatureSpec;
@@ -176,6 +181,8 @@ pub struct GraphSpec {
     pub base_dir: std::path::PathBuf,
     /// The signal model.
     pub model: RuleModel,
+    /// The drift operator, resolved against the feature columns (none: not in the graph).
+    pub drift: Option<DriftPlan>,
     /// Number of fundamentals columns joined as of their publication (0: no join).
     pub fact_width: usize,
     /// Trips to halt new orders.
@@ -203,11 +210,19 @@ impl GraphSpec {
         let columns = p.pipeline.feature_columns();
         let model = RuleModel::new(&p.pipeline.model, &columns)
             .ok_or_else(|| EngineError::Model(columns.join(", ")))?;
+        let drift = match p.pipeline.drift() {
+            Some(d) => Some(
+                DriftPlan::new(&d, &columns, &model.inputs())
+                    .ok_or_else(|| EngineError::Model(columns.join(", ")))?,
+            ),
+            None => None,
+        };
         Ok(GraphSpec {
             pipeline: Arc::new(p.pipeline.clone()),
             tickers: Arc::new(source.tickers()),
             base_dir: p.base_dir.clone(),
             model,
+            drift,
             fact_width: p.pipeline.fundamentals.columns().len(),
             kill,
         })
@@ -227,7 +242,7 @@ impl GraphSpec {
         )?)
     }
 
-    /// Builds quality → features → [as-of facts] → signal → portfolio, with the quarantine and the
+    /// Builds quality → features → [as-of facts] → [drift] → model → portfolio, with the quarantine and the
     /// sector exposure beside it, on the given input streams.
     #[allow(clippy::too_many_arguments)]
     pub fn build<'s>(
@@ -274,6 +289,9 @@ impl GraphSpec {
         let mut featured = good.features(specs, cache);
         if self.fact_width > 0 {
             featured = featured.join_as_of(facts, self.fact_width, peers);
+        }
+        if let Some(plan) = &self.drift {
+            featured = featured.drift(plan.clone());
         }
         let (equity, deltas) = featured
             .signals(self.model.clone(), window, Arc::clone(&self.tickers))

@@ -2,11 +2,14 @@
 //! findashpro: market data in, trading decisions out, on timely dataflow.
 //!
 //! A tour of the layout:
-//! - [`config`]: pipeline files (`pipelines/*.toml`), typed and validated, errors with line and column.
+//! - [`config`]: pipeline files (`pipelines/*.toml`), typed and validated, errors with line and
+//!   column; the feature schema and the `[drift]` settings live here, below the operators.
 //! - [`sources`]: file replay (CSV/Parquet), universe lists, the seeded synthetic generator.
 //! - [`operators`]: the graph's stages, each a plain kernel plus a thin timely adapter —
 //!   [`operators::quality`], [`operators::features`] (kernels in [`operators::indicators`]),
-//!   [`operators::signal`], [`operators::risk`] and the [`operators::portfolio`] that applies them.
+//!   [`operators::drift`] (optional), [`operators::signal`] (rule models and the ML ensemble of
+//!   [`operators::ml`]), [`operators::risk`] and the [`operators::portfolio`] that applies them:
+//!   `source → quality → features → [facts] → [drift] → model → portfolio → sinks`.
 //! - [`sinks`]: brokers (paper), run outputs (Parquet, `metrics.json`), `report.html`.
 //! - [`engine`]: wires the graph on timely, feeds it at event time, collects the results.
 //! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary.

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod drift;
 mod features;
 
+pub use drift::DriftSpec;
 pub use features::{FeatureSpec, MAX_PERIOD, talib_standard};
 
 /// Errors from loading a pipeline file.
@@ -55,6 +57,9 @@ pub struct Pipeline {
     pub features: Vec<Spanned<FeatureSpec>>,
     /// The signal model.
     pub model: ModelSpec,
+    /// The drift operator between the features and the model (see [`Pipeline::drift`]).
+    #[serde(default)]
+    pub drift: Option<DriftSpec>,
     /// Risk and sizing.
     #[serde(default)]
     pub risk: RiskSpec,
@@ -285,11 +290,13 @@ pub enum ModelSpec {
         #[serde(default = "default_confidence")]
         confidence: f64,
     },
-    /// The stacking ensemble, trained walk-forward per ticker on forward-return labels.
+    /// The stacking ensemble, trained walk-forward per ticker on forward-return labels
+    /// (`kind = "ensemble"`; `"ml"` is its older name).
+    #[serde(rename = "ensemble", alias = "ml")]
     Ml(MlSpec),
 }
 
-/// Settings of the ML model (`[model] kind = "ml"`).
+/// Settings of the ML ensemble (`[model] kind = "ensemble"`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlSpec {
@@ -320,10 +327,10 @@ pub struct MlSpec {
     /// Seed of training.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Drift window in bars.
+    /// Drift window in bars, when no `[drift]` section declares the drift operator.
     #[serde(default = "default_drift_window")]
     pub drift_window: usize,
-    /// KL divergence that triggers a retrain.
+    /// KL divergence that triggers a retrain, when no `[drift]` section declares the operator.
     #[serde(default = "default_drift_threshold")]
     pub drift_threshold: f64,
     /// Inputs each training keeps: the top `select` by the combined rank of forest importance,
@@ -622,6 +629,23 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// The drift operator's settings: the `[drift]` section, or for an ensemble without one the
+    /// operator its `drift_window`, `drift_threshold` and `min_samples` (as the reference) imply;
+    /// none for a rule model without the section.
+    pub fn drift(&self) -> Option<DriftSpec> {
+        match (&self.drift, &self.model) {
+            (Some(d), _) => Some(d.clone()),
+            (None, ModelSpec::Ml(m)) => Some(DriftSpec {
+                features: Vec::new(),
+                window: m.drift_window,
+                reference: m.min_samples,
+                threshold: m.drift_threshold,
+                ..DriftSpec::default()
+            }),
+            (None, _) => None,
+        }
+    }
+
     /// Names of all feature output columns, in declaration order.
     pub fn feature_columns(&self) -> Vec<String> {
         self.features
@@ -751,6 +775,22 @@ impl Pipeline {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(d) = &self.drift {
+            let drift_at = locate(text, "[drift]", "");
+            d.validate().map_err(|m| {
+                let key = m.split_whitespace().next().unwrap_or_default();
+                (key_after(text, drift_at, key), format!("drift: {m}"))
+            })?;
+            if let Some(bad) = d.features.iter().find(|f| !columns.contains(f)) {
+                return Err((
+                    locate(text, "[drift]", bad),
+                    format!(
+                        "drift feature `{bad}` is not a declared feature output (declared: {})",
+                        columns.join(", ")
+                    ),
+                ));
             }
         }
         if let SourceSpec::Files {

@@ -52,6 +52,7 @@ impl AsOf {
             bars: fb.bars,
             width: w + k,
             values,
+            drifts: fb.drifts,
         }
     }
 }

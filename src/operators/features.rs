@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::bar::Tickers;
 
+use super::drift::DriftRecord;
 use super::feature_cache::{CachedTicker, FeatureCache};
 use super::keyed::{KeyedState, by_time, by_time_then};
 
@@ -29,6 +30,8 @@ pub struct FeatureBatch {
     pub width: usize,
     /// `bars.len() * width` values.
     pub values: Vec<f64>,
+    /// Drift events on these bars (the bar's index, the event), set by the drift operator.
+    pub drifts: Vec<(u32, DriftRecord)>,
 }
 
 impl FeatureBatch {
@@ -74,6 +77,7 @@ impl FeatureEngine {
             bars,
             width: w,
             values,
+            drifts: Vec::new(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl CachedEngine {
             bars,
             width: w,
             values,
+            drifts: Vec::new(),
         }
     }
 

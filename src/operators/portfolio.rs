@@ -183,7 +183,7 @@ pub struct Ledger {
     /// Out-of-sample scores of every ML training, by time then ticker.
     pub ml_metrics: Vec<(TickerId, crate::operators::ml::online::TrainingRecord)>,
     /// ML drift events, by time then ticker.
-    pub drifts: Vec<(TickerId, crate::operators::ml::online::DriftRecord)>,
+    pub drifts: Vec<(TickerId, crate::operators::drift::DriftRecord)>,
     /// Starting capital.
     pub capital: f64,
     /// Bars seen (after the quality gate).

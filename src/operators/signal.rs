@@ -1,8 +1,9 @@
 //! Signal operator: the pipeline's model turns each ticker's features into a target position.
 //!
-//! This model is a transparent rule ([`RuleModel`]): a crossover of two features or a
-//! threshold on one. The ML ensemble plugs into the same slot later. The operator also keeps the
-//! per-ticker payoff estimate Kelly sizing needs, and sends everything to the portfolio worker.
+//! The model is a transparent rule ([`RuleModel`]: a crossover of two features or a threshold on
+//! one) or the ML ensemble in the same slot, which retrains on the drift operator's events. The
+//! operator also keeps the per-ticker payoff estimate Kelly sizing needs, and sends everything,
+//! with the drift events that rode in on the feature edge, to the portfolio worker.
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
@@ -170,6 +171,16 @@ impl RuleModel {
         }
     }
 
+    /// Positions of the feature columns the model reads: what the drift operator watches unless
+    /// `[drift] features` says otherwise.
+    pub fn inputs(&self) -> Vec<usize> {
+        match &self.kind {
+            RuleKind::Crossover { fast, slow, .. } => vec![*fast, *slow],
+            RuleKind::Threshold { col, .. } => vec![*col],
+            RuleKind::Ml { model, .. } => model.context().cols.clone(),
+        }
+    }
+
     /// The ML model's settings, if this is one.
     pub fn ml_spec(&self) -> Option<&crate::config::MlSpec> {
         match &self.kind {
@@ -178,17 +189,19 @@ impl RuleModel {
         }
     }
 
-    /// Decides on one bar of `ticker`: its time, close and feature row. Rule models read only the
-    /// row; the ML model also learns from the bar (see [`crate::operators::ml::online`]).
+    /// Decides on one bar of `ticker`: its time, close and feature row, and whether the drift
+    /// operator fired on it. Rule models read only the row; the ML model also learns from the bar
+    /// and retrains on drift (see [`crate::operators::ml::online`]).
     pub fn update_bar(
         &mut self,
         ticker: &str,
         ts: crate::time::EventTime,
         close: f64,
         row: &[f64],
+        drift: bool,
     ) -> Option<Signal> {
         if let RuleKind::Ml { model, enter, exit } = &mut self.kind {
-            let (p, _) = model.update(ticker, ts, close, row);
+            let (p, _) = model.update(ticker, ts, close, row, drift);
             let p = p?;
             let (target, confidence) = if p.p_up > *enter {
                 (Target::Long, p.p_up)
@@ -206,14 +219,11 @@ impl RuleModel {
         self.update(row)
     }
 
-    /// Takes the ML trainings and drift events recorded since the last call (none for rules).
-    pub fn take_events(&mut self) -> (Vec<TrainingRecord>, Vec<DriftRecord>) {
+    /// Takes the ML trainings recorded since the last call (none for rules).
+    pub fn take_trainings(&mut self) -> Vec<TrainingRecord> {
         match &mut self.kind {
-            RuleKind::Ml { model, .. } => (
-                std::mem::take(&mut model.records),
-                std::mem::take(&mut model.drifts),
-            ),
-            _ => (Vec::new(), Vec::new()),
+            RuleKind::Ml { model, .. } => std::mem::take(&mut model.records),
+            _ => Vec::new(),
         }
     }
 
@@ -273,7 +283,7 @@ pub struct SignalBatch {
     pub payoff: Vec<f64>,
     /// ML trainings that happened on these bars.
     pub trainings: Vec<(TickerId, TrainingRecord)>,
-    /// ML drift events on these bars.
+    /// Drift events on these bars (from the drift operator), for the sinks.
     pub drifts: Vec<(TickerId, DriftRecord)>,
 }
 
@@ -333,18 +343,27 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
             for (t, k, j, i) in order {
                 let (k, j, i) = (k as usize, j as usize, i as usize);
                 let fb = &batches[k][j];
+                let drift = fb.drifts.iter().any(|(at, _)| *at as usize == i);
                 let s = state.get(t);
                 let r = &mut results[k][j];
-                r.signal[i] =
-                    s.model
-                        .update_bar(tickers.name(t), fb.bars.ts[i], fb.bars.close[i], fb.row(i));
+                r.signal[i] = s.model.update_bar(
+                    tickers.name(t),
+                    fb.bars.ts[i],
+                    fb.bars.close[i],
+                    fb.row(i),
+                    drift,
+                );
                 r.payoff[i] = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
-                let (tr, dr) = s.model.take_events();
+                let tr = s.model.take_trainings();
                 r.trainings.extend(tr.into_iter().map(|x| (t, x)));
-                r.drifts.extend(dr.into_iter().map(|x| (t, x)));
             }
             for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
                 for (fb, mut r) in fbs.into_iter().zip(rs) {
+                    r.drifts = fb
+                        .drifts
+                        .into_iter()
+                        .map(|(i, d)| (fb.bars.ticker[i as usize], d))
+                        .collect();
                     r.bars = fb.bars;
                     out.push(r);
                 }

@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod determinism;
+mod drift;
 mod exposure;
 mod feature_cache;
 mod fundamentals;

@@ -3,10 +3,10 @@
 //!
 //! Per bar, in this order: (1) a model whose training finished on its own thread is installed
 //! (live runs only); (2) the label of the bar `h` back becomes known and joins the training
-//! samples with that bar's feature row; (3) the drift monitor scores the row against the current
-//! model's training reference; (4) the current model — trained at an earlier bar — predicts;
-//! (5) when `retrain_every` bars have passed since the last training, or drift fired, or there is
-//! no model yet, and enough samples are labeled, a new model is trained on the samples known now:
+//! samples with that bar's feature row; (3) the current model — trained at an earlier bar —
+//! predicts; (4) when `retrain_every` bars have passed since the last training, or the drift
+//! operator ([`crate::operators::drift`]) fired on this bar, or there is no model yet, and enough
+//! samples are labeled, a new model is trained on the samples known now:
 //! the features are ranked (forest importance, mutual information, ANOVA F), the top `select`
 //! kept, the stacking ensemble fitted and stored in the model registry.
 //!
@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::MlSpec;
 use crate::time::EventTime;
 
-use super::drift::{DriftMonitor, Reference};
 use super::labels::{Class, Labeler};
 use super::registry::{ModelMeta, StoreHandle};
 use super::selection::{combine, f_statistic, mutual_information};
@@ -48,7 +47,7 @@ pub struct Prediction {
 pub struct Events {
     /// A model was trained (or, in a live run, installed) at this bar.
     pub trained: bool,
-    /// The drift monitor fired at this bar.
+    /// The drift operator fired at this bar (a retrain trigger).
     pub drift: bool,
 }
 
@@ -91,18 +90,7 @@ pub struct TrainingRecord {
     pub selection: Vec<FeatureScore>,
 }
 
-/// A drift event, for the `drift` output and the alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftRecord {
-    /// Bar time.
-    pub ts: EventTime,
-    /// Index of the feature among the model's inputs.
-    pub feature: usize,
-    /// Its name.
-    pub name: String,
-    /// Its divergence.
-    pub kl: f64,
-}
+pub use crate::operators::drift::DriftRecord;
 
 /// What every ticker's model shares: the settings, the input columns and their names, where
 /// models are stored, and whether training runs on its own thread.
@@ -125,7 +113,6 @@ pub struct MlContext {
 struct Trained {
     model: Arc<Stacking>,
     chosen: Vec<usize>,
-    refs: Option<Vec<Reference>>,
     up_mean: f64,
     down_mean: f64,
     record: TrainingRecord,
@@ -171,19 +158,14 @@ pub struct MlTicker {
     model: Option<Arc<Stacking>>,
     chosen: Vec<usize>,
     buf: Vec<f64>,
-    drift: Option<DriftMonitor>,
     in_flight: InFlight,
     since: usize,
     up_mean: f64,
     down_mean: f64,
     /// Trainings so far.
     pub trainings: u32,
-    /// Drift events so far.
-    pub drift_events: u32,
     /// Trainings not yet collected by the caller.
     pub records: Vec<TrainingRecord>,
-    /// Drift events not yet collected by the caller.
-    pub drifts: Vec<DriftRecord>,
 }
 
 impl MlTicker {
@@ -201,15 +183,12 @@ impl MlTicker {
             model: None,
             chosen: Vec::new(),
             buf: Vec::new(),
-            drift: None,
             in_flight: InFlight::default(),
             since: 0,
             up_mean: 0.0,
             down_mean: 0.0,
             trainings: 0,
-            drift_events: 0,
             records: Vec::new(),
-            drifts: Vec::new(),
         }
     }
 
@@ -223,16 +202,21 @@ impl MlTicker {
         self.ctx = ctx;
     }
 
-    /// Takes one bar of `ticker` (its time, close and full feature row); returns the prediction
-    /// of the model trained so far, if any, and what happened.
+    /// Takes one bar of `ticker` (its time, close and full feature row, and whether the drift
+    /// operator fired on it); returns the prediction of the model trained so far, if any, and
+    /// what happened.
     pub fn update(
         &mut self,
         ticker: &str,
         ts: EventTime,
         close: f64,
         row: &[f64],
+        drift: bool,
     ) -> (Option<Prediction>, Events) {
-        let mut ev = Events::default();
+        let mut ev = Events {
+            drift,
+            ..Events::default()
+        };
         if self.in_flight.0.is_some() {
             ev.trained = self.poll(ts);
         }
@@ -268,31 +252,13 @@ impl MlTicker {
                 end: label.known_at,
             });
         }
-        let mut prediction = None;
-        if finite {
-            if let Some(d) = self.drift.as_mut()
-                && let Some(e) = d.check(&self.buf)
-            {
-                ev.drift = true;
-                self.drift_events += 1;
-                let feature = self.chosen.get(e.feature).copied().unwrap_or(e.feature);
-                let name = self.ctx.names.get(feature).cloned().unwrap_or_default();
-                tracing::info!(ticker, ts, feature = %name, kl = e.kl, "drift alert");
-                self.drifts.push(DriftRecord {
-                    ts,
-                    feature,
-                    name,
-                    kl: e.kl,
-                });
+        let prediction = self.model.as_ref().filter(|_| finite).map(|m| {
+            let p_up = m.predict_row(&self.buf);
+            Prediction {
+                p_up,
+                predicted_return: p_up * self.up_mean + (1.0 - p_up) * self.down_mean,
             }
-            if let Some(m) = &self.model {
-                let p_up = m.predict_row(&self.buf);
-                prediction = Some(Prediction {
-                    p_up,
-                    predicted_return: p_up * self.up_mean + (1.0 - p_up) * self.down_mean,
-                });
-            }
-        }
+        });
         self.since += 1;
         let due = self.model.is_none() || ev.drift || self.since >= self.ctx.spec.retrain_every;
         if due && self.in_flight.0.is_none() && self.y.len() >= self.ctx.spec.min_samples {
@@ -350,14 +316,6 @@ impl MlTicker {
                 self.chosen = t.chosen;
                 self.up_mean = t.up_mean;
                 self.down_mean = t.down_mean;
-                self.drift = t.refs.map(|r| {
-                    DriftMonitor::new(
-                        r,
-                        self.ctx.spec.drift_window,
-                        0.5,
-                        self.ctx.spec.drift_threshold,
-                    )
-                });
                 self.trainings += 1;
                 true
             }
@@ -433,7 +391,7 @@ fn keeps(ctx: &MlContext) -> usize {
     }
 }
 
-/// One training: selection, the ensemble, its scores, the drift reference; stored in the
+/// One training: selection, the ensemble and its scores; stored in the
 /// registry when there is one. Pure apart from the registry write and the timing.
 fn train(job: &Job) -> Result<Trained, ModelError> {
     let ctx = &job.ctx;
@@ -481,13 +439,6 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
             .fold((0.0, 0usize), |(s, n), (r, _)| (s + r, n + 1));
         sum / n.max(1) as f64
     };
-    let refs: Option<Vec<Reference>> = chosen
-        .iter()
-        .map(|&c| {
-            let col: Vec<f64> = job.x.iter().map(|r| r[c]).collect();
-            Reference::fit(&col, 10, 0.5)
-        })
-        .collect();
     let record = TrainingRecord {
         model_id: format!("{}@{}", job.ticker, job.at),
         trained_at: job.at,
@@ -519,7 +470,6 @@ fn train(job: &Job) -> Result<Trained, ModelError> {
     Ok(Trained {
         model: Arc::new(model),
         chosen,
-        refs,
         up_mean: mean(true),
         down_mean: mean(false),
         record,
@@ -554,7 +504,7 @@ mod tests {
         let mut first = None;
         for i in 0..200i64 {
             let (close, row) = bar(i);
-            let (p, ev) = m.update("T", i, close, &row);
+            let (p, ev) = m.update("T", i, close, &row, false);
             match first {
                 None if ev.trained => {
                     assert!(p.is_none(), "no model served before the first training");
@@ -576,8 +526,8 @@ mod tests {
         let mut served_before_install = false;
         for i in 0..200i64 {
             let (close, row) = bar(i);
-            inline.update("T", i, close, &row);
-            let (p, ev) = live.update("T", i, close, &row);
+            inline.update("T", i, close, &row, false);
+            let (p, ev) = live.update("T", i, close, &row, false);
             if live.in_flight.0.is_some() && live.model.is_some() {
                 served_before_install |= p.is_some();
             }
@@ -610,7 +560,7 @@ mod tests {
         let mut m = MlTicker::new(Arc::new(c));
         for i in 0..120i64 {
             let (close, row) = bar(i);
-            m.update("T", i, close, &row);
+            m.update("T", i, close, &row, false);
         }
         let r = &m.records[0];
         assert_eq!(r.selection.len(), 2);

@@ -2,7 +2,7 @@
 //! their quantiles) and the ANOVA F statistic between classes, each turned into ranks and averaged
 //! into one combined rank. (The random-forest importance joins them with the models.)
 
-use super::drift::Reference;
+use crate::operators::drift::monitor::Reference;
 
 /// Mutual information (nats) between a feature, binned at `bins` quantiles, and a class label.
 /// Rows with a non-finite feature are left out.
