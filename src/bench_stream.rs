@@ -46,7 +46,9 @@ pub fn suite(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StreamRunError::Worker(e.to_string()))?;
+        .map_err(|e| StreamRunError::Worker {
+            message: e.to_string(),
+        })?;
     let name = format!("fdp_bench_{}", std::process::id());
     let admin = rt.block_on(postgres::connect(database_url))?;
     rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
@@ -148,7 +150,9 @@ fn join(
 ) -> Result<(), StreamRunError> {
     match h.join() {
         Ok(r) => r.map(|_| ()),
-        Err(_) => Err(StreamRunError::Worker("the engine thread panicked".into())),
+        Err(_) => Err(StreamRunError::Worker {
+            message: "the engine thread panicked".into(),
+        }),
     }
 }
 

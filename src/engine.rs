@@ -48,16 +48,38 @@ pub enum EngineError {
     /// The source could not start.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// The pipeline names a model input that no feature produces.
-    #[error("the model's inputs are not feature columns: {0}")]
-    Model(String),
+    /// The pipeline names a model or drift input that no feature produces (a pipeline built
+    /// in code: a loaded file's validation refuses it first).
+    #[error("the model's or drift's inputs are not feature columns (declared: {declared})")]
+    UnknownInputs {
+        /// The feature columns there are.
+        declared: String,
+    },
     /// Timely could not start or a worker failed.
-    #[error("dataflow: {0}")]
-    Dataflow(String),
+    #[error("dataflow: {message}")]
+    Dataflow {
+        /// Timely's or the worker's message.
+        message: String,
+    },
     /// Not one bar passed the quality gate: a run over nothing is an error, not an empty success.
-    /// The message gives the first rejected rows (with `file:line` where the source has one).
-    #[error("no usable bar: {0}")]
-    NoBars(String),
+    #[error("no usable bar: {why}")]
+    NoBars {
+        /// The first rejected rows (with `file:line` where the source has one), or that the
+        /// source's range held no bar.
+        why: String,
+    },
+}
+
+impl crate::fault::Blame for EngineError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            EngineError::Source(e) => e.fault(),
+            EngineError::UnknownInputs { .. } => Fault::Input,
+            EngineError::Dataflow { .. } => Fault::Bug,
+            EngineError::NoBars { .. } => Fault::Data,
+        }
+    }
 }
 
 /// Why a run saw no bar: the source's range was empty, or the first rejects.
@@ -67,20 +89,22 @@ fn no_bars(quarantine: &[Reject]) -> EngineError {
         .filter(|r| r.action == crate::operators::quality::Action::Rejected)
         .collect();
     if rejected.is_empty() {
-        return EngineError::NoBars(
-            "the source gave no bar (check [source] paths, tickers, start and end)".into(),
-        );
+        return EngineError::NoBars {
+            why: "the source gave no bar (check [source] paths, tickers, start and end)".into(),
+        };
     }
     let first: Vec<String> = rejected
         .iter()
         .take(5)
         .map(|r| format!("{} ({}): {}", r.ticker, r.reason.as_str(), r.detail))
         .collect();
-    EngineError::NoBars(format!(
-        "all {} rows were rejected; the first: {}",
-        rejected.len(),
-        first.join("; ")
-    ))
+    EngineError::NoBars {
+        why: format!(
+            "all {} rows were rejected; the first: {}",
+            rejected.len(),
+            first.join("; ")
+        ),
+    }
 }
 
 /// Timely's cluster options: `-w` threads per process, `-n` processes, `-p` this process, and the
@@ -208,15 +232,20 @@ impl GraphSpec {
     /// A model input that no feature produces.
     pub fn new(p: &LoadedPipeline, source: &Source, kill: KillSwitch) -> Result<Self, EngineError> {
         let columns = p.pipeline.feature_columns();
-        let model = RuleModel::new(&p.pipeline.model, &columns)
-            .ok_or_else(|| EngineError::Model(columns.join(", ")))?;
-        let drift = match p.pipeline.drift() {
-            Some(d) => Some(
-                DriftPlan::new(&d, &columns, &model.inputs())
-                    .ok_or_else(|| EngineError::Model(columns.join(", ")))?,
-            ),
-            None => None,
-        };
+        let model = RuleModel::new(&p.pipeline.model, &columns).ok_or_else(|| {
+            EngineError::UnknownInputs {
+                declared: columns.join(", "),
+            }
+        })?;
+        let drift =
+            match p.pipeline.drift() {
+                Some(d) => Some(DriftPlan::new(&d, &columns, &model.inputs()).ok_or_else(
+                    || EngineError::UnknownInputs {
+                        declared: columns.join(", "),
+                    },
+                )?),
+                None => None,
+            };
         Ok(GraphSpec {
             pipeline: Arc::new(p.pipeline.clone()),
             tickers: Arc::new(source.tickers()),
@@ -450,13 +479,13 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             }))
         },
     )
-    .map_err(EngineError::Dataflow)?;
+    .map_err(|message| EngineError::Dataflow { message })?;
     let mut out = None;
     for r in guards.join() {
         match r {
             Ok(Ok(Some(o))) => out = Some(o),
             Ok(Ok(None)) => {}
-            Ok(Err(e)) | Err(e) => return Err(EngineError::Dataflow(e)),
+            Ok(Err(message)) | Err(message) => return Err(EngineError::Dataflow { message }),
         }
     }
     match out {

@@ -18,8 +18,13 @@ pub enum FeaturesError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// `--only` named a column no feature produces.
-    #[error("unknown column `{0}` in --only (known: {1})")]
-    UnknownColumn(String, String),
+    #[error("unknown column `{column}` in --only (known: {known})")]
+    UnknownColumn {
+        /// The column asked for.
+        column: String,
+        /// The columns there are.
+        known: String,
+    },
     /// Not one row of the input was a usable bar; the output was not written.
     #[error("{input}: no usable row ({rows} read); the first rejected: {first}")]
     NoRows {
@@ -39,6 +44,18 @@ pub enum FeaturesError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::fault::Blame for FeaturesError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            FeaturesError::Source(e) => e.fault(),
+            FeaturesError::UnknownColumn { .. } => Fault::Input,
+            FeaturesError::NoRows { .. } => Fault::Data,
+            FeaturesError::Write { source, .. } => source.fault(),
+        }
+    }
 }
 
 /// What a run of `fdp features` did.
@@ -76,7 +93,10 @@ pub fn run(
                 names
                     .iter()
                     .position(|n| n == c)
-                    .ok_or_else(|| FeaturesError::UnknownColumn(c.clone(), names.join(", ")))
+                    .ok_or_else(|| FeaturesError::UnknownColumn {
+                        column: c.clone(),
+                        known: names.join(", "),
+                    })
             })
             .collect::<Result<_, _>>()?
     };

@@ -26,6 +26,7 @@ pub mod calendar;
 pub mod config;
 pub mod engine;
 pub mod fact;
+pub mod fault;
 pub mod features_cmd;
 pub mod metrics;
 pub mod names;

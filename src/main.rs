@@ -3,11 +3,72 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use findashpro::config::Pipeline;
 use findashpro::engine::{Cluster, RunOptions};
+use findashpro::fault::{Blame, Fault};
+
+/// An error `fdp` itself finds in its arguments or results, with who is at fault.
+#[derive(Debug)]
+struct Refused {
+    fault: Fault,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Returns from the enclosing function with a [`Refused`] error.
+macro_rules! refuse {
+    ($fault:expr, $($arg:tt)*) => {
+        return Err(anyhow::Error::new(Refused { fault: $fault, message: format!($($arg)*) }))
+    };
+}
+
+/// Who is at fault for `e`: the first error in its chain that knows.
+fn fault_of(e: &anyhow::Error) -> Option<Fault> {
+    use findashpro::{
+        config::ConfigError, engine::EngineError, features_cmd::FeaturesError, names::NameError,
+        operators::ml::registry::RegistryError, query::QueryError, sinks::files::SinkError,
+        sinks::postgres::DbError, sinks::postgres::ModelStoreError, sources::SourceError,
+        sources::redis_stream::StreamError, stream::StreamRunError,
+    };
+    for cause in e.chain() {
+        macro_rules! blame {
+            ($($t:ty),*) => {$(
+                if let Some(x) = cause.downcast_ref::<$t>() {
+                    return Some(x.fault());
+                }
+            )*};
+        }
+        if let Some(r) = cause.downcast_ref::<Refused>() {
+            return Some(r.fault);
+        }
+        blame!(
+            ConfigError,
+            EngineError,
+            StreamRunError,
+            DbError,
+            StreamError,
+            SourceError,
+            QueryError,
+            FeaturesError,
+            SinkError,
+            RegistryError,
+            ModelStoreError,
+            NameError,
+            std::io::Error
+        );
+    }
+    None
+}
 
 /// findashpro: market data in, trading decisions out.
 #[derive(Debug, Parser)]
@@ -295,7 +356,8 @@ impl ClusterArgs {
     fn cluster_or(&self, default_workers: usize) -> Result<Cluster> {
         let workers = self.workers.unwrap_or(default_workers);
         if workers == 0 || self.processes == 0 || self.process >= self.processes {
-            bail!(
+            refuse!(
+                Fault::Input,
                 "need -w >= 1, -n >= 1 and -p < -n (got -w {} -n {} -p {})",
                 workers,
                 self.processes,
@@ -313,7 +375,8 @@ impl ClusterArgs {
                     .map(String::from)
                     .collect();
                 if a.len() != self.processes {
-                    bail!(
+                    refuse!(
+                        Fault::Input,
                         "{}: {} addresses for -n {}",
                         h.display(),
                         a.len(),
@@ -360,7 +423,23 @@ fn default_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-fn main() -> Result<()> {
+/// Runs the command; on an error prints it with its cause chain and who is at fault, and exits
+/// with the fault's status (2 input, 3 data, 4 service, 70 bug; 1 when unclassified).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let fault = fault_of(&e);
+            eprintln!(
+                "Error ({}): {e:?}",
+                fault.map_or("unclassified", Fault::label)
+            );
+            std::process::ExitCode::from(fault.map_or(1, Fault::exit_code))
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FDP_LOG")
@@ -375,7 +454,8 @@ fn main() -> Result<()> {
             let source = findashpro::sources::Source::open(&p)?;
             let survey = findashpro::sources::survey(&source, &p.pipeline.quality)?;
             if survey.usable == 0 {
-                bail!(
+                refuse!(
+                    Fault::Data,
                     "{}: no usable bar in the source ({} rows rejected; the first: {})",
                     pipeline.display(),
                     survey.rejected.len(),
@@ -406,7 +486,8 @@ fn main() -> Result<()> {
                 Ok::<_, pg::DbError>((check, pg::verify_protections(&c).await))
             })?;
             if let Some((seq, id, what)) = &check.broken {
-                bail!(
+                refuse!(
+                    Fault::Data,
                     "audit log broken at seq {seq} (row id {id}): {what}; {} rows read",
                     check.rows
                 );
@@ -448,7 +529,10 @@ fn main() -> Result<()> {
             if !source_paths.is_empty() {
                 let findashpro::config::SourceSpec::Files { paths, .. } = &mut p.pipeline.source
                 else {
-                    anyhow::bail!("--source-paths needs a pipeline whose [source] is files");
+                    refuse!(
+                        Fault::Input,
+                        "--source-paths needs a pipeline whose [source] is files"
+                    );
                 };
                 let cwd = std::env::current_dir()?;
                 *paths = source_paths

@@ -40,6 +40,14 @@ pub enum NameError {
     Dots(&'static str, String),
 }
 
+impl crate::fault::Blame for NameError {
+    /// A name comes from the command line, a pipeline file or a data file; where it came from
+    /// decides, and the caller that knows wraps it. Alone it is the input's.
+    fn fault(&self) -> crate::fault::Fault {
+        crate::fault::Fault::Input
+    }
+}
+
 fn check(kind: &'static str, t: &str, max: usize) -> Result<(), NameError> {
     if t.is_empty() {
         return Err(NameError::Empty(kind));

@@ -23,17 +23,39 @@ pub const TABLES: [&str; 11] = [
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// The folder is not a run folder.
-    #[error("{0} holds no run outputs (expected signals.parquet, orders.parquet, ...)")]
-    NotARun(String),
+    #[error("{dir} holds no run outputs (expected signals.parquet, orders.parquet, ...)")]
+    NotARun {
+        /// The folder given.
+        dir: String,
+    },
     /// A time outside DataFusion's nanosecond range (1677–2262) met a bare string literal.
     #[error(
-        "{0}\nDataFusion reads a bare time literal as nanoseconds (1677–2262); write ts('2999-01-20') \
+        "{message}\nDataFusion reads a bare time literal as nanoseconds (1677–2262); write ts('2999-01-20') \
          for a time of any year (event times are seconds)"
     )]
-    NanosecondTime(String),
+    NanosecondTime {
+        /// DataFusion's message.
+        message: String,
+    },
     /// DataFusion refused the query or failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+impl crate::fault::Blame for QueryError {
+    /// The folder and the SQL are the user's; a DataFusion failure other than a refused query
+    /// (an unreadable Parquet file) is the data's.
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        use datafusion::error::DataFusionError as D;
+        match self {
+            QueryError::NotARun { .. } | QueryError::NanosecondTime { .. } => Fault::Input,
+            QueryError::DataFusion(D::ParquetError(_) | D::ArrowError(..) | D::IoError(_)) => {
+                Fault::Data
+            }
+            QueryError::DataFusion(_) => Fault::Input,
+        }
+    }
 }
 
 /// Registers the run's tables and runs `sql`, returning the result as Arrow batches.
@@ -60,7 +82,9 @@ pub async fn collect(
         }
     }
     if !any {
-        return Err(QueryError::NotARun(run.display().to_string()));
+        return Err(QueryError::NotARun {
+            dir: run.display().to_string(),
+        });
     }
     // Read-only: no DDL (`CREATE EXTERNAL TABLE` over any file), no DML (`COPY … TO` over a run's
     // own files, `INSERT`), no statements (`SET`, transactions).
@@ -77,7 +101,7 @@ pub async fn collect(
 fn hint(e: datafusion::error::DataFusionError) -> QueryError {
     let text = e.to_string();
     if text.contains("represented as nanoseconds") || text.contains("to Nanosecond") {
-        QueryError::NanosecondTime(text)
+        QueryError::NanosecondTime { message: text }
     } else {
         QueryError::DataFusion(e)
     }

@@ -115,9 +115,32 @@ pub enum StreamRunError {
     /// PostgreSQL failed beyond its retry budget.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// `fdp orchestrate` was given a cut-off that is not after the previous cycle's.
+    #[error("cut-off {until} is not after the previous cycle's ({previous})")]
+    Cutoff {
+        /// The cut-off asked for.
+        until: EventTime,
+        /// The previous cycle's.
+        previous: EventTime,
+    },
     /// A worker failed.
-    #[error("worker: {0}")]
-    Worker(String),
+    #[error("worker: {message}")]
+    Worker {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl crate::fault::Blame for StreamRunError {
+    fn fault(&self) -> crate::fault::Fault {
+        match self {
+            StreamRunError::Engine(e) => e.fault(),
+            StreamRunError::Redis(e) => e.fault(),
+            StreamRunError::Db(e) => e.fault(),
+            StreamRunError::Cutoff { .. } => crate::fault::Fault::Input,
+            StreamRunError::Worker { .. } => crate::fault::Fault::Bug,
+        }
+    }
 }
 
 /// How a run ended.
@@ -153,7 +176,9 @@ impl Pg {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StreamRunError::Worker(e.to_string()))?;
+            .map_err(|e| StreamRunError::Worker {
+                message: e.to_string(),
+            })?;
         let mut pg = Pg {
             rt,
             url: url.into(),
@@ -356,7 +381,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
         }
         r
     })
-    .map_err(StreamRunError::Worker)?;
+    .map_err(|message| StreamRunError::Worker { message })?;
     let mut ending = Ending::Idle;
     for r in guards.join() {
         match r {
@@ -365,7 +390,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
                     ending = e;
                 }
             }
-            Ok(Err(e)) | Err(e) => return Err(StreamRunError::Worker(e)),
+            Ok(Err(message)) | Err(message) => return Err(StreamRunError::Worker { message }),
         }
     }
     Ok(ending)
@@ -415,7 +440,7 @@ impl Lease {
                     tracing::info!(run_id, epoch, "lease taken");
                     return Ok(Lease { _pg: pg, epoch });
                 }
-                Err(DbError::LeaseHeld(_)) if started.elapsed() < Duration::from_secs(5) => {
+                Err(DbError::LeaseHeld { .. }) if started.elapsed() < Duration::from_secs(5) => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e.into()),
@@ -638,9 +663,9 @@ impl WorkerCtx {
         }
         loop {
             if self.failed.load(Ordering::SeqCst) {
-                return Err(StreamRunError::Worker(
-                    "another worker of this process failed".into(),
-                ));
+                return Err(StreamRunError::Worker {
+                    message: "another worker of this process failed".into(),
+                });
             }
             // Stop requests: a signal, or the kill-switch file (which also halts new orders).
             if ending.is_none() {
@@ -826,9 +851,9 @@ impl WorkerCtx {
                 // Wait for worker 0's final commit.
                 std::thread::sleep(Duration::from_millis(5));
                 if last_work.elapsed() > Duration::from_secs(120) {
-                    return Err(StreamRunError::Worker(
-                        "worker 0 never committed the final step".into(),
-                    ));
+                    return Err(StreamRunError::Worker {
+                        message: "worker 0 never committed the final step".into(),
+                    });
                 }
             }
         }
@@ -1160,10 +1185,10 @@ pub fn orchestrate(
     let prev: Option<EventTime> = r.query(redis::cmd("GET").arg(keys.until()))?;
     let floor = prev.map_or(0, |u| u.saturating_add(1));
     if until < floor {
-        return Err(StreamRunError::Worker(format!(
-            "cut-off {until} is not after the previous cycle's ({})",
-            floor - 1
-        )));
+        return Err(StreamRunError::Cutoff {
+            until,
+            previous: floor - 1,
+        });
     }
     let cycle: u64 = r.query(redis::cmd("INCR").arg(keys.cycle()))?;
     let of = tickers.len() as u64;

@@ -41,6 +41,13 @@ pub enum ConfigError {
     },
 }
 
+impl crate::fault::Blame for ConfigError {
+    /// A pipeline file is the user's input, whether it is missing or wrong.
+    fn fault(&self) -> crate::fault::Fault {
+        crate::fault::Fault::Input
+    }
+}
+
 /// A whole pipeline: source → quality → features → model → risk → broker → outputs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,6 +42,18 @@ pub enum SinkError {
     },
 }
 
+impl crate::fault::Blame for SinkError {
+    /// Where outputs go is the user's choice (a missing or read-only folder); a full disk or an
+    /// encoder's failure is the machine's.
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            SinkError::Io { source, .. } => source.fault(),
+            SinkError::Encode { .. } => Fault::Bug,
+        }
+    }
+}
+
 /// A column under construction.
 enum Col {
     Time(Vec<i64>),

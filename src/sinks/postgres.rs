@@ -72,14 +72,20 @@ pub enum DbError {
     },
     /// The audit log's protections are not in place.
     #[error(
-        "audit_log is not protected: {0}; restore them (a fresh `fdp migrate` on a new database shows the intended state)"
+        "audit_log is not protected: {missing}; restore them (a fresh `fdp migrate` on a new database shows the intended state)"
     )]
-    Unprotected(String),
+    Unprotected {
+        /// The protections missing.
+        missing: String,
+    },
     /// Another process holds the run id's lease.
     #[error(
-        "run id `{0}` is already running (another process holds its lease); stop it or choose another run id"
+        "run id `{run_id}` is already running (another process holds its lease); stop it or choose another run id"
     )]
-    LeaseHeld(String),
+    LeaseHeld {
+        /// The run id.
+        run_id: String,
+    },
     /// A newer process took the run id's lease: this one may no longer commit.
     #[error(
         "run id `{run_id}`: lease epoch {ours} was superseded by {now}; this process was fenced out"
@@ -106,6 +112,28 @@ pub enum DbError {
         /// Checksum of the embedded file.
         now: String,
     },
+}
+
+impl crate::fault::Blame for DbError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            // The server's own refusals of what the user asked (a bad URL, a missing database,
+            // a refused login) are the user's; a broken connection or a timeout is the service's.
+            DbError::Postgres(e) => match e.code().map(|c| c.code()) {
+                Some(c) if c.starts_with("28") || c.starts_with("3D") || c.starts_with("42") => {
+                    Fault::Input
+                }
+                _ => Fault::Service,
+            },
+            DbError::Timeout { .. } | DbError::Unprotected { .. } | DbError::Edited { .. } => {
+                Fault::Service
+            }
+            DbError::AnotherPipeline { .. }
+            | DbError::LeaseHeld { .. }
+            | DbError::Fenced { .. } => Fault::Input,
+        }
+    }
 }
 
 /// How long connecting and logging in to PostgreSQL may take.
@@ -308,7 +336,9 @@ pub async fn verify_protections(client: &Client) -> Result<(), DbError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(DbError::Unprotected(missing.join("; ")))
+        Err(DbError::Unprotected {
+            missing: missing.join("; "),
+        })
     }
 }
 
@@ -740,7 +770,9 @@ pub async fn take_lease(client: &Client, run_id: &str, holder: &str) -> Result<i
         .await?
         .get(0);
     if !locked {
-        return Err(DbError::LeaseHeld(run_id.into()));
+        return Err(DbError::LeaseHeld {
+            run_id: run_id.into(),
+        });
     }
     Ok(client
         .query_one(
@@ -847,6 +879,18 @@ pub enum ModelStoreError {
     /// The connection's lock was poisoned by a panicking thread.
     #[error("ml_models: connection lock poisoned")]
     Poisoned,
+}
+
+impl crate::fault::Blame for ModelStoreError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            ModelStoreError::Db(e) => e.fault(),
+            ModelStoreError::Runtime(_) => Fault::Service,
+            ModelStoreError::Corrupt { .. } => Fault::Data,
+            ModelStoreError::Poisoned => Fault::Bug,
+        }
+    }
 }
 
 impl PgModelStore {

@@ -147,7 +147,9 @@ impl FileSet {
             end,
         } = &p.pipeline.source
         else {
-            return Err(SourceError::Empty("not a file source".into()));
+            return Err(SourceError::Empty {
+                selection: "not a file source".into(),
+            });
         };
         let mut found: Vec<PathBuf> = Vec::new();
         for pattern in paths {
@@ -213,7 +215,9 @@ impl FileSet {
             };
         let tickers = Tickers::new(names);
         if tickers.is_empty() {
-            return Err(SourceError::Empty(paths.join(", ")));
+            return Err(SourceError::Empty {
+                selection: format!("paths: {}", paths.join(", ")),
+            });
         }
         let start = start.as_deref().and_then(parse_time);
         let end = end.as_deref().and_then(parse_time).map(|e| e + DAY);

@@ -45,8 +45,11 @@ pub enum SourceError {
         message: String,
     },
     /// Nothing matched the source's paths and filters.
-    #[error("the source selects no ticker (paths: {0})")]
-    Empty(String),
+    #[error("the source selects no ticker ({selection})")]
+    Empty {
+        /// What the source selected from: paths, a key pattern.
+        selection: String,
+    },
     /// Arrow or Parquet failed.
     #[error("{path}: {message}")]
     Arrow {
@@ -55,6 +58,17 @@ pub enum SourceError {
         /// The cause.
         message: String,
     },
+}
+
+impl crate::fault::Blame for SourceError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            SourceError::Io { source, .. } => source.fault(),
+            SourceError::Format { .. } | SourceError::Arrow { .. } => Fault::Data,
+            SourceError::Pattern { .. } | SourceError::Empty { .. } => Fault::Input,
+        }
+    }
 }
 
 /// What one worker feeds into the graph: bars grouped by time (ascending), and rows it could not

@@ -72,10 +72,14 @@ impl RedisBars {
             end,
         } = &p.pipeline.source
         else {
-            return Err(SourceError::Empty("not a redis source".into()));
+            return Err(SourceError::Empty {
+                selection: "not a redis source".into(),
+            });
         };
         if tickers.is_empty() {
-            return Err(SourceError::Empty(format!("redis {prefix}:bars:*")));
+            return Err(SourceError::Empty {
+                selection: format!("redis {prefix}:bars:*"),
+            });
         }
         Ok(RedisBars {
             url: url.clone().unwrap_or_else(|| {

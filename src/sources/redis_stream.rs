@@ -37,8 +37,23 @@ pub enum StreamError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     /// A reply of an unexpected shape.
-    #[error("redis reply: {0}")]
-    Reply(String),
+    #[error("redis reply: {what}")]
+    Reply {
+        /// The reply, or what was missing from it.
+        what: String,
+    },
+}
+
+impl crate::fault::Blame for StreamError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            StreamError::Redis(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
+                Fault::Input
+            }
+            StreamError::Redis(_) | StreamError::Reply { .. } => Fault::Service,
+        }
+    }
 }
 
 /// Key names under one prefix.
@@ -326,12 +341,16 @@ fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
     let mut out = Vec::with_capacity(items.len());
     for it in items {
         let Value::Array(pair) = it else {
-            return Err(StreamError::Reply(format!("stream entry: {it:?}")));
+            return Err(StreamError::Reply {
+                what: format!("stream entry: {it:?}"),
+            });
         };
         let id = pair
             .first()
             .and_then(text)
-            .ok_or_else(|| StreamError::Reply("stream entry without id".into()))?;
+            .ok_or_else(|| StreamError::Reply {
+                what: "stream entry without id".into(),
+            })?;
         let fields = match pair.get(1) {
             Some(Value::Array(kv)) => Some(
                 kv.chunks(2)
@@ -566,7 +585,9 @@ impl Conn {
                 Ok(out)
             }
             Value::Nil => Ok(Vec::new()),
-            other => Err(StreamError::Reply(format!("XREADGROUP: {other:?}"))),
+            other => Err(StreamError::Reply {
+                what: format!("XREADGROUP: {other:?}"),
+            }),
         }
     }
 
@@ -595,7 +616,9 @@ impl Conn {
                 Some(list) => entries(list),
                 None => Ok(Vec::new()),
             },
-            other => Err(StreamError::Reply(format!("XAUTOCLAIM: {other:?}"))),
+            other => Err(StreamError::Reply {
+                what: format!("XAUTOCLAIM: {other:?}"),
+            }),
         }
     }
 

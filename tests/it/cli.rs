@@ -182,9 +182,12 @@ fn an_input_without_a_usable_row_is_an_error_that_names_the_rows() {
     .expect("write");
     let o = features_of(&input, dir.path());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    assert_eq!(o.status.code(), Some(3), "the data's fault: {err}");
     assert!(
-        err.contains("no usable row") && err.contains("BAD.csv:2") && err.contains("`yesterday`"),
+        err.contains("Error (data)")
+            && err.contains("no usable row")
+            && err.contains("BAD.csv:2")
+            && err.contains("`yesterday`"),
         "{err}"
     );
     assert!(!dir.path().join("out.csv").exists());
@@ -225,7 +228,7 @@ fn a_run_over_zero_bars_is_an_error_in_validate_and_backtest() {
     for cmd in ["validate", "backtest"] {
         let o = fdp(&[cmd, &p.to_string_lossy()]);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{cmd}: {err}");
+        assert_eq!(o.status.code(), Some(2), "the input's fault: {cmd}: {err}");
         assert!(err.contains("is before source.start"), "{cmd}: {err}");
     }
     // A range outside the data: no bar at all.
@@ -237,7 +240,7 @@ fn a_run_over_zero_bars_is_an_error_in_validate_and_backtest() {
     for cmd in ["validate", "backtest"] {
         let o = fdp(&[cmd, &p.to_string_lossy()]);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{cmd}: {err}");
+        assert_eq!(o.status.code(), Some(3), "the data's fault: {cmd}: {err}");
         assert!(err.contains("no usable bar"), "{cmd}: {err}");
     }
     // Every row rejected: the error names the first rows by file and line.
@@ -704,4 +707,36 @@ fn a_server_that_never_answers_hangs_nothing() {
     };
     assert_eq!(status.code(), Some(1));
     drop(silent);
+}
+
+/// Errors say who is at fault and exit with its status: 2 the command or the pipeline file, 3 the
+/// data, 4 a service (here PostgreSQL refusing connections on a closed loopback port).
+#[test]
+fn errors_say_who_is_at_fault_in_the_message_and_the_exit_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nowhere.toml");
+    let o = fdp(&["validate", &missing.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Error (input)") && err.contains("nowhere.toml"),
+        "{err}"
+    );
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "name = \"x\"\n[source]\nkind = \"teleport\"\n").expect("write");
+    let o = fdp(&["backtest", &broken.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken.toml:3:"), "{err}");
+    let o = fdp(&[
+        "migrate",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/nothing",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("Error (service)") && err.contains("postgres"),
+        "{err}"
+    );
 }

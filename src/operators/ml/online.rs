@@ -524,7 +524,9 @@ mod tests {
         let mut inline = MlTicker::new(ctx(false));
         let mut live = MlTicker::new(ctx(true));
         let mut served_before_install = false;
-        for i in 0..200i64 {
+        // Trainings fall due at bars 61, 111, 161, … (every 50 bars from the first): 300 bars
+        // leave room for the ones skipped while one is still in flight.
+        for i in 0..300i64 {
             let (close, row) = bar(i);
             inline.update("T", i, close, &row, false);
             let (p, ev) = live.update("T", i, close, &row, false);
@@ -536,7 +538,7 @@ mod tests {
                 assert!(r.installed_at >= r.trained_at);
             }
         }
-        live.finish(200);
+        live.finish(300);
         assert!(live.trainings >= 3, "{}", live.trainings);
         // The same trainings (same cut-offs, same samples) give the same models and scores,
         // whenever they were installed.

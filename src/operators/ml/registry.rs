@@ -64,6 +64,16 @@ pub enum RegistryError {
     },
 }
 
+impl crate::fault::Blame for RegistryError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            RegistryError::Io { source, .. } => source.fault(),
+            RegistryError::Corrupt { .. } => Fault::Data,
+        }
+    }
+}
+
 /// Where trained models go: the filesystem [`Registry`] by default, or PostgreSQL
 /// ([`crate::sinks::postgres::PgModelStore`]) in a streaming run with a database.
 pub trait ModelStore: std::fmt::Debug + Send + Sync {

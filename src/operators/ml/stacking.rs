@@ -55,8 +55,11 @@ pub enum ModelError {
         message: String,
     },
     /// Too few samples, or a single class.
-    #[error("cannot train: {0}")]
-    Data(String),
+    #[error("cannot train: {reason}")]
+    Data {
+        /// Too few samples, or a single class.
+        reason: String,
+    },
     /// A fitted smartcore model did not have the shape the compiled form expects.
     #[error("cannot compile {model}: {message}")]
     Compile {
@@ -65,6 +68,15 @@ pub enum ModelError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl crate::fault::Blame for ModelError {
+    fn fault(&self) -> crate::fault::Fault {
+        match self {
+            ModelError::Data { .. } => crate::fault::Fault::Data,
+            ModelError::Fit { .. } | ModelError::Compile { .. } => crate::fault::Fault::Bug,
+        }
+    }
 }
 
 fn fail(model: &'static str) -> impl Fn(smartcore::error::Failed) -> ModelError {
@@ -654,13 +666,14 @@ impl Stacking {
     ) -> Result<(Stacking, OutOfFold), ModelError> {
         let n = x.len();
         if n < 4 * p.folds.max(2) || y.len() != n || spans.len() != n {
-            return Err(ModelError::Data(format!(
-                "{n} samples for {} folds",
-                p.folds
-            )));
+            return Err(ModelError::Data {
+                reason: format!("{n} samples for {} folds", p.folds),
+            });
         }
         if y.iter().all(|c| *c == y[0]) {
-            return Err(ModelError::Data("a single class".into()));
+            return Err(ModelError::Data {
+                reason: "a single class".into(),
+            });
         }
         let mut oof: Vec<Option<[f64; 4]>> = vec![None; n];
         for split in purged_kfold(spans, p.folds, p.embargo) {
@@ -680,9 +693,9 @@ impl Stacking {
             .collect();
         let meta_y: Vec<i32> = rows.iter().map(|&i| y[i]).collect();
         if meta_y.is_empty() || meta_y.iter().all(|c| *c == meta_y[0]) {
-            return Err(ModelError::Data(
-                "out-of-fold labels hold a single class".into(),
-            ));
+            return Err(ModelError::Data {
+                reason: "out-of-fold labels hold a single class".into(),
+            });
         }
         let fit_meta = |mx: &M, my: &[i32]| {
             LogisticRegression::fit(mx, &my.to_vec(), LogisticRegressionParameters::default())
