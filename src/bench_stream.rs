@@ -131,11 +131,7 @@ fn case(
         seconds = started.elapsed().as_secs_f64();
         join(engine)?;
     }
-    let mut r = Conn::open(redis_url)?;
-    let names: Vec<String> = r.query(redis::cmd("KEYS").arg(format!("{}:*", keys.prefix)))?;
-    for k in names {
-        r.query::<i64>(redis::cmd("DEL").arg(k))?;
-    }
+    Conn::open(redis_url)?.delete_prefix(&keys.prefix)?;
     Ok(StreamLine {
         label: format!("{label} ({tickers} tickers × {bars} bars, -w {workers})"),
         bars: total_bars,

@@ -11,7 +11,9 @@
 //!   [`operators::ml`]), [`operators::risk`] and the [`operators::portfolio`] that applies them:
 //!   `source → quality → features → [facts] → [drift] → model → portfolio → sinks`.
 //! - [`sinks`]: brokers (paper), run outputs (Parquet, `metrics.json`), `report.html`.
-//! - [`engine`]: wires the graph on timely, feeds it at event time, collects the results.
+//! - [`engine`]: wires the graph on timely; its one worker [`engine::Harness`] builds it, feeds
+//!   it at event time and collects the results, for the backtest's file replay ([`engine::run`])
+//!   and for the live run's Redis consumers ([`stream`]) alike.
 //! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary.
 //!
 //! Error policy: each module has its own `thiserror` enum naming what failed and where; bad data is

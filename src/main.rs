@@ -541,28 +541,12 @@ fn run() -> Result<()> {
                     .collect();
             }
             let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
-            let model_store = match &p.pipeline.model {
-                findashpro::config::ModelSpec::Ml(m) => {
-                    use findashpro::operators::ml::registry::{Registry, StoreHandle};
-                    use findashpro::time::wall_unix;
-                    let dir = m.registry.as_deref().map_or_else(
-                        || base.join("models").join(&p.pipeline.name),
-                        |d| p.resolve(d),
-                    );
-                    let registry = Registry::open(&dir, i64::from(m.ttl_days) * 86_400)?;
-                    let removed = registry.cleanup(wall_unix())?;
-                    tracing::info!(dir = %dir.display(), removed = removed.len(), "model registry");
-                    Some(StoreHandle {
-                        store: std::sync::Arc::new(registry),
-                        clock: wall_unix,
-                    })
-                }
-                _ => None,
-            };
             let opts = RunOptions {
                 cluster: cluster.cluster()?,
                 progress: std::io::stderr().is_terminal(),
-                model_store,
+                models: findashpro::engine::ModelPlace::Files(
+                    base.join("models").join(&p.pipeline.name),
+                ),
                 ..RunOptions::default()
             };
             let _span = tracing::info_span!("backtest", pipeline = %pipeline.display()).entered();
@@ -606,7 +590,7 @@ fn run() -> Result<()> {
                     pg::migrate(&mut c).await?;
                     pg::as_writer(&c).await?;
                     pg::claim_run(&c, &run_id, &p.pipeline.name, &p.fingerprint()).await?;
-                    let w = pg::write_ledger(&mut c, &run_id, &output.tickers, &output.ledger).await?;
+                    let w = pg::write_ledger(&mut c, &run_id, &output.tickers, &output.ledger, &output.exposure).await?;
                     pg::audit(&c, "backtest_written", &serde_json::json!({"run_id": run_id, "pipeline": p.pipeline.name, "final_equity": m.final_equity})).await?;
                     Ok::<_, findashpro::sinks::postgres::DbError>(w)
                 })?;

@@ -12,8 +12,7 @@ use std::rc::Rc;
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::channels::pact::Pipeline;
 
 use crate::bar::TickerId;
 use crate::time::EventTime;
@@ -33,9 +32,6 @@ pub struct ExposureRow {
     /// Open positions.
     pub positions: i64,
 }
-
-/// Differential updates of the per-sector totals: `((sector, (cost_cents, positions)), time, diff)`.
-pub type ExposureUpdates<'s> = Stream<'s, u64, Vec<((String, (i64, i64)), u64, isize)>>;
 
 /// Turns the sink's raw rows into one row per time and sector: the inserted value, or zero when
 /// the time only retracted the sector's previous value.
@@ -66,13 +62,13 @@ fn stamp<'s, D: Clone + 'static>(
 }
 
 /// Builds the exposure dataflow: `deltas` are position changes, `sectors` the ticker → sector table
-/// (sent once, at the first time). Rows land in `out` on worker 0; the returned stream is the
-/// exposure updates, for a probe.
+/// (sent once, at the first time). Rows land in `out` on worker 0; the returned stream (empty)
+/// passes a time once its rows have landed, for a probe.
 pub fn sector_exposure<'s>(
     deltas: Stream<'s, u64, Vec<PositionDelta>>,
     sectors: Stream<'s, u64, Vec<(TickerId, String)>>,
     out: Rc<RefCell<Vec<ExposureRow>>>,
-) -> ExposureUpdates<'s> {
+) -> Stream<'s, u64, Vec<()>> {
     let positions = by_time(deltas, Pipeline, "OpenPositions", |t, items, out| {
         out.extend(
             items
@@ -93,32 +89,24 @@ pub fn sector_exposure<'s>(
             }
             output.push(((cost, count), 1isize));
         });
-    let updates = totals.inner;
-    updates.clone().sink(
-        Exchange::new(|_u: &((String, (i64, i64)), u64, isize)| 0),
-        "ExposureSink",
-        move |(input, _)| {
-            input.for_each(|_, data| {
-                let mut out = out.borrow_mut();
-                for ((sector, (cost_cents, positions)), t, diff) in data.drain(..) {
-                    // A retraction alone means the sector's positions all closed: record zero. An
-                    // insertion at the same time replaces it (see `rows`).
-                    let (cost_cents, positions) = if diff > 0 {
-                        (cost_cents, positions)
-                    } else {
-                        (0, 0)
-                    };
-                    out.push(ExposureRow {
-                        ts: crate::time::event_time(t),
-                        sector,
-                        cost_cents,
-                        positions,
-                    });
-                }
-            })
-        },
-    );
-    updates
+    super::keyed::gather(totals.inner, "ExposureSink", move |data| {
+        let mut out = out.borrow_mut();
+        for ((sector, (cost_cents, positions)), t, diff) in data.drain(..) {
+            // A retraction alone means the sector's positions all closed: record zero. An
+            // insertion at the same time replaces it (see `rows`).
+            let (cost_cents, positions) = if diff > 0 {
+                (cost_cents, positions)
+            } else {
+                (0, 0)
+            };
+            out.push(ExposureRow {
+                ts: crate::time::event_time(t),
+                sector,
+                cost_cents,
+                positions,
+            });
+        }
+    })
 }
 
 #[cfg(test)]

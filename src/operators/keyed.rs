@@ -203,3 +203,23 @@ impl<S> KeyedState<S> {
         self.states[i].get_or_insert_with(|| (self.init)())
     }
 }
+
+/// A sink on worker 0 that hands every record to `logic` as it arrives (in no particular time
+/// order) and returns an empty stream carrying its input's frontier: a probe on that stream passes
+/// `t` only once every record at or before `t` has been handed over, so a driver can commit what
+/// the sink gathered through `t` knowing nothing of `t` is still on its way.
+pub fn gather<'s, I, L>(
+    stream: Stream<'s, u64, Vec<I>>,
+    name: &str,
+    mut logic: L,
+) -> Stream<'s, u64, Vec<()>>
+where
+    I: timely::ExchangeData,
+    L: FnMut(&mut Vec<I>) + 'static,
+{
+    stream.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        timely::dataflow::channels::pact::Exchange::new(|_: &I| 0),
+        name,
+        |_cap, _info| move |input, _output| input.for_each(|_, data| logic(data)),
+    )
+}

@@ -8,15 +8,16 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 use crate::bar::Tickers;
+use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 use crate::order::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 6] = [
+pub const MIGRATIONS: [(i32, &str, &str); 7] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -38,6 +39,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 6] = [
         6,
         "quarantine_origin",
         include_str!("../../migrations/0006_quarantine_origin.sql"),
+    ),
+    (
+        7,
+        "exposure",
+        include_str!("../../migrations/0007_exposure.sql"),
     ),
 ];
 
@@ -449,7 +455,8 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-/// Writes a run's signals, orders, fills and positions in one transaction, idempotently.
+/// Writes a run's signals, orders, fills, positions and sector exposure in one transaction,
+/// idempotently.
 ///
 /// # Errors
 /// A failing statement (the transaction then leaves nothing behind).
@@ -458,11 +465,38 @@ pub async fn write_ledger(
     run_id: &str,
     tickers: &Tickers,
     ledger: &Ledger,
+    exposure: &[ExposureRow],
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
     let written = write_rows(&tx, run_id, tickers, ledger).await?;
+    write_exposure(&tx, run_id, exposure).await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// Writes sector exposure rows inside `tx`; a row already there (a replay) is left as it is.
+async fn write_exposure(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    rows: &[ExposureRow],
+) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO exposure (run_id, time, sector, cost_cents, positions) \
+         SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[], $4::int8[], $5::int8[]) \
+         ON CONFLICT DO NOTHING",
+        &[
+            &run_id,
+            &rows.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.sector.as_str()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.cost_cents).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.positions).collect::<Vec<_>>(),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes the ledger's rows inside `tx`. An order first written as `unfilled` (a run that ended
@@ -785,9 +819,26 @@ pub async fn take_lease(client: &Client, run_id: &str, holder: &str) -> Result<i
         .get(0))
 }
 
+/// One step of a live run to commit: what worker 0 took out of the graph through `committed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// The run's tickers (ledger rows carry their ids).
+    pub tickers: &'a Tickers,
+    /// The ledger rows decided since the last step.
+    pub ledger: &'a Ledger,
+    /// Quarantined and flagged rows.
+    pub quarantine: &'a [crate::reject::Reject],
+    /// Sector exposure rows at or before `committed`.
+    pub exposure: &'a [ExposureRow],
+    /// The time through which everything is decided.
+    pub committed: i64,
+    /// The lease epoch the committing process holds.
+    pub epoch: i64,
+}
+
 /// Commits a streaming step in one transaction: the ledger rows decided since the last step, the
-/// quarantine rows, and the committed watermark (which never moves back) — only while the run's
-/// lease is still at `epoch` ([`take_lease`]).
+/// sector exposure and quarantine rows, and the committed watermark (which never moves back) —
+/// only while the run's lease is still at the step's epoch ([`take_lease`]).
 ///
 /// # Errors
 /// [`DbError::Fenced`] when a newer process took the lease; a failing statement (the transaction
@@ -795,12 +846,16 @@ pub async fn take_lease(client: &Client, run_id: &str, holder: &str) -> Result<i
 pub async fn commit_step(
     client: &mut Client,
     run_id: &str,
-    tickers: &Tickers,
-    ledger: &Ledger,
-    quarantine: &[crate::operators::quality::Reject],
-    committed: i64,
-    epoch: i64,
+    step: &Step<'_>,
 ) -> Result<Written, DbError> {
+    let Step {
+        tickers,
+        ledger,
+        quarantine,
+        exposure,
+        committed,
+        epoch,
+    } = *step;
     let tx = client.transaction().await?;
     // Fencing: the lease is still this process's (a newer holder's update waits for this
     // transaction, and this one's next commit then sees the new epoch).
@@ -819,6 +874,7 @@ pub async fn commit_step(
         });
     }
     let written = write_rows(&tx, run_id, tickers, ledger).await?;
+    write_exposure(&tx, run_id, exposure).await?;
     if !quarantine.is_empty() {
         let q = quarantine;
         tx.execute(
@@ -1023,7 +1079,7 @@ mod tests {
         assert_eq!(versions(&some).ok(), Some(vec![6]));
         assert_eq!(
             versions(&Default::default()).ok(),
-            Some(vec![1, 2, 3, 4, 5, 6])
+            Some(MIGRATIONS.iter().map(|m| m.0).collect())
         );
         let mut edited = all;
         edited.insert(2, "0".into());

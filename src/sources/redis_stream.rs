@@ -414,6 +414,17 @@ impl Conn {
         self.run(|con| cmd.query::<T>(con))
     }
 
+    /// Runs a pipeline (atomic when built so), reconnecting and retrying on connection failures.
+    ///
+    /// # Errors
+    /// A server error reply, or no connection within the patience.
+    pub fn query_pipeline<T: redis::FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StreamError> {
+        self.run(|con| pipe.query::<T>(con))
+    }
+
     /// Runs `f` on the connection, reconnecting and retrying it on transient failures.
     fn run<T>(
         &mut self,

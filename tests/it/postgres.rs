@@ -18,7 +18,7 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
     assert_eq!(
         migrate(&mut c).await.expect("migrate"),
-        vec![1, 2, 3, 4, 5, 6]
+        vec![1, 2, 3, 4, 5, 6, 7]
     );
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
@@ -60,13 +60,13 @@ async fn writing_a_run_twice_doubles_nothing() {
         .expect("run");
     let (_db, mut c) = TestDb::new().await;
     migrate(&mut c).await.expect("migrate");
-    let first = write_ledger(&mut c, "run-1", &out.tickers, &out.ledger)
+    let first = write_ledger(&mut c, "run-1", &out.tickers, &out.ledger, &out.exposure)
         .await
         .expect("write");
     assert_eq!(first.signals as usize, out.ledger.signals.len());
     assert_eq!(first.orders as usize, out.ledger.orders.len());
     assert_eq!(first.fills as usize, out.ledger.fills.len());
-    let again = write_ledger(&mut c, "run-1", &out.tickers, &out.ledger)
+    let again = write_ledger(&mut c, "run-1", &out.tickers, &out.ledger, &out.exposure)
         .await
         .expect("redelivered");
     assert_eq!(

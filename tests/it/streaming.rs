@@ -45,7 +45,7 @@ fn differ_sql(table: &str, cols: &str, a: &str, b: &str) -> String {
 }
 
 /// The tables a stream run must share with the backtest, and the columns compared.
-const COMPARED: [(&str, &str); 4] = [
+const COMPARED: [(&str, &str); 5] = [
     (
         "signals",
         "ticker, time, action, confidence, predicted_return",
@@ -59,6 +59,7 @@ const COMPARED: [(&str, &str); 4] = [
         "order_id, time, ticker, side, quantity, price, commission",
     ),
     ("positions", "ticker, time, quantity, entry_price"),
+    ("exposure", "time, sector, cost_cents, positions"),
 ];
 
 /// The `error` field of each dead letter.
@@ -137,7 +138,14 @@ impl Env {
         self.rt
             .block_on(async {
                 findashpro::sinks::postgres::migrate(&mut self.client).await?;
-                write_ledger(&mut self.client, "batch", &out.tickers, &out.ledger).await
+                write_ledger(
+                    &mut self.client,
+                    "batch",
+                    &out.tickers,
+                    &out.ledger,
+                    &out.exposure,
+                )
+                .await
             })
             .expect("backtest written");
         out
@@ -148,9 +156,15 @@ impl Env {
         self.scalar(&differ_sql(table, cols, a, b))
     }
 
-    /// Asserts run `stream` holds exactly the backtest's signals, orders, fills and positions.
+    /// Asserts run `stream` holds exactly the backtest's signals, orders, fills, positions and
+    /// sector exposure.
     fn assert_same_as_backtest(&self) {
-        for (t, cols) in COMPARED {
+        self.assert_same_as_backtest_but(&[]);
+    }
+
+    /// As [`Env::assert_same_as_backtest`], leaving out the tables named.
+    fn assert_same_as_backtest_but(&self, left_out: &[&str]) {
+        for (t, cols) in COMPARED.iter().filter(|(t, _)| !left_out.contains(t)) {
             let n = self.scalar(&format!("SELECT count(*) FROM {t} WHERE run_id = 'batch'"));
             assert!(n > 0, "the backtest wrote {t}");
             let d = self.differ(t, cols, "batch", "stream");
@@ -227,12 +241,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         if let Ok(mut r) = Conn::open(&self.redis_url) {
-            let keys: Vec<String> = r
-                .query(redis::cmd("KEYS").arg(format!("{}:*", self.prefix)))
-                .unwrap_or_default();
-            for k in keys {
-                let _ = r.query::<i64>(redis::cmd("DEL").arg(k));
-            }
+            let _ = r.delete_prefix(&self.prefix);
         }
     }
 }
@@ -779,7 +788,14 @@ fn redis_and_postgres_restarted_mid_run_lose_nothing() {
         .expect("private postgres");
     rt.block_on(async {
         findashpro::sinks::postgres::migrate(&mut client).await?;
-        write_ledger(&mut client, "batch", &out.tickers, &out.ledger).await
+        write_ledger(
+            &mut client,
+            "batch",
+            &out.tickers,
+            &out.ledger,
+            &out.exposure,
+        )
+        .await
     })
     .expect("backtest written");
     drop(client);
@@ -896,7 +912,13 @@ fn work_items_load_from_a_redis_bar_store() {
         stream::run(&store, &env.opts("stream", 2)).expect("run"),
         Ending::Idle
     );
-    env.assert_same_as_backtest();
+    // The store's pipeline names no universe: its exposure is all in sector `unknown`.
+    env.assert_same_as_backtest_but(&["exposure"]);
+    assert!(env.scalar("SELECT count(*) FROM exposure WHERE run_id = 'stream'") > 0);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM exposure WHERE run_id = 'stream' AND sector <> 'unknown'"),
+        0
+    );
     let detail: String = env
         .rt
         .block_on(env.client.query_one(
@@ -970,7 +992,7 @@ fn a_live_ml_run_trains_off_the_hot_path_and_registers_models_in_postgres() {
     let registry = Registry::open(reg_dir.path(), 86_400).expect("registry");
     let opts = findashpro::engine::RunOptions {
         // The driver's clock stamps creation times: a fixed one shows no operator reads its own.
-        model_store: Some(StoreHandle {
+        models: findashpro::engine::ModelPlace::Store(StoreHandle {
             store: std::sync::Arc::new(registry.clone()),
             clock: || 1_234_567_890,
         }),

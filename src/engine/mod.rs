@@ -1,5 +1,7 @@
-//! The engine: builds the operator graph on timely, feeds each worker's share of the source at
-//! event time, and collects the portfolio's ledger and the quarantine on worker 0.
+//! The engine: the operator graph on timely ([`GraphSpec::build`]), the one worker [`Harness`]
+//! that builds it, feeds it at event time and hands worker 0's ledger, quarantine and exposure
+//! out, and the backtest's feeder ([`run`]); the streaming run ([`crate::stream`]) is the other
+//! feeder of the same harness.
 //!
 //! ```text
 //! source ─▶ quality ─▶ features ─▶ [as-of facts] ─▶ [drift] ─▶ model ─▶ portfolio (risk + broker) ─▶ equity
@@ -14,15 +16,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Concat, Input, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::{Concat, Probe};
 
-use crate::bar::{BarBatch, TickerId, Tickers, owner};
+use crate::bar::{BarBatch, TickerId, Tickers};
 use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
 use crate::operators::asof::AsOfExt;
 use crate::operators::drift::{DriftExt, DriftPlan};
@@ -37,10 +35,11 @@ use crate::sinks::broker::PaperBroker;
 use crate::sources::fundamentals::Fact;
 use crate::sources::{Source, SourceError};
 
-/// Timestamps a worker feeds before it lets the graph catch up. Bounds the times in flight (each
-/// outstanding time makes every progress update dearer) without stepping once per timestamp;
-/// 64 to 1,024 measure the same on the benchmark.
-const FEED_CHUNK: usize = 128;
+mod backtest;
+pub mod harness;
+
+pub use backtest::run;
+pub use harness::{Harness, ModelPlace, References, Results};
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +54,9 @@ pub enum EngineError {
         /// The feature columns there are.
         declared: String,
     },
+    /// The model registry could not be opened or cleaned.
+    #[error(transparent)]
+    Registry(#[from] crate::operators::ml::registry::RegistryError),
     /// Timely could not start or a worker failed.
     #[error("dataflow: {message}")]
     Dataflow {
@@ -76,6 +78,7 @@ impl crate::fault::Blame for EngineError {
         match self {
             EngineError::Source(e) => e.fault(),
             EngineError::UnknownInputs { .. } => Fault::Input,
+            EngineError::Registry(e) => e.fault(),
             EngineError::Dataflow { .. } => Fault::Bug,
             EngineError::NoBars { .. } => Fault::Data,
         }
@@ -189,8 +192,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Trips to halt new orders.
     pub kill: KillSwitch,
-    /// Where an ML model stores its trainings (none: not stored).
-    pub model_store: Option<crate::operators::ml::registry::StoreHandle>,
+    /// Where an ML model keeps its trainings ([`ModelPlace::Nowhere`]: not kept).
+    pub models: ModelPlace,
 }
 
 /// What every worker needs to build the operator graph; shared by the backtest ([`run`]) and the
@@ -328,208 +331,17 @@ impl GraphSpec {
         equity.probe_with(&probe);
         sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
         let q = Rc::clone(&quarantine);
-        quality_rejects.concat(rejects).sink(
-            Exchange::new(|_r: &Reject| 0),
+        crate::operators::keyed::gather(
+            quality_rejects.concat(rejects),
             "Quarantine",
-            move |(input, _)| {
-                input.for_each(|_, data| q.borrow_mut().append(data));
-            },
-        );
+            move |data| q.borrow_mut().append(data),
+        )
+        .probe_with(&probe);
         Graph {
             portfolio,
             quarantine,
             exposure,
             probe,
-        }
-    }
-}
-
-/// Sends the inputs that are known before the first bar and closes them: each ticker's sector
-/// (from worker 0; "unknown" when the universe names none) and the facts, each at its publication
-/// time, by the worker that owns its ticker. Shared by the backtest and the streaming run.
-#[allow(clippy::too_many_arguments)]
-pub fn feed_reference_inputs(
-    index: usize,
-    peers: usize,
-    tickers: &Tickers,
-    sectors: &std::collections::BTreeMap<String, String>,
-    facts: &[Fact],
-    mut sectors_in: InputHandle<u64, CapacityContainerBuilder<Vec<(TickerId, String)>>>,
-    mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>>,
-) {
-    if index == 0 {
-        for (id, name) in tickers.names().iter().enumerate() {
-            let sector = sectors
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
-            sectors_in.send((id as TickerId, sector));
-        }
-    }
-    sectors_in.close();
-    for f in facts.iter().filter(|f| owner(f.ticker, peers) == index) {
-        facts_in.advance_to(crate::time::timely_time(f.ts));
-        facts_in.send(f.clone());
-    }
-    facts_in.close();
-}
-
-/// Runs the pipeline to the end of its source. Returns the output on the process holding worker 0
-/// and `None` on the others.
-///
-/// # Errors
-/// A source that cannot start, or a worker that fails.
-pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
-    let source = Arc::new(Source::open(p)?);
-    let mut spec = GraphSpec::new(p, &source, opts.kill.clone())?;
-    spec.model.configure_ml(opts.model_store.clone(), false);
-    let tickers = Arc::clone(&spec.tickers);
-    let sectors = Arc::new(source.sectors());
-    let facts = Arc::new(spec.facts(p)?);
-    let opts2 = opts.clone();
-    let guards = timely::execute(
-        opts.cluster.config(),
-        move |worker| -> Result<Option<RunOutput>, String> {
-            let index = worker.index();
-            let peers = worker.peers();
-            let _span = tracing::info_span!("worker", index, peers).entered();
-            let loading = Instant::now();
-            let input = source
-                .load(index, peers, &tickers)
-                .map_err(|e| e.to_string())?;
-            let load_seconds = loading.elapsed().as_secs_f64();
-            tracing::info!(
-                timestamps = input.batches.len(),
-                rejects = input.rejects.len(),
-                load_seconds,
-                "source loaded"
-            );
-            let mut bars_in: InputHandle<u64, CapacityContainerBuilder<Vec<BarBatch>>> =
-                InputHandle::new();
-            let mut rejects_in: InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>> =
-                InputHandle::new();
-            let mut sectors_in: InputHandle<
-                u64,
-                CapacityContainerBuilder<Vec<(TickerId, String)>>,
-            > = InputHandle::new();
-            let mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>> =
-                InputHandle::new();
-            let graph = worker.dataflow::<u64, _, _>(|scope| {
-                spec.build(
-                    index,
-                    peers,
-                    scope.input_from(&mut bars_in),
-                    scope.input_from(&mut rejects_in),
-                    scope.input_from(&mut sectors_in),
-                    scope.input_from(&mut facts_in),
-                )
-            });
-            let Graph {
-                portfolio,
-                quarantine,
-                exposure,
-                probe,
-            } = graph;
-            for r in input.rejects {
-                rejects_in.send(r);
-            }
-            rejects_in.close();
-            feed_reference_inputs(
-                index, peers, &tickers, &sectors, &facts, sectors_in, facts_in,
-            );
-            let running = Instant::now();
-            let progress = Progress::new(opts2.progress && index == 0, input.batches.len());
-            let mut sent = 0usize;
-            for (t, batch) in input.batches {
-                bars_in.advance_to(t);
-                for part in batch.shard(peers) {
-                    bars_in.send(part);
-                }
-                sent += 1;
-                if sent.is_multiple_of(FEED_CHUNK) {
-                    bars_in.advance_to(t + 1);
-                    while probe.less_equal(&t) {
-                        worker.step();
-                    }
-                }
-                progress.tick();
-            }
-            bars_in.close();
-            while worker.step() {}
-            progress.finish();
-            let graph_seconds = running.elapsed().as_secs_f64();
-            tracing::info!(graph_seconds, "graph done");
-            let ledger = portfolio.borrow_mut().take().map(Portfolio::finish);
-            Ok(ledger.map(|ledger| {
-                let mut quarantine = std::mem::take(&mut *quarantine.borrow_mut());
-                quarantine.sort_by(|a, b| {
-                    (&a.ticker, a.ts, a.reason, &a.detail)
-                        .cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
-                });
-                let exposure =
-                    crate::operators::exposure::rows(std::mem::take(&mut *exposure.borrow_mut()));
-                RunOutput {
-                    tickers: (*tickers).clone(),
-                    ledger,
-                    quarantine,
-                    exposure,
-                    load_seconds,
-                    graph_seconds,
-                }
-            }))
-        },
-    )
-    .map_err(|message| EngineError::Dataflow { message })?;
-    let mut out = None;
-    for r in guards.join() {
-        match r {
-            Ok(Ok(Some(o))) => out = Some(o),
-            Ok(Ok(None)) => {}
-            Ok(Err(message)) | Err(message) => return Err(EngineError::Dataflow { message }),
-        }
-    }
-    match out {
-        Some(o) if o.ledger.bars == 0 => Err(no_bars(&o.quarantine)),
-        out => Ok(out),
-    }
-}
-
-/// A progress bar shown on stderr once the replay has run for a second (hidden when stderr is not
-/// a terminal). Wall-clock time is read here, at the edge, never inside an operator.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    started: Instant,
-    shown: std::cell::Cell<bool>,
-}
-
-impl Progress {
-    fn new(enabled: bool, total: usize) -> Self {
-        let bar = enabled.then(|| {
-            indicatif::ProgressBar::with_draw_target(
-                Some(total as u64),
-                indicatif::ProgressDrawTarget::hidden(),
-            )
-        });
-        Progress {
-            bar,
-            started: Instant::now(),
-            shown: std::cell::Cell::new(false),
-        }
-    }
-
-    fn tick(&self) {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-            if !self.shown.get() && self.started.elapsed() > Duration::from_secs(1) {
-                self.shown.set(true);
-                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
         }
     }
 }
