@@ -258,6 +258,104 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
     lines
 }
 
+/// One child backtest's peak memory.
+#[derive(Debug, Clone)]
+pub struct MemoryLine {
+    /// What ran.
+    pub name: String,
+    /// Bars replayed.
+    pub bars: u64,
+    /// Wall-clock seconds of the whole process (loading, graph, outputs).
+    pub seconds: f64,
+    /// Peak resident set size of the process, bytes.
+    pub peak_rss: u64,
+}
+
+/// Runs the SMA-cross backtest over `tickers × bars` synthetic bars in a child `fdp backtest`
+/// (this executable) per worker count, outputs written to a temporary folder, and reports each
+/// child's peak resident set size as the kernel accounted it (`wait4`): the memory a user's run
+/// of that size needs, not the harness's.
+///
+/// # Errors
+/// The child cannot be started, or fails.
+pub fn memory_suite(
+    tickers: usize,
+    bars: usize,
+    workers: &[usize],
+) -> Result<Vec<MemoryLine>, std::io::Error> {
+    let dir = std::env::temp_dir().join(format!("fdp-bench-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("memory.toml");
+    let text = format!(
+        "{}\n[outputs]\ndir = \"{}\"\nreport = false\n",
+        sma_cross_pipeline(tickers, bars).text,
+        dir.join("runs").display()
+    );
+    std::fs::write(&file, text)?;
+    let exe = std::env::current_exe()?;
+    let mut lines = Vec::new();
+    for &w in workers {
+        let started = Instant::now();
+        let child = std::process::Command::new(&exe)
+            .arg("backtest")
+            .arg(&file)
+            .args(["--run-id", &format!("w{w}"), "-w", &w.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let (status, peak_rss) = wait_with_peak_rss(child.id())?;
+        let seconds = started.elapsed().as_secs_f64();
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "the benchmark's backtest (-w {w}) failed: {status}"
+            )));
+        }
+        lines.push(MemoryLine {
+            name: format!("backtest {tickers} × {bars} bars, -w {w}"),
+            bars: (tickers * bars) as u64,
+            seconds,
+            peak_rss,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lines)
+}
+
+/// Waits for child `pid` and returns its exit status with its peak resident set size in bytes.
+fn wait_with_peak_rss(pid: u32) -> Result<(std::process::ExitStatus, u64), std::io::Error> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills; `status` and `usage` outlive the call, and
+    // `pid` is a child this process spawned and has not waited for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Linux reports ru_maxrss in kibibytes.
+    Ok((
+        std::process::ExitStatus::from_raw(status),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+    ))
+}
+
+/// Formats the memory lines as a table.
+pub fn memory_table(lines: &[MemoryLine]) -> String {
+    let mut s = format!(
+        "{:<55} {:>12} {:>10} {:>14}\n",
+        "benchmark", "bars", "seconds", "peak RSS MiB"
+    );
+    for l in lines {
+        s.push_str(&format!(
+            "{:<55} {:>12} {:>10.2} {:>14.1}\n",
+            l.name,
+            l.bars,
+            l.seconds,
+            l.peak_rss as f64 / (1024.0 * 1024.0)
+        ));
+    }
+    s
+}
+
 /// Formats the lines as a table.
 pub fn table(lines: &[BenchLine]) -> String {
     let mut s = format!(

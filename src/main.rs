@@ -263,6 +263,9 @@ enum BenchWhat {
     /// The ML pipeline: training time per retrain, the predict path's bars/s on one thread
     /// (features, drift, ensemble, risk, paper broker), and the graph with its trainings.
     Ml,
+    /// Peak memory: the SMA-cross backtest of `--tickers × --bars` in a child `fdp backtest` per
+    /// worker count, its peak resident set size and wall seconds (outputs included).
+    Memory,
 }
 
 /// Where the stream lives.
@@ -652,6 +655,11 @@ fn run() -> Result<()> {
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);
                 print!("{}", findashpro::bench::ns_table(&lines));
+            }
+            BenchWhat::Memory => {
+                let lines =
+                    findashpro::bench::memory_suite(tickers, bars.unwrap_or(2520), &workers)?;
+                print!("{}", findashpro::bench::memory_table(&lines));
             }
             BenchWhat::Ml => {
                 let lines =

@@ -476,6 +476,10 @@ pub fn write_run(
                 "detail",
                 Col::Str(quarantine.iter().map(|r| r.detail.clone()).collect()),
             ),
+            (
+                "origin",
+                Col::Str(quarantine.iter().map(|r| r.origin.clone()).collect()),
+            ),
         ],
     )?;
     write_table(

@@ -235,18 +235,27 @@ pub fn group_by_time(bars: BarBatch) -> Vec<(u64, BarBatch)> {
     let mut idx: Vec<usize> = (0..bars.len()).collect();
     // The row index breaks ties, so equal (time, ticker) rows keep their file order.
     idx.sort_unstable_by_key(|&i| (bars.ts[i], bars.ticker[i], i));
-    let mut out: Vec<(u64, BarBatch)> = Vec::new();
+    // Each time's batch is allocated at its exact size: grown by doubling, the batches of a
+    // large replay would hold up to twice the bars' memory.
+    let mut sizes: Vec<(u64, usize)> = Vec::new();
+    for &i in &idx {
+        let t = crate::time::timely_time(bars.ts[i]);
+        match sizes.last_mut() {
+            Some((lt, n)) if *lt == t => *n += 1,
+            _ => sizes.push((t, 1)),
+        }
+    }
+    let mut out: Vec<(u64, BarBatch)> = sizes
+        .into_iter()
+        .map(|(t, n)| (t, BarBatch::with_capacity(n)))
+        .collect();
+    let mut at = 0;
     for i in idx {
         let b = bars.get(i);
-        let t = crate::time::timely_time(b.ts);
-        match out.last_mut() {
-            Some((lt, batch)) if *lt == t => batch.push(b),
-            _ => {
-                let mut batch = BarBatch::default();
-                batch.push(b);
-                out.push((t, batch));
-            }
+        if crate::time::timely_time(b.ts) != out[at].0 {
+            at += 1;
         }
+        out[at].1.push(b);
     }
     out
 }

@@ -301,6 +301,42 @@ fn bars_before_1970_are_each_their_own_period() {
     );
 }
 
+/// A backtest's quarantine file names where each rejected row came from (`file:line`), as the
+/// live run's quarantine table names its stream entry.
+#[test]
+fn the_quarantine_file_keeps_each_rejected_rows_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("FX.csv");
+    let mut text = String::from(",Open,High,Low,Close,Volume\n");
+    let mut d = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
+    for i in 0..60 {
+        let p = 1.07 + 0.01 * (f64::from(i) / 7.0).sin();
+        if i == 30 {
+            // Line 32 of the file: a close that is not a number.
+            text.push_str(&format!("{d},{p},{},{},1.0x7,1000\n", p + 0.001, p - 0.001));
+        } else {
+            text.push_str(&format!("{d},{p},{},{},{p},1000\n", p + 0.001, p - 0.001));
+        }
+        d = d.succ_opt().expect("next day");
+    }
+    std::fs::write(&input, text).expect("write");
+    let p = pipeline_over(dir.path(), &input.display().to_string(), "");
+    let o = fdp(&["backtest", &p.to_string_lossy(), "--run-id", "fx"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q = fdp(&[
+        "query",
+        "--run",
+        &dir.path().join("runs/fx").to_string_lossy(),
+        "SELECT reason, origin FROM quarantine",
+    ]);
+    let shown = String::from_utf8_lossy(&q.stdout);
+    assert!(
+        shown.contains("FX.csv:32"),
+        "{shown}{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
+}
+
 /// A time far in the future still displays in `fdp query`.
 #[test]
 fn far_future_times_display_in_query() {
@@ -739,4 +775,37 @@ fn errors_say_who_is_at_fault_in_the_message_and_the_exit_status() {
         err.contains("Error (service)") && err.contains("postgres"),
         "{err}"
     );
+}
+
+/// `fdp bench memory` runs a backtest in a child process and reports its peak RSS: a real,
+/// plausible figure (more than the binary's own few MiB, less than the machine).
+#[test]
+fn bench_memory_reports_the_child_backtests_peak_rss() {
+    let o = fdp(&[
+        "bench",
+        "memory",
+        "--tickers",
+        "50",
+        "--bars",
+        "300",
+        "--workers",
+        "1",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("backtest 50 × 300 bars, -w 1"))
+        .unwrap_or_else(|| panic!("a line for the run: {out}"));
+    let mib: f64 = line
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a peak RSS figure: {line}"));
+    assert!(mib > 5.0 && mib < 4096.0, "{line}");
+    assert!(line.contains(" 15000 "), "50 × 300 bars replayed: {line}");
 }
