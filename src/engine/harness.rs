@@ -103,6 +103,8 @@ pub struct Harness {
     /// The floor's capabilities (bars, rejects); none once the inputs are closed.
     caps: Option<(ActivateCapability<u64>, ActivateCapability<u64>)>,
     graph: Graph,
+    /// Rows drained from the portfolio but later than the last [`Harness::drain`]'s time.
+    held: Ledger,
 }
 
 impl Harness {
@@ -139,6 +141,7 @@ impl Harness {
             rejects,
             caps: Some((bars_cap, rejects_cap)),
             graph,
+            held: Ledger::default(),
         }
     }
 
@@ -226,25 +229,28 @@ impl Harness {
         self.graph.probe.with_frontier(|f| f.first().copied())
     }
 
-    /// Takes, on worker 0, what the portfolio decided since the last call, the quarantine rows
-    /// and the sector exposure rows at or before `through` (later rows wait for their time).
-    pub fn drain(&self, through: EventTime) -> Results {
-        let ledger = self
-            .graph
-            .portfolio
-            .borrow_mut()
-            .as_mut()
-            .map(|p| p.drain())
-            .unwrap_or_default();
+    /// Takes, on worker 0, the ledger rows and sector exposure rows at or before `through` not
+    /// taken yet (the portfolio may already have decided later times, downstream sinks not: those
+    /// rows wait for their time), with the quarantine rows gathered so far.
+    pub fn drain(&mut self, through: EventTime) -> Results {
+        let mut ledger = std::mem::take(&mut self.held);
+        if let Some(p) = self.graph.portfolio.borrow_mut().as_mut() {
+            ledger.append(p.drain());
+        }
+        self.held = ledger.split_after(through);
         self.results(ledger, through)
     }
 
     /// Takes, on worker 0 once the graph has finished, the whole remaining ledger (closing the
     /// portfolio's books) with the rest of the quarantine and exposure; `None` elsewhere or when
     /// already taken.
-    pub fn finish(&self) -> Option<Results> {
+    pub fn finish(&mut self) -> Option<Results> {
         let taken = self.graph.portfolio.borrow_mut().take();
-        taken.map(|p| self.results(p.finish(), EventTime::MAX))
+        taken.map(|p| {
+            let mut ledger = std::mem::take(&mut self.held);
+            ledger.append(p.finish());
+            self.results(ledger, EventTime::MAX)
+        })
     }
 
     fn results(&self, ledger: Ledger, through: EventTime) -> Results {

@@ -190,6 +190,47 @@ pub struct Ledger {
     pub bars: u64,
 }
 
+impl Ledger {
+    /// Moves the rows later than `t` — each by its own time: a signal's, an order's decision, a
+    /// fill's, a closed trade's exit, a model's installation — into a ledger of their own, so a
+    /// live run commits through `t` exactly what is at or before `t`. Capital and the bar count
+    /// are copied.
+    pub fn split_after(&mut self, t: EventTime) -> Ledger {
+        fn later<R>(rows: &mut Vec<R>, t: EventTime, time: impl Fn(&R) -> EventTime) -> Vec<R> {
+            let (keep, later): (Vec<R>, Vec<R>) =
+                std::mem::take(rows).into_iter().partition(|r| time(r) <= t);
+            *rows = keep;
+            later
+        }
+        Ledger {
+            signals: later(&mut self.signals, t, |r| r.ts),
+            orders: later(&mut self.orders, t, |r| r.order.ts),
+            fills: later(&mut self.fills, t, |r| r.ts),
+            positions: later(&mut self.positions, t, |r| r.ts),
+            equity: later(&mut self.equity, t, |r| r.ts),
+            trades: later(&mut self.trades, t, |r| r.exit_ts),
+            ml_metrics: later(&mut self.ml_metrics, t, |r| r.1.installed_at),
+            drifts: later(&mut self.drifts, t, |r| r.1.ts),
+            capital: self.capital,
+            bars: self.bars,
+        }
+    }
+
+    /// Appends a later ledger's rows (as [`Portfolio::drain`] hands them out, in order).
+    pub fn append(&mut self, mut later: Ledger) {
+        self.signals.append(&mut later.signals);
+        self.orders.append(&mut later.orders);
+        self.fills.append(&mut later.fills);
+        self.positions.append(&mut later.positions);
+        self.equity.append(&mut later.equity);
+        self.trades.append(&mut later.trades);
+        self.ml_metrics.append(&mut later.ml_metrics);
+        self.drifts.append(&mut later.drifts);
+        self.capital = later.capital;
+        self.bars = self.bars.max(later.bars);
+    }
+}
+
 /// Cash, positions and the latest price of each ticker.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -629,6 +670,32 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ledger_splits_by_each_rows_time_and_appends_back_in_order() {
+        let point = |ts| EquityPoint {
+            ts,
+            cash: 1.0,
+            positions_value: 0.0,
+            equity: 1.0,
+            open_positions: 0,
+        };
+        let mut l = Ledger {
+            equity: (1..=5).map(point).collect(),
+            bars: 9,
+            ..Ledger::default()
+        };
+        let whole = l.clone();
+        let later = l.split_after(3);
+        assert_eq!(l.equity.iter().map(|p| p.ts).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            later.equity.iter().map(|p| p.ts).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        assert_eq!(later.bars, 9);
+        l.append(later);
+        assert_eq!(l, whole);
+    }
 
     #[test]
     fn floor_div_matches_python() {

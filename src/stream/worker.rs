@@ -152,7 +152,7 @@ impl WorkerCtx {
             tracing::trace!(frontier = ?h.frontier(), floor = ?h.floor(), "stepped");
             let dataflow_done = h.frontier().is_none();
             if index == 0 && !ph.frozen {
-                self.commit_passed(&mut feed, &h, dataflow_done, &mut ph)?;
+                self.commit_passed(&mut feed, &mut h, dataflow_done, &mut ph)?;
             } else if index != 0 && (!feed.in_flight.is_empty() || ph.ending.is_some()) {
                 feed.refresh_committed(&o.run_id)?;
             }
@@ -314,7 +314,7 @@ impl WorkerCtx {
     fn commit_passed(
         &self,
         feed: &mut Feed,
-        h: &Harness,
+        h: &mut Harness,
         dataflow_done: bool,
         ph: &mut Phase,
     ) -> Result<(), StreamRunError> {
