@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod fundamentals;
+pub mod providers;
 pub mod redis_bars;
 pub mod redis_stream;
 pub mod synthetic;

@@ -1,0 +1,440 @@
+//! The provider clients against a local HTTP server on loopback that answers with the bodies
+//! PROVIDERS.md documents (recorded shapes, faults included): series parsed to the instants they
+//! name, every error shape classified, the key nowhere in what comes back.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use findashpro::sources::providers::http::Http;
+use findashpro::sources::providers::{
+    BarRequest, Interval, ProviderConfig, ProviderError, ProviderKind, Secret, alpha_vantage, yahoo,
+};
+
+/// One canned answer: status, extra headers, body; `cut` closes the connection after sending
+/// that many bytes of a body announced whole (a truncated answer); `stall` waits before answering.
+#[derive(Clone, Default)]
+struct Canned {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    cut: Option<usize>,
+    stall: Option<Duration>,
+}
+
+fn answer(status: u16, body: &str) -> Canned {
+    Canned {
+        status,
+        body: body.as_bytes().to_vec(),
+        ..Canned::default()
+    }
+}
+
+/// A loopback HTTP/1.1 server answering each connection with the next canned answer and
+/// recording each request's target.
+struct Server {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(answers: Vec<Canned>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for (stream, a) in listener.incoming().zip(answers) {
+                let Ok(stream) = stream else { return };
+                serve(stream, &a, &log);
+            }
+        });
+        Server { url, seen }
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn serve(mut stream: TcpStream, a: &Canned, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    if let Ok(mut l) = log.lock() {
+        l.push(target);
+    }
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+            break;
+        }
+    }
+    if let Some(d) = a.stall {
+        std::thread::sleep(d);
+    }
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        a.status,
+        a.body.len()
+    );
+    for (k, v) in &a.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let body = &a.body[..a.cut.unwrap_or(a.body.len()).min(a.body.len())];
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+    let mut rest = Vec::new();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = reader.read_to_end(&mut rest);
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn request(ticker: &str, interval: Interval, start: &str, end: &str) -> BarRequest {
+    BarRequest {
+        ticker: ticker.into(),
+        id: 0,
+        interval,
+        start: findashpro::time::parse_time(start).expect("start"),
+        end: findashpro::time::parse_time(end).expect("end"),
+        adjusted: false,
+    }
+}
+
+/// PROVIDERS.md §1.3: SPY daily, 3 bars, stamped at the New York open (14:30Z).
+const YAHOO_DAILY: &str = r#"{"chart":{"result":[{"meta":{"currency":"USD","symbol":"SPY","exchangeName":"PCX","fullExchangeName":"NYSEArca","instrumentType":"ETF","firstTradeDate":728317800,"regularMarketTime":1771621200,"hasPrePostMarketData":true,"gmtoffset":-18000,"timezone":"EST","exchangeTimezoneName":"America/New_York","regularMarketPrice":689.43,"fiftyTwoWeekHigh":697.84,"fiftyTwoWeekLow":481.8,"regularMarketDayHigh":690.0,"regularMarketDayLow":681.73,"regularMarketVolume":99309328,"longName":"State Street SPDR S&P 500 ETF Trust","shortName":"State Street SPDR S&P 500 ETF T","chartPreviousClose":681.75,"priceHint":2,"currentTradingPeriod":{"pre":{"timezone":"EST","start":1771578000,"end":1771597800,"gmtoffset":-18000},"regular":{"timezone":"EST","start":1771597800,"end":1771621200,"gmtoffset":-18000},"post":{"timezone":"EST","start":1771621200,"end":1771635600,"gmtoffset":-18000}},"dataGranularity":"1d","range":"","validRanges":["1d","5d","1mo","3mo","6mo","1y","2y","5y","10y","ytd","max"]},"timestamp":[1770993000,1771338600,1771425000],"indicators":{"quote":[{"open":[681.6900024414062,680.1400146484375,684.02001953125],"close":[681.75,682.8499755859375,686.2899780273438],"high":[686.280029296875,684.9400024414062,689.1500244140625],"volume":[96267500,81354700,73570300],"low":[677.52001953125,675.780029296875,682.8300170898438]}],"adjclose":[{"adjclose":[681.75,682.8499755859375,686.2899780273438]}]}}],"error":null}}"#;
+
+/// PROVIDERS.md §1.3: AAPL 5-minute bars, the last one still forming (off the grid, volume 0).
+const YAHOO_INTRADAY: &str = r#"{"chart":{"result":[{"meta":{"currency":"USD","symbol":"AAPL","exchangeName":"NMS","fullExchangeName":"NasdaqGS","instrumentType":"EQUITY","firstTradeDate":345479400,"regularMarketTime":1791208707,"hasPrePostMarketData":true,"gmtoffset":-14400,"timezone":"EDT","exchangeTimezoneName":"America/New_York","regularMarketPrice":333.923,"chartPreviousClose":333.69,"previousClose":333.69,"scale":3,"priceHint":2,"currentTradingPeriod":{"pre":{"timezone":"EDT","start":1791187200,"end":1791207000,"gmtoffset":-14400},"regular":{"timezone":"EDT","start":1791207000,"end":1791230400,"gmtoffset":-14400},"post":{"timezone":"EDT","start":1791230400,"end":1791244800,"gmtoffset":-14400}},"tradingPeriods":[[{"timezone":"EDT","start":1791207000,"end":1791230400,"gmtoffset":-14400}]],"dataGranularity":"5m","range":"1d"},"timestamp":[1791207000,1791207300,1791208707],"indicators":{"quote":[{"open":[332.7950134277344,336.0899963378906,333.9226989746094],"volume":[1810280,497004,0],"low":[331.6499938964844,334.7300109863281,333.9226989746094],"close":[336.0736083984375,335.3900146484375,333.9226989746094],"high":[336.19000244140625,336.1099853515625,333.9226989746094]}]}}],"error":null}}"#;
+
+/// PROVIDERS.md §1.3: Tokyo 7203.T over the lunch break: whole bars null.
+const YAHOO_TOKYO: &str = r#"{"chart":{"result":[{"meta":{"exchangeTimezoneName":"Asia/Tokyo","regularMarketTime":1791200000},"timestamp":[1791167400,1791167700,1791168000,1791171000],"indicators":{"quote":[{"open":[2888.5,null,null,2888.5],"volume":[55700,null,null,703800],"high":[2889.5,null,null,2896.5],"low":[2888.5,null,null,2888.5],"close":[2889.5,null,null,2892.5]}]}}],"error":null}}"#;
+
+#[test]
+fn yahoo_daily_bars_are_dated_by_new_york_and_adjusted_on_request() {
+    let s = Server::start(vec![answer(200, YAHOO_DAILY), answer(200, YAHOO_DAILY)]);
+    let cfg = ProviderConfig::new(ProviderKind::Yahoo, &s.url, None);
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("SPY", Interval::Day, "2026-02-01", "2026-02-28");
+    let f = rt()
+        .block_on(yahoo::fetch(&http, &cfg, &req))
+        .expect("bars");
+    let days: Vec<String> = f
+        .bars
+        .ts
+        .iter()
+        .map(|&t| findashpro::time::format_time(t))
+        .collect();
+    assert_eq!(days, ["2026-02-13", "2026-02-17", "2026-02-18"]);
+    assert_eq!(f.bars.close, [681.75, 682.8499755859375, 686.2899780273438]);
+    assert_eq!(f.bars.volume[0], 96_267_500.0);
+    assert!(f.rejects.is_empty());
+    let t = &s.targets()[0];
+    assert!(t.starts_with("/v8/finance/chart/SPY?"), "{t}");
+    assert!(
+        t.contains("interval=1d") && t.contains(&format!("period1={}", req.start)),
+        "{t}"
+    );
+    // Adjusted: the same body scaled by adjclose / close, which is 1 on these bars.
+    let adj = BarRequest {
+        adjusted: true,
+        ..req
+    };
+    let g = rt()
+        .block_on(yahoo::fetch(&http, &cfg, &adj))
+        .expect("bars");
+    assert_eq!(g.bars.close, f.bars.close);
+    assert!(s.targets()[1].contains("includeAdjustedClose=true"));
+}
+
+#[test]
+fn yahoo_intraday_leaves_out_the_forming_bar_and_quarantines_null_bars() {
+    let s = Server::start(vec![answer(200, YAHOO_INTRADAY), answer(200, YAHOO_TOKYO)]);
+    let cfg = ProviderConfig::new(ProviderKind::Yahoo, &s.url, None);
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("AAPL", Interval::Minutes(5), "2026-10-01", "2026-10-31");
+    let f = rt()
+        .block_on(yahoo::fetch(&http, &cfg, &req))
+        .expect("bars");
+    assert_eq!(
+        f.bars.ts,
+        [1_791_207_000, 1_791_207_300],
+        "the forming bar is left out"
+    );
+    assert_eq!(f.bars.open[1], 336.0899963378906);
+    let tokyo = request("7203.T", Interval::Minutes(5), "2026-10-01", "2026-10-31");
+    let g = rt()
+        .block_on(yahoo::fetch(&http, &cfg, &tokyo))
+        .expect("bars");
+    assert_eq!(g.bars.ts, [1_791_167_400, 1_791_171_000]);
+    assert_eq!(g.rejects.len(), 2);
+    for r in &g.rejects {
+        assert_eq!(r.reason.as_str(), "missing_field");
+        assert!(
+            r.detail.starts_with("yahoo: ")
+                && r.detail.contains("null open, high, low, close, volume"),
+            "{}",
+            r.detail
+        );
+        assert_eq!(r.origin, "yahoo:7203.T");
+    }
+    assert!(s.targets()[1].starts_with("/v8/finance/chart/7203.T?"));
+}
+
+#[test]
+fn yahoo_errors_are_told_apart() {
+    let not_found = r#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}"#;
+    let too_long = r#"{"chart":{"result":null,"error":{"code":"Unprocessable Entity","description":"5m data not available for startTime=1728136756 and endTime=1791208756. The requested range must be within the last 60 days."}}}"#;
+    let mut throttled = answer(429, "Edge: Too Many Requests");
+    throttled.headers.push(("Retry-After".into(), "120".into()));
+    let mut truncated = answer(200, YAHOO_DAILY);
+    truncated.cut = Some(300);
+    let s = Server::start(vec![
+        answer(404, not_found),
+        answer(422, too_long),
+        throttled,
+        answer(200, "<html><body>Will be right back...</body></html>"),
+        answer(503, ""),
+        truncated,
+    ]);
+    let cfg = ProviderConfig::new(ProviderKind::Yahoo, &s.url, None);
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("ZZZZ", Interval::Day, "2026-01-01", "2026-02-01");
+    let rt = rt();
+    let next = || rt.block_on(yahoo::fetch(&http, &cfg, &req));
+    assert!(matches!(next(), Err(ProviderError::UnknownTicker { .. })));
+    assert!(
+        matches!(next(), Err(ProviderError::Refused { message, .. }) if message.contains("60 days"))
+    );
+    match next() {
+        Err(ProviderError::Throttled {
+            retry_after,
+            message,
+            ..
+        }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(120)));
+            assert!(message.contains("Too Many Requests"));
+        }
+        other => panic!("429 in plain text is a throttle: {other:?}"),
+    }
+    let html = next();
+    assert!(
+        matches!(
+            &html,
+            Err(ProviderError::Unavailable {
+                status: Some(200),
+                ..
+            })
+        ),
+        "{html:?}"
+    );
+    assert!(matches!(
+        next(),
+        Err(ProviderError::Unavailable {
+            status: Some(503),
+            ..
+        })
+    ));
+    let cut = next();
+    assert!(
+        matches!(&cut, Err(ProviderError::Unavailable { .. })),
+        "{cut:?}"
+    );
+    assert!(cut.is_err_and(|e| e.retryable()));
+    // A ticker that breaks the rule never reaches the server.
+    let bad = request("AAPL US;rm", Interval::Day, "2026-01-01", "2026-02-01");
+    assert!(matches!(
+        rt.block_on(yahoo::fetch(&http, &cfg, &bad)),
+        Err(ProviderError::Ticker { .. })
+    ));
+    assert_eq!(s.targets().len(), 6);
+}
+
+#[test]
+fn a_server_that_does_not_answer_times_out_as_unavailable() {
+    let slow = Canned {
+        stall: Some(Duration::from_secs(3)),
+        ..answer(200, YAHOO_DAILY)
+    };
+    let s = Server::start(vec![slow]);
+    let cfg = ProviderConfig::new(ProviderKind::Yahoo, &s.url, None);
+    let http = Http::new(Duration::from_millis(300)).expect("http");
+    let req = request("SPY", Interval::Day, "2026-02-01", "2026-02-28");
+    let e = rt().block_on(yahoo::fetch(&http, &cfg, &req));
+    assert!(
+        matches!(&e, Err(ProviderError::Unavailable { status: None, message, .. }) if message.contains("timed out")),
+        "{e:?}"
+    );
+}
+
+/// PROVIDERS.md §2.3: MSFT 1-minute bars, newest first, numbers as strings, US/Eastern times.
+const AV_INTRADAY: &str = r#"{
+    "Meta Data": {"1. Information": "Intraday (1min) prices and volumes", "2. Symbol": "MSFT",
+        "3. Last Refreshed": "2017-12-18 14:56:00", "4. Interval": "1min", "5. Output Size": "Compact",
+        "6. Time Zone": "US/Eastern"},
+    "Time Series (1min)": {
+        "2017-12-18 14:56:00": {"1. open": "86.4900", "2. high": "86.5000", "3. low": "86.4750", "4. close": "86.5000", "5. volume": "10494"},
+        "2017-12-18 14:55:00": {"1. open": "86.4900", "2. high": "86.5000", "3. low": "86.4801", "4. close": "86.5000", "5. volume": "12682"},
+        "2017-12-18 14:54:00": {"1. open": "86.4700", "2. high": "86.5100", "3. low": "86.4700", "4. close": "86.4931", "5. volume": "24345"},
+        "2017-12-18 14:53:00": {"1. open": "86.4700", "2. high": "n/a", "3. low": "86.4700", "4. close": "86.4931", "5. volume": "24345"}
+    }
+}"#;
+
+const AV_DAILY: &str = r#"{"Meta Data": {"1. Information": "Daily Prices (open, high, low, close) and Volumes",
+    "2. Symbol": "IBM", "3. Last Refreshed": "2024-11-01", "4. Output Size": "Compact", "5. Time Zone": "US/Eastern"},
+    "Time Series (Daily)": {
+        "2024-11-01": {"1. open": "207.1500", "2. high": "208.8300", "3. low": "205.5900", "4. close": "208.2500", "5. volume": "4075542"},
+        "2024-10-31": {"1. open": "208.5000", "2. high": "209.4500", "3. low": "206.1600", "4. close": "206.7200", "5. volume": "5294011"}}}"#;
+
+const KEY: &str = "AVK3Y9SECRET";
+
+#[test]
+fn alpha_vantage_series_are_sorted_parsed_from_strings_and_placed_in_utc() {
+    let s = Server::start(vec![answer(200, AV_INTRADAY), answer(200, AV_DAILY)]);
+    let cfg = ProviderConfig::new(ProviderKind::AlphaVantage, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("MSFT", Interval::Minutes(1), "2017-12-18", "2017-12-19");
+    let f = rt()
+        .block_on(alpha_vantage::fetch(&http, &cfg, &req))
+        .expect("bars");
+    // 14:54 New York in December is 19:54 UTC.
+    let utc = |h: i64, m: i64| 1_513_555_200 + h * 3600 + m * 60;
+    assert_eq!(f.bars.ts, [utc(19, 54), utc(19, 55), utc(19, 56)]);
+    assert_eq!(f.bars.close, [86.4931, 86.5, 86.5]);
+    assert_eq!(f.bars.volume, [24_345.0, 12_682.0, 10_494.0]);
+    assert_eq!(f.rejects.len(), 1);
+    assert!(
+        f.rejects[0]
+            .detail
+            .contains("2. high = \"n/a\" is not a number")
+            && f.rejects[0].detail.starts_with("alpha_vantage: "),
+        "{}",
+        f.rejects[0].detail
+    );
+    let t = &s.targets()[0];
+    assert!(
+        t.starts_with("/query?symbol=MSFT&apikey=") && t.contains("month=2017-12"),
+        "{t}"
+    );
+    let daily = request("IBM", Interval::Day, "2024-10-01", "2024-11-30");
+    let d = rt()
+        .block_on(alpha_vantage::fetch(&http, &cfg, &daily))
+        .expect("bars");
+    let days: Vec<String> = d
+        .bars
+        .ts
+        .iter()
+        .map(|&t| findashpro::time::format_time(t))
+        .collect();
+    assert_eq!(days, ["2024-10-31", "2024-11-01"]);
+    assert!(s.targets()[1].contains("function=TIME_SERIES_DAILY&outputsize=compact"));
+}
+
+#[test]
+fn alpha_vantage_errors_inside_200_are_told_apart_and_never_show_the_key() {
+    let bodies = [
+        r#"{"Error Message": "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for TIME_SERIES_DAILY."}"#,
+        r#"{"Error Message": "the parameter apikey is invalid or missing. Please claim your free API key on (https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."}"#,
+        r#"{"Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove all daily rate limits."}"#,
+        r#"{"Note": "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 calls per day. Please visit https://www.alphavantage.co/premium/ if you would like to target a higher API call frequency."}"#,
+        r#"{"Information": "Thank you for using Alpha Vantage! The outputsize=full parameter value is a premium feature for the TIME_SERIES_DAILY endpoint. You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly unlock all premium features"}"#,
+        // A server echoing the request, key included.
+        "<html>error for /query?apikey=AVK3Y9SECRET</html>",
+        r#"{"Meta Data": {}}"#,
+    ];
+    let s = Server::start(bodies.iter().map(|b| answer(200, b)).collect());
+    let cfg = ProviderConfig::new(ProviderKind::AlphaVantage, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("IBM", Interval::Day, "2024-10-01", "2024-11-30");
+    let rt = rt();
+    let got: Vec<ProviderError> = (0..bodies.len())
+        .map(|_| {
+            rt.block_on(alpha_vantage::fetch(&http, &cfg, &req))
+                .expect_err("every body is an error")
+        })
+        .collect();
+    assert!(
+        matches!(got[0], ProviderError::UnknownTicker { .. }),
+        "{:?}",
+        got[0]
+    );
+    assert!(
+        matches!(got[1], ProviderError::BadKey { .. }),
+        "{:?}",
+        got[1]
+    );
+    assert!(
+        matches!(got[2], ProviderError::Throttled { .. }),
+        "{:?}",
+        got[2]
+    );
+    assert!(
+        matches!(got[3], ProviderError::Throttled { .. }),
+        "{:?}",
+        got[3]
+    );
+    assert!(matches!(got[4], ProviderError::Plan { .. }), "{:?}", got[4]);
+    assert!(
+        matches!(got[5], ProviderError::Unavailable { .. }),
+        "{:?}",
+        got[5]
+    );
+    assert!(
+        matches!(got[6], ProviderError::Unavailable { .. }),
+        "{:?}",
+        got[6]
+    );
+    let retry: Vec<bool> = got.iter().map(ProviderError::retryable).collect();
+    assert_eq!(retry, [false, false, true, true, false, true, true]);
+    for e in &got {
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains(KEY), "the key leaked: {shown}");
+    }
+    assert!(format!("{}", got[5]).contains("apikey=<redacted>"));
+    // No key configured: refused before any request.
+    let keyless = ProviderConfig::new(ProviderKind::AlphaVantage, &s.url, None);
+    let e = rt.block_on(alpha_vantage::fetch(&http, &keyless, &req));
+    assert!(
+        matches!(&e, Err(ProviderError::NoKey { env, .. }) if env == "ALPHA_VANTAGE"),
+        "{e:?}"
+    );
+    assert_eq!(s.targets().len(), bodies.len());
+}
+
+#[test]
+fn a_dead_port_is_unavailable_without_the_url_or_key() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let cfg = ProviderConfig::new(
+        ProviderKind::AlphaVantage,
+        &format!("http://127.0.0.1:{port}"),
+        Some(Secret::new(KEY)),
+    );
+    let http = Http::new(Duration::from_secs(2)).expect("http");
+    let req = request("IBM", Interval::Day, "2024-10-01", "2024-11-30");
+    let e = rt().block_on(alpha_vantage::fetch(&http, &cfg, &req));
+    let shown = format!("{e:?}");
+    assert!(
+        matches!(e, Err(ProviderError::Unavailable { status: None, .. })),
+        "{shown}"
+    );
+    assert!(!shown.contains(KEY) && !shown.contains("/query"), "{shown}");
+}
