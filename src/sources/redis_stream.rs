@@ -425,6 +425,30 @@ impl Conn {
         self.run(|con| pipe.query::<T>(con))
     }
 
+    /// Runs a Lua script (by its hash, loading it on first use), reconnecting and retrying on
+    /// connection failures. A script that changes state must be safe to run twice (a retry after
+    /// a lost reply runs it again).
+    ///
+    /// # Errors
+    /// A server error reply (a failing script), or no connection within the patience.
+    pub fn script<T: redis::FromRedisValue>(
+        &mut self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, StreamError> {
+        self.run(|con| {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+            inv.invoke::<T>(con)
+        })
+    }
+
     /// Runs `f` on the connection, reconnecting and retrying it on transient failures.
     fn run<T>(
         &mut self,

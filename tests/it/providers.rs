@@ -438,3 +438,134 @@ fn a_dead_port_is_unavailable_without_the_url_or_key() {
     );
     assert!(!shown.contains(KEY) && !shown.contains("/query"), "{shown}");
 }
+
+/// A Redis key prefix of the test's own, removed afterwards.
+struct RedisPrefix(String);
+
+impl RedisPrefix {
+    fn new(name: &str) -> RedisPrefix {
+        RedisPrefix(format!("fdptest:{name}:{}", std::process::id()))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        if let Ok(mut c) = findashpro::sources::redis_stream::Conn::open(&redis_url()) {
+            let _ = c.delete_prefix(&self.0);
+        }
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Most requests in any window of `len` starting at a request.
+fn busiest(times: &[std::time::Instant], len: Duration) -> usize {
+    let mut t = times.to_vec();
+    t.sort();
+    (0..t.len())
+        .map(|i| t[i..].iter().take_while(|&&u| u - t[i] < len).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn eight_clients_on_one_key_never_pass_any_limit_in_any_window() {
+    use findashpro::sources::providers::limiter::{Limit, RateLimiter};
+    let prefix = RedisPrefix::new("limiter");
+    let limiter = RateLimiter::new(
+        &prefix.0,
+        "alpha_vantage",
+        "key1",
+        &[
+            Limit {
+                count: 4,
+                window: Duration::from_millis(500),
+            },
+            Limit {
+                count: 10,
+                window: Duration::from_millis(2_000),
+            },
+        ],
+    );
+    let admitted = Arc::new(Mutex::new(Vec::new()));
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let (limiter, admitted) = (limiter.clone(), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                let mut c =
+                    findashpro::sources::redis_stream::Conn::open(&redis_url()).expect("redis");
+                let mut n = 0;
+                while started.elapsed() < Duration::from_millis(3_000) {
+                    n += 1;
+                    if limiter
+                        .try_acquire(&mut c, &format!("w{w}-{n}"))
+                        .expect("limiter")
+                        .is_none()
+                    {
+                        admitted
+                            .lock()
+                            .expect("lock")
+                            .push(std::time::Instant::now());
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let tries: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    let times = admitted.lock().expect("lock").clone();
+    assert!(tries > 1_000, "the clients hammered the key: {tries} tries");
+    assert!(
+        busiest(&times, Duration::from_millis(500)) <= 4,
+        "{:?}",
+        times.len()
+    );
+    assert!(busiest(&times, Duration::from_millis(2_000)) <= 10);
+    // And it did let requests through at the limit's pace: 10 per 2 s over 3 s.
+    assert!(
+        times.len() >= 10 && times.len() <= 20,
+        "{} admitted",
+        times.len()
+    );
+}
+
+#[test]
+fn a_retry_after_pauses_the_key_in_every_client() {
+    use findashpro::sources::providers::limiter::{Limit, RateLimiter};
+    let prefix = RedisPrefix::new("pause");
+    let limiter = RateLimiter::new(
+        &prefix.0,
+        "yahoo",
+        "ip",
+        &[Limit {
+            count: 100,
+            window: Duration::from_secs(1),
+        }],
+    );
+    let mut a = findashpro::sources::redis_stream::Conn::open(&redis_url()).expect("redis");
+    let mut b = findashpro::sources::redis_stream::Conn::open(&redis_url()).expect("redis");
+    assert_eq!(limiter.try_acquire(&mut a, "a1").expect("admit"), None);
+    limiter
+        .pause(&mut a, Duration::from_millis(600))
+        .expect("pause");
+    // A shorter pause does not cut a longer one short.
+    limiter
+        .pause(&mut b, Duration::from_millis(10))
+        .expect("pause");
+    let wait = limiter
+        .try_acquire(&mut b, "b1")
+        .expect("try")
+        .expect("paused");
+    assert!(wait > Duration::from_millis(400), "{wait:?}");
+    let waited = limiter
+        .acquire(&mut b, "b2", Duration::from_secs(5))
+        .expect("admitted after the pause");
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(
+        limiter.acquire(&mut a, "a2", Duration::ZERO).is_ok(),
+        "no pause left"
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod alpha_vantage;
 pub mod http;
+pub mod limiter;
 pub mod yahoo;
 
 use std::time::Duration;
