@@ -569,3 +569,63 @@ fn a_retry_after_pauses_the_key_in_every_client() {
         "no pause left"
     );
 }
+
+#[test]
+fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() {
+    use findashpro::sources::providers::breaker::{Breaker, BreakerState};
+    let prefix = RedisPrefix::new("breaker");
+    let b = Breaker::new(
+        &prefix.0,
+        "polygon",
+        3,
+        Duration::from_millis(300),
+        Duration::from_secs(5),
+    );
+    let conn = || findashpro::sources::redis_stream::Conn::open(&redis_url()).expect("redis");
+    let (mut p1, mut p2) = (conn(), conn());
+    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+    assert_eq!(
+        b.report(&mut p1, false).expect("report"),
+        BreakerState::Closed
+    );
+    assert_eq!(
+        b.report(&mut p2, false).expect("report"),
+        BreakerState::Closed
+    );
+    // A success in between resets the count: failures must be consecutive.
+    assert_eq!(
+        b.report(&mut p1, true).expect("report"),
+        BreakerState::Closed
+    );
+    for _ in 0..2 {
+        b.report(&mut p2, false).expect("report");
+    }
+    assert_eq!(
+        b.report(&mut p1, false).expect("report"),
+        BreakerState::Open
+    );
+    assert_eq!(b.state(&mut p2).expect("state"), BreakerState::Open);
+    let wait = b.allow(&mut p2).expect("allow").expect("open refuses");
+    assert!(wait <= Duration::from_millis(300), "{wait:?}");
+    std::thread::sleep(Duration::from_millis(320));
+    // Half-open: exactly one probe, whichever client asks first.
+    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+    assert_eq!(b.state(&mut p2).expect("state"), BreakerState::HalfOpen);
+    assert!(
+        b.allow(&mut p2).expect("allow").is_some(),
+        "a second probe is refused"
+    );
+    // The probe fails: open again, for a new cool-down.
+    assert_eq!(
+        b.report(&mut p1, false).expect("report"),
+        BreakerState::Open
+    );
+    assert!(b.allow(&mut p2).expect("allow").is_some());
+    std::thread::sleep(Duration::from_millis(320));
+    assert_eq!(b.allow(&mut p2).expect("allow"), None);
+    assert_eq!(
+        b.report(&mut p2, true).expect("report"),
+        BreakerState::Closed
+    );
+    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+}

@@ -8,6 +8,7 @@
 //! parsed by pure functions (`parse`), tested on the documented bodies; `fetch` adds the request.
 
 pub mod alpha_vantage;
+pub mod breaker;
 pub mod http;
 pub mod limiter;
 pub mod yahoo;
