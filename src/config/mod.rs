@@ -11,6 +11,7 @@ use toml::Spanned;
 
 mod drift;
 mod features;
+pub mod provider;
 
 pub use drift::DriftSpec;
 pub use features::{FeatureSpec, MAX_PERIOD, talib_standard};
@@ -171,6 +172,41 @@ pub enum SourceSpec {
         #[serde(default)]
         end: Option<String>,
     },
+    /// Market-data providers over HTTP, in priority order: each ticker's bars come from the
+    /// first provider whose circuit breaker is closed and whose rate limiter admits the request,
+    /// the next one when it fails. Keys come from the environment only (`FDP_<PROVIDER>_KEY`).
+    Providers {
+        /// The providers, first choice first.
+        providers: Vec<ProviderEntry>,
+        /// The tickers to fetch.
+        tickers: Vec<String>,
+        /// Bar length: `1d`, `1h`, `5m`, ...
+        #[serde(default = "default_interval")]
+        interval: String,
+        /// Split- and dividend-adjusted prices where the provider offers them.
+        #[serde(default)]
+        adjusted: bool,
+        /// First date included (`YYYY-MM-DD`), inclusive.
+        start: String,
+        /// Last date included, inclusive.
+        end: String,
+        /// Redis holding the shared rate limiters and circuit breakers (default: `REDIS_URL`,
+        /// else `redis://127.0.0.1:6379`).
+        #[serde(default)]
+        redis_url: Option<String>,
+        /// Key prefix of the limiters and breakers.
+        #[serde(default = "default_prefix")]
+        prefix: String,
+        /// Seconds a request may take.
+        #[serde(default = "default_provider_timeout")]
+        timeout_seconds: u64,
+        /// Consecutive failures that open a provider's breaker.
+        #[serde(default = "default_breaker_failures")]
+        breaker_failures: u32,
+        /// Seconds an open breaker refuses before its probe.
+        #[serde(default = "default_breaker_cooldown")]
+        breaker_cooldown_seconds: u64,
+    },
     /// Seeded synthetic random walk with volatility regimes and jumps.
     Synthetic {
         /// Number of tickers.
@@ -188,6 +224,40 @@ pub enum SourceSpec {
 
 fn default_prefix() -> String {
     "fdp".into()
+}
+
+fn default_interval() -> String {
+    "1d".into()
+}
+
+fn default_provider_timeout() -> u64 {
+    20
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown() -> u64 {
+    60
+}
+
+/// One provider of a `kind = "providers"` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// `yahoo` or `alpha_vantage`.
+    pub name: String,
+    /// Base URL (a proxy's); default `FDP_<PROVIDER>_BASE_URL`, else the provider's host.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `free` (default) or `premium`: which documented limits the rate limiter enforces.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+}
+
+fn default_tier() -> String {
+    "free".into()
 }
 
 fn default_seed() -> u64 {
@@ -808,6 +878,51 @@ impl Pipeline {
                 return Err((locate(text, "[source]", ""), "source.paths is empty".into()));
             }
             check_range(text, start, end)?;
+        }
+        if let SourceSpec::Providers {
+            providers,
+            tickers,
+            interval,
+            start,
+            end,
+            ..
+        } = &self.source
+        {
+            let at = locate(text, "[source]", "");
+            if providers.is_empty() {
+                return Err((at, "source.providers is empty".into()));
+            }
+            for p in providers {
+                if provider::ProviderKind::parse(&p.name).is_none() {
+                    return Err((
+                        locate(text, "[source]", &p.name),
+                        format!(
+                            "unknown provider `{}` (known: {})",
+                            p.name,
+                            provider::ProviderKind::NAMES.join(", ")
+                        ),
+                    ));
+                }
+                if p.tier != "free" && p.tier != "premium" {
+                    return Err((
+                        locate(text, "[source]", &p.tier),
+                        format!("tier `{}`: free or premium", p.tier),
+                    ));
+                }
+            }
+            if tickers.is_empty() {
+                return Err((at, "source.tickers is empty".into()));
+            }
+            if let Some((bad, e)) = tickers
+                .iter()
+                .find_map(|t| crate::names::check_ticker(t).err().map(|e| (t, e)))
+            {
+                return Err((locate(text, "[source]", bad), e.to_string()));
+            }
+            if let Err(e) = provider::Interval::parse(interval) {
+                return Err((locate(text, "[source]", interval), e));
+            }
+            check_range(text, &Some(start.clone()), &Some(end.clone()))?;
         }
         if let SourceSpec::Redis {
             tickers,

@@ -51,6 +51,14 @@ pub enum SourceError {
         /// What the source selected from: paths, a key pattern.
         selection: String,
     },
+    /// No provider gave a ticker's bars.
+    #[error("no provider gave {ticker}: {reasons}")]
+    Providers {
+        /// The ticker.
+        ticker: String,
+        /// Each provider's reason, in the chain's order.
+        reasons: String,
+    },
     /// Arrow or Parquet failed.
     #[error("{path}: {message}")]
     Arrow {
@@ -68,6 +76,7 @@ impl crate::fault::Blame for SourceError {
             SourceError::Io { source, .. } => source.fault(),
             SourceError::Format { .. } | SourceError::Arrow { .. } => Fault::Data,
             SourceError::Pattern { .. } | SourceError::Empty { .. } => Fault::Input,
+            SourceError::Providers { .. } => Fault::Service,
         }
     }
 }
@@ -92,6 +101,8 @@ pub enum Source {
     Synthetic(synthetic::Synthetic),
     /// Redis bar store.
     Redis(redis_bars::RedisBars),
+    /// Market-data providers over HTTP.
+    Providers(providers::source::ProviderSource),
 }
 
 impl Source {
@@ -103,6 +114,9 @@ impl Source {
         match &p.pipeline.source {
             SourceSpec::Files { .. } => Ok(Source::Files(files::FileSet::open(p)?)),
             SourceSpec::Redis { .. } => Ok(Source::Redis(redis_bars::RedisBars::open(p)?)),
+            SourceSpec::Providers { .. } => Ok(Source::Providers(
+                providers::source::ProviderSource::open(p)?,
+            )),
             SourceSpec::Synthetic {
                 tickers,
                 bars,
@@ -123,6 +137,7 @@ impl Source {
             Source::Files(f) => f.tickers(),
             Source::Synthetic(s) => s.tickers(),
             Source::Redis(r) => r.tickers(),
+            Source::Providers(p) => p.tickers(),
         }
     }
 
@@ -130,7 +145,9 @@ impl Source {
     pub fn sectors(&self) -> std::collections::BTreeMap<String, String> {
         match self {
             Source::Files(f) => f.sectors(),
-            Source::Synthetic(_) | Source::Redis(_) => std::collections::BTreeMap::new(),
+            Source::Synthetic(_) | Source::Redis(_) | Source::Providers(_) => {
+                std::collections::BTreeMap::new()
+            }
         }
     }
 
@@ -148,6 +165,7 @@ impl Source {
             Source::Files(f) => f.load(index, peers, tickers),
             Source::Synthetic(s) => Ok(s.load(index, peers, tickers)),
             Source::Redis(r) => r.load(index, peers, tickers),
+            Source::Providers(p) => p.load(index, peers, tickers),
         }
     }
 }
@@ -165,6 +183,7 @@ impl Source {
         match self {
             Source::Files(f) => f.load_ticker(ticker, tickers),
             Source::Redis(r) => r.load_ticker(ticker, tickers),
+            Source::Providers(p) => p.load_ticker(ticker, tickers),
             Source::Synthetic(s) => Ok((
                 tickers
                     .id(ticker)
@@ -174,6 +193,35 @@ impl Source {
             )),
         }
     }
+}
+
+/// A worker's share of a source that loads ticker by ticker (a Redis bar store, providers): the
+/// tickers worker `index` of `peers` owns, each through `load_ticker`, grouped by time.
+///
+/// # Errors
+/// The first ticker `load_ticker` fails on.
+pub fn load_owned(
+    index: usize,
+    peers: usize,
+    tickers: &Tickers,
+    mut load_ticker: impl FnMut(&str) -> Result<(BarBatch, Vec<Reject>), SourceError>,
+) -> Result<WorkerInput, SourceError> {
+    let mut all = BarBatch::default();
+    let mut rejects = Vec::new();
+    for (id, name) in tickers.names().iter().enumerate() {
+        if crate::bar::owner(id as u32, peers) != index {
+            continue;
+        }
+        let (b, r) = load_ticker(name)?;
+        for bar in b.iter() {
+            all.push(bar);
+        }
+        rejects.extend(r);
+    }
+    Ok(WorkerInput {
+        batches: group_by_time(all),
+        rejects,
+    })
 }
 
 /// What a source holds before a run: bars that pass the quality gate, and the rows it rejects.

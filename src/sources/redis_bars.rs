@@ -2,11 +2,11 @@
 //! (epoch seconds), members `ts,open,high,low,close,volume`. The streaming run's work items load
 //! a ticker's bars of a cycle from it with one ZRANGEBYSCORE; a backtest can replay it too.
 
-use crate::bar::{Bar, BarBatch, Tickers, owner};
+use crate::bar::{Bar, BarBatch, Tickers};
 use crate::config::LoadedPipeline;
 use crate::reject::{Action, Reason, Reject};
 use crate::sources::redis_stream::Conn;
-use crate::sources::{SourceError, WorkerInput, group_by_time};
+use crate::sources::{SourceError, WorkerInput};
 use crate::time::{EventTime, parse_time};
 
 const DAY: EventTime = 86_400;
@@ -160,21 +160,8 @@ impl RedisBars {
         peers: usize,
         tickers: &Tickers,
     ) -> Result<WorkerInput, SourceError> {
-        let mut all = BarBatch::default();
-        let mut rejects = Vec::new();
-        for (id, name) in tickers.names().iter().enumerate() {
-            if owner(id as u32, peers) != index {
-                continue;
-            }
-            let (b, r) = self.load_ticker(name, tickers)?;
-            for bar in b.iter() {
-                all.push(bar);
-            }
-            rejects.extend(r);
-        }
-        Ok(WorkerInput {
-            batches: group_by_time(all),
-            rejects,
+        crate::sources::load_owned(index, peers, tickers, |name| {
+            self.load_ticker(name, tickers)
         })
     }
 }

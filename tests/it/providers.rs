@@ -629,3 +629,130 @@ fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() 
     );
     assert_eq!(b.allow(&mut p1).expect("allow"), None);
 }
+
+/// An Alpha Vantage daily body (PROVIDERS.md §2.3's shape) of `n` weekdays from 2024-01-02, a
+/// gentle sine so an SMA crossover trades.
+fn av_daily_body(n: usize) -> String {
+    let mut rows = Vec::new();
+    let mut d = chrono::NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
+    let mut i = 0;
+    while rows.len() < n {
+        if chrono::Datelike::weekday(&d).number_from_monday() <= 5 {
+            let p = 100.0 + 8.0 * (f64::from(i) / 6.0).sin();
+            rows.push(format!(
+                "\"{d}\": {{\"1. open\": \"{p:.4}\", \"2. high\": \"{:.4}\", \"3. low\": \"{:.4}\", \"4. close\": \"{p:.4}\", \"5. volume\": \"{}\"}}",
+                p + 1.0,
+                p - 1.0,
+                100_000 + i
+            ));
+            i += 1;
+        }
+        d = d.succ_opt().expect("next day");
+    }
+    rows.reverse();
+    format!(
+        "{{\"Meta Data\": {{\"1. Information\": \"Daily Prices (open, high, low, close) and Volumes\", \"5. Time Zone\": \"US/Eastern\"}}, \"Time Series (Daily)\": {{{}}}}}",
+        rows.join(", ")
+    )
+}
+
+/// A backtest over `kind = "providers"`: Yahoo answers 500s, its breaker opens after two, and
+/// every ticker comes from Alpha Vantage; the key is in no output.
+#[test]
+fn a_backtest_fails_over_from_a_dead_provider_and_never_prints_the_key() {
+    let prefix = RedisPrefix::new("failover");
+    let tickers = ["AAA", "BBB", "CCC", "DDD"];
+    let yahoo = Server::start((0..tickers.len()).map(|_| answer(500, "oops")).collect());
+    let av = Server::start(
+        (0..tickers.len())
+            .map(|_| answer(200, &av_daily_body(80)))
+            .collect(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"providers\"\n[source]\nkind = \"providers\"\ntickers = {tickers:?}\n\
+             start = \"2024-01-01\"\nend = \"2024-06-30\"\nprefix = \"{}\"\nbreaker_failures = 2\n\
+             breaker_cooldown_seconds = 600\ntimeout_seconds = 5\n\
+             providers = [{{ name = \"yahoo\", base_url = \"{}\" }}, {{ name = \"alpha_vantage\", base_url = \"{}\", tier = \"premium\" }}]\n\
+             [quality]\ncalendar = \"weekdays\"\n[[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 20\n\
+             [model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_20\"\n[risk.sizing]\nkind = \"fixed_fraction\"\nfraction = 0.1\n\
+             [outputs]\ndir = \"{}\"\nreport = false\n",
+            prefix.0,
+            yahoo.url,
+            av.url,
+            dir.path().join("runs").display()
+        ),
+    )
+    .expect("pipeline");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(["backtest", &pipeline.to_string_lossy(), "--run-id", "p"])
+        .env("FDP_ALPHA_VANTAGE_KEY", KEY)
+        .env("REDIS_URL", redis_url())
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("fdp runs");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("320 bars"), "4 tickers × 80 bars: {out}");
+    assert!(
+        !out.contains(KEY) && !err.contains(KEY),
+        "the key leaked:\n{out}{err}"
+    );
+    assert_eq!(
+        yahoo.targets().len(),
+        2,
+        "the breaker opened after two failures"
+    );
+    let asked = av.targets();
+    assert_eq!(asked.len(), 4);
+    for (t, ticker) in asked.iter().zip(tickers) {
+        assert!(t.contains(&format!("symbol={ticker}&")), "{t}");
+    }
+    assert!(
+        err.contains("provider failed"),
+        "the failures are logged: {err}"
+    );
+}
+
+#[test]
+fn a_pipeline_naming_an_unknown_provider_or_interval_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (bad, said) in [
+        (
+            "providers = [{ name = \"bloomberg\" }]\ninterval = \"1d\"",
+            "unknown provider `bloomberg`",
+        ),
+        (
+            "providers = [{ name = \"yahoo\" }]\ninterval = \"fortnight\"",
+            "interval \"fortnight\"",
+        ),
+        (
+            "providers = [{ name = \"yahoo\", tier = \"gold\" }]\ninterval = \"1d\"",
+            "tier `gold`",
+        ),
+    ] {
+        let p = dir.path().join("bad.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"bad\"\n[source]\nkind = \"providers\"\ntickers = [\"AAPL\"]\nstart = \"2024-01-01\"\nend = \"2024-02-01\"\n{bad}\n\
+                 [[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 20\n\
+                 [model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_20\"\n"
+            ),
+        )
+        .expect("write");
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+            .args(["validate", &p.to_string_lossy()])
+            .output()
+            .expect("fdp runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(said) && err.contains("bad.toml:"), "{err}");
+    }
+}

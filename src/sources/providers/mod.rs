@@ -11,45 +11,17 @@ pub mod alpha_vantage;
 pub mod breaker;
 pub mod http;
 pub mod limiter;
+pub mod source;
 pub mod yahoo;
 
 use std::time::Duration;
+
+pub use crate::config::provider::{Interval, ProviderKind};
 
 use crate::bar::{Bar, BarBatch, TickerId};
 use crate::fault::{Blame, Fault};
 use crate::reject::{Action, Reason, Reject};
 use crate::time::EventTime;
-
-/// The providers there are clients for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// Yahoo Finance's chart API (no key).
-    Yahoo,
-    /// Alpha Vantage (`apikey=` in the query).
-    AlphaVantage,
-}
-
-impl ProviderKind {
-    /// The provider's name in configuration, errors and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Yahoo => "yahoo",
-            ProviderKind::AlphaVantage => "alpha_vantage",
-        }
-    }
-
-    /// The provider's real host, used unless `FDP_<PROVIDER>_BASE_URL` says otherwise.
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            ProviderKind::Yahoo => "https://query2.finance.yahoo.com",
-            ProviderKind::AlphaVantage => "https://www.alphavantage.co",
-        }
-    }
-
-    fn env_prefix(self) -> String {
-        format!("FDP_{}", self.name().to_ascii_uppercase())
-    }
-}
 
 /// A key that prints as `<redacted>` in every `Debug` and `Display`, so no log line or error
 /// built from a value holding it can show it.
@@ -116,50 +88,6 @@ impl ProviderConfig {
         match &self.key {
             Some(k) if !k.0.is_empty() => text.replace(&k.0, "<redacted>"),
             _ => text.to_string(),
-        }
-    }
-}
-
-/// Bar length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Interval {
-    /// Daily bars, stamped at midnight UTC of their trading date (the files' convention).
-    Day,
-    /// Intraday bars of this many minutes, stamped at the instant the provider gives.
-    Minutes(u32),
-}
-
-impl Interval {
-    /// Parses `1d`, `1h`, `60m`, `5m`, `1m`, ...
-    ///
-    /// # Errors
-    /// Anything else, quoted.
-    pub fn parse(text: &str) -> Result<Interval, String> {
-        let t = text.trim();
-        let number = |s: &str| s.parse::<u32>().ok().filter(|n| *n > 0);
-        if t == "1d" || t == "1day" {
-            return Ok(Interval::Day);
-        }
-        if let Some(h) = t.strip_suffix('h').and_then(number) {
-            return Ok(Interval::Minutes(h * 60));
-        }
-        if let Some(m) = t
-            .strip_suffix("min")
-            .or_else(|| t.strip_suffix('m'))
-            .and_then(number)
-        {
-            return Ok(Interval::Minutes(m));
-        }
-        Err(format!(
-            "interval {text:?}: expected 1d, Nh or Nm (1h, 5m, ...)"
-        ))
-    }
-
-    /// Seconds per bar.
-    pub fn seconds(self) -> i64 {
-        match self {
-            Interval::Day => crate::time::DAY,
-            Interval::Minutes(m) => i64::from(m) * 60,
         }
     }
 }
@@ -412,16 +340,6 @@ pub fn encode(ticker: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_parse_and_refuse_with_the_text() {
-        assert_eq!(Interval::parse("1d"), Ok(Interval::Day));
-        assert_eq!(Interval::parse("1h"), Ok(Interval::Minutes(60)));
-        assert_eq!(Interval::parse("5m"), Ok(Interval::Minutes(5)));
-        assert_eq!(Interval::parse("15min"), Ok(Interval::Minutes(15)));
-        assert!(Interval::parse("0m").is_err());
-        assert!(Interval::parse("fortnight").is_err_and(|e| e.contains("fortnight")));
-    }
 
     #[test]
     fn tickers_are_encoded_for_urls() {
