@@ -9,17 +9,20 @@ pub enum ProviderKind {
     Yahoo,
     /// Alpha Vantage (`apikey=` in the query).
     AlphaVantage,
+    /// Polygon.io / Massive aggregates (`Authorization: Bearer`).
+    Polygon,
 }
 
 impl ProviderKind {
     /// Every provider's configuration name.
-    pub const NAMES: [&'static str; 2] = ["yahoo", "alpha_vantage"];
+    pub const NAMES: [&'static str; 3] = ["yahoo", "alpha_vantage", "polygon"];
 
     /// The provider of a configuration name.
     pub fn parse(name: &str) -> Option<ProviderKind> {
         match name {
             "yahoo" => Some(ProviderKind::Yahoo),
             "alpha_vantage" => Some(ProviderKind::AlphaVantage),
+            "polygon" => Some(ProviderKind::Polygon),
             _ => None,
         }
     }
@@ -29,6 +32,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Yahoo => "yahoo",
             ProviderKind::AlphaVantage => "alpha_vantage",
+            ProviderKind::Polygon => "polygon",
         }
     }
 
@@ -37,6 +41,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Yahoo => "https://query2.finance.yahoo.com",
             ProviderKind::AlphaVantage => "https://www.alphavantage.co",
+            ProviderKind::Polygon => "https://api.polygon.io",
         }
     }
 

@@ -36,6 +36,8 @@ fn answer(status: u16, body: &str) -> Canned {
 struct Server {
     url: String,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Each request's `Authorization` header ("" when none).
+    auth: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -43,14 +45,15 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
+        let auth = Arc::new(Mutex::new(Vec::new()));
+        let (log, auth_log) = (Arc::clone(&seen), Arc::clone(&auth));
         std::thread::spawn(move || {
             for (stream, a) in listener.incoming().zip(answers) {
                 let Ok(stream) = stream else { return };
-                serve(stream, &a, &log);
+                serve(stream, &a, &log, &auth_log);
             }
         });
-        Server { url, seen }
+        Server { url, seen, auth }
     }
 
     fn targets(&self) -> Vec<String> {
@@ -58,7 +61,7 @@ impl Server {
     }
 }
 
-fn serve(mut stream: TcpStream, a: &Canned, log: &Mutex<Vec<String>>) {
+fn serve(mut stream: TcpStream, a: &Canned, log: &Mutex<Vec<String>>, auth: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -72,11 +75,20 @@ fn serve(mut stream: TcpStream, a: &Canned, log: &Mutex<Vec<String>>) {
     if let Ok(mut l) = log.lock() {
         l.push(target);
     }
+    let mut authorization = String::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
             break;
         }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("authorization")
+        {
+            authorization = v.trim().to_string();
+        }
+    }
+    if let Ok(mut l) = auth.lock() {
+        l.push(authorization);
     }
     if let Some(d) = a.stall {
         std::thread::sleep(d);
@@ -104,6 +116,15 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The bars' dates, for daily series.
+fn days_of(f: &findashpro::sources::providers::Fetched) -> Vec<String> {
+    f.bars
+        .ts
+        .iter()
+        .map(|&t| findashpro::time::format_time(t))
+        .collect()
 }
 
 fn request(ticker: &str, interval: Interval, start: &str, end: &str) -> BarRequest {
@@ -135,12 +156,7 @@ fn yahoo_daily_bars_are_dated_by_new_york_and_adjusted_on_request() {
     let f = rt()
         .block_on(yahoo::fetch(&http, &cfg, &req))
         .expect("bars");
-    let days: Vec<String> = f
-        .bars
-        .ts
-        .iter()
-        .map(|&t| findashpro::time::format_time(t))
-        .collect();
+    let days = days_of(&f);
     assert_eq!(days, ["2026-02-13", "2026-02-17", "2026-02-18"]);
     assert_eq!(f.bars.close, [681.75, 682.8499755859375, 686.2899780273438]);
     assert_eq!(f.bars.volume[0], 96_267_500.0);
@@ -336,12 +352,7 @@ fn alpha_vantage_series_are_sorted_parsed_from_strings_and_placed_in_utc() {
     let d = rt()
         .block_on(alpha_vantage::fetch(&http, &cfg, &daily))
         .expect("bars");
-    let days: Vec<String> = d
-        .bars
-        .ts
-        .iter()
-        .map(|&t| findashpro::time::format_time(t))
-        .collect();
+    let days = days_of(&d);
     assert_eq!(days, ["2024-10-31", "2024-11-01"]);
     assert!(s.targets()[1].contains("function=TIME_SERIES_DAILY&outputsize=compact"));
 }
@@ -755,4 +766,80 @@ fn a_pipeline_naming_an_unknown_provider_or_interval_is_refused_with_its_line() 
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(said) && err.contains("bad.toml:"), "{err}");
     }
+}
+
+/// PROVIDERS.md §3.3: the documented daily sample, paged: the first page's `next_url` names the
+/// real host; the second page ends the series.
+const POLYGON_PAGE_1: &str = r#"{"adjusted":true,"next_url":"https://api.polygon.io/v2/aggs/ticker/AAPL/range/1/day/1578114000000/2020-01-10?cursor=bGltaXQ9MiZzb3J0PWFzYw","queryCount":2,"request_id":"6a7e466379af0a71039d60cc78e72282","results":[{"c":75.0875,"h":75.15,"l":73.7975,"n":1,"o":74.06,"t":1577941200000,"v":135647456,"vw":74.6099},{"c":74.3575,"h":75.145,"l":74.125,"n":1,"o":74.2875,"t":1578027600000,"v":146535512,"vw":74.7026}],"resultsCount":2,"status":"OK","ticker":"AAPL"}"#;
+const POLYGON_PAGE_2: &str = r#"{"ticker":"AAPL","queryCount":2,"resultsCount":2,"adjusted":true,"results":[{"v":95595226.0,"vw":158.6074,"o":74.5,"c":74.9,"h":75.3,"l":74.1,"t":1578286800000,"n":899965},{"o":75.0,"c":75.2,"h":75.5,"l":74.8,"t":1578373200000}],"status":"DELAYED","request_id":"5e5378d5ecaf3df794bb52e45d015d2e","count":2}"#;
+
+#[test]
+fn polygon_pages_through_next_url_on_the_configured_host_with_the_key_in_a_header() {
+    use findashpro::sources::providers::polygon;
+    let s = Server::start(vec![
+        answer(200, POLYGON_PAGE_1),
+        answer(200, POLYGON_PAGE_2),
+        answer(
+            200,
+            r#"{"ticker":"XXXX","queryCount":0,"resultsCount":0,"adjusted":true,"status":"OK","request_id":"r","count":0}"#,
+        ),
+        answer(
+            401,
+            r#"{"status":"ERROR","request_id":"r","error":"Unknown API Key"}"#,
+        ),
+        answer(
+            403,
+            r#"{"status":"NOT_AUTHORIZED","request_id":"889c","message":"Your plan doesn't include this data timeframe. Please upgrade your plan at https://polygon.io/pricing"}"#,
+        ),
+        answer(
+            429,
+            r#"{"status":"ERROR","request_id":"r","error":"You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://polygon.io/pricing"}"#,
+        ),
+    ]);
+    let cfg = ProviderConfig::new(ProviderKind::Polygon, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let req = request("AAPL", Interval::Day, "2020-01-01", "2020-01-10");
+    let rt = rt();
+    let f = rt
+        .block_on(polygon::fetch(&http, &cfg, &req))
+        .expect("bars");
+    let days = days_of(&f);
+    assert_eq!(days, ["2020-01-02", "2020-01-03", "2020-01-06"]);
+    assert_eq!(f.bars.close, [75.0875, 74.3575, 74.9]);
+    assert_eq!(f.bars.volume[2], 95_595_226.0);
+    assert_eq!(
+        f.rejects.len(),
+        1,
+        "the bar without a volume is quarantined"
+    );
+    assert!(f.rejects[0].detail.contains("lacks one of o, h, l, c, v"));
+    let t = s.targets();
+    assert_eq!(
+        t[0],
+        "/v2/aggs/ticker/AAPL/range/1/day/2020-01-01/2020-01-10?adjusted=false&sort=asc&limit=50000"
+    );
+    assert_eq!(
+        t[1],
+        "/v2/aggs/ticker/AAPL/range/1/day/1578114000000/2020-01-10?cursor=bGltaXQ9MiZzb3J0PWFzYw"
+    );
+    let auth = s.auth.lock().expect("auth").clone();
+    assert_eq!(
+        auth[..2],
+        [format!("Bearer {KEY}"), format!("Bearer {KEY}")]
+    );
+    assert!(t.iter().all(|u| !u.contains(KEY)), "the key is in no URL");
+    // An unknown ticker answers 200 without results: an empty series.
+    let unknown = request("XXXX", Interval::Day, "2020-01-01", "2020-01-10");
+    let e = rt
+        .block_on(polygon::fetch(&http, &cfg, &unknown))
+        .expect("empty");
+    assert_eq!(e.bars.len(), 0);
+    let next = || rt.block_on(polygon::fetch(&http, &cfg, &req));
+    assert!(
+        matches!(next(), Err(ProviderError::BadKey { message, .. }) if message == "Unknown API Key")
+    );
+    assert!(
+        matches!(next(), Err(ProviderError::Plan { message, .. }) if message.contains("timeframe"))
+    );
+    assert!(matches!(next(), Err(ProviderError::Throttled { .. })));
 }

@@ -11,6 +11,7 @@ pub mod alpha_vantage;
 pub mod breaker;
 pub mod http;
 pub mod limiter;
+pub mod polygon;
 pub mod source;
 pub mod yahoo;
 
