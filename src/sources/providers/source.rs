@@ -192,8 +192,17 @@ impl ProviderSource {
             match got {
                 Ok(f) => {
                     link.breaker.report(&mut redis, true).map_err(redis_err)?;
-                    tracing::debug!(provider = name, ticker, bars = f.bars.len(), "fetched");
-                    return Ok((f.bars, f.rejects));
+                    // The wall clock is read here, at the source, never inside an operator.
+                    let (bars, forming) =
+                        completed(f.bars, self.interval, crate::time::wall_unix());
+                    tracing::debug!(
+                        provider = name,
+                        ticker,
+                        bars = bars.len(),
+                        forming,
+                        "fetched"
+                    );
+                    return Ok((bars, f.rejects));
                 }
                 Err(e) => {
                     tracing::warn!(provider = name, ticker, error = %e, "provider failed");
@@ -237,6 +246,19 @@ impl ProviderSource {
     }
 }
 
+/// The bars whose period has ended by `now` (a provider may send the one still forming, whose
+/// prices will change), and how many were left out. A daily bar, stamped at midnight UTC of its
+/// date, counts as ended once that UTC day has: a session that closed today is read tomorrow.
+fn completed(bars: BarBatch, interval: Interval, now: EventTime) -> (BarBatch, usize) {
+    let len = interval.seconds();
+    let mut kept = BarBatch::with_capacity(bars.len());
+    for b in bars.iter().filter(|b| b.ts.saturating_add(len) <= now) {
+        kept.push(b);
+    }
+    let left_out = bars.len() - kept.len();
+    (kept, left_out)
+}
+
 /// One request to one provider.
 async fn fetch(
     http: &Http,
@@ -247,5 +269,28 @@ async fn fetch(
         ProviderKind::Yahoo => yahoo::fetch(http, cfg, req).await,
         ProviderKind::AlphaVantage => alpha_vantage::fetch(http, cfg, req).await,
         ProviderKind::Polygon => polygon::fetch(http, cfg, req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bar_still_forming_is_left_out() {
+        let mut bars = BarBatch::default();
+        for ts in [0, 300, 600] {
+            bars.push(crate::bar::Bar {
+                ticker: 0,
+                ts,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+            });
+        }
+        let (kept, forming) = completed(bars, Interval::Minutes(5), 899);
+        assert_eq!((kept.ts, forming), (vec![0, 300], 1));
     }
 }
