@@ -11,11 +11,13 @@ pub enum ProviderKind {
     AlphaVantage,
     /// Polygon.io / Massive aggregates (`Authorization: Bearer`).
     Polygon,
+    /// Tiingo end-of-day and IEX intraday prices (`Authorization: Token`).
+    Tiingo,
 }
 
 impl ProviderKind {
     /// Every provider's configuration name.
-    pub const NAMES: [&'static str; 3] = ["yahoo", "alpha_vantage", "polygon"];
+    pub const NAMES: [&'static str; 4] = ["yahoo", "alpha_vantage", "polygon", "tiingo"];
 
     /// The provider of a configuration name.
     pub fn parse(name: &str) -> Option<ProviderKind> {
@@ -23,6 +25,7 @@ impl ProviderKind {
             "yahoo" => Some(ProviderKind::Yahoo),
             "alpha_vantage" => Some(ProviderKind::AlphaVantage),
             "polygon" => Some(ProviderKind::Polygon),
+            "tiingo" => Some(ProviderKind::Tiingo),
             _ => None,
         }
     }
@@ -33,6 +36,7 @@ impl ProviderKind {
             ProviderKind::Yahoo => "yahoo",
             ProviderKind::AlphaVantage => "alpha_vantage",
             ProviderKind::Polygon => "polygon",
+            ProviderKind::Tiingo => "tiingo",
         }
     }
 
@@ -42,6 +46,7 @@ impl ProviderKind {
             ProviderKind::Yahoo => "https://query2.finance.yahoo.com",
             ProviderKind::AlphaVantage => "https://www.alphavantage.co",
             ProviderKind::Polygon => "https://api.polygon.io",
+            ProviderKind::Tiingo => "https://api.tiingo.com",
         }
     }
 

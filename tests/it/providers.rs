@@ -843,3 +843,83 @@ fn polygon_pages_through_next_url_on_the_configured_host_with_the_key_in_a_heade
     );
     assert!(matches!(next(), Err(ProviderError::Throttled { .. })));
 }
+
+/// PROVIDERS.md §4.3: daily rows with raw and adjusted prices, and IEX intraday bars.
+const TIINGO_DAILY: &str = r#"[{"date":"2015-01-02T00:00:00.000Z","close":90.44,"high":91.0,"low":89.92,"open":90.84,"volume":7255394,"adjClose":74.3979026216,"adjHigh":74.8585707493,"adjLow":73.9701393602,"adjOpen":74.7269512843,"adjVolume":7255394,"divCash":0.0,"splitFactor":1.0},{"date":"2015-01-05T00:00:00+00:00","close":90.01,"high":91.0,"low":89.85,"open":90.23,"volume":8626143,"adjClose":74.0441753093,"adjHigh":74.8585707493,"adjLow":73.9125558442,"adjOpen":74.2251520737,"adjVolume":8626143,"divCash":0.0,"splitFactor":1.0}]"#;
+const TIINGO_IEX: &str = r#"[{"date":"2018-01-02T14:30:00.000Z","close":91.145,"high":91.75,"low":91.06,"open":91.75,"volume":1200.0},{"date":"2018-01-02T15:00:00.000Z","close":91.115,"high":91.305,"low":91.05,"open":91.14,"volume":900.0},{"date":"2018-01-02T15:30:00.000Z","close":91.005,"high":91.225,"low":91.005,"open":91.165}]"#;
+
+#[test]
+fn tiingo_reads_raw_or_adjusted_daily_rows_and_iex_bars_with_the_token_in_a_header() {
+    use findashpro::sources::providers::tiingo;
+    let s = Server::start(vec![
+        answer(200, TIINGO_DAILY),
+        answer(200, TIINGO_DAILY),
+        answer(200, TIINGO_IEX),
+        answer(404, r#"{"detail":"Error: Ticker 'ZZZZ' not found"}"#),
+        answer(200, "Error: Ticker 'ZZQXQ' not found"),
+        answer(
+            429,
+            r#"{"detail":"Error: You have run over your hourly request allocation. Please upgrade at https://api.tiingo.com/pricing to have your limits increased."}"#,
+        ),
+        answer(
+            429,
+            "Error: You have run over your hourly request allocation. Contact us at support@tiingo.com to have these lifted.",
+        ),
+        answer(401, r#"{"detail":"Invalid token."}"#),
+        answer(502, "<html>Bad Gateway</html>"),
+    ]);
+    let cfg = ProviderConfig::new(ProviderKind::Tiingo, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let rt = rt();
+    let raw = request("PG", Interval::Day, "2015-01-01", "2015-01-31");
+    let f = rt.block_on(tiingo::fetch(&http, &cfg, &raw)).expect("raw");
+    assert_eq!(days_of(&f), ["2015-01-02", "2015-01-05"]);
+    assert_eq!(f.bars.close, [90.44, 90.01]);
+    let adjusted = BarRequest {
+        adjusted: true,
+        ..raw.clone()
+    };
+    let g = rt
+        .block_on(tiingo::fetch(&http, &cfg, &adjusted))
+        .expect("adjusted");
+    assert_eq!(g.bars.close, [74.3979026216, 74.0441753093]);
+    assert_eq!(g.bars.open[0], 74.7269512843);
+    let iex = request("PG", Interval::Minutes(30), "2018-01-02", "2018-01-03");
+    let h = rt.block_on(tiingo::fetch(&http, &cfg, &iex)).expect("iex");
+    assert_eq!(h.bars.ts, [1_514_903_400, 1_514_905_200]);
+    assert_eq!(h.rejects.len(), 1, "the bar without volume is quarantined");
+    let t = s.targets();
+    assert!(
+        t[0].starts_with("/tiingo/daily/PG/prices?startDate=2015-01-01&endDate=2015-01-31"),
+        "{}",
+        t[0]
+    );
+    assert!(
+        t[2].starts_with("/iex/PG/prices?")
+            && t[2].contains("resampleFreq=30min")
+            && t[2].contains("volume"),
+        "{}",
+        t[2]
+    );
+    assert!(t.iter().all(|u| !u.contains(KEY)), "the token is in no URL");
+    assert_eq!(s.auth.lock().expect("auth")[0], format!("Token {KEY}"));
+    let next = || rt.block_on(tiingo::fetch(&http, &cfg, &raw));
+    assert!(matches!(next(), Err(ProviderError::UnknownTicker { .. })));
+    assert!(
+        matches!(next(), Err(ProviderError::UnknownTicker { .. })),
+        "a 200 text 'not found' too"
+    );
+    assert!(matches!(next(), Err(ProviderError::Throttled { .. })));
+    assert!(
+        matches!(next(), Err(ProviderError::Throttled { .. })),
+        "a plain-text 429 too"
+    );
+    assert!(matches!(next(), Err(ProviderError::BadKey { .. })));
+    assert!(matches!(
+        next(),
+        Err(ProviderError::Unavailable {
+            status: Some(502),
+            ..
+        })
+    ));
+}

@@ -36,15 +36,12 @@ pub fn urls(cfg: &ProviderConfig, req: &BarRequest) -> Result<Vec<String>, Provi
         provider: KIND.name(),
         source,
     })?;
-    let key = cfg.key.as_ref().ok_or_else(|| ProviderError::NoKey {
-        provider: KIND.name(),
-        env: KIND.name().to_ascii_uppercase(),
-    })?;
+    let key = cfg.require_key()?;
     let base = format!(
         "{}/query?symbol={}&apikey={}",
         cfg.base_url,
         encode(&req.ticker),
-        encode(key.expose())
+        encode(key)
     );
     match req.interval {
         Interval::Day => {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod limiter;
 pub mod polygon;
 pub mod source;
+pub mod tiingo;
 pub mod yahoo;
 
 use std::time::Duration;
@@ -81,6 +82,20 @@ impl ProviderConfig {
             base_url: base_url.trim_end_matches('/').to_string(),
             key,
         }
+    }
+
+    /// The key, or the error naming the variable to set.
+    ///
+    /// # Errors
+    /// [`ProviderError::NoKey`] when none is configured.
+    pub fn require_key(&self) -> Result<&str, ProviderError> {
+        self.key
+            .as_ref()
+            .map(Secret::expose)
+            .ok_or_else(|| ProviderError::NoKey {
+                provider: self.kind.name(),
+                env: self.kind.name().to_ascii_uppercase(),
+            })
     }
 
     /// `text` with the key, if it appears, replaced by `<redacted>`: for anything that quotes a
@@ -169,6 +184,25 @@ fn scaled_bar(
         low: low * factor,
         close: close * factor,
         volume,
+    }
+}
+
+/// A row's bar when all of open, high, low, close and volume are there, else a quarantine row
+/// saying `missing` (which row, which fields).
+fn bar_or_reject(
+    kind: ProviderKind,
+    req: &BarRequest,
+    ts: EventTime,
+    fields: [Option<f64>; 5],
+    missing: impl FnOnce() -> String,
+    rows: &mut Vec<Bar>,
+    rejects: &mut Vec<Reject>,
+) {
+    match fields {
+        [Some(o), Some(h), Some(l), Some(c), Some(v)] => {
+            rows.push(scaled_bar(req, ts, [o, h, l, c], v, 1.0));
+        }
+        _ => rejects.push(reject(kind, req, Some(ts), Reason::MissingField, missing())),
     }
 }
 

@@ -17,8 +17,8 @@ use crate::time::{EventTime, date_of, midnight};
 
 use super::http::Http;
 use super::{
-    BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, encode, reject,
-    scaled_bar, snippet,
+    BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, bar_or_reject,
+    encode, reject, snippet,
 };
 
 const KIND: ProviderKind = ProviderKind::Polygon;
@@ -54,7 +54,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
         provider: KIND.name(),
         source,
     })?;
-    key(cfg)?;
+    cfg.require_key()?;
     let (n, span, from, to) = match req.interval {
         Interval::Day => (
             1,
@@ -83,16 +83,6 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
     ))
 }
 
-fn key(cfg: &ProviderConfig) -> Result<&str, ProviderError> {
-    cfg.key
-        .as_ref()
-        .map(super::Secret::expose)
-        .ok_or_else(|| ProviderError::NoKey {
-            provider: KIND.name(),
-            env: KIND.name().to_ascii_uppercase(),
-        })
-}
-
 /// `next_url` on the configured base URL: its path and query, whatever host it names.
 fn rebase(cfg: &ProviderConfig, next: &str) -> String {
     let path = next
@@ -111,7 +101,7 @@ pub async fn fetch(
     cfg: &ProviderConfig,
     req: &BarRequest,
 ) -> Result<Fetched, ProviderError> {
-    let auth = [("Authorization", format!("Bearer {}", key(cfg)?))];
+    let auth = [("Authorization", format!("Bearer {}", cfg.require_key()?))];
     let mut next = Some(url(cfg, req)?);
     let mut rows = Vec::new();
     let mut rejects = Vec::new();
@@ -237,18 +227,15 @@ fn parse_page(
             continue;
         };
         let ts = event_time(t_ms, req.interval);
-        match (a.o, a.h, a.l, a.c, a.v) {
-            (Some(o), Some(h), Some(l), Some(c), Some(v)) => {
-                rows.push(scaled_bar(req, ts, [o, h, l, c], v, 1.0));
-            }
-            _ => rejects.push(reject(
-                KIND,
-                req,
-                Some(ts),
-                Reason::MissingField,
-                format!("aggregate at t={t_ms} lacks one of o, h, l, c, v"),
-            )),
-        }
+        bar_or_reject(
+            KIND,
+            req,
+            ts,
+            [a.o, a.h, a.l, a.c, a.v],
+            || format!("aggregate at t={t_ms} lacks one of o, h, l, c, v"),
+            &mut rows,
+            &mut rejects,
+        );
     }
     Ok(Page {
         rows,
