@@ -13,11 +13,14 @@ pub enum ProviderKind {
     Polygon,
     /// Tiingo end-of-day and IEX intraday prices (`Authorization: Token`).
     Tiingo,
+    /// Twelve Data `/time_series` (`apikey=` in the query).
+    TwelveData,
 }
 
 impl ProviderKind {
     /// Every provider's configuration name.
-    pub const NAMES: [&'static str; 4] = ["yahoo", "alpha_vantage", "polygon", "tiingo"];
+    pub const NAMES: [&'static str; 5] =
+        ["yahoo", "alpha_vantage", "polygon", "tiingo", "twelve_data"];
 
     /// The provider of a configuration name.
     pub fn parse(name: &str) -> Option<ProviderKind> {
@@ -26,6 +29,7 @@ impl ProviderKind {
             "alpha_vantage" => Some(ProviderKind::AlphaVantage),
             "polygon" => Some(ProviderKind::Polygon),
             "tiingo" => Some(ProviderKind::Tiingo),
+            "twelve_data" => Some(ProviderKind::TwelveData),
             _ => None,
         }
     }
@@ -37,6 +41,7 @@ impl ProviderKind {
             ProviderKind::AlphaVantage => "alpha_vantage",
             ProviderKind::Polygon => "polygon",
             ProviderKind::Tiingo => "tiingo",
+            ProviderKind::TwelveData => "twelve_data",
         }
     }
 
@@ -47,6 +52,7 @@ impl ProviderKind {
             ProviderKind::AlphaVantage => "https://www.alphavantage.co",
             ProviderKind::Polygon => "https://api.polygon.io",
             ProviderKind::Tiingo => "https://api.tiingo.com",
+            ProviderKind::TwelveData => "https://api.twelvedata.com",
         }
     }
 

@@ -923,3 +923,85 @@ fn tiingo_reads_raw_or_adjusted_daily_rows_and_iex_bars_with_the_token_in_a_head
         })
     ));
 }
+
+/// PROVIDERS.md §5.3: the documented intraday sample (newest first, strings, no offset) and a
+/// forex daily body without volume.
+const TWELVE_INTRADAY: &str = r#"{"meta":{"symbol":"AAPL","interval":"1min","currency":"USD","exchange_timezone":"America/New_York","exchange":"NASDAQ","mic_code":"XNAS","type":"Common Stock"},"values":[{"datetime":"2021-09-16 15:59:00","open":"148.73500","high":"148.86000","low":"148.73000","close":"148.85001","volume":"624277"},{"datetime":"2021-09-16 15:58:00","open":"148.72000","high":"148.78000","low":"148.70000","close":"148.74001","volume":"274622"},{"datetime":"2021-09-16 15:57:00","open":"148.7","high":"--","low":"148.6","close":"148.7","volume":"1"}],"status":"ok"}"#;
+const TWELVE_FX_DAILY: &str = r#"{"meta":{"symbol":"EUR/USD","interval":"1day","currency_base":"Euro","currency_quote":"US Dollar","type":"Physical Currency"},"values":[{"datetime":"2024-01-03","open":"1.09210","high":"1.09290","low":"1.08920","close":"1.09200"},{"datetime":"2024-01-02","open":"1.10380","high":"1.10400","low":"1.09390","close":"1.09410"}],"status":"ok"}"#;
+
+#[test]
+fn twelve_data_reads_string_values_newest_first_and_tells_body_codes_apart() {
+    use findashpro::sources::providers::twelve_data;
+    let error = |code: u16, message: &str| {
+        answer(
+            200,
+            &format!(r#"{{"code":{code},"message":"{message}","status":"error"}}"#),
+        )
+    };
+    let s = Server::start(vec![
+        answer(200, TWELVE_INTRADAY),
+        answer(200, TWELVE_FX_DAILY),
+        error(
+            400,
+            "**symbol** not found: ABC/XYZ. Please specify it correctly according to API Documentation.",
+        ),
+        error(401, "**apikey** parameter is incorrect or not specified."),
+        error(403, "This endpoint is available on Pro plan."),
+        error(
+            429,
+            "You have run out of API credits for the current minute. 10 API credits were used, with the current limit being 8.",
+        ),
+        answer(503, "<html>unavailable</html>"),
+    ]);
+    let cfg = ProviderConfig::new(ProviderKind::TwelveData, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let rt = rt();
+    let req = request("AAPL", Interval::Minutes(1), "2021-09-16", "2021-09-17");
+    let f = rt
+        .block_on(twelve_data::fetch(&http, &cfg, &req))
+        .expect("bars");
+    // Asked in UTC: the times are the instants.
+    let at = |h: i64, m: i64| 1_631_750_400 + h * 3600 + m * 60;
+    assert_eq!(f.bars.ts, [at(15, 58), at(15, 59)]);
+    assert_eq!(f.bars.close, [148.74001, 148.85001]);
+    assert_eq!(f.bars.volume, [274_622.0, 624_277.0]);
+    assert_eq!(f.rejects.len(), 1);
+    assert!(
+        f.rejects[0]
+            .detail
+            .contains("high = \"--\" is not a number"),
+        "{}",
+        f.rejects[0].detail
+    );
+    let t = s.targets();
+    assert!(
+        t[0].starts_with("/time_series?symbol=AAPL&interval=1min&")
+            && t[0].contains("timezone=UTC"),
+        "{}",
+        t[0]
+    );
+    let fx = request("EURUSD", Interval::Day, "2024-01-01", "2024-01-05");
+    let g = rt
+        .block_on(twelve_data::fetch(&http, &cfg, &fx))
+        .expect("fx");
+    assert_eq!(days_of(&g), ["2024-01-02", "2024-01-03"]);
+    assert_eq!(g.bars.close, [1.0941, 1.092]);
+    assert_eq!(g.bars.volume, [0.0, 0.0], "forex has no volume to report");
+    let next = || rt.block_on(twelve_data::fetch(&http, &cfg, &req));
+    assert!(matches!(next(), Err(ProviderError::UnknownTicker { .. })));
+    assert!(matches!(next(), Err(ProviderError::BadKey { .. })));
+    assert!(matches!(next(), Err(ProviderError::Plan { .. })));
+    assert!(matches!(next(), Err(ProviderError::Throttled { .. })));
+    let down = next();
+    assert!(
+        matches!(
+            &down,
+            Err(ProviderError::Unavailable {
+                status: Some(503),
+                ..
+            })
+        ),
+        "{down:?}"
+    );
+    assert!(!format!("{down:?}").contains(KEY));
+}

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod polygon;
 pub mod source;
 pub mod tiingo;
+pub mod twelve_data;
 pub mod yahoo;
 
 use std::time::Duration;

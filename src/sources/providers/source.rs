@@ -21,7 +21,7 @@ use super::http::Http;
 use super::limiter::{Limit, RateLimiter};
 use super::{
     BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, alpha_vantage,
-    polygon, tiingo, yahoo,
+    polygon, tiingo, twelve_data, yahoo,
 };
 
 /// One provider of the chain with its shared controls.
@@ -45,7 +45,7 @@ pub struct ProviderSource {
     timeout: Duration,
 }
 
-/// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2, §2.2, §3.2, §4.2). Yahoo
+/// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2, §2.2, §3.2, §4.2, §5.2). Yahoo
 /// publishes none: a pace well under what gets an address blocked.
 fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
     let per = |count, secs| Limit {
@@ -60,6 +60,8 @@ fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
         (ProviderKind::Polygon, true) => vec![per(100, 1)],
         (ProviderKind::Tiingo, false) => vec![per(50, 3_600), per(1_000, 86_400)],
         (ProviderKind::Tiingo, true) => vec![per(100_000, 86_400)],
+        (ProviderKind::TwelveData, false) => vec![per(8, 60), per(800, 86_400)],
+        (ProviderKind::TwelveData, true) => vec![per(55, 60)],
     }
 }
 
@@ -272,6 +274,7 @@ async fn fetch(
         ProviderKind::AlphaVantage => alpha_vantage::fetch(http, cfg, req).await,
         ProviderKind::Polygon => polygon::fetch(http, cfg, req).await,
         ProviderKind::Tiingo => tiingo::fetch(http, cfg, req).await,
+        ProviderKind::TwelveData => twelve_data::fetch(http, cfg, req).await,
     }
 }
 
