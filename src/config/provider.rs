@@ -15,12 +15,20 @@ pub enum ProviderKind {
     Tiingo,
     /// Twelve Data `/time_series` (`apikey=` in the query).
     TwelveData,
+    /// Finnhub candles (premium; `X-Finnhub-Token`).
+    Finnhub,
 }
 
 impl ProviderKind {
     /// Every provider's configuration name.
-    pub const NAMES: [&'static str; 5] =
-        ["yahoo", "alpha_vantage", "polygon", "tiingo", "twelve_data"];
+    pub const NAMES: [&'static str; 6] = [
+        "yahoo",
+        "alpha_vantage",
+        "polygon",
+        "tiingo",
+        "twelve_data",
+        "finnhub",
+    ];
 
     /// The provider of a configuration name.
     pub fn parse(name: &str) -> Option<ProviderKind> {
@@ -30,6 +38,7 @@ impl ProviderKind {
             "polygon" => Some(ProviderKind::Polygon),
             "tiingo" => Some(ProviderKind::Tiingo),
             "twelve_data" => Some(ProviderKind::TwelveData),
+            "finnhub" => Some(ProviderKind::Finnhub),
             _ => None,
         }
     }
@@ -42,6 +51,7 @@ impl ProviderKind {
             ProviderKind::Polygon => "polygon",
             ProviderKind::Tiingo => "tiingo",
             ProviderKind::TwelveData => "twelve_data",
+            ProviderKind::Finnhub => "finnhub",
         }
     }
 
@@ -53,6 +63,7 @@ impl ProviderKind {
             ProviderKind::Polygon => "https://api.polygon.io",
             ProviderKind::Tiingo => "https://api.tiingo.com",
             ProviderKind::TwelveData => "https://api.twelvedata.com",
+            ProviderKind::Finnhub => "https://finnhub.io/api/v1",
         }
     }
 

@@ -36,7 +36,7 @@ fn answer(status: u16, body: &str) -> Canned {
 struct Server {
     url: String,
     seen: Arc<Mutex<Vec<String>>>,
-    /// Each request's `Authorization` header ("" when none).
+    /// Each request's `Authorization` (or `X-Finnhub-Token`) header ("" when none).
     auth: Arc<Mutex<Vec<String>>>,
 }
 
@@ -82,7 +82,8 @@ fn serve(mut stream: TcpStream, a: &Canned, log: &Mutex<Vec<String>>, auth: &Mut
             break;
         }
         if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("authorization")
+            && (k.eq_ignore_ascii_case("authorization")
+                || k.eq_ignore_ascii_case("x-finnhub-token"))
         {
             authorization = v.trim().to_string();
         }
@@ -1004,4 +1005,65 @@ fn twelve_data_reads_string_values_newest_first_and_tells_body_codes_apart() {
         "{down:?}"
     );
     assert!(!format!("{down:?}").contains(KEY));
+}
+
+/// PROVIDERS.md §6.3: the documented daily candles, stamped at midnight New York.
+const FINNHUB_DAILY: &str = r#"{"c":[217.68,221.03,219.89],"h":[222.49,221.5,220.94],"l":[217.19,217.1402,218.83],"o":[221.03,218.55,220],"s":"ok","t":[1569297600,1569384000,1569470400],"v":[33463820,24018876,20730608]}"#;
+
+#[test]
+fn finnhub_candles_are_dated_by_new_york_and_a_free_key_is_told_it_is_premium() {
+    use findashpro::sources::providers::finnhub;
+    let s = Server::start(vec![
+        answer(200, FINNHUB_DAILY),
+        answer(200, r#"{"s":"no_data"}"#),
+        answer(
+            403,
+            r#"{"error":"You don't have access to this resource."}"#,
+        ),
+        answer(
+            429,
+            r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#,
+        ),
+        answer(401, r#"{"error":"Please use an API key."}"#),
+        answer(
+            200,
+            r#"{"c":[1.0],"h":[1.0],"l":[1.0],"o":[1.0],"s":"ok","t":[1,2],"v":[1]}"#,
+        ),
+    ]);
+    let cfg = ProviderConfig::new(ProviderKind::Finnhub, &s.url, Some(Secret::new(KEY)));
+    let http = Http::new(Duration::from_secs(5)).expect("http");
+    let rt = rt();
+    let req = request("AAPL", Interval::Day, "2019-09-20", "2019-09-30");
+    let f = rt
+        .block_on(finnhub::fetch(&http, &cfg, &req))
+        .expect("bars");
+    assert_eq!(days_of(&f), ["2019-09-24", "2019-09-25", "2019-09-26"]);
+    assert_eq!(f.bars.open, [221.03, 218.55, 220.0]);
+    assert_eq!(f.bars.volume[0], 33_463_820.0);
+    let t = s.targets();
+    assert!(
+        t[0].starts_with("/stock/candle?symbol=AAPL&resolution=D&from="),
+        "{}",
+        t[0]
+    );
+    assert!(!t[0].contains(KEY), "the key is in no URL");
+    assert_eq!(
+        s.auth.lock().expect("auth")[0],
+        KEY,
+        "the key travels in X-Finnhub-Token"
+    );
+    let empty = rt
+        .block_on(finnhub::fetch(&http, &cfg, &req))
+        .expect("no data");
+    assert_eq!(empty.bars.len(), 0);
+    let next = || rt.block_on(finnhub::fetch(&http, &cfg, &req));
+    assert!(
+        matches!(next(), Err(ProviderError::Plan { message, .. }) if message.contains("access"))
+    );
+    assert!(matches!(next(), Err(ProviderError::Throttled { .. })));
+    assert!(matches!(next(), Err(ProviderError::BadKey { .. })));
+    assert!(
+        matches!(next(), Err(ProviderError::Unavailable { .. })),
+        "arrays of unequal length"
+    );
 }

@@ -9,6 +9,7 @@
 
 pub mod alpha_vantage;
 pub mod breaker;
+pub mod finnhub;
 pub mod http;
 pub mod limiter;
 pub mod polygon;
@@ -204,6 +205,56 @@ fn bar_or_reject(
             rows.push(scaled_bar(req, ts, [o, h, l, c], v, 1.0));
         }
         _ => rejects.push(reject(kind, req, Some(ts), Reason::MissingField, missing())),
+    }
+}
+
+/// What an HTTP status means for providers whose statuses say it (Polygon, Finnhub): `None` for
+/// success; 401 the key, 402/403 the plan, 429 a throttle, other 4xx a refused request, the rest
+/// an outage. `message` is the provider's words.
+fn status_error(
+    kind: ProviderKind,
+    status: u16,
+    retry_after: Option<Duration>,
+    message: impl FnOnce() -> String,
+) -> Option<ProviderError> {
+    let provider = kind.name();
+    Some(match status {
+        200..=299 => return None,
+        401 => ProviderError::BadKey {
+            provider,
+            message: message(),
+        },
+        402 | 403 => ProviderError::Plan {
+            provider,
+            message: message(),
+        },
+        429 => ProviderError::Throttled {
+            provider,
+            retry_after,
+            message: message(),
+        },
+        400..=499 => ProviderError::Refused {
+            provider,
+            message: message(),
+        },
+        _ => ProviderError::Unavailable {
+            provider,
+            status: Some(status),
+            message: message(),
+        },
+    })
+}
+
+/// A bar time from a provider that stamps daily bars at midnight New York (Polygon, Finnhub):
+/// that New York date at midnight UTC for daily bars; an intraday bar's start as given.
+fn new_york_bar_time(t: EventTime, interval: Interval) -> EventTime {
+    use chrono::TimeZone;
+    match interval {
+        Interval::Day => match chrono_tz::America::New_York.timestamp_opt(t, 0) {
+            chrono::LocalResult::Single(local) => crate::time::midnight(local.date_naive()),
+            _ => crate::time::midnight(crate::time::date_of(t)),
+        },
+        Interval::Minutes(_) => t,
     }
 }
 

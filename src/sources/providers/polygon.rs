@@ -9,16 +9,15 @@
 //! the same (200 without `results`): both are an empty series. `ERROR` bodies carry `error`,
 //! `NOT_AUTHORIZED` ones `message`: 401 is the key, 403 the plan, 429 a throttle.
 
-use chrono::TimeZone;
 use serde::Deserialize;
 
 use crate::reject::Reason;
-use crate::time::{EventTime, date_of, midnight};
+use crate::time::date_of;
 
 use super::http::Http;
 use super::{
     BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, bar_or_reject,
-    encode, reject, snippet,
+    encode, new_york_bar_time, reject, snippet,
 };
 
 const KIND: ProviderKind = ProviderKind::Polygon;
@@ -162,40 +161,8 @@ fn parse_page(
             .unwrap_or_else(|| snippet(body)),
         Err(_) => snippet(body),
     };
-    match status {
-        200..=299 => {}
-        401 => {
-            return Err(ProviderError::BadKey {
-                provider,
-                message: words(&parsed),
-            });
-        }
-        402 | 403 => {
-            return Err(ProviderError::Plan {
-                provider,
-                message: words(&parsed),
-            });
-        }
-        429 => {
-            return Err(ProviderError::Throttled {
-                provider,
-                retry_after,
-                message: words(&parsed),
-            });
-        }
-        400..=499 => {
-            return Err(ProviderError::Refused {
-                provider,
-                message: words(&parsed),
-            });
-        }
-        _ => {
-            return Err(ProviderError::Unavailable {
-                provider,
-                status: Some(status),
-                message: words(&parsed),
-            });
-        }
+    if let Some(e) = super::status_error(KIND, status, retry_after, || words(&parsed)) {
+        return Err(e);
     }
     let b = parsed.map_err(|e| ProviderError::Unavailable {
         provider,
@@ -226,7 +193,7 @@ fn parse_page(
             ));
             continue;
         };
-        let ts = event_time(t_ms, req.interval);
+        let ts = new_york_bar_time(t_ms.div_euclid(1000), req.interval);
         bar_or_reject(
             KIND,
             req,
@@ -242,18 +209,6 @@ fn parse_page(
         rejects,
         next: b.next_url,
     })
-}
-
-/// A bar's event time: a daily bar's New York date at midnight UTC, an intraday bar's start.
-fn event_time(t_ms: i64, interval: Interval) -> EventTime {
-    let t = t_ms.div_euclid(1000);
-    match interval {
-        Interval::Day => match chrono_tz::America::New_York.timestamp_opt(t, 0) {
-            chrono::LocalResult::Single(local) => midnight(local.date_naive()),
-            _ => midnight(date_of(t)),
-        },
-        Interval::Minutes(_) => t,
-    }
 }
 
 #[cfg(test)]
@@ -275,10 +230,10 @@ mod tests {
     #[test]
     fn a_daily_bar_at_new_york_midnight_is_that_date() {
         // 1577941200000 = 2020-01-02T05:00Z, midnight in New York.
-        let t = event_time(1_577_941_200_000, Interval::Day);
+        let t = new_york_bar_time(1_577_941_200, Interval::Day);
         assert_eq!(crate::time::format_time(t), "2020-01-02");
         assert_eq!(
-            event_time(1_672_736_400_000, Interval::Minutes(60)),
+            new_york_bar_time(1_672_736_400, Interval::Minutes(60)),
             1_672_736_400
         );
     }

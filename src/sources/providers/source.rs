@@ -21,7 +21,7 @@ use super::http::Http;
 use super::limiter::{Limit, RateLimiter};
 use super::{
     BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, alpha_vantage,
-    polygon, tiingo, twelve_data, yahoo,
+    finnhub, polygon, tiingo, twelve_data, yahoo,
 };
 
 /// One provider of the chain with its shared controls.
@@ -45,7 +45,7 @@ pub struct ProviderSource {
     timeout: Duration,
 }
 
-/// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2, §2.2, §3.2, §4.2, §5.2). Yahoo
+/// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2 to §6.2). Yahoo
 /// publishes none: a pace well under what gets an address blocked.
 fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
     let per = |count, secs| Limit {
@@ -62,6 +62,8 @@ fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
         (ProviderKind::Tiingo, true) => vec![per(100_000, 86_400)],
         (ProviderKind::TwelveData, false) => vec![per(8, 60), per(800, 86_400)],
         (ProviderKind::TwelveData, true) => vec![per(55, 60)],
+        (ProviderKind::Finnhub, false) => vec![per(30, 1), per(60, 60)],
+        (ProviderKind::Finnhub, true) => vec![per(30, 1), per(300, 60)],
     }
 }
 
@@ -275,6 +277,7 @@ async fn fetch(
         ProviderKind::Polygon => polygon::fetch(http, cfg, req).await,
         ProviderKind::Tiingo => tiingo::fetch(http, cfg, req).await,
         ProviderKind::TwelveData => twelve_data::fetch(http, cfg, req).await,
+        ProviderKind::Finnhub => finnhub::fetch(http, cfg, req).await,
     }
 }
 
