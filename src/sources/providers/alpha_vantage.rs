@@ -32,10 +32,7 @@ const COMPACT_BARS: i64 = 100;
 /// # Errors
 /// A ticker that breaks the ticker rule, no key, or an interval Alpha Vantage does not serve.
 pub fn urls(cfg: &ProviderConfig, req: &BarRequest) -> Result<Vec<String>, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     let key = cfg.require_key()?;
     let base = format!(
         "{}/query?symbol={}&apikey={}",

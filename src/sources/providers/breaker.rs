@@ -58,7 +58,9 @@ pub struct Breaker {
 }
 
 /// ARGV: cooldown ms, probe timeout ms. Returns {allowed, wait ms}.
-const ALLOW: &str = r"
+static ALLOW: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
@@ -73,10 +75,14 @@ if state == 'half_open' then
 end
 redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
 return {1, 0}
-";
+",
+    )
+});
 
 /// ARGV: 1 for a success, 0 for a failure; the threshold. Returns the new state.
-const REPORT: &str = r"
+static REPORT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] == '1' then
@@ -90,7 +96,9 @@ if state == 'half_open' or (state == 'closed' and failures >= tonumber(ARGV[2]))
   return 'open'
 end
 return state
-";
+",
+    )
+});
 
 impl Breaker {
     /// The breaker of `provider` under Redis prefix `prefix`.
@@ -116,7 +124,7 @@ impl Breaker {
     /// Redis failed beyond its retry budget.
     pub fn allow(&self, conn: &mut Conn) -> Result<Option<Duration>, StreamError> {
         let (ok, wait): (i64, i64) = conn.script(
-            &redis::Script::new(ALLOW),
+            &ALLOW,
             std::slice::from_ref(&self.key),
             &[
                 self.cooldown.as_millis().to_string(),
@@ -133,7 +141,7 @@ impl Breaker {
     /// Redis failed beyond its retry budget.
     pub fn report(&self, conn: &mut Conn, success: bool) -> Result<BreakerState, StreamError> {
         let s: String = conn.script(
-            &redis::Script::new(REPORT),
+            &REPORT,
             std::slice::from_ref(&self.key),
             &[
                 if success { "1" } else { "0" }.to_string(),

@@ -53,10 +53,7 @@ fn resolution(i: Interval) -> Result<String, ProviderError> {
 /// # Errors
 /// A ticker that breaks the ticker rule, an interval Finnhub does not serve, or no key.
 pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     cfg.require_key()?;
     Ok(format!(
         "{}/stock/candle?symbol={}&resolution={}&from={}&to={}",

@@ -34,8 +34,11 @@ pub struct RateLimiter {
 
 /// Admits if every window has room, recording the request in each; otherwise answers how long
 /// until the fullest window frees a slot. A pause key set by `pause` blocks everything until it
-/// expires. ARGV: the request's unique member, then (count, window ms) per window key.
-const ADMIT: &str = r"
+/// expires. ARGV: the request's unique member, then (count, window ms) per window key. Built
+/// (and its SHA-1 taken) once per process, not per request.
+static ADMIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local paused = redis.call('PTTL', KEYS[1])
@@ -58,7 +61,9 @@ for i = 2, #KEYS do
   redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i - 1]))
 end
 return {1, 0}
-";
+",
+    )
+});
 
 impl RateLimiter {
     /// A limiter for `provider`'s key `key_id` (a name for the key, never the key itself) under
@@ -94,8 +99,7 @@ impl RateLimiter {
             args.push(l.count.to_string());
             args.push((l.window + self.margin).as_millis().to_string());
         }
-        let (admitted, wait_ms): (i64, i64) =
-            conn.script(&redis::Script::new(ADMIT), &keys, &args)?;
+        let (admitted, wait_ms): (i64, i64) = conn.script(&ADMIT, &keys, &args)?;
         Ok((admitted != 1).then(|| Duration::from_millis(wait_ms.max(1) as u64)))
     }
 

@@ -170,6 +170,14 @@ impl Fetched {
     }
 }
 
+/// Checks a request's ticker against the project's ticker rule before any URL is built.
+fn check_ticker(kind: ProviderKind, req: &BarRequest) -> Result<(), ProviderError> {
+    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
+        provider: kind.name(),
+        source,
+    })
+}
+
 /// A bar from a provider's prices scaled by an adjustment factor (1: as given).
 fn scaled_bar(
     req: &BarRequest,

@@ -49,10 +49,7 @@ struct Agg {
 /// # Errors
 /// A ticker that breaks the ticker rule, or no key.
 pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     cfg.require_key()?;
     let (n, span, from, to) = match req.interval {
         Interval::Day => (

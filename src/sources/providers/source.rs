@@ -32,6 +32,13 @@ struct Link {
     breaker: Breaker,
 }
 
+/// A load's shared runtime, HTTP client and Redis connection.
+struct Session {
+    rt: tokio::runtime::Runtime,
+    http: Http,
+    redis: Conn,
+}
+
 /// The providers source.
 #[derive(Debug, Clone)]
 pub struct ProviderSource {
@@ -162,16 +169,34 @@ impl ProviderSource {
         ticker: &str,
         tickers: &Tickers,
     ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
-        let Some(id) = tickers.id(ticker) else {
-            return Ok((BarBatch::default(), Vec::new()));
-        };
+        let mut session = self.session(ticker)?;
+        self.fetch_ticker(&mut session, ticker, tickers)
+    }
+
+    /// What every request of a load shares: a runtime, the HTTP client (TLS set up once) and the
+    /// Redis connection of the limiters and breakers. `ticker` names the failure.
+    fn session(&self, ticker: &str) -> Result<Session, SourceError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| self.failed(ticker, vec![format!("runtime: {e}")]))?;
         let http = Http::new(self.timeout).map_err(|e| self.failed(ticker, vec![e.to_string()]))?;
-        let mut redis = Conn::open(&self.redis_url)
+        let redis = Conn::open(&self.redis_url)
             .map_err(|e| self.failed(ticker, vec![format!("redis: {e}")]))?;
+        Ok(Session { rt, http, redis })
+    }
+
+    /// [`ProviderSource::load_ticker`] on an open session.
+    fn fetch_ticker(
+        &self,
+        session: &mut Session,
+        ticker: &str,
+        tickers: &Tickers,
+    ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
+        let Some(id) = tickers.id(ticker) else {
+            return Ok((BarBatch::default(), Vec::new()));
+        };
+        let Session { rt, http, redis } = session;
         let req = BarRequest {
             ticker: ticker.to_string(),
             id,
@@ -186,18 +211,18 @@ impl ProviderSource {
             let redis_err = |e: crate::sources::redis_stream::StreamError| {
                 self.failed(ticker, vec![format!("redis: {e}")])
             };
-            if let Some(wait) = link.breaker.allow(&mut redis).map_err(redis_err)? {
+            if let Some(wait) = link.breaker.allow(redis).map_err(redis_err)? {
                 reasons.push(format!("{name}: circuit open (next probe in {wait:?})"));
                 continue;
             }
-            if let Err(e) = link.limiter.acquire(&mut redis, &member(), self.timeout) {
+            if let Err(e) = link.limiter.acquire(redis, &member(), self.timeout) {
                 reasons.push(format!("{name}: {e}"));
                 continue;
             }
-            let got = rt.block_on(fetch(&http, &link.config, &req));
+            let got = rt.block_on(fetch(http, &link.config, &req));
             match got {
                 Ok(f) => {
-                    link.breaker.report(&mut redis, true).map_err(redis_err)?;
+                    link.breaker.report(redis, true).map_err(redis_err)?;
                     // The wall clock is read here, at the source, never inside an operator.
                     let (bars, forming) =
                         completed(f.bars, self.interval, crate::time::wall_unix());
@@ -214,11 +239,11 @@ impl ProviderSource {
                     tracing::warn!(provider = name, ticker, error = %e, "provider failed");
                     match &e {
                         ProviderError::Unavailable { .. } => {
-                            link.breaker.report(&mut redis, false).map_err(redis_err)?;
+                            link.breaker.report(redis, false).map_err(redis_err)?;
                         }
                         ProviderError::Throttled { retry_after, .. } => {
                             let d = retry_after.unwrap_or(Duration::from_secs(60));
-                            link.limiter.pause(&mut redis, d).map_err(redis_err)?;
+                            link.limiter.pause(redis, d).map_err(redis_err)?;
                         }
                         _ => {}
                     }
@@ -246,8 +271,13 @@ impl ProviderSource {
         peers: usize,
         tickers: &Tickers,
     ) -> Result<WorkerInput, SourceError> {
+        let mut session = None;
         crate::sources::load_owned(index, peers, tickers, |name| {
-            self.load_ticker(name, tickers)
+            let s = match &mut session {
+                Some(s) => s,
+                None => session.insert(self.session(name)?),
+            };
+            self.fetch_ticker(s, name, tickers)
         })
     }
 }

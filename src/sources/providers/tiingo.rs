@@ -47,10 +47,7 @@ struct Detail {
 /// # Errors
 /// A ticker that breaks the ticker rule, or no token.
 pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     cfg.require_key()?;
     let (start, end) = (
         crate::time::date_of(req.start),

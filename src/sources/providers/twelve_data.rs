@@ -63,10 +63,7 @@ pub fn url(
     req: &BarRequest,
     end: EventTime,
 ) -> Result<String, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     let key = cfg.require_key()?;
     let (start, end, zone) = match req.interval {
         Interval::Day => (

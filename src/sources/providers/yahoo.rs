@@ -113,10 +113,7 @@ fn interval_param(i: Interval) -> Result<String, ProviderError> {
 /// # Errors
 /// A ticker that breaks the ticker rule, or an interval Yahoo does not serve.
 pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: KIND.name(),
-        source,
-    })?;
+    super::check_ticker(KIND, req)?;
     let interval = interval_param(req.interval)?;
     // Daily bars are stamped at the session open, after the date's midnight: ask up to the end
     // of the last day.
