@@ -75,6 +75,25 @@ pub fn check_ticker(t: &str) -> Result<(), NameError> {
     check("ticker", t, MAX_TICKER)
 }
 
+/// Checks a provider's spelling of a ticker: the ticker rule for each part around at most one
+/// `:` (a market prefix, Polygon's `C:EURUSD`) and at most one `/` (a pair, Twelve Data's
+/// `EUR/USD`). Clients percent-encode it before it reaches a URL.
+///
+/// # Errors
+/// The first way a part breaks the rule.
+pub fn check_provider_symbol(s: &str) -> Result<(), NameError> {
+    let (market, rest) = s.split_once(':').unwrap_or(("", s));
+    if !market.is_empty() {
+        check_ticker(market)?;
+    }
+    let (base, quote) = rest.split_once('/').unwrap_or((rest, ""));
+    check_ticker(base)?;
+    if rest.contains('/') {
+        check_ticker(quote)?;
+    }
+    Ok(())
+}
+
 /// Checks a run id, pipeline name or other name that becomes a path or a key; `kind` names it in
 /// the error (`"run id"`, `"pipeline name"`).
 ///

@@ -206,6 +206,16 @@ pub enum SourceSpec {
         /// Seconds an open breaker refuses before its probe.
         #[serde(default = "default_breaker_cooldown")]
         breaker_cooldown_seconds: u64,
+        /// Money the run may spend on providers per UTC day: a warning at 80 %, every provider
+        /// refused at 100 % (none by default).
+        #[serde(default)]
+        daily_spend: Option<f64>,
+        /// Seconds the response cache keeps an answer (0: no cache).
+        #[serde(default = "default_cache_ttl")]
+        cache_ttl_seconds: u64,
+        /// Provider requests in flight at once across the process.
+        #[serde(default = "default_in_flight")]
+        max_in_flight: usize,
     },
     /// Seeded synthetic random walk with volatility regimes and jumps.
     Synthetic {
@@ -251,9 +261,44 @@ pub struct ProviderEntry {
     /// Base URL (a proxy's); default `FDP_<PROVIDER>_BASE_URL`, else the provider's host.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// `free` (default) or `premium`: which documented limits the rate limiter enforces.
+    /// `free` (default) or `premium`: which documented limits the rate limiter enforces. Also
+    /// the name of the key in Redis (limiter, budgets), never the key itself.
     #[serde(default = "default_tier")]
     pub tier: String,
+    /// Request budget per calendar minute (the tier manager; none by default).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Request budget per UTC day (default: the tier's documented daily quota, where it has one).
+    #[serde(default)]
+    pub requests_per_day: Option<u32>,
+    /// Credits one request costs (Twelve Data counts one per symbol).
+    #[serde(default = "default_credits")]
+    pub credits_per_request: u32,
+    /// Credit budget per calendar minute.
+    #[serde(default)]
+    pub credits_per_minute: Option<u32>,
+    /// Credit budget per UTC day.
+    #[serde(default)]
+    pub credits_per_day: Option<u32>,
+    /// Money one request costs, counted against `source.daily_spend`.
+    #[serde(default)]
+    pub cost_per_request: f64,
+    /// The provider's spelling of the run's tickers where it differs (`EURUSD = "EUR/USD"` for
+    /// Twelve Data, `"C:EURUSD"` for Polygon, `"EURUSD=X"` for Yahoo).
+    #[serde(default)]
+    pub symbols: std::collections::BTreeMap<String, String>,
+}
+
+fn default_credits() -> u32 {
+    1
+}
+
+fn default_cache_ttl() -> u64 {
+    86_400
+}
+
+fn default_in_flight() -> usize {
+    5
 }
 
 fn default_tier() -> String {
@@ -885,6 +930,7 @@ impl Pipeline {
             interval,
             start,
             end,
+            daily_spend,
             ..
         } = &self.source
         {
@@ -909,6 +955,33 @@ impl Pipeline {
                         format!("tier `{}`: free or premium", p.tier),
                     ));
                 }
+                if !(p.cost_per_request.is_finite() && p.cost_per_request >= 0.0) {
+                    return Err((
+                        locate(text, "[source]", "cost_per_request"),
+                        format!(
+                            "{}: cost_per_request must be a number ≥ 0, not {}",
+                            p.name, p.cost_per_request
+                        ),
+                    ));
+                }
+                if let Some((bad, e)) = p
+                    .symbols
+                    .values()
+                    .find_map(|s| crate::names::check_provider_symbol(s).err().map(|e| (s, e)))
+                {
+                    return Err((
+                        locate(text, "[source]", bad),
+                        format!("{}: symbol {bad:?}: {e}", p.name),
+                    ));
+                }
+            }
+            if let Some(s) = daily_spend
+                && !(s.is_finite() && *s > 0.0)
+            {
+                return Err((
+                    locate(text, "[source]", "daily_spend"),
+                    format!("source.daily_spend must be a number > 0, not {s}"),
+                ));
             }
             if tickers.is_empty() {
                 return Err((at, "source.tickers is empty".into()));

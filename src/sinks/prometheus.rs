@@ -148,6 +148,8 @@ impl StreamMetrics {
             "{name}_sum {}\n{name}_count {n}\n",
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         ));
+        // The process's provider requests, when its source fetches over HTTP.
+        out.push_str(&crate::sources::providers::metrics::render());
         out
     }
 }

@@ -14,6 +14,7 @@ mod lookahead;
 mod ml;
 mod postgres;
 mod properties;
+mod provider_controls;
 mod providers;
 mod quality_quirks;
 mod reference_backtest;

@@ -15,7 +15,7 @@ use findashpro::sources::providers::{
 /// One canned answer: status, extra headers, body; `cut` closes the connection after sending
 /// that many bytes of a body announced whole (a truncated answer); `stall` waits before answering.
 #[derive(Clone, Default)]
-struct Canned {
+pub(super) struct Canned {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -23,7 +23,7 @@ struct Canned {
     stall: Option<Duration>,
 }
 
-fn answer(status: u16, body: &str) -> Canned {
+pub(super) fn answer(status: u16, body: &str) -> Canned {
     Canned {
         status,
         body: body.as_bytes().to_vec(),
@@ -33,15 +33,15 @@ fn answer(status: u16, body: &str) -> Canned {
 
 /// A loopback HTTP/1.1 server answering each connection with the next canned answer and
 /// recording each request's target.
-struct Server {
-    url: String,
+pub(super) struct Server {
+    pub(super) url: String,
     seen: Arc<Mutex<Vec<String>>>,
     /// Each request's `Authorization` (or `X-Finnhub-Token`) header ("" when none).
     auth: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    fn start(answers: Vec<Canned>) -> Server {
+    pub(super) fn start(answers: Vec<Canned>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -56,7 +56,7 @@ impl Server {
         Server { url, seen, auth }
     }
 
-    fn targets(&self) -> Vec<String> {
+    pub(super) fn targets(&self) -> Vec<String> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
@@ -131,6 +131,7 @@ fn days_of(f: &findashpro::sources::providers::Fetched) -> Vec<String> {
 fn request(ticker: &str, interval: Interval, start: &str, end: &str) -> BarRequest {
     BarRequest {
         ticker: ticker.into(),
+        symbol: ticker.into(),
         id: 0,
         interval,
         start: findashpro::time::parse_time(start).expect("start"),
@@ -319,7 +320,7 @@ const AV_DAILY: &str = r#"{"Meta Data": {"1. Information": "Daily Prices (open, 
         "2024-11-01": {"1. open": "207.1500", "2. high": "208.8300", "3. low": "205.5900", "4. close": "208.2500", "5. volume": "4075542"},
         "2024-10-31": {"1. open": "208.5000", "2. high": "209.4500", "3. low": "206.1600", "4. close": "206.7200", "5. volume": "5294011"}}}"#;
 
-const KEY: &str = "AVK3Y9SECRET";
+pub(super) const KEY: &str = "AVK3Y9SECRET";
 
 #[test]
 fn alpha_vantage_series_are_sorted_parsed_from_strings_and_placed_in_utc() {
@@ -452,10 +453,10 @@ fn a_dead_port_is_unavailable_without_the_url_or_key() {
 }
 
 /// A Redis key prefix of the test's own, removed afterwards.
-struct RedisPrefix(String);
+pub(super) struct RedisPrefix(pub(super) String);
 
 impl RedisPrefix {
-    fn new(name: &str) -> RedisPrefix {
+    pub(super) fn new(name: &str) -> RedisPrefix {
         RedisPrefix(format!("fdptest:{name}:{}", std::process::id()))
     }
 }
@@ -468,7 +469,7 @@ impl Drop for RedisPrefix {
     }
 }
 
-fn redis_url() -> String {
+pub(super) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
@@ -644,7 +645,7 @@ fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() 
 
 /// An Alpha Vantage daily body (PROVIDERS.md §2.3's shape) of `n` weekdays from 2024-01-02, a
 /// gentle sine so an SMA crossover trades.
-fn av_daily_body(n: usize) -> String {
+pub(super) fn av_daily_body(n: usize) -> String {
     let mut rows = Vec::new();
     let mut d = chrono::NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
     let mut i = 0;

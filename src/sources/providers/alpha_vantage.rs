@@ -37,7 +37,7 @@ pub fn urls(cfg: &ProviderConfig, req: &BarRequest) -> Result<Vec<String>, Provi
     let base = format!(
         "{}/query?symbol={}&apikey={}",
         cfg.base_url,
-        encode(&req.ticker),
+        encode(&req.symbol),
         encode(key)
     );
     match req.interval {
@@ -269,6 +269,7 @@ mod tests {
         );
         let req = BarRequest {
             ticker: "BRK.B".into(),
+            symbol: "BRK.B".into(),
             id: 0,
             interval: Interval::Minutes(5),
             start: crate::time::parse_time("2024-11-20").unwrap_or_default(),

@@ -58,7 +58,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
     Ok(format!(
         "{}/stock/candle?symbol={}&resolution={}&from={}&to={}",
         cfg.base_url,
-        encode(&req.ticker),
+        encode(&req.symbol),
         resolution(req.interval)?,
         req.start,
         req.end

@@ -9,9 +9,12 @@
 
 pub mod alpha_vantage;
 pub mod breaker;
+pub mod budget;
+pub mod cache;
 pub mod finnhub;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod polygon;
 pub mod source;
 pub mod tiingo;
@@ -115,6 +118,9 @@ impl ProviderConfig {
 pub struct BarRequest {
     /// The ticker as the run spells it (checked against the ticker rule before any URL).
     pub ticker: String,
+    /// The provider's spelling of it (`EUR/USD`, `C:EURUSD`), which goes into the URL; the
+    /// ticker itself unless the pipeline maps it.
+    pub symbol: String,
     /// Its id in the run's ticker table.
     pub id: TickerId,
     /// Bar length.
@@ -172,10 +178,12 @@ impl Fetched {
 
 /// Checks a request's ticker against the project's ticker rule before any URL is built.
 fn check_ticker(kind: ProviderKind, req: &BarRequest) -> Result<(), ProviderError> {
-    crate::names::check_ticker(&req.ticker).map_err(|source| ProviderError::Ticker {
-        provider: kind.name(),
-        source,
-    })
+    crate::names::check_ticker(&req.ticker)
+        .and_then(|()| crate::names::check_provider_symbol(&req.symbol))
+        .map_err(|source| ProviderError::Ticker {
+            provider: kind.name(),
+            source,
+        })
 }
 
 /// A bar from a provider's prices scaled by an adjustment factor (1: as given).

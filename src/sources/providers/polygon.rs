@@ -74,7 +74,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
     Ok(format!(
         "{}/v2/aggs/ticker/{}/range/{n}/{span}/{from}/{to}?adjusted={}&sort=asc&limit=50000",
         cfg.base_url,
-        encode(&req.ticker),
+        encode(&req.symbol),
         req.adjusted
     ))
 }

@@ -6,19 +6,24 @@
 //! each one's reason: a live work item is then retried and dead-lettered with it, a backtest
 //! stops with it — nothing is dropped silently.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::bar::{BarBatch, Tickers};
+use crate::bar::{BarBatch, TickerId, Tickers};
 use crate::config::{LoadedPipeline, SourceSpec};
 use crate::reject::Reject;
 use crate::sources::redis_stream::Conn;
 use crate::sources::{SourceError, WorkerInput};
 use crate::time::{DAY, EventTime, parse_time};
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, BreakerState};
+use super::budget::{Budget, Charge, TierManager};
+use super::cache::ResponseCache;
 use super::http::Http;
 use super::limiter::{Limit, RateLimiter};
+use super::metrics::{self, Slots};
 use super::{
     BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, alpha_vantage,
     finnhub, polygon, tiingo, twelve_data, yahoo,
@@ -30,10 +35,14 @@ struct Link {
     config: ProviderConfig,
     limiter: RateLimiter,
     breaker: Breaker,
+    budget: TierManager,
+    /// The provider's spelling of the run's tickers, where the pipeline maps them.
+    symbols: BTreeMap<String, String>,
 }
 
-/// A load's shared runtime, HTTP client and Redis connection.
-struct Session {
+/// A load's shared runtime, HTTP client and Redis connection: open one with
+/// [`ProviderSource::session`] and fetch through it.
+pub struct Session {
     rt: tokio::runtime::Runtime,
     http: Http,
     redis: Conn,
@@ -50,6 +59,8 @@ pub struct ProviderSource {
     end: EventTime,
     redis_url: String,
     timeout: Duration,
+    cache: ResponseCache,
+    slots: Arc<Slots>,
 }
 
 /// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2 to §6.2). Yahoo
@@ -72,6 +83,15 @@ fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
         (ProviderKind::Finnhub, false) => vec![per(30, 1), per(60, 60)],
         (ProviderKind::Finnhub, true) => vec![per(30, 1), per(300, 60)],
     }
+}
+
+/// The documented daily quota of a provider's tier, the default daily request budget: a provider
+/// that has spent it is skipped until midnight UTC instead of being asked and refusing.
+fn daily_quota(kind: ProviderKind, premium: bool) -> Option<u32> {
+    limits(kind, premium)
+        .iter()
+        .find(|l| l.window == Duration::from_secs(86_400))
+        .map(|l| l.count)
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
@@ -106,6 +126,9 @@ impl ProviderSource {
             timeout_seconds,
             breaker_failures,
             breaker_cooldown_seconds,
+            daily_spend,
+            cache_ttl_seconds,
+            max_in_flight,
         } = &p.pipeline.source
         else {
             return Err(SourceError::Empty {
@@ -121,13 +144,19 @@ impl ProviderSource {
             if let Some(u) = &entry.base_url {
                 config = ProviderConfig::new(kind, u, config.key);
             }
+            let premium = entry.tier == "premium";
+            let budget = Budget {
+                requests_per_minute: entry.requests_per_minute,
+                requests_per_day: entry.requests_per_day.or(daily_quota(kind, premium)),
+                credits_per_request: entry.credits_per_request,
+                credits_per_minute: entry.credits_per_minute,
+                credits_per_day: entry.credits_per_day,
+                cost_per_request: entry.cost_per_request,
+            };
             chain.push(Link {
-                limiter: RateLimiter::new(
-                    prefix,
-                    kind.name(),
-                    &entry.tier,
-                    &limits(kind, entry.tier == "premium"),
-                ),
+                limiter: RateLimiter::new(prefix, kind.name(), &entry.tier, &limits(kind, premium)),
+                budget: TierManager::new(prefix, kind.name(), &entry.tier, budget, *daily_spend),
+                symbols: entry.symbols.clone(),
                 breaker: Breaker::new(
                     prefix,
                     kind.name(),
@@ -140,6 +169,8 @@ impl ProviderSource {
         }
         let time = |t: &str| parse_time(t).ok_or_else(|| bad(format!("time {t:?}")));
         Ok(ProviderSource {
+            slots: Slots::process(prefix, *max_in_flight),
+            cache: ResponseCache::new(prefix, Duration::from_secs(*cache_ttl_seconds)),
             chain,
             tickers: tickers.clone(),
             interval: Interval::parse(interval).map_err(bad)?,
@@ -174,8 +205,11 @@ impl ProviderSource {
     }
 
     /// What every request of a load shares: a runtime, the HTTP client (TLS set up once) and the
-    /// Redis connection of the limiters and breakers. `ticker` names the failure.
-    fn session(&self, ticker: &str) -> Result<Session, SourceError> {
+    /// Redis connection of the limiters, breakers, budgets and cache. `ticker` names the failure.
+    ///
+    /// # Errors
+    /// The runtime or TLS cannot start, or Redis is unreachable.
+    pub fn session(&self, ticker: &str) -> Result<Session, SourceError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -196,36 +230,104 @@ impl ProviderSource {
         let Some(id) = tickers.id(ticker) else {
             return Ok((BarBatch::default(), Vec::new()));
         };
+        self.fetch_span(session, ticker, id, self.start, self.end)
+    }
+
+    /// One ticker's completed bars in `[start, end]` from the first provider that gives them:
+    /// from the response cache when a provider's answer for the range is there; else from a
+    /// provider whose breaker is closed, whose limiter admits the request and whose budgets
+    /// allow it, within the process's cap on requests in flight.
+    ///
+    /// # Errors
+    /// Every provider failed or was skipped ([`SourceError::Providers`], each one's reason), or
+    /// Redis is unreachable.
+    pub fn fetch_span(
+        &self,
+        session: &mut Session,
+        ticker: &str,
+        id: TickerId,
+        start: EventTime,
+        end: EventTime,
+    ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
         let Session { rt, http, redis } = session;
-        let req = BarRequest {
-            ticker: ticker.to_string(),
-            id,
-            interval: self.interval,
-            start: self.start,
-            end: self.end,
-            adjusted: self.adjusted,
+        // The wall clock is read here, at the source, never inside an operator.
+        let now = crate::time::wall_unix();
+        let redis_err = |e: crate::sources::redis_stream::StreamError| {
+            self.failed(ticker, vec![format!("redis: {e}")])
         };
         let mut reasons = Vec::new();
         for link in &self.chain {
-            let name = link.config.kind.name();
-            let redis_err = |e: crate::sources::redis_stream::StreamError| {
-                self.failed(ticker, vec![format!("redis: {e}")])
+            let kind = link.config.kind;
+            let name = kind.name();
+            let req = BarRequest {
+                ticker: ticker.to_string(),
+                symbol: link
+                    .symbols
+                    .get(ticker)
+                    .cloned()
+                    .unwrap_or_else(|| ticker.to_string()),
+                id,
+                interval: self.interval,
+                start,
+                end,
+                adjusted: self.adjusted,
             };
+            let cacheable = self.cache.cacheable(&req, now);
+            if cacheable {
+                let hit = self.cache.get(redis, kind, &req).map_err(redis_err)?;
+                metrics::cache(name, hit.is_some());
+                if let Some(f) = hit {
+                    tracing::debug!(provider = name, ticker, bars = f.bars.len(), "cached");
+                    return Ok((completed(f.bars, self.interval, now).0, f.rejects));
+                }
+            }
             if let Some(wait) = link.breaker.allow(redis).map_err(redis_err)? {
+                metrics::breaker(name, BreakerState::Open);
+                metrics::request(name, "skipped_breaker");
                 reasons.push(format!("{name}: circuit open (next probe in {wait:?})"));
                 continue;
             }
-            if let Err(e) = link.limiter.acquire(redis, &member(), self.timeout) {
-                reasons.push(format!("{name}: {e}"));
-                continue;
+            match link.limiter.acquire(redis, &member(), self.timeout) {
+                Ok(waited) => metrics::limiter_waited(name, waited),
+                Err(e) => {
+                    metrics::request(name, "skipped_limiter");
+                    reasons.push(format!("{name}: {e}"));
+                    continue;
+                }
             }
-            let got = rt.block_on(fetch(http, &link.config, &req));
+            match link.budget.charge(redis).map_err(redis_err)? {
+                Charge::Refused { budget, resets_in } => {
+                    metrics::request(name, "skipped_budget");
+                    reasons.push(format!(
+                        "{name}: {budget} budget spent (resets in {}s)",
+                        resets_in.as_secs()
+                    ));
+                    continue;
+                }
+                Charge::Charged { spent, warn } => {
+                    metrics::spent(name, link.budget.credits(), link.budget.cost());
+                    if warn {
+                        tracing::warn!(
+                            provider = name,
+                            spent,
+                            "daily provider spend past 80 % of its budget"
+                        );
+                    }
+                }
+            }
+            let got = {
+                let _slot = self.slots.take();
+                rt.block_on(fetch(http, &link.config, &req))
+            };
             match got {
                 Ok(f) => {
-                    link.breaker.report(redis, true).map_err(redis_err)?;
-                    // The wall clock is read here, at the source, never inside an operator.
-                    let (bars, forming) =
-                        completed(f.bars, self.interval, crate::time::wall_unix());
+                    metrics::request(name, "ok");
+                    let state = link.breaker.report(redis, true).map_err(redis_err)?;
+                    metrics::breaker(name, state);
+                    if cacheable {
+                        self.cache.put(redis, kind, &req, &f).map_err(redis_err)?;
+                    }
+                    let (bars, forming) = completed(f.bars, self.interval, now);
                     tracing::debug!(
                         provider = name,
                         ticker,
@@ -239,13 +341,16 @@ impl ProviderSource {
                     tracing::warn!(provider = name, ticker, error = %e, "provider failed");
                     match &e {
                         ProviderError::Unavailable { .. } => {
-                            link.breaker.report(redis, false).map_err(redis_err)?;
+                            metrics::request(name, "unavailable");
+                            let state = link.breaker.report(redis, false).map_err(redis_err)?;
+                            metrics::breaker(name, state);
                         }
                         ProviderError::Throttled { retry_after, .. } => {
+                            metrics::request(name, "throttled");
                             let d = retry_after.unwrap_or(Duration::from_secs(60));
                             link.limiter.pause(redis, d).map_err(redis_err)?;
                         }
-                        _ => {}
+                        _ => metrics::request(name, "refused"),
                     }
                     reasons.push(e.to_string());
                 }

@@ -57,7 +57,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
         Interval::Day => format!(
             "{}/tiingo/daily/{}/prices?startDate={start}&endDate={end}&format=json",
             cfg.base_url,
-            encode(&req.ticker)
+            encode(&req.symbol)
         ),
         Interval::Minutes(m) => {
             let freq = if m % 60 == 0 {
@@ -68,7 +68,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
             format!(
                 "{}/iex/{}/prices?startDate={start}&endDate={end}&resampleFreq={freq}&afterHours=false&columns=open,high,low,close,volume&format=json",
                 cfg.base_url,
-                encode(&req.ticker)
+                encode(&req.symbol)
             )
         }
     })

@@ -80,7 +80,7 @@ pub fn url(
     Ok(format!(
         "{}/time_series?symbol={}&interval={}&start_date={}&end_date={}&timezone={zone}&order=desc&outputsize={PAGE}&format=JSON&apikey={}",
         cfg.base_url,
-        encode(&req.ticker),
+        encode(&req.symbol),
         interval_param(req.interval),
         encode(&start),
         encode(&end),

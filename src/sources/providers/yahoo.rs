@@ -121,7 +121,7 @@ pub fn url(cfg: &ProviderConfig, req: &BarRequest) -> Result<String, ProviderErr
     Ok(format!(
         "{}/v8/finance/chart/{}?period1={}&period2={}&interval={interval}&includePrePost=false&events=div%2Csplits{}",
         cfg.base_url,
-        encode(&req.ticker),
+        encode(&req.symbol),
         req.start,
         until,
         if req.adjusted {
@@ -357,6 +357,7 @@ mod tests {
     fn req(interval: Interval) -> BarRequest {
         BarRequest {
             ticker: "SPY".into(),
+            symbol: "SPY".into(),
             id: 3,
             interval,
             start: 0,

@@ -1,0 +1,325 @@
+//! The controls every provider request passes, against real Redis and loopback servers: the
+//! response cache, the tier manager's budgets and daily spend, the cap on requests in flight,
+//! and the provider metrics they leave.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use findashpro::config::Pipeline;
+use findashpro::sources::providers::budget::{Budget, Charge, TierManager};
+use findashpro::sources::providers::metrics;
+use findashpro::sources::providers::source::ProviderSource;
+use findashpro::sources::redis_stream::Conn;
+
+use super::providers::{KEY, RedisPrefix, Server, answer, av_daily_body, redis_url};
+
+/// A Polygon aggregates body (PROVIDERS.md §3.3's shape) of `n` weekdays from 2024-01-02, each
+/// stamped at midnight New York in milliseconds.
+fn polygon_daily_body(ticker: &str, n: usize) -> String {
+    use chrono::TimeZone;
+    let mut rows = Vec::new();
+    let mut d = chrono::NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");
+    while rows.len() < n {
+        if chrono::Datelike::weekday(&d).number_from_monday() <= 5 {
+            let t = chrono_tz::America::New_York
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+                .single()
+                .expect("one instant")
+                .timestamp_millis();
+            let p = 30_000.0 + rows.len() as f64 * 10.0;
+            rows.push(format!(
+                r#"{{"v":12.5,"vw":{p},"o":{p},"c":{p},"h":{},"l":{},"t":{t},"n":3}}"#,
+                p + 50.0,
+                p - 50.0
+            ));
+        }
+        d = d.succ_opt().expect("next day");
+    }
+    format!(
+        r#"{{"ticker":"{ticker}","queryCount":{n},"resultsCount":{n},"adjusted":false,"results":[{}],"status":"OK","request_id":"r","count":{n}}}"#,
+        rows.join(",")
+    )
+}
+
+/// A loopback server answering every connection on a thread of its own after `stall`, counting
+/// requests and the most it held at once.
+struct Concurrent {
+    url: String,
+    targets: Arc<std::sync::Mutex<Vec<String>>>,
+    requests: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+fn concurrent_server(body: String, stall: Duration) -> Concurrent {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (r, m, seen) = (
+        Arc::clone(&requests),
+        Arc::clone(&most),
+        Arc::clone(&targets),
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (body, r, m, now) = (
+                body.clone(),
+                Arc::clone(&r),
+                Arc::clone(&m),
+                Arc::clone(&now),
+            );
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                if let (Some(t), Ok(mut s)) = (line.split_whitespace().nth(1), seen.lock()) {
+                    s.push(t.to_string());
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                        break;
+                    }
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(held, Ordering::SeqCst);
+                std::thread::sleep(stall);
+                now.fetch_sub(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    Concurrent {
+        url,
+        targets,
+        requests,
+        most,
+    }
+}
+
+/// A providers pipeline file in `dir` with `source` lines added to `[source]`.
+fn pipeline(dir: &Path, tickers: &[&str], end: &str, source: &str) -> ProviderSource {
+    let path = dir.join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"controls\"\n[source]\nkind = \"providers\"\ntickers = {tickers:?}\n\
+             start = \"2024-01-01\"\nend = \"{end}\"\ntimeout_seconds = 5\n{source}\n\
+             [[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 10\n[model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_10\"\n"
+        ),
+    )
+    .expect("pipeline");
+    let loaded = Pipeline::load(&path).expect("valid pipeline");
+    ProviderSource::open(&loaded).expect("source")
+}
+
+#[test]
+fn a_past_range_is_answered_from_the_cache_and_a_range_reaching_now_is_asked_again() {
+    let prefix = RedisPrefix::new("cache");
+    let server = concurrent_server(polygon_daily_body("X:BTCUSD", 40), Duration::ZERO);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = format!(
+        "prefix = \"{}\"\nproviders = [{{ name = \"polygon\", base_url = \"{}\", tier = \"premium\", symbols = {{ BTCUSD = \"X:BTCUSD\" }} }}]",
+        prefix.0, server.url
+    );
+    // SAFETY of the environment: the key is read when the source opens, from this variable only.
+    let source = with_polygon_key(|| pipeline(dir.path(), &["BTCUSD"], "2024-03-31", &providers));
+    let tickers = source.tickers();
+    let first = source.load_ticker("BTCUSD", &tickers).expect("fetched");
+    let again = source.load_ticker("BTCUSD", &tickers).expect("cached");
+    assert_eq!(first.0.len(), 40);
+    assert_eq!(first.0, again.0, "the cached answer is the provider's");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "asked once");
+    let asked = server.targets.lock().expect("targets").clone();
+    assert!(
+        asked[0].starts_with("/v2/aggs/ticker/X%3ABTCUSD/range/1/day/"),
+        "the pipeline's symbol for Polygon, encoded: {asked:?}"
+    );
+    assert!(
+        metrics::render()
+            .contains("fdp_provider_cache_lookups_total{provider=\"polygon\",result=\"hit\"}")
+    );
+    // Crypto in the tens of thousands, as sent.
+    assert_eq!(first.0.close[0], 30_000.0);
+
+    // A range ending in the future holds bars still to come: never cached.
+    let live = with_polygon_key(|| pipeline(dir.path(), &["BTCUSD"], "2999-12-31", &providers));
+    let t = live.tickers();
+    live.load_ticker("BTCUSD", &t).expect("fetched");
+    live.load_ticker("BTCUSD", &t).expect("fetched");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 3);
+}
+
+/// Sets `FDP_POLYGON_KEY` for the source's opening. Tests in this binary run on threads of one
+/// process; the other tests that need a Polygon key set the same value.
+fn with_polygon_key<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: every test of this binary that sets this variable sets it to the same value, and
+    // none removes it, so a concurrent reader sees it set or unset, never torn.
+    unsafe { std::env::set_var("FDP_POLYGON_KEY", KEY) };
+    f()
+}
+
+#[test]
+fn no_more_requests_are_in_flight_than_the_process_allows() {
+    let prefix = RedisPrefix::new("inflight");
+    let server = concurrent_server(polygon_daily_body("T", 5), Duration::from_millis(150));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names: Vec<String> = (0..9).map(|i| format!("T{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let source = with_polygon_key(|| {
+        pipeline(
+            dir.path(),
+            &refs,
+            "2024-03-31",
+            &format!(
+                "prefix = \"{}\"\nmax_in_flight = 3\ncache_ttl_seconds = 0\nproviders = [{{ name = \"polygon\", base_url = \"{}\", tier = \"premium\" }}]",
+                prefix.0, server.url
+            ),
+        )
+    });
+    let source = Arc::new(source);
+    let tickers = Arc::new(source.tickers());
+    let threads: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let (s, t, n) = (Arc::clone(&source), Arc::clone(&tickers), n.clone());
+            std::thread::spawn(move || s.load_ticker(&n, &t).map(|(b, _)| b.len()))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("thread").expect("fetched"), 5);
+    }
+    assert_eq!(server.requests.load(Ordering::SeqCst), 9);
+    let most = server.most.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&most), "{most} requests in flight at once");
+}
+
+#[test]
+fn a_provider_past_the_daily_spend_is_skipped_for_the_next_one() {
+    let prefix = RedisPrefix::new("spend");
+    let tickers = ["AAA", "BBB", "CCC", "DDD"];
+    let av = Server::start((0..2).map(|_| answer(200, &av_daily_body(30))).collect());
+    let polygon = concurrent_server(polygon_daily_body("P", 30), Duration::ZERO);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // SAFETY: as in `with_polygon_key`; no other test sets this variable to another value.
+    unsafe { std::env::set_var("FDP_ALPHA_VANTAGE_KEY", KEY) };
+    let source = with_polygon_key(|| {
+        pipeline(
+            dir.path(),
+            &tickers,
+            "2024-03-31",
+            &format!(
+                "prefix = \"{}\"\ndaily_spend = 1.0\nproviders = [\
+                 {{ name = \"alpha_vantage\", base_url = \"{}\", tier = \"premium\", cost_per_request = 0.4 }}, \
+                 {{ name = \"polygon\", base_url = \"{}\", tier = \"premium\" }}]",
+                prefix.0, av.url, polygon.url
+            ),
+        )
+    });
+    let t = source.tickers();
+    for name in tickers {
+        let (bars, _) = source.load_ticker(name, &t).expect("fetched");
+        assert_eq!(bars.len(), 30, "{name}");
+    }
+    assert_eq!(
+        av.targets().len(),
+        2,
+        "0.4 + 0.4 spent; a third would pass 1.0"
+    );
+    assert_eq!(polygon.requests.load(Ordering::SeqCst), 2);
+    let text = metrics::render();
+    assert!(text.contains(
+        "fdp_provider_requests_total{provider=\"alpha_vantage\",outcome=\"skipped_budget\"}"
+    ));
+    assert!(text.contains("fdp_provider_spend_total{provider=\"alpha_vantage\"}"));
+}
+
+#[test]
+fn budgets_refuse_past_each_window_and_warn_once_at_80_percent_of_spend() {
+    let prefix = RedisPrefix::new("budget");
+    let mut conn = Conn::open(&redis_url()).expect("redis");
+    let day = TierManager::new(
+        &prefix.0,
+        "tiingo",
+        "free",
+        Budget {
+            requests_per_day: Some(2),
+            credits_per_request: 1,
+            ..Budget::default()
+        },
+        None,
+    );
+    assert!(matches!(day.charge(&mut conn), Ok(Charge::Charged { .. })));
+    assert!(matches!(day.charge(&mut conn), Ok(Charge::Charged { .. })));
+    match day.charge(&mut conn).expect("charge") {
+        Charge::Refused { budget, resets_in } => {
+            assert_eq!(budget, "requests_per_day");
+            assert!(resets_in <= Duration::from_secs(86_400));
+        }
+        c => panic!("a third request passed: {c:?}"),
+    }
+    let credits = TierManager::new(
+        &prefix.0,
+        "twelve_data",
+        "free",
+        Budget {
+            credits_per_request: 3,
+            credits_per_minute: Some(7),
+            ..Budget::default()
+        },
+        None,
+    );
+    assert!(matches!(
+        credits.charge(&mut conn),
+        Ok(Charge::Charged { .. })
+    ));
+    assert!(matches!(
+        credits.charge(&mut conn),
+        Ok(Charge::Charged { .. })
+    ));
+    assert!(matches!(
+        credits.charge(&mut conn),
+        Ok(Charge::Refused { budget, .. }) if budget == "credits_per_minute"
+    ));
+    // Spend shared by two providers: 0.3 each against 1.0; the request reaching 0.9 warns, the
+    // one that would reach 1.2 is refused, whichever provider sends it.
+    let spend = |p: &str| {
+        TierManager::new(
+            &prefix.0,
+            p,
+            "paid",
+            Budget {
+                credits_per_request: 1,
+                cost_per_request: 0.3,
+                ..Budget::default()
+            },
+            Some(1.0),
+        )
+    };
+    let (a, b) = (spend("fmp"), spend("polygon"));
+    let warned: Vec<bool> = [&a, &b, &a]
+        .iter()
+        .map(|m| match m.charge(&mut conn).expect("charge") {
+            Charge::Charged { warn, .. } => warn,
+            c => panic!("refused early: {c:?}"),
+        })
+        .collect();
+    assert_eq!(warned, [false, false, true]);
+    assert!(matches!(
+        b.charge(&mut conn),
+        Ok(Charge::Refused { budget, .. }) if budget == "daily_spend"
+    ));
+}
