@@ -30,6 +30,7 @@ pub mod engine;
 pub mod fact;
 pub mod fault;
 pub mod features_cmd;
+pub mod fetch_cmd;
 pub mod metrics;
 pub mod names;
 pub mod operators;

@@ -35,10 +35,11 @@ macro_rules! refuse {
 /// Who is at fault for `e`: the first error in its chain that knows.
 fn fault_of(e: &anyhow::Error) -> Option<Fault> {
     use findashpro::{
-        config::ConfigError, engine::EngineError, features_cmd::FeaturesError, names::NameError,
-        operators::ml::registry::RegistryError, query::QueryError, sinks::files::SinkError,
-        sinks::postgres::DbError, sinks::postgres::ModelStoreError, sources::SourceError,
-        sources::redis_stream::StreamError, stream::StreamRunError,
+        config::ConfigError, engine::EngineError, features_cmd::FeaturesError,
+        fetch_cmd::FetchError, names::NameError, operators::ml::registry::RegistryError,
+        query::QueryError, sinks::files::SinkError, sinks::postgres::DbError,
+        sinks::postgres::ModelStoreError, sources::SourceError, sources::redis_stream::StreamError,
+        stream::StreamRunError,
     };
     for cause in e.chain() {
         macro_rules! blame {
@@ -60,6 +61,7 @@ fn fault_of(e: &anyhow::Error) -> Option<Fault> {
             SourceError,
             QueryError,
             FeaturesError,
+            FetchError,
             SinkError,
             RegistryError,
             ModelStoreError,
@@ -100,6 +102,20 @@ enum Command {
         source_paths: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// Download a providers pipeline's universe into the Parquet catalog
+    /// (`<catalog>/<interval>/<TICKER>.parquet`, replayed by `format = "parquet"` sources),
+    /// from where each file ends; resumable after an interrupt.
+    Fetch {
+        /// Pipeline file with a `kind = "providers"` source.
+        pipeline: PathBuf,
+        /// Fetch through this time (`YYYY-MM-DD` or RFC 3339; default now, at most the
+        /// pipeline's end).
+        #[arg(long)]
+        until: Option<String>,
+        /// Catalog root.
+        #[arg(long, default_value = "data/catalog")]
+        catalog: PathBuf,
     },
     /// Compute features over one bar file (any layout of the real data sets) into a CSV:
     /// `date` plus one column per output, named as TA-Lib's (the whole standard set by default).
@@ -598,6 +614,47 @@ fn run() -> Result<()> {
                     Ok::<_, findashpro::sinks::postgres::DbError>(w)
                 })?;
                 println!("postgres: {written:?}");
+            }
+        }
+        Command::Fetch {
+            pipeline,
+            until,
+            catalog,
+        } => {
+            let until = match until.as_deref() {
+                None => None,
+                Some(t) => match findashpro::time::parse_time(t) {
+                    Some(v) => Some(v),
+                    None => refuse!(
+                        Fault::Input,
+                        "--until {t:?}: expected YYYY-MM-DD or RFC 3339"
+                    ),
+                },
+            };
+            let p = Pipeline::load(&pipeline)?;
+            let now = findashpro::time::wall_unix();
+            let r = findashpro::fetch_cmd::run(&p, &catalog, until, now)?;
+            println!(
+                "{}: {} tickers fetched, {} up to date, {} bars added, {} rows quarantined, {} failed",
+                catalog.display(),
+                r.fetched,
+                r.up_to_date,
+                r.bars,
+                r.rejected,
+                r.failed.len()
+            );
+            if !r.failed.is_empty() {
+                let list: Vec<String> = r
+                    .failed
+                    .iter()
+                    .map(|(t, why)| format!("{t}: {why}"))
+                    .collect();
+                refuse!(
+                    Fault::Service,
+                    "no provider gave {} ticker(s); fetch again to retry them: {}",
+                    r.failed.len(),
+                    list.join("; ")
+                );
             }
         }
         Command::Features {

@@ -108,6 +108,14 @@ impl Interval {
         ))
     }
 
+    /// The interval as a catalog directory names it: `1d`, `5m`, `60m`.
+    pub fn label(self) -> String {
+        match self {
+            Interval::Day => "1d".into(),
+            Interval::Minutes(m) => format!("{m}m"),
+        }
+    }
+
     /// Seconds per bar.
     pub fn seconds(self) -> i64 {
         match self {

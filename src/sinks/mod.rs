@@ -1,6 +1,7 @@
 //! Sinks: where the graph's results go. Brokers execute orders; files hold a run's outputs.
 
 pub mod broker;
+pub mod catalog;
 pub mod files;
 pub mod postgres;
 pub mod prometheus;

@@ -323,3 +323,117 @@ fn budgets_refuse_past_each_window_and_warn_once_at_80_percent_of_spend() {
         Ok(Charge::Refused { budget, .. }) if budget == "daily_spend"
     ));
 }
+
+/// `fdp fetch` into the catalog: a ticker no provider gives fails the fetch (exit 4) without
+/// losing the other; the next fetch asks only for the failed ticker; a later `--until` asks only
+/// for the bars after each file's end; a complete catalog asks nothing; a backtest replays it.
+#[test]
+fn fetch_fills_the_catalog_resumes_after_a_failure_and_asks_only_for_what_is_missing() {
+    use findashpro::bar::Tickers;
+    use findashpro::config::provider::Interval;
+    use findashpro::sinks::catalog::Catalog;
+    let prefix = RedisPrefix::new("fetch");
+    let body = av_daily_body(80);
+    let av = Server::start(vec![
+        answer(200, &body),
+        answer(500, "<html>down</html>"),
+        answer(200, &body),
+        answer(200, &body),
+        answer(200, &body),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"fetch\"\n[source]\nkind = \"providers\"\ntickers = [\"AAA\", \"BRK.B\"]\n\
+             start = \"2024-01-01\"\nend = \"2024-03-31\"\nprefix = \"{}\"\ntimeout_seconds = 5\n\
+             providers = [{{ name = \"alpha_vantage\", base_url = \"{}\", tier = \"premium\" }}]\n\
+             [[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 10\n\
+             [model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_10\"\n",
+            prefix.0, av.url
+        ),
+    )
+    .expect("pipeline");
+    let catalog = dir.path().join("catalog");
+    let fetch = |until: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+            .args([
+                "fetch",
+                &path.to_string_lossy(),
+                "--until",
+                until,
+                "--catalog",
+            ])
+            .arg(&catalog)
+            .env("FDP_ALPHA_VANTAGE_KEY", KEY)
+            .env("REDIS_URL", redis_url())
+            .output()
+            .expect("fdp runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!text.contains(KEY), "the key leaked: {text}");
+        (o.status.code(), text)
+    };
+    let files = Catalog::new(&catalog, Interval::Day);
+    let t = Tickers::new(["AAA".to_string(), "BRK.B".to_string()]);
+    let len = |name: &str| {
+        files
+            .read(name, &t)
+            .expect("readable")
+            .map(|e| e.bars.len())
+    };
+
+    let (code, text) = fetch("2024-02-15");
+    assert_eq!(code, Some(4), "{text}");
+    assert!(text.contains("BRK.B: alpha_vantage: unavailable"), "{text}");
+    assert_eq!((len("AAA"), len("BRK.B")), (Some(33), None));
+
+    let (code, text) = fetch("2024-02-15");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 tickers fetched, 1 up to date"), "{text}");
+    assert_eq!(len("BRK.B"), Some(33));
+
+    let (code, text) = fetch("2024-03-31");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("2 tickers fetched, 0 up to date, 62 bars added"),
+        "{text}"
+    );
+    assert_eq!((len("AAA"), len("BRK.B")), (Some(64), Some(64)));
+    let asked = av.targets();
+    assert_eq!(asked.len(), 5);
+
+    let (code, text) = fetch("2024-03-31");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("0 tickers fetched, 2 up to date"), "{text}");
+    assert_eq!(av.targets().len(), 5, "a complete catalog asks nothing");
+
+    // The catalog replays as a file source.
+    let replay = dir.path().join("replay.toml");
+    std::fs::write(
+        &replay,
+        format!(
+            "name = \"replay\"\n[source]\nkind = \"files\"\nformat = \"parquet\"\npaths = [\"catalog/1d/*.parquet\"]\n\
+             [quality]\ncalendar = \"weekdays\"\n\
+             [[features]]\nkind = \"sma\"\nperiod = 5\n[[features]]\nkind = \"sma\"\nperiod = 10\n\
+             [model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_10\"\n[outputs]\ndir = \"{}\"\nreport = false\n",
+            dir.path().join("runs").display()
+        ),
+    )
+    .expect("replay pipeline");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(["backtest", &replay.to_string_lossy(), "--run-id", "r"])
+        .output()
+        .expect("fdp runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("128 bars"), "2 tickers × 64 bars: {out}");
+}

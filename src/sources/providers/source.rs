@@ -185,6 +185,16 @@ impl ProviderSource {
         })
     }
 
+    /// Bar length.
+    pub fn interval(&self) -> Interval {
+        self.interval
+    }
+
+    /// The pipeline's first and last times (the end date's whole day).
+    pub fn span(&self) -> (EventTime, EventTime) {
+        (self.start, self.end)
+    }
+
     /// The run's ticker table.
     pub fn tickers(&self) -> Tickers {
         Tickers::new(self.tickers.iter().cloned())
