@@ -279,6 +279,9 @@ enum BenchWhat {
     /// The ML pipeline: training time per retrain, the predict path's bars/s on one thread
     /// (features, drift, ensemble, risk, paper broker), and the graph with its trainings.
     Ml,
+    /// The providers' shared rate limiter against `REDIS_URL`: decisions/s and p50/p99 latency
+    /// per decision, for each `--workers` count of threads on one key.
+    Limiter,
     /// Peak memory: the SMA-cross backtest of `--tickers × --bars` in a child `fdp backtest` per
     /// worker count, its peak resident set size and wall seconds (outputs included).
     Memory,
@@ -708,6 +711,19 @@ fn run() -> Result<()> {
                     workers.first().copied().unwrap_or(1),
                 )?;
                 print!("{}", findashpro::bench_stream::table(&lines));
+            }
+            BenchWhat::Limiter => {
+                let redis =
+                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                let mut lines = Vec::new();
+                for &w in &workers {
+                    lines.push(findashpro::bench_limiter::run(
+                        &redis,
+                        w,
+                        bars.unwrap_or(20_000),
+                    )?);
+                }
+                print!("{}", findashpro::bench_limiter::table(&lines));
             }
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);

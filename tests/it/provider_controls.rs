@@ -437,3 +437,34 @@ fn fetch_fills_the_catalog_resumes_after_a_failure_and_asks_only_for_what_is_mis
     );
     assert!(out.contains("128 bars"), "2 tickers × 64 bars: {out}");
 }
+
+#[test]
+fn bench_limiter_reports_decisions_and_latency_and_leaves_nothing_in_redis() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(["bench", "limiter", "--workers", "1,2", "--bars", "300"])
+        .env("REDIS_URL", redis_url())
+        .output()
+        .expect("fdp runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for r in rows {
+        let per_second: f64 = r
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("rate");
+        assert!(per_second > 0.0, "{r}");
+    }
+    // The child's prefix is `fdpbench:limiter:<its pid>`; none may be left by any run.
+    let mut conn = Conn::open(&redis_url()).expect("redis");
+    let left: Vec<String> = conn
+        .query(redis::cmd("KEYS").arg("fdpbench:limiter:*"))
+        .expect("keys");
+    assert!(left.is_empty(), "{left:?}");
+}
