@@ -105,9 +105,10 @@ enum Command {
     },
     /// Download a providers pipeline's universe into the Parquet catalog
     /// (`<catalog>/<interval>/<TICKER>.parquet`, replayed by `format = "parquet"` sources),
-    /// from where each file ends; resumable after an interrupt.
+    /// from where each file ends; resumable after an interrupt. FMP statements and Finnhub
+    /// sentiment asked for under `[fundamentals]` go into its `fmp_dir` and `finnhub_dir`.
     Fetch {
-        /// Pipeline file with a `kind = "providers"` source.
+        /// Pipeline file with a `kind = "providers"` source, or FMP/Finnhub fundamentals.
         pipeline: PathBuf,
         /// Fetch through this time (`YYYY-MM-DD` or RFC 3339; default now, at most the
         /// pipeline's end).
@@ -638,11 +639,13 @@ fn run() -> Result<()> {
             let now = findashpro::time::wall_unix();
             let r = findashpro::fetch_cmd::run(&p, &catalog, until, now)?;
             println!(
-                "{}: {} tickers fetched, {} up to date, {} bars added, {} rows quarantined, {} failed",
+                "{}: {} tickers fetched, {} up to date, {} bars added, {} statement files, {} sentiment snapshots, {} rows quarantined, {} failed",
                 catalog.display(),
                 r.fetched,
                 r.up_to_date,
                 r.bars,
+                r.statements,
+                r.snapshots,
                 r.rejected,
                 r.failed.len()
             );

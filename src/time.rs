@@ -120,6 +120,15 @@ pub fn format_time(t: EventTime) -> String {
     }
 }
 
+/// RFC 3339 in UTC with a `Z` (`2016-03-01T21:00:00Z`): a time that must read back exactly,
+/// e.g. in a file name.
+pub fn format_rfc3339(t: EventTime) -> String {
+    match DateTime::from_timestamp(t, 0) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => t.to_string(),
+    }
+}
+
 /// Event time of midnight UTC on a calendar date.
 pub fn midnight(d: NaiveDate) -> EventTime {
     d.and_hms_opt(0, 0, 0)

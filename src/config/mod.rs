@@ -108,6 +108,19 @@ pub struct FundamentalsSpec {
     pub fmp: Vec<String>,
     /// Finnhub news-sentiment fields, each a column `FINNHUB_<field>`.
     pub finnhub: Vec<String>,
+    /// Where `fdp fetch` gets them: `fmp` and `finnhub` entries with tier, budgets, base URL
+    /// and symbols as under `[source]` (default: FMP free, Finnhub premium — sentiment has no
+    /// free tier).
+    pub providers: Vec<ProviderEntry>,
+    /// FMP statement period fetched: `annual` (default), `quarter`, `FY`, `Q1`..`Q4`.
+    pub fmp_period: Option<String>,
+    /// Periods per statement fetched, newest first (FMP's default when absent).
+    pub fmp_limit: Option<u32>,
+    /// Redis of the fetch's limiters, breakers and budgets when the source is not
+    /// `kind = "providers"` (whose own settings apply otherwise; default `REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Their key prefix in that case (default `fdp`, shared with providers sources).
+    pub prefix: Option<String>,
 }
 
 /// The Finnhub `/news-sentiment` fields a pipeline may ask for.
@@ -287,6 +300,24 @@ pub struct ProviderEntry {
     /// Twelve Data, `"C:EURUSD"` for Polygon, `"EURUSD=X"` for Yahoo).
     #[serde(default)]
     pub symbols: std::collections::BTreeMap<String, String>,
+}
+
+impl ProviderEntry {
+    /// An entry with only a name and a tier (the defaults of every other setting).
+    pub fn named(name: &str, tier: &str) -> ProviderEntry {
+        ProviderEntry {
+            name: name.to_string(),
+            base_url: None,
+            tier: tier.to_string(),
+            requests_per_minute: None,
+            requests_per_day: None,
+            credits_per_request: default_credits(),
+            credits_per_minute: None,
+            credits_per_day: None,
+            cost_per_request: 0.0,
+            symbols: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 fn default_credits() -> u32 {
@@ -814,6 +845,21 @@ impl Pipeline {
                 "fundamentals.finnhub needs fundamentals.finnhub_dir".into(),
             ));
         }
+        for p in &fu.providers {
+            check_entry(text, "[fundamentals]", p, false)?;
+        }
+        let periods = ["annual", "quarter", "FY", "Q1", "Q2", "Q3", "Q4"];
+        if let Some(period) = &fu.fmp_period
+            && !periods.contains(&period.as_str())
+        {
+            return Err((
+                locate(text, "[fundamentals]", period),
+                format!(
+                    "fundamentals.fmp_period `{period}`: one of {}",
+                    periods.join(", ")
+                ),
+            ));
+        }
         let columns = self.feature_columns();
         let check = |name: &str| {
             if columns.iter().any(|c| c == name) {
@@ -939,41 +985,7 @@ impl Pipeline {
                 return Err((at, "source.providers is empty".into()));
             }
             for p in providers {
-                if provider::ProviderKind::parse(&p.name).is_none() {
-                    return Err((
-                        locate(text, "[source]", &p.name),
-                        format!(
-                            "unknown provider `{}` (known: {})",
-                            p.name,
-                            provider::ProviderKind::NAMES.join(", ")
-                        ),
-                    ));
-                }
-                if p.tier != "free" && p.tier != "premium" {
-                    return Err((
-                        locate(text, "[source]", &p.tier),
-                        format!("tier `{}`: free or premium", p.tier),
-                    ));
-                }
-                if !(p.cost_per_request.is_finite() && p.cost_per_request >= 0.0) {
-                    return Err((
-                        locate(text, "[source]", "cost_per_request"),
-                        format!(
-                            "{}: cost_per_request must be a number ≥ 0, not {}",
-                            p.name, p.cost_per_request
-                        ),
-                    ));
-                }
-                if let Some((bad, e)) = p
-                    .symbols
-                    .values()
-                    .find_map(|s| crate::names::check_provider_symbol(s).err().map(|e| (s, e)))
-                {
-                    return Err((
-                        locate(text, "[source]", bad),
-                        format!("{}: symbol {bad:?}: {e}", p.name),
-                    ));
-                }
+                check_entry(text, "[source]", p, true)?;
             }
             if let Some(s) = daily_spend
                 && !(s.is_finite() && *s > 0.0)
@@ -1092,6 +1104,68 @@ fn key_after(text: &str, from: usize, key: &str) -> usize {
         at += line.len();
     }
     from
+}
+
+/// One provider entry under `header`: a known provider that gives what the list is for (bars
+/// under `[source]`; under `[fundamentals]` FMP or Finnhub), a tier, a cost and symbols that
+/// pass the provider-symbol rule.
+fn check_entry(
+    text: &str,
+    header: &str,
+    p: &ProviderEntry,
+    bars: bool,
+) -> Result<(), (usize, String)> {
+    let at = |v: &str| locate(text, header, v);
+    let Some(kind) = provider::ProviderKind::parse(&p.name) else {
+        return Err((
+            at(&p.name),
+            format!(
+                "unknown provider `{}` (known: {})",
+                p.name,
+                provider::ProviderKind::NAMES.join(", ")
+            ),
+        ));
+    };
+    if bars && !kind.gives_bars() {
+        return Err((
+            at(&p.name),
+            format!(
+                "`{}` gives fundamentals, not bars: list it under [fundamentals] providers",
+                p.name
+            ),
+        ));
+    }
+    if !bars
+        && !matches!(
+            kind,
+            provider::ProviderKind::Fmp | provider::ProviderKind::Finnhub
+        )
+    {
+        return Err((
+            at(&p.name),
+            format!("`{}` gives no fundamentals (fmp or finnhub here)", p.name),
+        ));
+    }
+    if p.tier != "free" && p.tier != "premium" {
+        return Err((at(&p.tier), format!("tier `{}`: free or premium", p.tier)));
+    }
+    if !(p.cost_per_request.is_finite() && p.cost_per_request >= 0.0) {
+        return Err((
+            at("cost_per_request"),
+            format!(
+                "{}: cost_per_request must be a number ≥ 0, not {}",
+                p.name, p.cost_per_request
+            ),
+        ));
+    }
+    if let Some((bad, e)) = p
+        .symbols
+        .values()
+        .find_map(|s| crate::names::check_provider_symbol(s).err().map(|e| (s, e)))
+    {
+        return Err((at(bad), format!("{}: symbol {bad:?}: {e}", p.name)));
+    }
+    Ok(())
 }
 
 /// `[source] start` and `end`: each a date (or a time [`crate::time::parse_time`] reads), and

@@ -15,19 +15,23 @@ pub enum ProviderKind {
     Tiingo,
     /// Twelve Data `/time_series` (`apikey=` in the query).
     TwelveData,
-    /// Finnhub candles (premium; `X-Finnhub-Token`).
+    /// Finnhub candles and news sentiment (premium; `X-Finnhub-Token`).
     Finnhub,
+    /// Financial Modeling Prep's `/stable` fundamentals (`apikey=` in the query): ratios, key
+    /// metrics and income statements, not bars.
+    Fmp,
 }
 
 impl ProviderKind {
     /// Every provider's configuration name.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "yahoo",
         "alpha_vantage",
         "polygon",
         "tiingo",
         "twelve_data",
         "finnhub",
+        "fmp",
     ];
 
     /// The provider of a configuration name.
@@ -39,6 +43,7 @@ impl ProviderKind {
             "tiingo" => Some(ProviderKind::Tiingo),
             "twelve_data" => Some(ProviderKind::TwelveData),
             "finnhub" => Some(ProviderKind::Finnhub),
+            "fmp" => Some(ProviderKind::Fmp),
             _ => None,
         }
     }
@@ -52,6 +57,7 @@ impl ProviderKind {
             ProviderKind::Tiingo => "tiingo",
             ProviderKind::TwelveData => "twelve_data",
             ProviderKind::Finnhub => "finnhub",
+            ProviderKind::Fmp => "fmp",
         }
     }
 
@@ -64,7 +70,13 @@ impl ProviderKind {
             ProviderKind::Tiingo => "https://api.tiingo.com",
             ProviderKind::TwelveData => "https://api.twelvedata.com",
             ProviderKind::Finnhub => "https://finnhub.io/api/v1",
+            ProviderKind::Fmp => "https://financialmodelingprep.com",
         }
+    }
+
+    /// Whether the provider gives bars (every one but FMP, which gives fundamentals here).
+    pub fn gives_bars(self) -> bool {
+        self != ProviderKind::Fmp
     }
 
     /// `FDP_<PROVIDER>`: the prefix of its environment variables.

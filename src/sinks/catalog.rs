@@ -171,29 +171,42 @@ impl Catalog {
         rejects: &[Reject],
         fetched_at: EventTime,
     ) -> Result<(), CatalogError> {
-        if rejects.is_empty() {
-            return Ok(());
-        }
-        let path = self.dir.join("quarantine.jsonl");
-        let io = |source| CatalogError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut text = String::new();
-        for r in rejects {
-            let row = serde_json::json!({ "fetched_at": format_time(fetched_at), "reject": r });
-            text.push_str(&row.to_string());
-            text.push('\n');
-        }
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)
+        quarantine(&self.dir, rejects, fetched_at)
     }
+}
+
+/// Appends `rejects` to `<dir>/quarantine.jsonl`, one JSON object per row with the fetch time,
+/// synced before returning.
+///
+/// # Errors
+/// The directory or file cannot be written.
+pub fn quarantine(
+    dir: &Path,
+    rejects: &[Reject],
+    fetched_at: EventTime,
+) -> Result<(), CatalogError> {
+    if rejects.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join("quarantine.jsonl");
+    let io = |source| CatalogError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    let mut text = String::new();
+    for r in rejects {
+        let row = serde_json::json!({ "fetched_at": format_time(fetched_at), "reject": r });
+        text.push_str(&row.to_string());
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 /// `old`'s bars followed by those of `new` later than its last, so a refetched overlap never

@@ -5,4 +5,5 @@ pub mod catalog;
 pub mod files;
 pub mod postgres;
 pub mod prometheus;
+pub mod recorded;
 pub mod report;

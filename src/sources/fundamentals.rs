@@ -26,6 +26,7 @@ use crate::bar::{TickerId, Tickers};
 use crate::time::{DAY, EventTime, parse_time};
 
 use super::SourceError;
+use super::providers::fmp::number;
 
 pub use crate::fact::{Fact, FactColumns};
 
@@ -165,7 +166,7 @@ fn fmp_facts(
         for m in rows(&path, v)? {
             let Some(ts) = publication(&m) else { continue };
             for (k, v) in &m {
-                if let (Some(c), Some(x)) = (col(k), v.as_f64()) {
+                if let (Some(c), Some(x)) = (col(k), number(v)) {
                     out.push(Fact {
                         ticker,
                         ts,
@@ -179,7 +180,7 @@ fn fmp_facts(
     let mut prev_eps: BTreeMap<String, f64> = BTreeMap::new();
     for (period, _date, ts, m) in &statements {
         for (k, v) in m {
-            if let (Some(c), Some(x)) = (col(k), v.as_f64()) {
+            if let (Some(c), Some(x)) = (col(k), number(v)) {
                 out.push(Fact {
                     ticker,
                     ts: *ts,
@@ -188,7 +189,7 @@ fn fmp_facts(
                 });
             }
         }
-        if let Some(eps) = m.get("eps").and_then(Value::as_f64) {
+        if let Some(eps) = m.get("eps").and_then(number) {
             if let (Some(c), Some(p)) = (col("epsGrowth"), prev_eps.get(period))
                 && *p != 0.0
             {

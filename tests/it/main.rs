@@ -7,6 +7,7 @@ mod drift;
 mod exposure;
 mod feature_cache;
 mod fundamentals;
+mod fundamentals_fetch;
 mod fuzz;
 mod golden_features;
 mod layering;

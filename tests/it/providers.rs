@@ -585,7 +585,7 @@ fn a_retry_after_pauses_the_key_in_every_client() {
 
 #[test]
 fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() {
-    use findashpro::sources::providers::breaker::{Breaker, BreakerState};
+    use findashpro::sources::providers::breaker::{Admit, Breaker, BreakerState};
     let prefix = RedisPrefix::new("breaker");
     let b = Breaker::new(
         &prefix.0,
@@ -596,7 +596,10 @@ fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() 
     );
     let conn = || findashpro::sources::redis_stream::Conn::open(&redis_url()).expect("redis");
     let (mut p1, mut p2) = (conn(), conn());
-    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+    assert_eq!(
+        b.allow(&mut p1).expect("allow"),
+        Admit::Go(BreakerState::Closed)
+    );
     assert_eq!(
         b.report(&mut p1, false).expect("report"),
         BreakerState::Closed
@@ -618,29 +621,46 @@ fn the_breaker_opens_on_failures_lets_one_probe_through_and_closes_on_success() 
         BreakerState::Open
     );
     assert_eq!(b.state(&mut p2).expect("state"), BreakerState::Open);
-    let wait = b.allow(&mut p2).expect("allow").expect("open refuses");
+    let Admit::Wait(BreakerState::Open, wait) = b.allow(&mut p2).expect("allow") else {
+        panic!("an open breaker refuses");
+    };
     assert!(wait <= Duration::from_millis(300), "{wait:?}");
     std::thread::sleep(Duration::from_millis(320));
     // Half-open: exactly one probe, whichever client asks first.
-    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+    assert_eq!(
+        b.allow(&mut p1).expect("allow"),
+        Admit::Go(BreakerState::HalfOpen)
+    );
     assert_eq!(b.state(&mut p2).expect("state"), BreakerState::HalfOpen);
     assert!(
-        b.allow(&mut p2).expect("allow").is_some(),
-        "a second probe is refused"
+        matches!(
+            b.allow(&mut p2).expect("allow"),
+            Admit::Wait(BreakerState::HalfOpen, _)
+        ),
+        "a second probe is refused while the first is in flight, and the state says half-open"
     );
     // The probe fails: open again, for a new cool-down.
     assert_eq!(
         b.report(&mut p1, false).expect("report"),
         BreakerState::Open
     );
-    assert!(b.allow(&mut p2).expect("allow").is_some());
+    assert!(matches!(
+        b.allow(&mut p2).expect("allow"),
+        Admit::Wait(BreakerState::Open, _)
+    ));
     std::thread::sleep(Duration::from_millis(320));
-    assert_eq!(b.allow(&mut p2).expect("allow"), None);
+    assert_eq!(
+        b.allow(&mut p2).expect("allow"),
+        Admit::Go(BreakerState::HalfOpen)
+    );
     assert_eq!(
         b.report(&mut p2, true).expect("report"),
         BreakerState::Closed
     );
-    assert_eq!(b.allow(&mut p1).expect("allow"), None);
+    assert_eq!(
+        b.allow(&mut p1).expect("allow"),
+        Admit::Go(BreakerState::Closed)
+    );
 }
 
 /// An Alpha Vantage daily body (PROVIDERS.md §2.3's shape) of `n` weekdays from 2024-01-02, a
@@ -748,6 +768,10 @@ fn a_pipeline_naming_an_unknown_provider_or_interval_is_refused_with_its_line() 
         (
             "providers = [{ name = \"yahoo\", tier = \"gold\" }]\ninterval = \"1d\"",
             "tier `gold`",
+        ),
+        (
+            "providers = [{ name = \"fmp\" }]\ninterval = \"1d\"",
+            "`fmp` gives fundamentals, not bars",
         ),
     ] {
         let p = dir.path().join("bad.toml");

@@ -57,24 +57,34 @@ pub struct Breaker {
     probe_timeout: Duration,
 }
 
-/// ARGV: cooldown ms, probe timeout ms. Returns {allowed, wait ms}.
+/// Whether a breaker lets a request through, and the state it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Go: closed, or half-open with this caller as the probe.
+    Go(BreakerState),
+    /// Refused: open until the cool-down ends, or half-open with a probe in flight; how long
+    /// until a request may go.
+    Wait(BreakerState, Duration),
+}
+
+/// ARGV: cooldown ms, probe timeout ms. Returns {allowed, wait ms, state}.
 static ALLOW: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if state == 'closed' then return {1, 0} end
+if state == 'closed' then return {1, 0, 'closed'} end
 if state == 'open' then
   local ready = tonumber(redis.call('HGET', KEYS[1], 'opened_at')) + tonumber(ARGV[1])
-  if now < ready then return {0, ready - now} end
+  if now < ready then return {0, ready - now, 'open'} end
 end
 if state == 'half_open' then
   local until_ = tonumber(redis.call('HGET', KEYS[1], 'probe_until'))
-  if now < until_ then return {0, until_ - now} end
+  if now < until_ then return {0, until_ - now, 'half_open'} end
 end
 redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
-return {1, 0}
+return {1, 0, 'half_open'}
 ",
     )
 });
@@ -117,13 +127,13 @@ impl Breaker {
         }
     }
 
-    /// Whether a request may go now (`None`), else how long until the breaker may let one
-    /// through. A half-open breaker lets this caller be the probe.
+    /// Whether a request may go now, else how long until the breaker may let one through, with
+    /// the state either way. A half-open breaker lets this caller be the probe.
     ///
     /// # Errors
     /// Redis failed beyond its retry budget.
-    pub fn allow(&self, conn: &mut Conn) -> Result<Option<Duration>, StreamError> {
-        let (ok, wait): (i64, i64) = conn.script(
+    pub fn allow(&self, conn: &mut Conn) -> Result<Admit, StreamError> {
+        let (ok, wait, state): (i64, i64, String) = conn.script(
             &ALLOW,
             std::slice::from_ref(&self.key),
             &[
@@ -131,7 +141,12 @@ impl Breaker {
                 self.probe_timeout.as_millis().to_string(),
             ],
         )?;
-        Ok((ok != 1).then(|| Duration::from_millis(wait.max(1) as u64)))
+        let state = BreakerState::parse(&state);
+        Ok(if ok == 1 {
+            Admit::Go(state)
+        } else {
+            Admit::Wait(state, Duration::from_millis(wait.max(1) as u64))
+        })
     }
 
     /// Reports a request's outcome: a success closes the breaker; a failure counts, and opens it

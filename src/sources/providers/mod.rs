@@ -11,12 +11,15 @@ pub mod alpha_vantage;
 pub mod breaker;
 pub mod budget;
 pub mod cache;
+pub mod controls;
 pub mod finnhub;
+pub mod fmp;
 pub mod http;
 pub mod limiter;
 pub mod metrics;
 pub mod polygon;
 pub mod source;
+pub mod statements;
 pub mod tiingo;
 pub mod twelve_data;
 pub mod yahoo;
@@ -178,8 +181,14 @@ impl Fetched {
 
 /// Checks a request's ticker against the project's ticker rule before any URL is built.
 fn check_ticker(kind: ProviderKind, req: &BarRequest) -> Result<(), ProviderError> {
-    crate::names::check_ticker(&req.ticker)
-        .and_then(|()| crate::names::check_provider_symbol(&req.symbol))
+    check_names(kind, &req.ticker, &req.symbol)
+}
+
+/// [`check_ticker`] for a request that is not for bars: the run's ticker and the provider's
+/// symbol for it.
+fn check_names(kind: ProviderKind, ticker: &str, symbol: &str) -> Result<(), ProviderError> {
+    crate::names::check_ticker(ticker)
+        .and_then(|()| crate::names::check_provider_symbol(symbol))
         .map_err(|source| ProviderError::Ticker {
             provider: kind.name(),
             source,

@@ -6,104 +6,34 @@
 //! each one's reason: a live work item is then retried and dead-lettered with it, a backtest
 //! stops with it — nothing is dropped silently.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::bar::{BarBatch, TickerId, Tickers};
 use crate::config::{LoadedPipeline, SourceSpec};
 use crate::reject::Reject;
-use crate::sources::redis_stream::Conn;
 use crate::sources::{SourceError, WorkerInput};
 use crate::time::{DAY, EventTime, parse_time};
 
-use super::breaker::{Breaker, BreakerState};
-use super::budget::{Budget, Charge, TierManager};
 use super::cache::ResponseCache;
+use super::controls::{Controls, Link, Session};
 use super::http::Http;
-use super::limiter::{Limit, RateLimiter};
-use super::metrics::{self, Slots};
+use super::metrics;
 use super::{
     BarRequest, Fetched, Interval, ProviderConfig, ProviderError, ProviderKind, alpha_vantage,
     finnhub, polygon, tiingo, twelve_data, yahoo,
 };
 
-/// One provider of the chain with its shared controls.
-#[derive(Debug, Clone)]
-struct Link {
-    config: ProviderConfig,
-    limiter: RateLimiter,
-    breaker: Breaker,
-    budget: TierManager,
-    /// The provider's spelling of the run's tickers, where the pipeline maps them.
-    symbols: BTreeMap<String, String>,
-}
-
-/// A load's shared runtime, HTTP client and Redis connection: open one with
-/// [`ProviderSource::session`] and fetch through it.
-pub struct Session {
-    rt: tokio::runtime::Runtime,
-    http: Http,
-    redis: Conn,
-}
-
 /// The providers source.
 #[derive(Debug, Clone)]
 pub struct ProviderSource {
+    controls: Controls,
     chain: Vec<Link>,
     tickers: Vec<String>,
     interval: Interval,
     adjusted: bool,
     start: EventTime,
     end: EventTime,
-    redis_url: String,
-    timeout: Duration,
     cache: ResponseCache,
-    slots: Arc<Slots>,
-}
-
-/// The documented limits a provider's key gets on a tier (PROVIDERS.md §1.2 to §6.2). Yahoo
-/// publishes none: a pace well under what gets an address blocked.
-fn limits(kind: ProviderKind, premium: bool) -> Vec<Limit> {
-    let per = |count, secs| Limit {
-        count,
-        window: Duration::from_secs(secs),
-    };
-    match (kind, premium) {
-        (ProviderKind::Yahoo, _) => vec![per(2, 1), per(300, 3_600)],
-        (ProviderKind::AlphaVantage, false) => vec![per(1, 1), per(5, 60), per(25, 86_400)],
-        (ProviderKind::AlphaVantage, true) => vec![per(75, 60)],
-        (ProviderKind::Polygon, false) => vec![per(5, 60)],
-        (ProviderKind::Polygon, true) => vec![per(100, 1)],
-        (ProviderKind::Tiingo, false) => vec![per(50, 3_600), per(1_000, 86_400)],
-        (ProviderKind::Tiingo, true) => vec![per(100_000, 86_400)],
-        (ProviderKind::TwelveData, false) => vec![per(8, 60), per(800, 86_400)],
-        (ProviderKind::TwelveData, true) => vec![per(55, 60)],
-        (ProviderKind::Finnhub, false) => vec![per(30, 1), per(60, 60)],
-        (ProviderKind::Finnhub, true) => vec![per(30, 1), per(300, 60)],
-    }
-}
-
-/// The documented daily quota of a provider's tier, the default daily request budget: a provider
-/// that has spent it is skipped until midnight UTC instead of being asked and refusing.
-fn daily_quota(kind: ProviderKind, premium: bool) -> Option<u32> {
-    limits(kind, premium)
-        .iter()
-        .find(|l| l.window == Duration::from_secs(86_400))
-        .map(|l| l.count)
-}
-
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-/// A limiter member unique across processes, threads and requests.
-fn member() -> String {
-    format!(
-        "{}-{:?}-{}",
-        std::process::id(),
-        std::thread::current().id(),
-        REQUESTS.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 impl ProviderSource {
@@ -136,41 +66,28 @@ impl ProviderSource {
             });
         };
         let bad = |what: String| SourceError::Empty { selection: what };
+        let controls = Controls::new(
+            prefix,
+            redis_url.as_deref(),
+            Duration::from_secs(*timeout_seconds),
+            (
+                *breaker_failures,
+                Duration::from_secs(*breaker_cooldown_seconds),
+            ),
+            *daily_spend,
+            *max_in_flight,
+        );
         let mut chain = Vec::new();
         for entry in providers {
             let kind = ProviderKind::parse(&entry.name)
-                .ok_or_else(|| bad(format!("unknown provider {}", entry.name)))?;
-            let mut config = ProviderConfig::from_env(kind);
-            if let Some(u) = &entry.base_url {
-                config = ProviderConfig::new(kind, u, config.key);
-            }
-            let premium = entry.tier == "premium";
-            let budget = Budget {
-                requests_per_minute: entry.requests_per_minute,
-                requests_per_day: entry.requests_per_day.or(daily_quota(kind, premium)),
-                credits_per_request: entry.credits_per_request,
-                credits_per_minute: entry.credits_per_minute,
-                credits_per_day: entry.credits_per_day,
-                cost_per_request: entry.cost_per_request,
-            };
-            chain.push(Link {
-                limiter: RateLimiter::new(prefix, kind.name(), &entry.tier, &limits(kind, premium)),
-                budget: TierManager::new(prefix, kind.name(), &entry.tier, budget, *daily_spend),
-                symbols: entry.symbols.clone(),
-                breaker: Breaker::new(
-                    prefix,
-                    kind.name(),
-                    *breaker_failures,
-                    Duration::from_secs(*breaker_cooldown_seconds),
-                    Duration::from_secs(*timeout_seconds * 2),
-                ),
-                config,
-            });
+                .filter(|k| k.gives_bars())
+                .ok_or_else(|| bad(format!("{} gives no bars", entry.name)))?;
+            chain.push(controls.link(kind, entry));
         }
         let time = |t: &str| parse_time(t).ok_or_else(|| bad(format!("time {t:?}")));
         Ok(ProviderSource {
-            slots: Slots::process(prefix, *max_in_flight),
             cache: ResponseCache::new(prefix, Duration::from_secs(*cache_ttl_seconds)),
+            controls,
             chain,
             tickers: tickers.clone(),
             interval: Interval::parse(interval).map_err(bad)?,
@@ -178,10 +95,6 @@ impl ProviderSource {
             start: time(start)?,
             // The end date is inclusive: its whole day.
             end: time(end)?.saturating_add(DAY - 1),
-            redis_url: redis_url.clone().unwrap_or_else(|| {
-                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-            }),
-            timeout: Duration::from_secs(*timeout_seconds),
         })
     }
 
@@ -220,14 +133,14 @@ impl ProviderSource {
     /// # Errors
     /// The runtime or TLS cannot start, or Redis is unreachable.
     pub fn session(&self, ticker: &str) -> Result<Session, SourceError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| self.failed(ticker, vec![format!("runtime: {e}")]))?;
-        let http = Http::new(self.timeout).map_err(|e| self.failed(ticker, vec![e.to_string()]))?;
-        let redis = Conn::open(&self.redis_url)
-            .map_err(|e| self.failed(ticker, vec![format!("redis: {e}")]))?;
-        Ok(Session { rt, http, redis })
+        self.controls
+            .session()
+            .map_err(|e| self.failed(ticker, vec![e]))
+    }
+
+    /// The settings the pipeline's provider controls share (for fundamentals fetched beside).
+    pub fn controls(&self) -> &Controls {
+        &self.controls
     }
 
     /// [`ProviderSource::load_ticker`] on an open session.
@@ -259,87 +172,64 @@ impl ProviderSource {
         start: EventTime,
         end: EventTime,
     ) -> Result<(BarBatch, Vec<Reject>), SourceError> {
-        let Session { rt, http, redis } = session;
         // The wall clock is read here, at the source, never inside an operator.
         let now = crate::time::wall_unix();
         let redis_err = |e: crate::sources::redis_stream::StreamError| {
             self.failed(ticker, vec![format!("redis: {e}")])
         };
-        let mut reasons = Vec::new();
-        for link in &self.chain {
-            let kind = link.config.kind;
-            let name = kind.name();
-            let req = BarRequest {
-                ticker: ticker.to_string(),
-                symbol: link
-                    .symbols
-                    .get(ticker)
-                    .cloned()
-                    .unwrap_or_else(|| ticker.to_string()),
-                id,
-                interval: self.interval,
-                start,
-                end,
-                adjusted: self.adjusted,
-            };
-            let cacheable = self.cache.cacheable(&req, now);
-            if cacheable {
-                let hit = self.cache.get(redis, kind, &req).map_err(redis_err)?;
-                metrics::cache(name, hit.is_some());
+        let request = |link: &Link| BarRequest {
+            ticker: ticker.to_string(),
+            symbol: link.symbol(ticker),
+            id,
+            interval: self.interval,
+            start,
+            end,
+            adjusted: self.adjusted,
+        };
+        // Any provider's cached answer for the range before any request goes out.
+        let cacheable = self
+            .chain
+            .first()
+            .is_some_and(|l| self.cache.cacheable(&request(l), now));
+        if cacheable {
+            for link in &self.chain {
+                let kind = link.config.kind;
+                let hit = self
+                    .cache
+                    .get(&mut session.redis, kind, &request(link))
+                    .map_err(redis_err)?;
+                metrics::cache(kind.name(), hit.is_some());
                 if let Some(f) = hit {
-                    tracing::debug!(provider = name, ticker, bars = f.bars.len(), "cached");
+                    tracing::debug!(
+                        provider = kind.name(),
+                        ticker,
+                        bars = f.bars.len(),
+                        "cached"
+                    );
                     return Ok((completed(f.bars, self.interval, now).0, f.rejects));
                 }
             }
-            if let Some(wait) = link.breaker.allow(redis).map_err(redis_err)? {
-                metrics::breaker(name, BreakerState::Open);
-                metrics::request(name, "skipped_breaker");
-                reasons.push(format!("{name}: circuit open (next probe in {wait:?})"));
-                continue;
-            }
-            match link.limiter.acquire(redis, &member(), self.timeout) {
-                Ok(waited) => metrics::limiter_waited(name, waited),
-                Err(e) => {
-                    metrics::request(name, "skipped_limiter");
-                    reasons.push(format!("{name}: {e}"));
-                    continue;
-                }
-            }
-            match link.budget.charge(redis).map_err(redis_err)? {
-                Charge::Refused { budget, resets_in } => {
-                    metrics::request(name, "skipped_budget");
-                    reasons.push(format!(
-                        "{name}: {budget} budget spent (resets in {}s)",
-                        resets_in.as_secs()
-                    ));
-                    continue;
-                }
-                Charge::Charged { spent, warn } => {
-                    metrics::spent(name, link.budget.credits(), link.budget.cost());
-                    if warn {
-                        tracing::warn!(
-                            provider = name,
-                            spent,
-                            "daily provider spend past 80 % of its budget"
-                        );
-                    }
-                }
-            }
-            let got = {
-                let _slot = self.slots.take();
-                rt.block_on(fetch(http, &link.config, &req))
-            };
-            match got {
+        }
+        let mut reasons = Vec::new();
+        for link in &self.chain {
+            let req = request(link);
+            let cfg = &link.config;
+            let asked = self
+                .controls
+                .ask(session, link, ticker, |http| async move {
+                    fetch(&http, cfg, &req).await
+                })
+                .map_err(redis_err)?;
+            match asked {
                 Ok(f) => {
-                    metrics::request(name, "ok");
-                    let state = link.breaker.report(redis, true).map_err(redis_err)?;
-                    metrics::breaker(name, state);
                     if cacheable {
-                        self.cache.put(redis, kind, &req, &f).map_err(redis_err)?;
+                        self.cache
+                            .put(&mut session.redis, cfg.kind, &request(link), &f)
+                            .map_err(redis_err)?;
                     }
                     let (bars, forming) = completed(f.bars, self.interval, now);
                     tracing::debug!(
-                        provider = name,
+                        provider = cfg.kind.name(),
                         ticker,
                         bars = bars.len(),
                         forming,
@@ -347,23 +237,7 @@ impl ProviderSource {
                     );
                     return Ok((bars, f.rejects));
                 }
-                Err(e) => {
-                    tracing::warn!(provider = name, ticker, error = %e, "provider failed");
-                    match &e {
-                        ProviderError::Unavailable { .. } => {
-                            metrics::request(name, "unavailable");
-                            let state = link.breaker.report(redis, false).map_err(redis_err)?;
-                            metrics::breaker(name, state);
-                        }
-                        ProviderError::Throttled { retry_after, .. } => {
-                            metrics::request(name, "throttled");
-                            let d = retry_after.unwrap_or(Duration::from_secs(60));
-                            link.limiter.pause(redis, d).map_err(redis_err)?;
-                        }
-                        _ => metrics::request(name, "refused"),
-                    }
-                    reasons.push(e.to_string());
-                }
+                Err(reason) => reasons.push(reason),
             }
         }
         Err(self.failed(ticker, reasons))
@@ -423,6 +297,10 @@ async fn fetch(
         ProviderKind::Tiingo => tiingo::fetch(http, cfg, req).await,
         ProviderKind::TwelveData => twelve_data::fetch(http, cfg, req).await,
         ProviderKind::Finnhub => finnhub::fetch(http, cfg, req).await,
+        ProviderKind::Fmp => Err(ProviderError::Refused {
+            provider: cfg.kind.name(),
+            message: "FMP gives fundamentals here, not bars".into(),
+        }),
     }
 }
 
