@@ -212,6 +212,16 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
     Ok(client)
 }
 
+/// The roles of migration 5, created if missing, tolerating a concurrent creator.
+const ENSURE_ROLES: &str = "
+DO $$ BEGIN CREATE ROLE fdp_owner NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE fdp_writer NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN GRANT fdp_writer TO CURRENT_USER;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+";
+
 /// Applies the migrations not yet applied; returns their versions.
 ///
 /// When every migration is applied already it runs no DDL at all, so a login that may only
@@ -230,6 +240,11 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
              checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await?;
+    // Roles belong to the cluster, not the database, and the migration lock is per database:
+    // two databases migrating at once on a fresh cluster would race to create them (one failing
+    // on the unique name). Created here first, each statement committed on its own and tolerant
+    // of the other migrator, so migration 5's `IF NOT EXISTS` finds them.
+    client.batch_execute(ENSURE_ROLES).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;

@@ -158,3 +158,24 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Messages of a run's stream delivered and not yet acknowledged (XPENDING's count).
+pub fn pending(
+    r: &mut findashpro::sources::redis_stream::Conn,
+    keys: &findashpro::sources::redis_stream::Keys,
+) -> i64 {
+    let v: redis::Value = r
+        .query(
+            redis::cmd("XPENDING")
+                .arg(keys.stream())
+                .arg(findashpro::sources::redis_stream::GROUP),
+        )
+        .expect("xpending");
+    match &v {
+        redis::Value::Array(a) => match a.first() {
+            Some(redis::Value::Int(n)) => *n,
+            _ => panic!("XPENDING's summary starts with a count: {v:?}"),
+        },
+        _ => panic!("XPENDING answers with an array: {v:?}"),
+    }
+}

@@ -16,6 +16,7 @@ mod ml;
 mod postgres;
 mod properties;
 mod provider_controls;
+mod provider_live;
 mod providers;
 mod quality_quirks;
 mod reference_backtest;

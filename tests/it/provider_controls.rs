@@ -19,7 +19,7 @@ use super::providers::{KEY, RedisPrefix, Server, answer, av_daily_body, redis_ur
 
 /// A Polygon aggregates body (PROVIDERS.md §3.3's shape) of `n` weekdays from 2024-01-02, each
 /// stamped at midnight New York in milliseconds.
-fn polygon_daily_body(ticker: &str, n: usize) -> String {
+pub(super) fn polygon_daily_body(ticker: &str, n: usize) -> String {
     use chrono::TimeZone;
     let mut rows = Vec::new();
     let mut d = chrono::NaiveDate::from_ymd_opt(2024, 1, 2).expect("date");

@@ -190,21 +190,7 @@ impl Env {
     }
 
     fn pending(&self) -> i64 {
-        let mut r = self.redis();
-        let v: redis::Value = r
-            .query(
-                redis::cmd("XPENDING")
-                    .arg(self.keys().stream())
-                    .arg(findashpro::sources::redis_stream::GROUP),
-            )
-            .expect("xpending");
-        match &v {
-            redis::Value::Array(a) => match a.first() {
-                Some(redis::Value::Int(n)) => *n,
-                _ => panic!("XPENDING's summary starts with a count: {v:?}"),
-            },
-            _ => panic!("XPENDING answers with an array: {v:?}"),
-        }
+        crate::common::pending(&mut self.redis(), &self.keys())
     }
 
     /// Asserts run `stream`'s quarantine is the backtest's, row for row (ticker, time, reason,
