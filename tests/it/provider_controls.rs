@@ -15,7 +15,7 @@ use findashpro::sources::providers::metrics;
 use findashpro::sources::providers::source::ProviderSource;
 use findashpro::sources::redis_stream::Conn;
 
-use super::providers::{KEY, RedisPrefix, Server, answer, av_daily_body, redis_url};
+use super::providers::{KEY, RedisPrefix, Server, answer, av_daily_body, busiest, redis_url};
 
 /// A Polygon aggregates body (PROVIDERS.md §3.3's shape) of `n` weekdays from 2024-01-02, each
 /// stamped at midnight New York in milliseconds.
@@ -46,10 +46,11 @@ pub(super) fn polygon_daily_body(ticker: &str, n: usize) -> String {
 }
 
 /// A loopback server answering every connection on a thread of its own after `stall`, counting
-/// requests and the most it held at once.
+/// requests and the most it held at once, and noting when each arrived.
 struct Concurrent {
     url: String,
     targets: Arc<std::sync::Mutex<Vec<String>>>,
+    arrivals: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
     requests: Arc<AtomicUsize>,
     most: Arc<AtomicUsize>,
 }
@@ -61,14 +62,19 @@ fn concurrent_server(body: String, stall: Duration) -> Concurrent {
     let most = Arc::new(AtomicUsize::new(0));
     let now = Arc::new(AtomicUsize::new(0));
     let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (r, m, seen) = (
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (r, m, seen, arrived) = (
         Arc::clone(&requests),
         Arc::clone(&most),
         Arc::clone(&targets),
+        Arc::clone(&arrivals),
     );
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
+            if let Ok(mut a) = arrived.lock() {
+                a.push(std::time::Instant::now());
+            }
             let (body, r, m, now) = (
                 body.clone(),
                 Arc::clone(&r),
@@ -105,6 +111,7 @@ fn concurrent_server(body: String, stall: Duration) -> Concurrent {
     Concurrent {
         url,
         targets,
+        arrivals,
         requests,
         most,
     }
@@ -467,4 +474,64 @@ fn bench_limiter_reports_decisions_and_latency_and_leaves_nothing_in_redis() {
         .query(redis::cmd("KEYS").arg("fdpbench:limiter:*"))
         .expect("keys");
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn four_processes_of_four_workers_never_pass_the_limit_the_server_counts() {
+    let prefix = RedisPrefix::new("fourprocs");
+    // Each answer takes 20 ms, so the clients' requests overlap at the server.
+    let polygon = concurrent_server(polygon_daily_body("P", 30), Duration::from_millis(20));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tickers: Vec<String> = (0..60).map(|i| format!("T{i:02}")).collect();
+    let path = dir.path().join("p.toml");
+    // Polygon's premium tier: 100 requests a second. No cache: every load asks.
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"four\"\n[source]\nkind = \"providers\"\ntickers = {tickers:?}\n\
+             start = \"2024-01-01\"\nend = \"2024-03-31\"\nprefix = \"{}\"\ntimeout_seconds = 10\n\
+             cache_ttl_seconds = 0\nproviders = [{{ name = \"polygon\", base_url = \"{}\", tier = \"premium\" }}]\n\
+             [quality]\ncalendar = \"weekdays\"\n[[features]]\nkind = \"sma\"\nperiod = 5\n\
+             [[features]]\nkind = \"sma\"\nperiod = 10\n\
+             [model]\nkind = \"crossover\"\nfast = \"SMA_5\"\nslow = \"SMA_10\"\n\
+             [outputs]\ndir = \"{}\"\nreport = false\n",
+            prefix.0,
+            polygon.url,
+            dir.path().join("runs").display()
+        ),
+    )
+    .expect("pipeline");
+    let started = std::time::Instant::now();
+    let procs: Vec<_> = (0..4)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+                .args(["backtest", &path.to_string_lossy(), "-w", "4"])
+                .args(["--run-id", &format!("p{i}")])
+                .env("FDP_POLYGON_KEY", KEY)
+                .env("REDIS_URL", redis_url())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("fdp starts")
+        })
+        .collect();
+    for p in procs {
+        let o = p.wait_with_output().expect("fdp ends");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let elapsed = started.elapsed();
+    let arrivals = polygon.arrivals.lock().expect("lock").clone();
+    assert_eq!(arrivals.len(), 4 * tickers.len(), "every load asked once");
+    let most = busiest(&arrivals, Duration::from_secs(1));
+    assert!(
+        most <= 100,
+        "{most} requests reached the server within one second"
+    );
+    // The limit was pressed, not avoided: 240 requests need three windows.
+    assert!(most >= 60, "only {most} in the busiest second");
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        polygon.most.load(Ordering::SeqCst) > 1,
+        "the clients ran at once"
+    );
 }

@@ -474,7 +474,7 @@ pub(super) fn redis_url() -> String {
 }
 
 /// Most requests in any window of `len` starting at a request.
-fn busiest(times: &[std::time::Instant], len: Duration) -> usize {
+pub(super) fn busiest(times: &[std::time::Instant], len: Duration) -> usize {
     let mut t = times.to_vec();
     t.sort();
     (0..t.len())
