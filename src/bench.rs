@@ -338,6 +338,15 @@ fn wait_with_peak_rss(pid: u32) -> Result<(std::process::ExitStatus, u64), std::
     ))
 }
 
+/// The `p` quantile (0–1, nearest rank) of sorted latencies; zero when there are none.
+pub fn quantile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let last = sorted.len().saturating_sub(1) as f64;
+    sorted
+        .get((last * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Formats the memory lines as a table.
 pub fn memory_table(lines: &[MemoryLine]) -> String {
     let mut s = format!(

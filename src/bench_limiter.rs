@@ -80,16 +80,13 @@ pub fn run(redis_url: &str, threads: usize, decisions: usize) -> Result<LimiterL
     }
     Conn::open(redis_url)?.delete_prefix(&prefix)?;
     all.sort();
-    let q = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-    };
+    let q = |p| crate::bench::quantile(&all, p);
     let n = all.len().max(1) as f64;
     Ok(LimiterLine {
         threads,
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: q(0.5).unwrap_or_default(),
-        p99: q(0.99).unwrap_or_default(),
+        p50: q(0.5),
+        p99: q(0.99),
         admitted: admitted as f64 / n,
     })
 }

@@ -22,6 +22,7 @@
 
 pub mod bar;
 pub mod bench;
+pub mod bench_fetch;
 pub mod bench_limiter;
 pub mod bench_ml;
 pub mod bench_stream;

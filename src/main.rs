@@ -283,6 +283,10 @@ enum BenchWhat {
     /// The providers' shared rate limiter against `REDIS_URL`: decisions/s and p50/p99 latency
     /// per decision, for each `--workers` count of threads on one key.
     Limiter,
+    /// Provider fetch throughput with the response cache cold, then warm: `--tickers` tickers of
+    /// `--bars` daily bars from a loopback server answering Tiingo's body, on each `--workers`
+    /// count of threads, through the whole control path (breaker, limiter, budget, cache).
+    Fetch,
     /// Peak memory: the SMA-cross backtest of `--tickers × --bars` in a child `fdp backtest` per
     /// worker count, its peak resident set size and wall seconds (outputs included).
     Memory,
@@ -727,6 +731,17 @@ fn run() -> Result<()> {
                     )?);
                 }
                 print!("{}", findashpro::bench_limiter::table(&lines));
+            }
+            BenchWhat::Fetch => {
+                let mut lines = Vec::new();
+                for &w in &workers {
+                    lines.extend(findashpro::bench_fetch::run(
+                        tickers,
+                        bars.unwrap_or(2520),
+                        w,
+                    )?);
+                }
+                print!("{}", findashpro::bench_fetch::table(&lines));
             }
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);

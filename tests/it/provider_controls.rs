@@ -446,34 +446,62 @@ fn fetch_fills_the_catalog_resumes_after_a_failure_and_asks_only_for_what_is_mis
 }
 
 #[test]
-fn bench_limiter_reports_decisions_and_latency_and_leaves_nothing_in_redis() {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
-        .args(["bench", "limiter", "--workers", "1,2", "--bars", "300"])
-        .env("REDIS_URL", redis_url())
-        .output()
-        .expect("fdp runs");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+fn bench_limiter_and_fetch_report_their_figures_and_leave_nothing_in_redis() {
+    let bench = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+            .arg("bench")
+            .args(args)
+            .env("REDIS_URL", redis_url())
+            .output()
+            .expect("fdp runs");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    let column = |row: &str, i: usize| -> f64 {
+        row.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("column {i} of {row}"))
+    };
+    let out = bench(&["limiter", "--workers", "1,2", "--bars", "300"]);
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{out}");
-    for r in rows {
-        let per_second: f64 = r
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .expect("rate");
-        assert!(per_second > 0.0, "{r}");
-    }
-    // The child's prefix is `fdpbench:limiter:<its pid>`; none may be left by any run.
+    assert!(rows.iter().all(|r| column(r, 1) > 0.0), "{out}");
+
+    let out = bench(&[
+        "fetch",
+        "--workers",
+        "2",
+        "--tickers",
+        "20",
+        "--bars",
+        "300",
+    ]);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with("cold") && rows[1].starts_with("warm"),
+        "{out}"
+    );
+    // Cold: every ticker asked the server once; warm: none did, every bar came from the cache.
+    assert_eq!(
+        (column(rows[0], 3), column(rows[1], 3)),
+        (20.0, 0.0),
+        "{out}"
+    );
+    assert!(rows.iter().all(|r| column(r, 4) == 6_000.0), "{out}");
+
+    // The children's prefixes are `fdpbench:<what>:<pid>`; none may be left by any run.
     let mut conn = Conn::open(&redis_url()).expect("redis");
-    let left: Vec<String> = conn
-        .query(redis::cmd("KEYS").arg("fdpbench:limiter:*"))
-        .expect("keys");
-    assert!(left.is_empty(), "{left:?}");
+    for pattern in ["fdpbench:limiter:*", "fdpbench:fetch:*"] {
+        let left: Vec<String> = conn.query(redis::cmd("KEYS").arg(pattern)).expect("keys");
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[test]

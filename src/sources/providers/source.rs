@@ -98,6 +98,15 @@ impl ProviderSource {
         })
     }
 
+    /// The source with `key` for every provider of `kind` instead of `FDP_<PROVIDER>_KEY`: for
+    /// a program that holds the key itself (the fetch benchmark's loopback server takes any).
+    pub fn with_key(mut self, kind: ProviderKind, key: super::Secret) -> Self {
+        for link in self.chain.iter_mut().filter(|l| l.config.kind == kind) {
+            link.config.key = Some(key.clone());
+        }
+        self
+    }
+
     /// Bar length.
     pub fn interval(&self) -> Interval {
         self.interval
