@@ -563,3 +563,62 @@ fn four_processes_of_four_workers_never_pass_the_limit_the_server_counts() {
         "the clients ran at once"
     );
 }
+
+#[test]
+fn a_failing_provider_trips_its_breaker_fails_over_and_is_used_again_once_its_probe_succeeds() {
+    let prefix = RedisPrefix::new("recover");
+    let body = av_daily_body(40);
+    let av = Server::start(vec![
+        answer(500, "<html>down</html>"),
+        answer(503, "<html>down</html>"),
+        answer(200, &body),
+        answer(200, &body),
+    ]);
+    let polygon = concurrent_server(polygon_daily_body("P", 40), Duration::ZERO);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = with_polygon_key(|| {
+        // SAFETY: as in `with_polygon_key`, for the Alpha Vantage key.
+        unsafe { std::env::set_var("FDP_ALPHA_VANTAGE_KEY", KEY) };
+        pipeline(
+            dir.path(),
+            &["T1", "T2", "T3", "T4", "T5"],
+            "2024-03-31",
+            &format!(
+                "prefix = \"{}\"\nbreaker_failures = 2\nbreaker_cooldown_seconds = 1\ncache_ttl_seconds = 0\n\
+                 providers = [{{ name = \"alpha_vantage\", base_url = \"{}\", tier = \"premium\" }}, \
+                 {{ name = \"polygon\", base_url = \"{}\", tier = \"premium\" }}]",
+                prefix.0, av.url, polygon.url
+            ),
+        )
+    });
+    let tickers = source.tickers();
+    // Polygon's closes start at 30,000; Alpha Vantage's near 100: the bars say who served.
+    let served_by = |t: &str| {
+        let (bars, _) = source
+            .load_ticker(t, &tickers)
+            .expect("some provider serves");
+        assert_eq!(bars.len(), 40, "{t}");
+        if bars.close[0] >= 30_000.0 {
+            "polygon"
+        } else {
+            "alpha_vantage"
+        }
+    };
+    assert_eq!(served_by("T1"), "polygon", "the first outage fails over");
+    assert_eq!(served_by("T2"), "polygon", "the second opens the breaker");
+    assert_eq!(
+        served_by("T3"),
+        "polygon",
+        "open: Alpha Vantage is not asked"
+    );
+    assert_eq!(av.targets().len(), 2);
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(
+        served_by("T4"),
+        "alpha_vantage",
+        "the probe after the cool-down succeeds"
+    );
+    assert_eq!(served_by("T5"), "alpha_vantage", "closed again");
+    assert_eq!(av.targets().len(), 4);
+    assert_eq!(polygon.requests.load(Ordering::SeqCst), 3);
+}
