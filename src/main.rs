@@ -213,7 +213,8 @@ enum Command {
         /// Directory holding the kill-switch file `STOP`.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// Serve Prometheus metrics on this address (`GET /metrics`).
+        /// Serve Prometheus metrics on this address (`GET /metrics`), with `/healthz` and
+        /// `/readyz` (Redis, PostgreSQL with migrations applied, not stopping).
         #[arg(long)]
         metrics_addr: Option<String>,
         #[command(flatten)]
@@ -825,8 +826,14 @@ fn run() -> Result<()> {
                 std::time::Duration::from_secs_f64(stop_grace),
             )?;
             if let Some(addr) = metrics_addr {
-                let bound = findashpro::sinks::prometheus::serve(&addr, o.metrics.clone())?;
-                eprintln!("metrics on http://{bound}/metrics");
+                let ready = findashpro::sinks::prometheus::Readiness {
+                    redis_url: o.redis_url.clone(),
+                    database_url: o.database_url.clone(),
+                    stopping: o.shutdown.clone(),
+                };
+                let bound =
+                    findashpro::sinks::prometheus::serve(&addr, o.metrics.clone(), Some(ready))?;
+                eprintln!("metrics on http://{bound}/metrics (probes /healthz, /readyz)");
             }
             let _span = tracing::info_span!("run", %run_id).entered();
             let ending = findashpro::stream::run(&p, &o)?;

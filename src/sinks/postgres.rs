@@ -212,6 +212,15 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
     Ok(client)
 }
 
+/// How many embedded migrations the database has not applied (0: up to date), for readiness
+/// checks. Reads only.
+///
+/// # Errors
+/// The query fails, or an applied migration was edited since ([`DbError::Edited`]).
+pub async fn migrations_pending(client: &Client) -> Result<usize, DbError> {
+    Ok(pending(&applied_checksums(client).await?)?.len())
+}
+
 /// The roles of migration 5, created if missing, tolerating a concurrent creator.
 const ENSURE_ROLES: &str = "
 DO $$ BEGIN CREATE ROLE fdp_owner NOLOGIN;

@@ -1,5 +1,8 @@
 //! Live metrics of a streaming run in the Prometheus text format (version 0.0.4), served on
-//! `GET /metrics` by axum on hyper (timeouts, size and connection limits) on a thread of its own.
+//! `GET /metrics` by axum on hyper (timeouts, size and connection limits) on a thread of its own,
+//! beside the probes an orchestrator asks: `GET /healthz` (the process answers) and `GET /readyz`
+//! (Redis answers, PostgreSQL answers with every migration applied, and the run is not stopping;
+//! 503 naming what is not, otherwise).
 //!
 //! Lock-free counters shared by every worker thread; the latency histogram counts, per bar, the
 //! time from the XADD that brought it (the stream id's milliseconds) to the acknowledgement that
@@ -7,7 +10,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -163,8 +166,63 @@ pub const MAX_REQUEST: usize = 16 * 1024;
 /// Connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Serves `GET /metrics` on `addr` (axum on hyper, on a thread and runtime of its own); returns
-/// the bound address (port 0 picks a free one).
+/// What `/readyz` checks.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The run's Redis.
+    pub redis_url: String,
+    /// The run's PostgreSQL.
+    pub database_url: String,
+    /// Set when the run is stopping (a signal, the stop file): no new work should come to it.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// How long each readiness check may take.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Readiness {
+    /// What is not ready, one line each; empty when ready.
+    pub async fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.stopping.load(Ordering::Relaxed) {
+            out.push("stopping".to_string());
+        }
+        let url = self.redis_url.clone();
+        let redis = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+            let mut c = client
+                .get_connection_with_timeout(READY_TIMEOUT)
+                .map_err(|e| e.to_string())?;
+            c.set_read_timeout(Some(READY_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query::<String>(&mut c)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match redis {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => out.push(format!("redis: {e}")),
+            Err(e) => out.push(format!("redis: the check failed: {e}")),
+        }
+        let pg = tokio::time::timeout(READY_TIMEOUT, async {
+            let c = super::postgres::connect(&self.database_url).await?;
+            super::postgres::migrations_pending(&c).await
+        })
+        .await;
+        match pg {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => out.push(format!("postgres: {n} migrations not applied")),
+            Ok(Err(e)) => out.push(format!("postgres: {e}")),
+            Err(_) => out.push(format!("postgres: no answer within {READY_TIMEOUT:?}")),
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics`, `/healthz` and (with `ready`) `/readyz` on `addr` (axum on hyper, on a
+/// thread and runtime of its own); returns the bound address (port 0 picks a free one).
 ///
 /// Every connection is a task of its own, so an idle socket blocks no scrape; a client gets
 /// [`HEADER_TIMEOUT`] to send its headers, at most [`MAX_REQUEST`] bytes of them, and
@@ -172,28 +230,54 @@ pub const MAX_CONNECTIONS: usize = 64;
 ///
 /// # Errors
 /// The address cannot be bound.
-pub fn serve(addr: &str, metrics: Arc<StreamMetrics>) -> std::io::Result<SocketAddr> {
+pub fn serve(
+    addr: &str,
+    metrics: Arc<StreamMetrics>,
+    ready: Option<Readiness>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let body = metrics.render();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    body,
-                )
-            }
-        }),
-    );
+    let mut app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = metrics.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    if let Some(ready) = ready {
+        app = app.route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.clone();
+                async move {
+                    let problems = ready.problems().await;
+                    if problems.is_empty() {
+                        (axum::http::StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        tracing::warn!(?problems, "not ready");
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            problems.join("\n") + "\n",
+                        )
+                    }
+                }
+            }),
+        );
+    }
     std::thread::Builder::new()
         .name("fdp-metrics".into())
         .spawn(move || {
@@ -258,7 +342,7 @@ mod tests {
     fn an_idle_socket_or_an_endless_line_blocks_no_scrape() {
         use std::io::Read;
         let m = StreamMetrics::shared();
-        let addr = serve("127.0.0.1:0", Arc::clone(&m)).unwrap();
+        let addr = serve("127.0.0.1:0", Arc::clone(&m), None).unwrap();
         let scrape = || {
             let started = std::time::Instant::now();
             let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -296,7 +380,7 @@ mod tests {
     fn serves_metrics_over_http() {
         let m = StreamMetrics::shared();
         m.dead_letters.fetch_add(3, Ordering::Relaxed);
-        let addr = serve("127.0.0.1:0", Arc::clone(&m)).unwrap();
+        let addr = serve("127.0.0.1:0", Arc::clone(&m), None).unwrap();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut body = String::new();

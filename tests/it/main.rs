@@ -10,6 +10,7 @@ mod fundamentals;
 mod fundamentals_fetch;
 mod fuzz;
 mod golden_features;
+mod health;
 mod layering;
 mod lookahead;
 mod ml;

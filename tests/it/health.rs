@@ -1,0 +1,128 @@
+//! The run's probe endpoints against the real Redis and PostgreSQL, and its metrics exposition
+//! through Prometheus's own linter (`promtool check metrics`, Debian's `prometheus` package, which
+//! `scripts/test` installs).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use findashpro::sinks::prometheus::{Readiness, StreamMetrics, serve};
+use findashpro::sources::providers::{breaker::BreakerState, metrics};
+
+use crate::common::TestDb;
+
+/// GETs `path` and returns the status code and body.
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|b| b.1).unwrap_or_default();
+    (status, body.to_string())
+}
+
+#[test]
+fn readyz_answers_only_when_redis_postgres_and_the_migrations_are_there_and_the_run_goes_on() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (db, mut client) = rt.block_on(TestDb::new());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let ready = Readiness {
+        redis_url: redis_url.clone(),
+        database_url: db.url.clone(),
+        stopping: Arc::clone(&stopping),
+    };
+    let addr = serve("127.0.0.1:0", StreamMetrics::shared(), Some(ready.clone())).expect("serve");
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_string()));
+
+    // A fresh database: nothing migrated yet.
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("postgres: ") && body.contains("migrations not applied"),
+        "{body}"
+    );
+
+    rt.block_on(findashpro::sinks::postgres::migrate(&mut client))
+        .expect("migrate");
+    assert_eq!(get(addr, "/readyz"), (200, "ready\n".to_string()));
+
+    stopping.store(true, Ordering::Relaxed);
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!((status, body.as_str()), (503, "stopping\n"));
+    stopping.store(false, Ordering::Relaxed);
+
+    // Redis and PostgreSQL that do not answer: a port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let gone = Readiness {
+        redis_url: format!("redis://127.0.0.1:{port}"),
+        database_url: format!("postgres://postgres@127.0.0.1:{port}/x"),
+        stopping,
+    };
+    let addr = serve("127.0.0.1:0", StreamMetrics::shared(), Some(gone)).expect("serve");
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 2, "{body}");
+    assert!(
+        lines[0].starts_with("redis: ") && lines[1].starts_with("postgres: "),
+        "{body}"
+    );
+    assert_eq!(get(addr, "/healthz").0, 200, "alive while not ready");
+}
+
+#[test]
+fn the_metrics_exposition_passes_promtool() {
+    let m = StreamMetrics::shared();
+    m.messages.fetch_add(12, Ordering::Relaxed);
+    m.observe(0.004, 10);
+    m.observe(0.03, 2);
+    metrics::request("polygon", "ok");
+    metrics::request("yahoo", "skipped_breaker");
+    metrics::spent("polygon", 1, 0.002);
+    metrics::limiter_waited("polygon", std::time::Duration::from_millis(12));
+    metrics::cache("polygon", true);
+    metrics::breaker("yahoo", BreakerState::Open);
+    let text = m.render();
+    for family in [
+        "fdp_xadd_to_commit_seconds_bucket",
+        "fdp_provider_requests_total",
+        "fdp_provider_limiter_wait_seconds",
+        "fdp_provider_breaker_state",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let o = child.wait_with_output().expect("promtool ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && said.trim().is_empty(),
+        "promtool:\n{said}\n{text}"
+    );
+}
