@@ -467,14 +467,32 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs on stderr at `FDP_LOG`'s levels (default `warn`): with `FDP_LOG_FORMAT=json`, one JSON
+/// object per line (time, level, message, fields, the current span and the span chain), for a log
+/// shipper; otherwise text, coloured only on a terminal.
+fn init_logs() -> Result<()> {
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_env("FDP_LOG").unwrap_or_else(|_| "warn".into());
+    match std::env::var("FDP_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok("text") | Ok("") | Err(_) => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok(other) => refuse!(Fault::Input, "FDP_LOG_FORMAT={other:?}: `json` or `text`"),
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FDP_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs()?;
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { pipeline } => {

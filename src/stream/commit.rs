@@ -72,6 +72,7 @@ impl WorkerCtx {
         let m = &self.opts.metrics;
         m.acked.fetch_add(done.len() as u64, Ordering::Relaxed);
         for d in &done {
+            tracing::debug!(stream_id = %d.id, ts = d.ts, committed = c, "acknowledged");
             if let Some(a) = d.added_ms
                 && d.bars > 0
             {

@@ -41,6 +41,8 @@ impl WorkerCtx {
         let unknown = |t: &str| format!("unknown ticker {t:?}: not in the pipeline's universe");
         for e in entries {
             m.messages.fetch_add(1, Ordering::Relaxed);
+            // The stream id names the message from its XADD to its acknowledgement.
+            let _span = tracing::debug_span!("message", stream_id = %e.id).entered();
             let work = match decode(&e).and_then(|w| {
                 w.check_times(e.added_ms(), o.max_ahead)?;
                 Ok(w)
@@ -51,6 +53,7 @@ impl WorkerCtx {
                     continue;
                 }
             };
+            tracing::debug!(work = ?work, "read");
             // Only a message that passed every check moves the floor (an unknown ticker's bar
             // does not: see below).
             match work {

@@ -1423,3 +1423,74 @@ fn a_writer_only_login_runs_the_stream_and_cannot_touch_the_audit_log() {
         );
     }
 }
+
+#[test]
+fn json_logs_follow_a_bar_from_its_stream_id_through_the_commit_to_its_acknowledgement() {
+    let env = Env::new("jsonlog");
+    let p = test_pipeline();
+    let path = write_pipeline(&env);
+    stream::feed(&p, &env.redis_url, &env.prefix, 10_000, None).expect("feed");
+    let log = env.dir.path().join("run.log");
+    let mut c = fdp_run_command(&env, &path, 1, &["--idle-shutdown", "2"])
+        .env("FDP_LOG_FORMAT", "json")
+        .env("FDP_LOG", "findashpro=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("fdp runs");
+    assert!(wait_exit(&mut c, Duration::from_secs(120)).success());
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains('\u{1b}'), "no colour codes off a terminal");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 100, "{} lines", lines.len());
+    for l in &lines {
+        assert!(
+            l["timestamp"].is_string()
+                && l["level"].is_string()
+                && l["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
+    let message = |l: &serde_json::Value| {
+        l["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (read_at, read) = lines
+        .iter()
+        .enumerate()
+        .find(|(_, l)| {
+            message(l) == "read"
+                && l["fields"]["work"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("Bar"))
+        })
+        .expect("a bar read");
+    let id = read["span"]["stream_id"]
+        .as_str()
+        .expect("the message span names its stream id");
+    assert!(
+        read["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "message")),
+        "the span chain: {read}"
+    );
+    let acked_at = lines
+        .iter()
+        .position(|l| message(l) == "acknowledged" && l["fields"]["stream_id"] == id)
+        .expect("its acknowledgement, by stream id");
+    let acked_ts = lines[acked_at]["fields"]["ts"].as_i64().expect("ts");
+    assert!(
+        lines[read_at..acked_at]
+            .iter()
+            .any(|l| message(l) == "committed"
+                && l["fields"]["through"]
+                    .as_i64()
+                    .is_some_and(|t| t >= acked_ts)),
+        "a commit through its time between its read and its ack"
+    );
+}
