@@ -20,6 +20,7 @@
 //! never an error that stops a run — it becomes a quarantine record with a reason. Only `main`
 //! uses `anyhow`. Event time is the timely timestamp; nothing under `operators/` reads the clock.
 
+pub mod alert;
 pub mod bar;
 pub mod bench;
 pub mod bench_fetch;

@@ -493,6 +493,18 @@ fn init_logs() -> Result<()> {
 
 fn run() -> Result<()> {
     init_logs()?;
+    if let Some(d) = findashpro::sinks::alerts::Dispatcher::from_env() {
+        findashpro::alert::install(d);
+    }
+    let result = command();
+    // Alerts raised on the way out (a run's stop, its crash) are delivered before the exit.
+    if !findashpro::alert::flush(std::time::Duration::from_secs(15)) {
+        tracing::error!("alerts still queued at exit were not delivered");
+    }
+    result
+}
+
+fn command() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { pipeline } => {

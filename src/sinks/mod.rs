@@ -1,5 +1,6 @@
 //! Sinks: where the graph's results go. Brokers execute orders; files hold a run's outputs.
 
+pub mod alerts;
 pub mod broker;
 pub mod catalog;
 pub mod files;

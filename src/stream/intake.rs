@@ -237,6 +237,17 @@ impl WorkerCtx {
 
     fn dead(&self, feed: &mut Feed, e: &Entry, error: &str) -> Result<(), StreamRunError> {
         tracing::warn!(id = %e.id, error, "dead letter");
+        // One alert per run within the dedup window, however many letters follow.
+        crate::alert::raise(
+            format!("run:{}:dead_letter", self.opts.run_id),
+            crate::alert::Severity::Warning,
+            format!("run {}: a message was dead-lettered", self.opts.run_id),
+            format!(
+                "stream entry {}: {}",
+                e.id,
+                crate::sources::redis_stream::bounded(error)
+            ),
+        );
         feed.redis
             .dead_letter(&feed.keys, e, &feed.consumer, error)?;
         self.opts

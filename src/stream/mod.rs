@@ -30,6 +30,7 @@ mod producers;
 mod shared;
 mod worker;
 
+use crate::alert::{self, Severity};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -202,10 +203,33 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
         (history, lease)
     };
     let epoch = lease.as_ref().map_or(0, |l| l.epoch);
+    let run_key = format!("run:{}", opts.run_id);
+    alert::raise(
+        format!("{run_key}:start"),
+        Severity::Info,
+        format!("run {} started", opts.run_id),
+        format!(
+            "pipeline {}, process {} of {}, lease epoch {epoch}{}",
+            p.pipeline.name,
+            opts.cluster.process,
+            opts.cluster.processes,
+            if epoch > 1 {
+                " (a restart: an earlier process of this run held it)"
+            } else {
+                ""
+            }
+        ),
+    );
     // The kill-switch file is checked before anything is read: present at the start, it refuses
     // every entry from the first bar and the run stops without reading a message.
     if opts.stop_file.as_ref().is_some_and(|f| f.exists()) {
         tracing::warn!("the kill-switch file is present: no message is read, no order sent");
+        alert::raise(
+            format!("{run_key}:kill"),
+            Severity::Critical,
+            format!("run {}: kill switch", opts.run_id),
+            "the kill-switch file is present: no message is read, no order sent",
+        );
         kill.trip();
         opts.shutdown.store(true, Ordering::SeqCst);
     }
@@ -255,8 +279,22 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
                     ending = e;
                 }
             }
-            Ok(Err(message)) | Err(message) => return Err(StreamRunError::Worker { message }),
+            Ok(Err(message)) | Err(message) => {
+                alert::raise(
+                    format!("{run_key}:failed"),
+                    Severity::Critical,
+                    format!("run {} failed", opts.run_id),
+                    message.clone(),
+                );
+                return Err(StreamRunError::Worker { message });
+            }
         }
     }
+    alert::raise(
+        format!("{run_key}:stop"),
+        Severity::Info,
+        format!("run {} ended ({ending:?})", opts.run_id),
+        "every committed message acknowledged",
+    );
     Ok(ending)
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one crate (each file under `tests/` would link the whole tree again).
 
+mod alerts;
 mod cli;
 mod common;
 mod determinism;

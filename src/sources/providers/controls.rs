@@ -253,6 +253,7 @@ impl Controls {
             Ok(v) => {
                 metrics::request(name, "ok");
                 metrics::breaker(name, link.breaker.report(redis, true)?);
+                crate::alert::resolve(&format!("breaker:{name}"), "the provider answers again");
                 Ok(Ok(v))
             }
             Err(e) => {
@@ -260,7 +261,16 @@ impl Controls {
                 match &e {
                     ProviderError::Unavailable { .. } => {
                         metrics::request(name, "unavailable");
-                        metrics::breaker(name, link.breaker.report(redis, false)?);
+                        let state = link.breaker.report(redis, false)?;
+                        metrics::breaker(name, state);
+                        if state == super::breaker::BreakerState::Open {
+                            crate::alert::raise(
+                                format!("breaker:{name}"),
+                                crate::alert::Severity::Warning,
+                                format!("{name}: circuit open"),
+                                format!("requests fail over to the next provider; last: {e}"),
+                            );
+                        }
                     }
                     ProviderError::Throttled { retry_after, .. } => {
                         metrics::request(name, "throttled");
