@@ -64,6 +64,23 @@ impl Conn {
         self.query(redis::cmd("GET").arg(keys.until()))
     }
 
+    /// Whether entry `id` is still pending in the workers' group (delivered to some consumer and
+    /// not acknowledged): a work item another worker reclaimed and settled is not.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn is_pending(&mut self, keys: &Keys, id: &str) -> Result<bool, StreamError> {
+        let rows: redis::Value = self.query(
+            redis::cmd("XPENDING")
+                .arg(keys.stream())
+                .arg(crate::sources::redis_stream::GROUP)
+                .arg(id)
+                .arg(id)
+                .arg(1),
+        )?;
+        Ok(matches!(rows, redis::Value::Array(r) if !r.is_empty()))
+    }
+
     /// Numbers a new orchestrator cycle (1 for the first).
     ///
     /// # Errors

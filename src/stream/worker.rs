@@ -285,9 +285,18 @@ impl WorkerCtx {
             ph.pending_cursor = Some("0".into());
         }
         if entries.is_empty() {
-            if o.idle_shutdown.is_some_and(|d| ph.last_work.elapsed() > d)
-                && feed.retrying.is_empty()
-            {
+            let idle = o.idle_shutdown.is_some_and(|d| ph.last_work.elapsed() > d);
+            if idle && !feed.retrying.is_empty() {
+                // An item this worker failed may have been reclaimed and settled (done or
+                // dead-lettered) by another worker: it no longer waits for a retry here.
+                let ids: Vec<String> = feed.retrying.iter().cloned().collect();
+                for id in ids {
+                    if !feed.redis.is_pending(&feed.keys, &id)? {
+                        feed.retrying.remove(&id);
+                    }
+                }
+            }
+            if idle && feed.retrying.is_empty() {
                 tracing::info!("idle: ending the input");
                 ph.ending = Some(Ending::Idle);
             }
