@@ -245,7 +245,8 @@ pub enum SourceSpec {
     },
 }
 
-fn default_prefix() -> String {
+/// The providers source's default (also the fundamentals fetch's when the source is another).
+pub(crate) fn default_prefix() -> String {
     "fdp".into()
 }
 
@@ -253,15 +254,18 @@ fn default_interval() -> String {
     "1d".into()
 }
 
-fn default_provider_timeout() -> u64 {
+/// The providers source's default (also the fundamentals fetch's when the source is another).
+pub(crate) fn default_provider_timeout() -> u64 {
     20
 }
 
-fn default_breaker_failures() -> u32 {
+/// The providers source's default (also the fundamentals fetch's when the source is another).
+pub(crate) fn default_breaker_failures() -> u32 {
     5
 }
 
-fn default_breaker_cooldown() -> u64 {
+/// The providers source's default (also the fundamentals fetch's when the source is another).
+pub(crate) fn default_breaker_cooldown() -> u64 {
     60
 }
 
@@ -328,7 +332,8 @@ fn default_cache_ttl() -> u64 {
     86_400
 }
 
-fn default_in_flight() -> usize {
+/// The providers source's default (also the fundamentals fetch's when the source is another).
+pub(crate) fn default_in_flight() -> usize {
     5
 }
 

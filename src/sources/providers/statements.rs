@@ -47,14 +47,21 @@ impl FundamentalsFetch {
         let controls = match &p.pipeline.source {
             SourceSpec::Providers { .. } => ProviderSource::open(p)?.controls().clone(),
             // The providers source's defaults.
-            _ => Controls::new(
-                spec.prefix.as_deref().unwrap_or("fdp"),
-                spec.redis_url.as_deref(),
-                Duration::from_secs(20),
-                (5, Duration::from_secs(60)),
-                None,
-                5,
-            ),
+            _ => {
+                use crate::config as c;
+                let prefix = spec.prefix.clone().unwrap_or_else(c::default_prefix);
+                Controls::new(
+                    &prefix,
+                    spec.redis_url.as_deref(),
+                    Duration::from_secs(c::default_provider_timeout()),
+                    (
+                        c::default_breaker_failures(),
+                        Duration::from_secs(c::default_breaker_cooldown()),
+                    ),
+                    None,
+                    c::default_in_flight(),
+                )
+            }
         };
         let entry = |name: &str, tier: &str| {
             spec.providers
