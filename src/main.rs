@@ -259,6 +259,23 @@ enum Command {
         /// The query.
         sql: String,
     },
+    /// The dashboard: runs in PostgreSQL (live, or backtests written with --database-url) and
+    /// backtest folders, with charts, updated live; read-only but for the kill switch, which
+    /// needs the token in FDP_SERVE_TOKEN (no token, no kill switch).
+    Serve {
+        /// Address to listen on; anything but loopback is reachable from other machines.
+        #[arg(long, default_value = "127.0.0.1:8501")]
+        addr: String,
+        /// PostgreSQL of live runs (default: DATABASE_URL when set).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Directory of backtest run folders.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Directory holding the kill-switch file `STOP` (the `--data-dir` of `fdp run`).
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// What `fdp audit` does.
@@ -886,6 +903,24 @@ fn command() -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(findashpro::query::run(&run, &sql))?;
+        }
+        Command::Serve {
+            addr,
+            database_url,
+            runs,
+            data_dir,
+        } => {
+            let bound = findashpro::serve::start(findashpro::serve::ServeOptions {
+                addr,
+                database_url: database_url.or_else(|| std::env::var("DATABASE_URL").ok()),
+                runs_dir: Some(runs),
+                data_dir,
+                token: std::env::var("FDP_SERVE_TOKEN").ok(),
+            })?;
+            eprintln!("dashboard on http://{bound}/");
+            loop {
+                std::thread::park();
+            }
         }
     }
     Ok(())

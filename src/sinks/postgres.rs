@@ -17,7 +17,7 @@ use crate::order::EntrySize;
 use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 7] = [
+pub const MIGRATIONS: [(i32, &str, &str); 8] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -44,6 +44,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 7] = [
         7,
         "exposure",
         include_str!("../../migrations/0007_exposure.sql"),
+    ),
+    (
+        8,
+        "equity",
+        include_str!("../../migrations/0008_equity.sql"),
     ),
 ];
 
@@ -646,6 +651,25 @@ async fn write_rows(
                 &d.iter().map(|(_, r)| at(r.ts)).collect::<Vec<_>>(),
                 &d.iter().map(|(_, r)| r.name.clone()).collect::<Vec<_>>(),
                 &d.iter().map(|(_, r)| r.kl).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+    }
+    let e = &ledger.equity;
+    if !e.is_empty() {
+        tx.execute(
+            "INSERT INTO equity (run_id, time, cash, positions_value, equity, open_positions) \
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], \
+             $6::int8[]) ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &e.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
+                &e.iter().map(|r| r.cash).collect::<Vec<_>>(),
+                &e.iter().map(|r| r.positions_value).collect::<Vec<_>>(),
+                &e.iter().map(|r| r.equity).collect::<Vec<_>>(),
+                &e.iter()
+                    .map(|r| i64::try_from(r.open_positions).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
             ],
         )
         .await?;

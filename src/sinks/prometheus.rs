@@ -8,7 +8,7 @@
 //! time from the XADD that brought it (the stream id's milliseconds) to the acknowledgement that
 //! follows the PostgreSQL commit of its decisions.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -221,12 +221,11 @@ impl Readiness {
     }
 }
 
-/// Serves `GET /metrics`, `/healthz` and (with `ready`) `/readyz` on `addr` (axum on hyper, on a
-/// thread and runtime of its own); returns the bound address (port 0 picks a free one).
+/// Serves `GET /metrics`, `/healthz` and (with `ready`) `/readyz` on `addr` through
+/// [`crate::http_server`]; returns the bound address (port 0 picks a free one).
 ///
-/// Every connection is a task of its own, so an idle socket blocks no scrape; a client gets
-/// [`HEADER_TIMEOUT`] to send its headers, at most [`MAX_REQUEST`] bytes of them, and
-/// [`CONNECTION_TIMEOUT`] in all; past [`MAX_CONNECTIONS`] new connections are closed.
+/// A client gets [`HEADER_TIMEOUT`] to send its headers, at most [`MAX_REQUEST`] bytes of them,
+/// and [`CONNECTION_TIMEOUT`] in all; past [`MAX_CONNECTIONS`] new connections are closed.
 ///
 /// # Errors
 /// The address cannot be bound.
@@ -235,12 +234,6 @@ pub fn serve(
     metrics: Arc<StreamMetrics>,
     ready: Option<Readiness>,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut app = axum::Router::new()
         .route(
             "/metrics",
@@ -278,45 +271,17 @@ pub fn serve(
             }),
         );
     }
-    std::thread::Builder::new()
-        .name("fdp-metrics".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "metrics endpoint cannot listen");
-                        return;
-                    }
-                };
-                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-                loop {
-                    let stream = match listener.accept().await {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        continue;
-                    };
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    tokio::spawn(async move {
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT)
-                            .max_buf_size(MAX_REQUEST)
-                            .keep_alive(false)
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-                        drop(slot);
-                    });
-                }
-            });
-        })?;
-    Ok(local)
+    crate::http_server::spawn(
+        "fdp-metrics",
+        addr,
+        app,
+        crate::http_server::Limits {
+            header_timeout: HEADER_TIMEOUT,
+            connection_timeout: CONNECTION_TIMEOUT,
+            max_request: MAX_REQUEST,
+            max_connections: MAX_CONNECTIONS,
+        },
+    )
 }
 
 #[cfg(test)]

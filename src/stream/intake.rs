@@ -256,6 +256,7 @@ impl WorkerCtx {
             .fetch_add(1, Ordering::Relaxed);
         let fields = serde_json::to_string(&e.fields).unwrap_or_default();
         let data = serde_json::json!({
+            "run_id": self.opts.run_id,
             "stream_id": e.id,
             "error": crate::sources::redis_stream::bounded(error),
             "consumer": feed.consumer,

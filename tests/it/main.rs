@@ -1,8 +1,10 @@
 //! Integration tests: one crate (each file under `tests/` would link the whole tree again).
 
 mod alerts;
+mod browser;
 mod cli;
 mod common;
+mod dashboard;
 mod determinism;
 mod drift;
 mod exposure;

@@ -45,7 +45,7 @@ fn differ_sql(table: &str, cols: &str, a: &str, b: &str) -> String {
 }
 
 /// The tables a stream run must share with the backtest, and the columns compared.
-const COMPARED: [(&str, &str); 5] = [
+const COMPARED: [(&str, &str); 6] = [
     (
         "signals",
         "ticker, time, action, confidence, predicted_return",
@@ -60,6 +60,10 @@ const COMPARED: [(&str, &str); 5] = [
     ),
     ("positions", "ticker, time, quantity, entry_price"),
     ("exposure", "time, sector, cost_cents, positions"),
+    (
+        "equity",
+        "time, cash, positions_value, equity, open_positions",
+    ),
 ];
 
 /// The `error` field of each dead letter.
@@ -407,6 +411,20 @@ fn malformed_messages_are_dead_lettered_and_bad_bars_quarantined() {
     assert_eq!(
         env.scalar("SELECT count(*) FROM audit_log WHERE event_type = 'dead_letter'"),
         6
+    );
+    // Each names its run, so the dashboard's dead-letter panel finds them (its very query).
+    let sql = findashpro::serve::views::View::DeadLetters.postgres();
+    let by_error = env
+        .rt
+        .block_on(env.client.query(sql, &[&"stream"]))
+        .expect("the dashboard's dead-letter view");
+    assert_eq!(
+        by_error
+            .iter()
+            .map(|r| r.get::<_, i64>("count"))
+            .sum::<i64>(),
+        6,
+        "every dead letter under its run"
     );
     assert_eq!(env.pending(), 0, "nothing left unacknowledged");
 }
