@@ -1,5 +1,5 @@
-//! The alert sink: Telegram's Bot API `sendMessage` and Discord's Execute Webhook (ALERTS.md §1,
-//! §2), fed by [`crate::alert`] from anywhere in the run and delivered on a thread of its own, so
+//! The alert sink: Telegram's Bot API `sendMessage`, Discord's Execute Webhook and PagerDuty's
+//! Events API v2 (ALERTS.md §1–3), fed by [`crate::alert`] from anywhere in the run and delivered on a thread of its own, so
 //! raising an alert never blocks the graph.
 //!
 //! A firing key already sent within the dedup window is not sent again; resolving a firing key
@@ -7,8 +7,10 @@
 //! float `retry_after` in Discord's, else `Retry-After`); a 5xx or a transport failure is retried
 //! with a growing pause; a 4xx is permanent (a revoked token, an unknown chat or webhook) and
 //! logged. Nothing is ever dropped silently: what cannot be delivered after the attempts is logged
-//! with the channel's words. The Telegram token and the Discord webhook URL (its token is in the
-//! path) come from the environment only and are removed from every logged message.
+//! with the channel's words. The Telegram token, the Discord webhook URL (its token is in the
+//! path) and the PagerDuty routing key come from the environment only and are removed from every
+//! logged message. PagerDuty gets only alerts at or above its configured severity (critical by
+//! default: it pages someone); the alert key is its `dedup_key`, so a resolve closes the incident.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +36,17 @@ pub enum Channel {
         /// `https://discord.com/api/v10/webhooks/<id>/<token>`.
         url: String,
     },
+    /// A PagerDuty service's Events API v2 integration.
+    PagerDuty {
+        /// `https://events.pagerduty.com` unless a proxy's or a test's.
+        base_url: String,
+        /// The integration's routing key (the credential).
+        routing_key: String,
+        /// The least severity sent (PagerDuty pages: `critical` by default).
+        min_severity: Severity,
+        /// `payload.source`: this machine's name.
+        source: String,
+    },
 }
 
 impl std::fmt::Debug for Channel {
@@ -48,6 +61,15 @@ impl Channel {
         match self {
             Channel::Telegram { .. } => "telegram",
             Channel::Discord { .. } => "discord",
+            Channel::PagerDuty { .. } => "pagerduty",
+        }
+    }
+
+    /// Whether alerts of this severity go to this channel.
+    fn wants(&self, severity: Severity) -> bool {
+        match self {
+            Channel::PagerDuty { min_severity, .. } => severity >= *min_severity,
+            _ => true,
         }
     }
 
@@ -56,6 +78,7 @@ impl Channel {
         let secret = match self {
             Channel::Telegram { token, .. } => token.as_str(),
             Channel::Discord { url } => url.rsplit('/').next().unwrap_or_default(),
+            Channel::PagerDuty { routing_key, .. } => routing_key.as_str(),
         };
         if secret.is_empty() {
             text.to_string()
@@ -109,7 +132,9 @@ const MAX_PAUSE: Duration = Duration::from_secs(120);
 impl Dispatcher {
     /// The sink the environment configures: Telegram with `FDP_TELEGRAM_TOKEN` and
     /// `FDP_TELEGRAM_CHAT_ID` (`FDP_TELEGRAM_BASE_URL` for a proxy), Discord with
-    /// `FDP_DISCORD_WEBHOOK_URL`; a firing key is sent at most once per `FDP_ALERT_DEDUP_SECONDS`
+    /// `FDP_DISCORD_WEBHOOK_URL`, PagerDuty with `FDP_PAGERDUTY_ROUTING_KEY`
+    /// (`FDP_PAGERDUTY_SEVERITY`, the least severity paged, `critical` by default;
+    /// `FDP_PAGERDUTY_BASE_URL`); a firing key is sent at most once per `FDP_ALERT_DEDUP_SECONDS`
     /// (600). `None` when no channel is configured.
     pub fn from_env() -> Option<Arc<Dispatcher>> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -126,6 +151,28 @@ impl Dispatcher {
         }
         if let Some(url) = var("FDP_DISCORD_WEBHOOK_URL") {
             channels.push(Channel::Discord { url });
+        }
+        if let Some(routing_key) = var("FDP_PAGERDUTY_ROUTING_KEY") {
+            let min = var("FDP_PAGERDUTY_SEVERITY");
+            let min_severity = match min.as_deref() {
+                None | Some("critical") => Severity::Critical,
+                Some("warning") => Severity::Warning,
+                Some("info") => Severity::Info,
+                Some(other) => {
+                    tracing::error!(
+                        value = other,
+                        "FDP_PAGERDUTY_SEVERITY is info, warning or critical: critical used"
+                    );
+                    Severity::Critical
+                }
+            };
+            channels.push(Channel::PagerDuty {
+                base_url: var("FDP_PAGERDUTY_BASE_URL")
+                    .unwrap_or_else(|| "https://events.pagerduty.com".into()),
+                routing_key,
+                min_severity,
+                source: var("HOSTNAME").unwrap_or_else(|| "findashpro".into()),
+            });
         }
         let dedup = var("FDP_ALERT_DEDUP_SECONDS")
             .and_then(|s| s.parse().ok())
@@ -234,20 +281,23 @@ fn deliver_all(
                 }
                 _ => {
                     firing.insert(a.key.clone(), (a.clone(), Instant::now()));
-                    Some((a, false))
+                    let severity = a.severity;
+                    Some((a, false, severity))
                 }
             },
             Job::Resolve(key, text) => firing.remove(&key).map(|(a, _)| {
+                let severity = a.severity;
                 let resolved = Alert {
                     text,
                     severity: Severity::Info,
                     ..a
                 };
-                (resolved, true)
+                (resolved, true, severity)
             }),
         };
-        if let Some((alert, resolved)) = message {
-            for ch in channels {
+        if let Some((alert, resolved, severity)) = message {
+            // A channel that did not get the firing does not get its resolution either.
+            for ch in channels.iter().filter(|c| c.wants(severity)) {
                 rt.block_on(deliver(&client, ch, &alert, resolved, stats));
             }
         }
@@ -373,6 +423,39 @@ async fn send(
                 }),
             )
         }
+        Channel::PagerDuty {
+            base_url,
+            routing_key,
+            source,
+            ..
+        } => {
+            let dedup_key = cut(&alert.key, 255);
+            let body = if resolved {
+                serde_json::json!({
+                    "routing_key": routing_key,
+                    "event_action": "resolve",
+                    "dedup_key": dedup_key,
+                })
+            } else {
+                serde_json::json!({
+                    "routing_key": routing_key,
+                    "event_action": "trigger",
+                    "dedup_key": dedup_key,
+                    "client": "findashpro",
+                    "payload": {
+                        "summary": cut(&format!("{}: {}", alert.title, alert.text), 1024),
+                        "source": source,
+                        "severity": alert.severity.as_str(),
+                        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "custom_details": {"key": alert.key, "text": alert.text},
+                    },
+                })
+            };
+            (
+                format!("{}/v2/enqueue", base_url.trim_end_matches('/')),
+                body,
+            )
+        }
     };
     let resp = client
         .post(&url)
@@ -399,6 +482,18 @@ fn classify(ch: &Channel, status: u16, header_wait: Option<f64>, body: &str) -> 
         .or_else(|| v.get("message"))
         .and_then(|d| d.as_str())
         .map_or_else(|| cut(body, 200), str::to_string);
+    // PagerDuty's 400 says what is wrong in `errors`.
+    let words = match v.get("errors").and_then(|e| e.as_array()) {
+        Some(errors) if !errors.is_empty() => format!(
+            "{words}: {}",
+            errors
+                .iter()
+                .filter_map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        _ => words,
+    };
     match status {
         200..=299 => match ch {
             Channel::Telegram { .. } if v.get("ok") != Some(&serde_json::Value::Bool(true)) => {
@@ -411,7 +506,13 @@ fn classify(ch: &Channel, status: u16, header_wait: Option<f64>, body: &str) -> 
                 .pointer("/parameters/retry_after")
                 .or_else(|| v.get("retry_after"))
                 .and_then(serde_json::Value::as_f64);
-            let secs = body_wait.or(header_wait).unwrap_or(1.0).max(0.0);
+            // PagerDuty names no wait; its docs retry a 429 30 s apart.
+            let default = if matches!(ch, Channel::PagerDuty { .. }) {
+                30.0
+            } else {
+                1.0
+            };
+            let secs = body_wait.or(header_wait).unwrap_or(default).max(0.0);
             Outcome::Retry(Duration::from_secs_f64(secs))
         }
         500..=599 => Outcome::Retry(Duration::from_millis(500)),
@@ -473,5 +574,38 @@ mod tests {
             "bot<redacted>/sendMessage"
         );
         assert_eq!(html("a<b & c>"), "a&lt;b &amp; c&gt;");
+    }
+
+    #[test]
+    fn pagerduty_answers_and_severity_floor() {
+        let pd = Channel::PagerDuty {
+            base_url: "http://127.0.0.1:9".into(),
+            routing_key: "0123456789abcdef0123456789abcdef".into(),
+            min_severity: Severity::Critical,
+            source: "host".into(),
+        };
+        let ok = r#"{"status":"success","message":"Event processed","dedup_key":"k"}"#;
+        assert_eq!(classify(&pd, 202, None, ok), Outcome::Sent);
+        let invalid = r#"{"status":"invalid event","message":"Event object is invalid","errors":["Length of 'routing_key' is incorrect (should be 32 characters)"]}"#;
+        assert!(matches!(
+            classify(&pd, 400, None, invalid),
+            Outcome::Permanent(w) if w.contains("Event object is invalid: Length of 'routing_key'")
+        ));
+        assert_eq!(
+            classify(
+                &pd,
+                429,
+                None,
+                r#"{"status":"throttle event","message":"Request Limit Exceeded"}"#
+            ),
+            Outcome::Retry(Duration::from_secs(30)),
+            "PagerDuty's documented 30 s between retries"
+        );
+        assert!(pd.wants(Severity::Critical) && !pd.wants(Severity::Warning));
+        assert!(tg().wants(Severity::Info));
+        assert_eq!(
+            pd.redact("key 0123456789abcdef0123456789abcdef refused"),
+            "key <redacted> refused"
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::alert::{Alert, Severity};
+use crate::bar::Tickers;
 use crate::engine::Results;
+use crate::operators::portfolio::{Ledger, OrderStatus};
 use crate::sinks::postgres;
 use crate::time::EventTime;
 
@@ -52,6 +55,10 @@ impl WorkerCtx {
         feed.committed = feed.committed.max(through);
         feed.redis
             .publish_committed(&feed.keys, &o.run_id, feed.committed)?;
+        // Told only once durably committed: an alert never announces what a crash undoes.
+        for a in alerts_of(&o.run_id, &tickers, ledger) {
+            crate::alert::raise(a.key, a.severity, a.title, a.text);
+        }
         Ok(())
     }
 
@@ -89,4 +96,104 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The alerts a committed step raises: one per drifted (ticker, feature), keyed so the sink
+/// deduplicates repeats within its window; one critical alert when the daily loss stop refused
+/// entries (how many, and from when); one when the kill switch refused them.
+pub(super) fn alerts_of(run_id: &str, tickers: &Tickers, ledger: &Ledger) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for (t, d) in &ledger.drifts {
+        let ticker = tickers.name(*t);
+        out.push(Alert {
+            key: format!("run:{run_id}:drift:{ticker}:{}", d.name),
+            severity: Severity::Warning,
+            title: format!("run {run_id}: {ticker} {} drifted", d.name),
+            text: format!(
+                "KL divergence {:.4} at the bar of {}; the ensemble retrains on it",
+                d.kl,
+                crate::time::format_rfc3339(d.ts)
+            ),
+        });
+    }
+    for (reason, key, what) in [
+        ("daily_loss_stop", "daily_loss_stop", "the daily loss stop"),
+        ("kill_switch", "kill_refusals", "the kill switch"),
+    ] {
+        let refused: Vec<_> = ledger
+            .orders
+            .iter()
+            .filter(|o| o.status == OrderStatus::Refused && o.reason == reason)
+            .collect();
+        if let (Some(first), Some(last)) = (refused.first(), refused.last()) {
+            out.push(Alert {
+                key: format!("run:{run_id}:{key}"),
+                severity: Severity::Critical,
+                title: format!("run {run_id}: {what} refused {} entries", refused.len()),
+                text: format!(
+                    "{} orders refused ({reason}) from {} to {}, last {}",
+                    refused.len(),
+                    crate::time::format_rfc3339(first.order.ts),
+                    crate::time::format_rfc3339(last.order.ts),
+                    tickers.name(last.order.ticker)
+                ),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::drift::DriftRecord;
+    use crate::operators::portfolio::OrderRecord;
+    use crate::order::{Order, OrderKind, OrderSide};
+
+    fn refused(id: u64, ts: EventTime, ticker: u32, reason: &str) -> OrderRecord {
+        OrderRecord {
+            order: Order {
+                id,
+                ts,
+                ticker,
+                kind: OrderKind::Exit,
+            },
+            side: OrderSide::Buy,
+            status: OrderStatus::Refused,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn drift_and_the_daily_loss_stop_raise_keyed_alerts() {
+        let tickers = Tickers::new(["EURUSD".to_string(), "BRK.B".to_string()]);
+        let mut ledger = Ledger::default();
+        assert!(alerts_of("live", &tickers, &ledger).is_empty());
+        // Ids follow the names' order: 0 is BRK.B.
+        ledger.drifts.push((
+            0,
+            DriftRecord {
+                ts: 1_700_000_000,
+                feature: 0,
+                name: "RSI_14".into(),
+                kl: 0.75,
+            },
+        ));
+        ledger
+            .orders
+            .push(refused(1, 1_700_000_000, 1, "daily_loss_stop"));
+        ledger
+            .orders
+            .push(refused(2, 1_700_086_400, 0, "daily_loss_stop"));
+        ledger.orders.push(refused(3, 1_700_086_400, 1, "no_edge"));
+        let a = alerts_of("live", &tickers, &ledger);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0].key, "run:live:drift:BRK.B:RSI_14");
+        assert_eq!(a[0].severity, Severity::Warning);
+        assert!(a[0].text.contains("0.7500") && a[0].text.contains("2023-11-14"));
+        assert_eq!(a[1].key, "run:live:daily_loss_stop");
+        assert_eq!(a[1].severity, Severity::Critical);
+        assert!(a[1].title.contains("refused 2 entries"), "{}", a[1].title);
+        assert!(a[1].text.ends_with("last BRK.B"), "{}", a[1].text);
+    }
 }

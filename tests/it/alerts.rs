@@ -1,5 +1,5 @@
-//! The alert sink against loopback servers speaking Telegram's Bot API and Discord's webhooks
-//! (ALERTS.md §1–2): formats, deduplication, resolution, 429s honoured, permanent refusals given
+//! The alert sink against loopback servers speaking Telegram's Bot API, Discord's webhooks and
+//! PagerDuty's Events API v2 (ALERTS.md §1–3): formats, deduplication, resolution, 429s honoured, permanent refusals given
 //! up, and raising that never waits for delivery.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -214,4 +214,72 @@ fn a_refused_alert_is_given_up_and_raising_never_waits_for_delivery() {
     let seen = telegram.seen.lock().expect("log").clone();
     assert_eq!(seen.len(), 2, "one request per alert");
     assert_eq!(seen[0].1["chat_id"], "@desk_alerts");
+}
+
+const PD_KEY: &str = "0123456789abcdef0123456789abcdef";
+const PD_OK: &str =
+    r#"{"status":"success","message":"Event processed","dedup_key":"run:live:failed"}"#;
+
+#[test]
+fn pagerduty_gets_critical_alerts_as_incidents_keyed_by_the_alert_and_resolves_them() {
+    let pd = api(
+        vec![
+            (503, "", "<html>Service Unavailable</html>"),
+            (202, "", PD_OK),
+            (202, "", PD_OK),
+            (
+                400,
+                "",
+                r#"{"status":"invalid event","message":"Event object is invalid","errors":["'payload.summary' is missing or blank"]}"#,
+            ),
+        ],
+        Duration::ZERO,
+    );
+    let d = Dispatcher::new(
+        vec![Channel::PagerDuty {
+            base_url: pd.url.clone(),
+            routing_key: PD_KEY.into(),
+            min_severity: Severity::Critical,
+            source: "fdp-worker-1".into(),
+        }],
+        Duration::from_secs(60),
+    );
+    // A warning pages nobody, nor does its resolution.
+    d.fire(Alert {
+        severity: Severity::Warning,
+        ..alert("run:live:dead_letter")
+    });
+    d.resolve("run:live:dead_letter", "cleared");
+    d.fire(alert("run:live:failed"));
+    d.resolve("run:live:failed", "the run restarted");
+    d.fire(alert("run:live:other"));
+    assert!(d.wait_delivered(Duration::from_secs(20)), "delivered");
+    let s = &d.stats;
+    assert_eq!(s.sent.load(Ordering::Relaxed), 2, "trigger and resolve");
+    assert_eq!(s.retried.load(Ordering::Relaxed), 1, "the 503");
+    assert_eq!(s.failed.load(Ordering::Relaxed), 1, "the 400 is given up");
+
+    let seen = pd.seen.lock().expect("log").clone();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|(target, _, _)| target == "/v2/enqueue"));
+    let trigger = &seen[1].1;
+    assert_eq!(trigger["routing_key"], PD_KEY);
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "run:live:failed");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(trigger["payload"]["source"], "fdp-worker-1");
+    assert_eq!(
+        trigger["payload"]["summary"],
+        "run live: kill switch <STOP>: BRK.B & EUR/USD: no order sent"
+    );
+    assert!(
+        trigger["payload"]["timestamp"]
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+    );
+    assert_eq!(
+        seen[2].1,
+        serde_json::json!({"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "run:live:failed"})
+    );
+    assert_eq!(seen[3].1["dedup_key"], "run:live:other");
 }
