@@ -100,6 +100,10 @@ enum Command {
         /// current directory), e.g. the whole S&P 500 set of `../shared/data/real`.
         #[arg(long = "source-paths")]
         source_paths: Vec<String>,
+        /// Also write the run's figures as a Prometheus text exposition to this file at the end
+        /// (for node_exporter's textfile collector or a push gateway).
+        #[arg(long)]
+        metrics_file: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -595,6 +599,7 @@ fn command() -> Result<()> {
             out,
             database_url,
             source_paths,
+            metrics_file,
             cluster,
         } => {
             if let Some(id) = &run_id {
@@ -655,6 +660,13 @@ fn command() -> Result<()> {
                 m.flagged.values().sum::<usize>()
             );
             println!("outputs: {}", dir.display());
+            if let Some(path) = metrics_file {
+                let text =
+                    findashpro::sinks::run_metrics::render(&run_id, &p.pipeline.name, &output, &m);
+                let tmp = path.with_extension("prom.partial");
+                std::fs::write(&tmp, text)?;
+                std::fs::rename(&tmp, &path)?;
+            }
             if let Some(url) = database_url {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

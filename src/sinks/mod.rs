@@ -8,3 +8,4 @@ pub mod postgres;
 pub mod prometheus;
 pub mod recorded;
 pub mod report;
+pub mod run_metrics;

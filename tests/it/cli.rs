@@ -809,3 +809,57 @@ fn bench_memory_reports_the_child_backtests_peak_rss() {
     assert!(mib > 5.0 && mib < 4096.0, "{line}");
     assert!(line.contains(" 15000 "), "50 × 300 bars replayed: {line}");
 }
+
+#[test]
+fn a_backtest_writes_its_figures_as_a_prometheus_exposition_that_promtool_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_string_lossy().to_string();
+    let prom = dir.path().join("fdp.prom");
+    let o = fdp(&[
+        "backtest",
+        "pipelines/sample.toml",
+        "--run-id",
+        "prom",
+        "--out",
+        &out,
+        "--metrics-file",
+        &prom.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&prom).expect("the exposition");
+    crate::common::promtool_check(&text);
+    // The values are the run's own, as metrics.json has them.
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("prom/metrics.json")).expect("metrics"),
+    )
+    .expect("json");
+    let sample = |name: &str, labels: &str| -> f64 {
+        let head = format!("{name}{{run_id=\"prom\",pipeline=\"sample\"{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&head))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {head}in\n{text}"))
+    };
+    assert_eq!(
+        sample("fdp_backtest_equity", ""),
+        m["final_equity"].as_f64().expect("equity")
+    );
+    assert_eq!(
+        sample("fdp_backtest_bars_total", ",stage=\"quality\""),
+        m["bars"].as_f64().expect("bars")
+    );
+    for (status, n) in m["orders"].as_object().expect("orders by status") {
+        assert_eq!(
+            sample(
+                "fdp_backtest_orders_total",
+                &format!(",status=\"{status}\"")
+            ),
+            n.as_f64().expect("count"),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        sample("fdp_backtest_max_drawdown_ratio", ""),
+        m["max_drawdown"].as_f64().expect("drawdown")
+    );
+}
