@@ -104,3 +104,50 @@ fn the_metrics_exposition_passes_promtool() {
     }
     crate::common::promtool_check(&text);
 }
+
+#[test]
+fn the_alert_rules_pass_promtool_fire_as_tested_and_name_only_metrics_fdp_exports() {
+    let dir = crate::common::repo("deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let o = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+        assert!(
+            o.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Every fdp_ metric a rule reads is one that a live run's /metrics or a backtest's
+    // exposition really writes (a renamed metric would silence its alert for good).
+    let m = StreamMetrics::shared();
+    metrics::request("polygon", "ok");
+    metrics::breaker("polygon", BreakerState::Open);
+    let exported = format!(
+        "{}{}",
+        m.render(),
+        include_str!("../../src/sinks/run_metrics.rs")
+    );
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("rules");
+    let names: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        // Recording rules' own names (`level:metric:operations`) are not read.
+        .filter(|w| w.starts_with("fdp_") && !w.contains(':'))
+        .collect();
+    assert!(names.len() >= 5, "{names:?}");
+    for n in names {
+        assert!(
+            exported.lines().any(|l| {
+                l.strip_prefix(n)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            }) || exported.contains(&format!("\"{n}\"")),
+            "{n} is read by a rule but exported by nothing"
+        );
+    }
+}
