@@ -663,9 +663,7 @@ fn command() -> Result<()> {
             if let Some(path) = metrics_file {
                 let text =
                     findashpro::sinks::run_metrics::render(&run_id, &p.pipeline.name, &output, &m);
-                let tmp = path.with_extension("prom.partial");
-                std::fs::write(&tmp, text)?;
-                std::fs::rename(&tmp, &path)?;
+                findashpro::sinks::files::write_whole(&path, text.as_bytes())?;
             }
             if let Some(url) = database_url {
                 let rt = tokio::runtime::Builder::new_current_thread()

@@ -278,23 +278,20 @@ async fn kill(
     ))
 }
 
-/// Writes the kill-switch file whole (a temporary file renamed into place).
+/// Writes the kill-switch file whole ([`crate::sinks::files::write_whole`]).
 fn trip(stop: &std::path::Path, run_id: &str, peer: SocketAddr) -> Result<(), ServeError> {
-    let io = |path: &std::path::Path| {
-        let path = path.display().to_string();
-        move |source| ServeError::Io { path, source }
-    };
-    let dir = stop.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".STOP.{}", std::process::id()));
     let text = serde_json::json!({
         "run_id": run_id,
         "from": peer.ip().to_string(),
         "at": chrono::Utc::now().to_rfc3339(),
     })
     .to_string();
-    std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
-    std::fs::rename(&tmp, stop).map_err(io(stop))
+    crate::sinks::files::write_whole(stop, (text + "\n").as_bytes()).map_err(|source| {
+        ServeError::Io {
+            path: stop.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// Records the action in `audit_log` on a connection of its own (the shared one is read-only).

@@ -101,6 +101,31 @@ impl Col {
     }
 }
 
+/// Writes `bytes` to `path` whole: into a temporary file beside it (named with this process's
+/// id, so two writers never share one), synced, then renamed over `path`. A reader sees the old
+/// file or the new one, never half of one; the folder is created when missing.
+///
+/// # Errors
+/// The folder, the temporary file or the rename fails.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), SinkError> {
     let path = dir.join(format!("{name}.parquet"));
     let p = path.display().to_string();

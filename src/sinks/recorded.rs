@@ -23,19 +23,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, synced, then renamed.
+/// Writes `bytes` to `path` whole ([`super::files::write_whole`]).
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    std::io::Write::write_all(&mut f, bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    super::files::write_whole(path, bytes).map_err(io(path))
 }
 
 fn key(row: &Map<String, Value>) -> (String, String) {
