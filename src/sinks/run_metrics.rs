@@ -8,7 +8,6 @@ use std::fmt::Write;
 
 use crate::engine::RunOutput;
 use crate::metrics::Metrics;
-use crate::operators::portfolio::OrderStatus;
 
 /// Escapes a label value (`\`, `"`, newline).
 fn esc(v: &str) -> String {
@@ -53,24 +52,21 @@ pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> Str
             ("stage=\"quality\"".into(), m.bars as f64),
         ],
     );
-    let mut q: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for r in &out.quarantine {
-        *q.entry((
-            r.reason.as_str().to_string(),
-            format!("{:?}", r.action).to_lowercase(),
-        ))
-        .or_default() += 1;
-    }
+    // The counts metrics.json holds, so the two never disagree.
+    let quarantined = [("rejected", &m.rejected), ("flagged", &m.flagged)];
     family(
         "fdp_backtest_quarantine_rows_total",
         "counter",
         "Rows quarantined (rejected) or flagged, by reason.",
-        q.into_iter()
-            .map(|((reason, action), n)| {
-                (
-                    format!("reason=\"{}\",action=\"{}\"", esc(&reason), esc(&action)),
-                    n as f64,
-                )
+        quarantined
+            .iter()
+            .flat_map(|(action, by_reason)| {
+                by_reason.iter().map(move |(reason, n)| {
+                    (
+                        format!("reason=\"{}\",action=\"{action}\"", esc(reason)),
+                        *n as f64,
+                    )
+                })
             })
             .collect(),
     );
@@ -80,18 +76,13 @@ pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> Str
         "Non-empty signals of the model.",
         vec![(String::new(), l.signals.len() as f64)],
     );
+    // Every outcome, 0 when none had it, so a series exists before its first order.
     let mut by_status: BTreeMap<&str, usize> = ["filled", "refused", "cancelled", "unfilled"]
         .into_iter()
         .map(|k| (k, 0))
         .collect();
-    for o in &l.orders {
-        let k = match o.status {
-            OrderStatus::Filled => "filled",
-            OrderStatus::Refused => "refused",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::Unfilled => "unfilled",
-        };
-        *by_status.entry(k).or_default() += 1;
+    for (k, n) in &m.orders {
+        *by_status.entry(k.as_str()).or_default() += n;
     }
     family(
         "fdp_backtest_orders_total",
