@@ -303,12 +303,7 @@ async fn audit(
     let url = store.database_url().ok_or(ServeError::NoDatabase)?;
     let write = async {
         let c = crate::sinks::postgres::connect(url).await?;
-        c.execute(
-            "INSERT INTO audit_log (event_type, data, origin_ip) VALUES ('kill_switch', $1, $2::text::inet)",
-            &[data, &peer.ip().to_string()],
-        )
-        .await?;
-        Ok::<_, crate::sinks::postgres::DbError>(())
+        crate::sinks::postgres::audit_from(&c, "kill_switch", data, Some(peer.ip())).await
     };
     tokio::time::timeout(store::DB_TIMEOUT, write)
         .await

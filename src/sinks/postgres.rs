@@ -467,10 +467,25 @@ pub async fn audit(
     event_type: &str,
     data: &serde_json::Value,
 ) -> Result<(), DbError> {
+    audit_from(client, event_type, data, None).await
+}
+
+/// Appends an event to the audit trail with the address it came from (`origin_ip`), for
+/// actions a person took over the network, such as the dashboard's kill switch.
+///
+/// # Errors
+/// A failing insert.
+pub async fn audit_from(
+    client: &Client,
+    event_type: &str,
+    data: &serde_json::Value,
+    origin: Option<std::net::IpAddr>,
+) -> Result<(), DbError> {
+    let origin = origin.map(|ip| ip.to_string());
     client
         .execute(
-            "INSERT INTO audit_log (event_type, data) VALUES ($1, $2)",
-            &[&event_type, data],
+            "INSERT INTO audit_log (event_type, data, origin_ip) VALUES ($1, $2, $3::text::inet)",
+            &[&event_type, data, &origin],
         )
         .await?;
     Ok(())
