@@ -21,6 +21,7 @@
 //! uses `anyhow`. Event time is the timely timestamp; nothing under `operators/` reads the clock.
 
 pub mod alert;
+pub mod backup;
 pub mod bar;
 pub mod bench;
 pub mod bench_fetch;

@@ -35,11 +35,11 @@ macro_rules! refuse {
 /// Who is at fault for `e`: the first error in its chain that knows.
 fn fault_of(e: &anyhow::Error) -> Option<Fault> {
     use findashpro::{
-        config::ConfigError, engine::EngineError, features_cmd::FeaturesError,
+        backup::BackupError, config::ConfigError, engine::EngineError, features_cmd::FeaturesError,
         fetch_cmd::FetchError, names::NameError, operators::ml::registry::RegistryError,
-        query::QueryError, sinks::files::SinkError, sinks::postgres::DbError,
-        sinks::postgres::ModelStoreError, sources::SourceError, sources::redis_stream::StreamError,
-        stream::StreamRunError,
+        query::QueryError, sinks::alerts::AlertConfigError, sinks::files::SinkError,
+        sinks::postgres::DbError, sinks::postgres::ModelStoreError, sources::SourceError,
+        sources::redis_stream::StreamError, stream::StreamRunError,
     };
     for cause in e.chain() {
         macro_rules! blame {
@@ -56,6 +56,8 @@ fn fault_of(e: &anyhow::Error) -> Option<Fault> {
             ConfigError,
             EngineError,
             StreamRunError,
+            BackupError,
+            AlertConfigError,
             DbError,
             StreamError,
             SourceError,
@@ -154,6 +156,40 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Copy Redis (the stream, first) and then PostgreSQL (a base backup with its WAL) into a
+    /// new folder while runs write, check both copies and record them in backup.json.
+    Backup {
+        /// The backup folder (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// PostgreSQL URL; the user needs the REPLICATION attribute and pg_hba.conf a
+        /// `replication` line (default: `DATABASE_URL`).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Redis URL (default: `REDIS_URL`, else redis://127.0.0.1:6379).
+        #[arg(long)]
+        redis_url: Option<String>,
+    },
+    /// Check a backup against backup.json and lay it out for fresh servers: a PostgreSQL data
+    /// folder (replaying a WAL archive when given) and Redis's dump.rdb. Starts nothing.
+    Restore {
+        /// The backup folder `fdp backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// A new PostgreSQL data folder (new or empty).
+        #[arg(long)]
+        pg_data: PathBuf,
+        /// A new folder for Redis's dump.rdb (new or empty).
+        #[arg(long)]
+        redis_dir: PathBuf,
+        /// The WAL archive (archive_command's destination): replayed after the base backup.
+        #[arg(long)]
+        wal_archive: Option<PathBuf>,
+        /// Stop the replay at this time (e.g. `2026-12-05 21:00:00+00`); the archive's end
+        /// when absent.
+        #[arg(long, requires = "wal_archive")]
+        target_time: Option<String>,
+    },
     /// Add a cycle of work items (one per ticker of the pipeline's universe) to the Redis stream
     /// `<prefix>:ticker_stream`, creating the consumer group `fdp_workers` if absent.
     Orchestrate {
@@ -224,10 +260,15 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Check a pipeline file without running it.
+    /// Check a pipeline file without running it: the file, then its source (every bar read
+    /// through the quality gate) unless --file-only.
     Validate {
         /// Pipeline file.
         pipeline: PathBuf,
+        /// Check the file only (types, ranges, names, the alert channels' secrets in the
+        /// environment), without opening the source: a providers pipeline would ask its providers.
+        #[arg(long)]
+        file_only: bool,
     },
     /// Benchmarks on seeded synthetic data: `graph` (default) gives bars/s of the whole graph and
     /// of each stage; `features` gives ns per bar of the standard feature set and each indicator;
@@ -331,10 +372,12 @@ struct RedisArgs {
 
 impl RedisArgs {
     fn url(&self) -> String {
-        self.redis_url.clone().unwrap_or_else(|| {
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-        })
+        self.redis_url.clone().unwrap_or_else(default_redis_url)
     }
+}
+
+fn default_redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// Sets `flag` on SIGTERM or SIGINT (from a thread of its own). A signal always ends the process
@@ -514,10 +557,9 @@ fn init_logs() -> Result<()> {
 
 fn run() -> Result<()> {
     init_logs()?;
-    if let Some(d) = findashpro::sinks::alerts::Dispatcher::from_env() {
-        findashpro::alert::install(d);
-    }
-    let result = command();
+    let cli = Cli::parse();
+    install_alerts(&cli.command)?;
+    let result = command(cli);
     // Alerts raised on the way out (a run's stop, its crash) are delivered before the exit.
     if !findashpro::alert::flush(std::time::Duration::from_secs(15)) {
         tracing::error!("alerts still queued at exit were not delivered");
@@ -525,11 +567,54 @@ fn run() -> Result<()> {
     result
 }
 
-fn command() -> Result<()> {
-    let cli = Cli::parse();
+/// Registers the alert sink: the channels the command's pipeline declares under `[alerts]`
+/// (their secrets from the environment), else those the environment configures. A pipeline that
+/// does not load is left to the command to report.
+fn install_alerts(command: &Command) -> Result<()> {
+    let pipeline = match command {
+        Command::Backtest { pipeline, .. }
+        | Command::Fetch { pipeline, .. }
+        | Command::Orchestrate { pipeline, .. }
+        | Command::Feed { pipeline, .. }
+        | Command::Run { pipeline, .. }
+        | Command::Validate { pipeline, .. } => Pipeline::load(pipeline).ok(),
+        _ => None,
+    };
+    let spec = pipeline.and_then(|p| p.pipeline.alerts.map(toml::Spanned::into_inner));
+    let sink = match spec {
+        Some(spec) => match findashpro::sinks::alerts::Dispatcher::from_spec(&spec) {
+            Ok(d) => Some(d),
+            // A backtest of a production pipeline on a desk without its tokens still runs.
+            Err(e) if matches!(command, Command::Backtest { .. }) => {
+                tracing::warn!(error = %e, "alerts off for this backtest");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => findashpro::sinks::alerts::Dispatcher::from_env(),
+    };
+    if let Some(d) = sink {
+        findashpro::alert::install(d);
+    }
+    Ok(())
+}
+
+fn command(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Validate { pipeline } => {
+        Command::Validate {
+            pipeline,
+            file_only,
+        } => {
             let p = Pipeline::load(&pipeline)?;
+            if file_only {
+                println!(
+                    "{}: ok (the file; {} feature columns: {})",
+                    pipeline.display(),
+                    p.pipeline.feature_columns().len(),
+                    p.pipeline.feature_columns().join(", ")
+                );
+                return Ok(());
+            }
             let source = findashpro::sources::Source::open(&p)?;
             let survey = findashpro::sources::survey(&source, &p.pipeline.quality)?;
             if survey.usable == 0 {
@@ -579,6 +664,51 @@ fn command() -> Result<()> {
                 ),
                 None => println!("audit log intact: empty"),
             }
+        }
+        Command::Backup {
+            out,
+            database_url,
+            redis_url,
+        } => {
+            let m = findashpro::backup::backup(
+                &out,
+                &database_url.unwrap_or_else(default_database_url),
+                &redis_url.unwrap_or_else(default_redis_url),
+            )?;
+            println!(
+                "backup in {}: redis {} bytes (sha256 {}), postgres base backup verified, {} run(s) committed",
+                out.display(),
+                m.redis.bytes,
+                m.redis.sha256,
+                m.runs.len()
+            );
+        }
+        Command::Restore {
+            from,
+            pg_data,
+            redis_dir,
+            wal_archive,
+            target_time,
+        } => {
+            let to = findashpro::backup::RestoreTo {
+                pg_data,
+                redis_dir,
+                wal_archive,
+                target_time,
+            };
+            let m = findashpro::backup::restore(&from, &to)?;
+            println!(
+                "restored the backup of {}: PostgreSQL data in {} ({}), Redis snapshot in {}; \
+                 start the servers on them (deploy/README.md, \"Recovery\")",
+                m.finished,
+                to.pg_data.display(),
+                if to.wal_archive.is_some() {
+                    "replays the WAL archive when started"
+                } else {
+                    "as of the base backup"
+                },
+                to.redis_dir.join("dump.rdb").display()
+            );
         }
         Command::Migrate { database_url } => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -768,8 +898,7 @@ fn command() -> Result<()> {
                 print!("{}", findashpro::bench::table(&lines));
             }
             BenchWhat::Stream => {
-                let redis =
-                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                let redis = default_redis_url();
                 let lines = findashpro::bench_stream::suite(
                     &redis,
                     &default_database_url(),
@@ -778,8 +907,7 @@ fn command() -> Result<()> {
                 print!("{}", findashpro::bench_stream::table(&lines));
             }
             BenchWhat::Limiter => {
-                let redis =
-                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                let redis = default_redis_url();
                 let mut lines = Vec::new();
                 for &w in &workers {
                     lines.push(findashpro::bench_limiter::run(

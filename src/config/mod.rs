@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod alerts;
 mod drift;
 mod features;
 pub mod provider;
 
+pub use alerts::{AlertsSpec, ChannelSpec, TelegramSpec};
 pub use drift::DriftSpec;
 pub use features::{FeatureSpec, MAX_PERIOD, talib_standard};
 
@@ -83,6 +85,9 @@ pub struct Pipeline {
     /// Caches.
     #[serde(default)]
     pub cache: CacheSpec,
+    /// Alert channels (see [`AlertsSpec`]); the environment's when absent.
+    #[serde(default)]
+    pub alerts: Option<Spanned<AlertsSpec>>,
 }
 
 /// Caches that spare a repeated run or a restart work already done.
@@ -825,6 +830,9 @@ impl Pipeline {
                 let key = m.split_whitespace().next().unwrap_or_default();
                 (key_after(text, f.span().start, key), m)
             })?;
+        }
+        if let Some(a) = &self.alerts {
+            a.get_ref().check().map_err(|m| (a.span().start, m))?;
         }
         let fu = &self.fundamentals;
         let fu_at = locate(text, "[fundamentals]", "");

@@ -18,6 +18,59 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::alert::{Alert, Notify, Severity};
+use crate::config::AlertsSpec;
+
+/// A channel declared in a pipeline's `[alerts]` whose secret the environment lacks.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "[alerts] declares {channel}, but {variable} is not set (secrets come from the environment only)"
+)]
+pub struct AlertConfigError {
+    /// The channel.
+    pub channel: &'static str,
+    /// The variable that should hold its secret.
+    pub variable: &'static str,
+}
+
+impl crate::fault::Blame for AlertConfigError {
+    fn fault(&self) -> crate::fault::Fault {
+        crate::fault::Fault::Input
+    }
+}
+
+/// An environment variable, when set and not blank.
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Telegram to `chat_id` when `FDP_TELEGRAM_TOKEN` is set.
+fn telegram(chat_id: String, min_severity: Severity) -> Option<Channel> {
+    Some(Channel::Telegram {
+        base_url: var("FDP_TELEGRAM_BASE_URL").unwrap_or_else(|| "https://api.telegram.org".into()),
+        token: var("FDP_TELEGRAM_TOKEN")?,
+        chat_id,
+        min_severity,
+    })
+}
+
+/// Discord when `FDP_DISCORD_WEBHOOK_URL` is set.
+fn discord(min_severity: Severity) -> Option<Channel> {
+    Some(Channel::Discord {
+        url: var("FDP_DISCORD_WEBHOOK_URL")?,
+        min_severity,
+    })
+}
+
+/// PagerDuty when `FDP_PAGERDUTY_ROUTING_KEY` is set.
+fn pagerduty(min_severity: Severity) -> Option<Channel> {
+    Some(Channel::PagerDuty {
+        base_url: var("FDP_PAGERDUTY_BASE_URL")
+            .unwrap_or_else(|| "https://events.pagerduty.com".into()),
+        routing_key: var("FDP_PAGERDUTY_ROUTING_KEY")?,
+        min_severity,
+        source: var("HOSTNAME").unwrap_or_else(|| "findashpro".into()),
+    })
+}
 
 /// Where alerts are delivered.
 #[derive(Clone)]
@@ -30,11 +83,15 @@ pub enum Channel {
         token: String,
         /// The chat: a (negative) integer id or `@channel`.
         chat_id: String,
+        /// The least severity sent.
+        min_severity: Severity,
     },
     /// A Discord webhook: its whole URL, token included.
     Discord {
         /// `https://discord.com/api/v10/webhooks/<id>/<token>`.
         url: String,
+        /// The least severity sent.
+        min_severity: Severity,
     },
     /// A PagerDuty service's Events API v2 integration.
     PagerDuty {
@@ -68,8 +125,9 @@ impl Channel {
     /// Whether alerts of this severity go to this channel.
     fn wants(&self, severity: Severity) -> bool {
         match self {
-            Channel::PagerDuty { min_severity, .. } => severity >= *min_severity,
-            _ => true,
+            Channel::Telegram { min_severity, .. }
+            | Channel::Discord { min_severity, .. }
+            | Channel::PagerDuty { min_severity, .. } => severity >= *min_severity,
         }
     }
 
@@ -77,7 +135,7 @@ impl Channel {
     fn redact(&self, text: &str) -> String {
         let secret = match self {
             Channel::Telegram { token, .. } => token.as_str(),
-            Channel::Discord { url } => url.rsplit('/').next().unwrap_or_default(),
+            Channel::Discord { url, .. } => url.rsplit('/').next().unwrap_or_default(),
             Channel::PagerDuty { routing_key, .. } => routing_key.as_str(),
         };
         if secret.is_empty() {
@@ -137,47 +195,62 @@ impl Dispatcher {
     /// `FDP_PAGERDUTY_BASE_URL`); a firing key is sent at most once per `FDP_ALERT_DEDUP_SECONDS`
     /// (600). `None` when no channel is configured.
     pub fn from_env() -> Option<Arc<Dispatcher>> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut channels = Vec::new();
-        if let (Some(token), Some(chat_id)) =
-            (var("FDP_TELEGRAM_TOKEN"), var("FDP_TELEGRAM_CHAT_ID"))
-        {
-            channels.push(Channel::Telegram {
-                base_url: var("FDP_TELEGRAM_BASE_URL")
-                    .unwrap_or_else(|| "https://api.telegram.org".into()),
-                token,
-                chat_id,
-            });
+        if let Some(chat_id) = var("FDP_TELEGRAM_CHAT_ID") {
+            channels.extend(telegram(chat_id, Severity::Info));
         }
-        if let Some(url) = var("FDP_DISCORD_WEBHOOK_URL") {
-            channels.push(Channel::Discord { url });
-        }
-        if let Some(routing_key) = var("FDP_PAGERDUTY_ROUTING_KEY") {
-            let min = var("FDP_PAGERDUTY_SEVERITY");
-            let min_severity = match min.as_deref() {
-                None | Some("critical") => Severity::Critical,
-                Some("warning") => Severity::Warning,
-                Some("info") => Severity::Info,
-                Some(other) => {
-                    tracing::error!(
-                        value = other,
-                        "FDP_PAGERDUTY_SEVERITY is info, warning or critical: critical used"
-                    );
-                    Severity::Critical
-                }
-            };
-            channels.push(Channel::PagerDuty {
-                base_url: var("FDP_PAGERDUTY_BASE_URL")
-                    .unwrap_or_else(|| "https://events.pagerduty.com".into()),
-                routing_key,
-                min_severity,
-                source: var("HOSTNAME").unwrap_or_else(|| "findashpro".into()),
-            });
-        }
+        channels.extend(discord(Severity::Info));
+        let min = match var("FDP_PAGERDUTY_SEVERITY").as_deref() {
+            None | Some("critical") => Severity::Critical,
+            Some("warning") => Severity::Warning,
+            Some("info") => Severity::Info,
+            Some(other) => {
+                tracing::error!(
+                    value = other,
+                    "FDP_PAGERDUTY_SEVERITY is info, warning or critical: critical used"
+                );
+                Severity::Critical
+            }
+        };
+        channels.extend(pagerduty(min));
         let dedup = var("FDP_ALERT_DEDUP_SECONDS")
             .and_then(|s| s.parse().ok())
             .unwrap_or(600);
         (!channels.is_empty()).then(|| Dispatcher::new(channels, Duration::from_secs(dedup)))
+    }
+
+    /// The sink a pipeline's `[alerts]` declares: exactly its channels, each at its least
+    /// severity, each secret (and a proxy's base URL) from the environment as for
+    /// [`Dispatcher::from_env`].
+    ///
+    /// # Errors
+    /// A declared channel whose secret is not set: named with its variable.
+    pub fn from_spec(spec: &AlertsSpec) -> Result<Arc<Dispatcher>, AlertConfigError> {
+        let missing =
+            |channel: &'static str, variable: &'static str| AlertConfigError { channel, variable };
+        let mut channels = Vec::new();
+        if let Some(t) = &spec.telegram {
+            channels.push(
+                telegram(t.chat_id.clone(), t.min_severity.unwrap_or(Severity::Info))
+                    .ok_or(missing("telegram", "FDP_TELEGRAM_TOKEN"))?,
+            );
+        }
+        if let Some(d) = &spec.discord {
+            channels.push(
+                discord(d.min_severity.unwrap_or(Severity::Info))
+                    .ok_or(missing("discord", "FDP_DISCORD_WEBHOOK_URL"))?,
+            );
+        }
+        if let Some(p) = &spec.pagerduty {
+            channels.push(
+                pagerduty(p.min_severity.unwrap_or(Severity::Critical))
+                    .ok_or(missing("pagerduty", "FDP_PAGERDUTY_ROUTING_KEY"))?,
+            );
+        }
+        Ok(Dispatcher::new(
+            channels,
+            Duration::from_secs(spec.dedup_seconds),
+        ))
     }
 
     /// A sink delivering to `channels`, deduplicating a firing key within `dedup`.
@@ -379,6 +452,7 @@ async fn send(
             base_url,
             token,
             chat_id,
+            ..
         } => {
             let text = format!(
                 "<b>{}</b> {}\n{}",
@@ -399,7 +473,7 @@ async fn send(
                 }),
             )
         }
-        Channel::Discord { url } => {
+        Channel::Discord { url, .. } => {
             let color = match (resolved, alert.severity) {
                 (true, _) => 0x2e_cc_71,
                 (_, Severity::Info) => 0x34_98_db,
@@ -529,6 +603,7 @@ mod tests {
             base_url: "http://127.0.0.1:9".into(),
             token: "123456:ABC-DEF".into(),
             chat_id: "-100123".into(),
+            min_severity: Severity::Info,
         }
     }
 
@@ -549,6 +624,7 @@ mod tests {
         );
         let d = Channel::Discord {
             url: "http://127.0.0.1:9/api/v10/webhooks/1/TOKEN".into(),
+            min_severity: Severity::Info,
         };
         let limited =
             r#"{"message":"You are being rate limited.","retry_after":64.57,"global":false}"#;

@@ -18,7 +18,84 @@ pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
-/// Counters and the latency histogram of a run.
+/// A cumulative histogram over [`BUCKETS`], lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records `n` observations of `seconds`.
+    pub fn observe(&self, seconds: f64, n: u64) {
+        let s = seconds.max(0.0);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i].fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((s * 1e6) as u64 * n, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile (`None` before any observation,
+    /// `+inf` beyond the last bucket).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let want = (q * n as f64).ceil() as u64;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if self.buckets[i].load(Ordering::Relaxed) >= want {
+                return Some(*b);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        for (i, b) in BUCKETS.iter().enumerate() {
+            out.push_str(&format!(
+                "{name}_bucket{{le=\"{b}\"}} {}\n",
+                self.buckets[i].load(Ordering::Relaxed)
+            ));
+        }
+        let n = self.count();
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {n}\n"));
+        out.push_str(&format!(
+            "{name}_sum {}\n{name}_count {n}\n",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+    }
+}
+
+/// The latest committed state of the portfolio and of the stream, as gauges.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Gauges {
+    /// Equity at the last committed time.
+    pub equity: Option<f64>,
+    /// Cash at the last committed time.
+    pub cash: Option<f64>,
+    /// Open positions at the last committed time.
+    pub open_positions: Option<u64>,
+    /// Messages delivered to the group and not acknowledged (XPENDING).
+    pub pending: Option<u64>,
+    /// Messages in the stream not yet delivered to the group (XINFO GROUPS' lag).
+    pub lag: Option<u64>,
+    /// Per monitored feature: drift events committed, and the divergence of the latest.
+    pub drift: std::collections::BTreeMap<String, (u64, f64)>,
+}
+
+/// Counters, histograms and gauges of a run.
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
     /// Messages read from the stream.
@@ -42,9 +119,12 @@ pub struct StreamMetrics {
     /// When set, every observation is also kept (for exact percentiles in `fdp bench stream`).
     pub keep_samples: std::sync::atomic::AtomicBool,
     samples: std::sync::Mutex<Vec<f64>>,
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+    /// Per bar, seconds from its XADD to the commit of its decisions.
+    pub latency: Histogram,
+    /// Seconds each step's PostgreSQL transaction took.
+    pub commit_seconds: Histogram,
+    /// The latest committed state.
+    pub gauges: std::sync::Mutex<Gauges>,
 }
 
 impl StreamMetrics {
@@ -55,41 +135,23 @@ impl StreamMetrics {
 
     /// Records `n` bars that took `seconds` from XADD to commit.
     pub fn observe(&self, seconds: f64, n: u64) {
-        let s = seconds.max(0.0);
         if self.keep_samples.load(Ordering::Relaxed)
             && let Ok(mut v) = self.samples.lock()
         {
-            v.extend(std::iter::repeat_n(s, n as usize));
+            v.extend(std::iter::repeat_n(seconds.max(0.0), n as usize));
         }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.buckets[i].fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(n, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((s * 1e6) as u64 * n, Ordering::Relaxed);
+        self.latency.observe(seconds, n);
     }
 
-    /// Observations so far.
+    /// Observations of the XADD-to-commit latency so far.
     pub fn latency_count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.latency.count()
     }
 
-    /// The latency below which a fraction `q` of the observations fall, as the upper bound of its
-    /// bucket (`None` before any observation, `+inf` beyond the last bucket).
+    /// The XADD-to-commit latency below which a fraction `q` of the observations fall, as the
+    /// upper bound of its bucket.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.latency_count();
-        if n == 0 {
-            return None;
-        }
-        let want = (q * n as f64).ceil() as u64;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if self.buckets[i].load(Ordering::Relaxed) >= want {
-                return Some(*b);
-            }
-        }
-        Some(f64::INFINITY)
+        self.latency.quantile(q)
     }
 
     /// The exact `q` quantile of the kept samples (see `keep_samples`), in seconds.
@@ -101,6 +163,16 @@ impl StreamMetrics {
         v.sort_by(f64::total_cmp);
         let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
         Some(v[i])
+    }
+
+    /// Changes the gauges under their lock (a poisoned lock is taken over: gauges are
+    /// overwritten whole, never left half-updated in a way that matters).
+    pub fn update_gauges(&self, f: impl FnOnce(&mut Gauges)) {
+        let mut g = self
+            .gauges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g);
     }
 
     /// The text exposition.
@@ -135,25 +207,90 @@ impl StreamMetrics {
                 v.load(Ordering::Relaxed)
             ));
         }
-        let name = "fdp_xadd_to_commit_seconds";
-        out.push_str(&format!(
-            "# HELP {name} Per bar, seconds from XADD to the commit of its decisions.\n# TYPE {name} histogram\n"
-        ));
-        for (i, b) in BUCKETS.iter().enumerate() {
-            out.push_str(&format!(
-                "{name}_bucket{{le=\"{b}\"}} {}\n",
-                self.buckets[i].load(Ordering::Relaxed)
-            ));
+        self.latency.render(
+            "fdp_xadd_to_commit_seconds",
+            "Per bar, seconds from XADD to the commit of its decisions.",
+            &mut out,
+        );
+        self.commit_seconds.render(
+            "fdp_pg_commit_seconds",
+            "Seconds each step's PostgreSQL transaction took.",
+            &mut out,
+        );
+        let g = self
+            .gauges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let gauges: [(&str, &str, Option<f64>); 5] = [
+            ("fdp_equity", "Equity at the last committed time", g.equity),
+            ("fdp_cash", "Cash at the last committed time", g.cash),
+            (
+                "fdp_open_positions",
+                "Open positions at the last committed time",
+                g.open_positions.map(|n| n as f64),
+            ),
+            (
+                "fdp_stream_pending_messages",
+                "Messages delivered to the group and not acknowledged",
+                g.pending.map(|n| n as f64),
+            ),
+            (
+                "fdp_stream_lag_messages",
+                "Messages in the stream not yet delivered to the group",
+                g.lag.map(|n| n as f64),
+            ),
+        ];
+        // A gauge appears once it has a value: no made-up zero before the first commit.
+        for (name, help, v) in gauges {
+            if let Some(v) = v {
+                out.push_str(&format!(
+                    "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {}\n",
+                    number(v)
+                ));
+            }
         }
-        let n = self.latency_count();
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {n}\n"));
-        out.push_str(&format!(
-            "{name}_sum {}\n{name}_count {n}\n",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
+        if !g.drift.is_empty() {
+            let name = "fdp_drift_events_total";
+            out.push_str(&format!(
+                "# HELP {name} Drift events committed, by feature.\n# TYPE {name} counter\n"
+            ));
+            for (f, (n, _)) in &g.drift {
+                out.push_str(&format!("{name}{{feature=\"{}\"}} {n}\n", label(f)));
+            }
+            let name = "fdp_drift_divergence";
+            out.push_str(&format!(
+                "# HELP {name} KL divergence of the latest drift event, by feature.\n# TYPE {name} gauge\n"
+            ));
+            for (f, (_, kl)) in &g.drift {
+                out.push_str(&format!(
+                    "{name}{{feature=\"{}\"}} {}\n",
+                    label(f),
+                    number(*kl)
+                ));
+            }
+        }
         // The process's provider requests, when its source fetches over HTTP.
         out.push_str(&crate::sources::providers::metrics::render());
         out
+    }
+}
+
+/// A label value escaped as the text format wants (backslash, quote, newline).
+pub(crate) fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A float as the text format spells it (`NaN`, `+Inf`, `-Inf`).
+pub(crate) fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
     }
 }
 
@@ -301,6 +438,41 @@ mod tests {
         assert!(text.contains("fdp_xadd_to_commit_seconds_bucket{le=\"0.001\"} 90"));
         assert!(text.contains("fdp_xadd_to_commit_seconds_bucket{le=\"0.05\"} 100"));
         assert!(text.contains("fdp_xadd_to_commit_seconds_count 100"));
+    }
+
+    #[test]
+    fn gauges_appear_once_set_and_drift_labels_are_escaped() {
+        let m = StreamMetrics::default();
+        let text = m.render();
+        assert!(!text.contains("fdp_equity") && !text.contains("fdp_drift"));
+        assert!(text.contains("fdp_pg_commit_seconds_count 0"));
+        m.commit_seconds.observe(0.004, 1);
+        m.update_gauges(|g| {
+            g.equity = Some(101_234.5);
+            g.cash = Some(-20.25);
+            g.open_positions = Some(3);
+            g.pending = Some(0);
+            g.lag = None;
+            g.drift.insert("RSI_14".into(), (2, 0.75));
+            g.drift.insert("odd\"name\\".into(), (1, f64::INFINITY));
+        });
+        let text = m.render();
+        for line in [
+            "fdp_equity 101234.5",
+            "fdp_cash -20.25",
+            "fdp_open_positions 3",
+            "fdp_stream_pending_messages 0",
+            "fdp_pg_commit_seconds_bucket{le=\"0.005\"} 1",
+            "fdp_drift_events_total{feature=\"RSI_14\"} 2",
+            "fdp_drift_divergence{feature=\"RSI_14\"} 0.75",
+            "fdp_drift_divergence{feature=\"odd\\\"name\\\\\"} +Inf",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("fdp_stream_lag_messages"),
+            "unknown lag is left out"
+        );
     }
 
     #[test]

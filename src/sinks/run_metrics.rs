@@ -9,23 +9,7 @@ use std::fmt::Write;
 use crate::engine::RunOutput;
 use crate::metrics::Metrics;
 
-/// Escapes a label value (`\`, `"`, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A float as the format spells it.
-fn num(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
+use super::prometheus::{label as esc, number as num};
 
 /// The exposition of one finished run.
 pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> String {

@@ -835,6 +835,26 @@ impl Conn {
         entries(&v)
     }
 
+    /// Entries delivered to the group and not yet acknowledged (XPENDING's summary count).
+    ///
+    /// # Errors
+    /// Redis errors, or an answer that is not XPENDING's summary.
+    pub fn pending_count(&mut self, keys: &Keys) -> Result<u64, StreamError> {
+        let mut c = redis::cmd("XPENDING");
+        c.arg(keys.stream()).arg(GROUP);
+        match self.query(&c)? {
+            Value::Array(a) => match a.first() {
+                Some(Value::Int(n)) => Ok((*n).max(0) as u64),
+                _ => Err(StreamError::Reply {
+                    what: format!("XPENDING's summary starts with a count, got {a:?}"),
+                }),
+            },
+            v => Err(StreamError::Reply {
+                what: format!("XPENDING answers with an array, got {v:?}"),
+            }),
+        }
+    }
+
     /// Entries added to the stream and not yet delivered to the group (`None` when Redis cannot
     /// tell), for back-pressure in feeders.
     ///

@@ -17,6 +17,9 @@ use crate::time::EventTime;
 use super::StreamRunError;
 use super::worker::{Feed, InFlight, WorkerCtx};
 
+/// How often the committing worker reads the group's backlog for the gauges.
+const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl WorkerCtx {
     /// Commits worker 0's results through `through` in one transaction (fenced by the lease),
     /// then publishes the committed time for the other workers.
@@ -46,8 +49,21 @@ impl WorkerCtx {
             };
             rt.block_on(postgres::commit_step(c, &run_id, &step))
         })?;
-        tracing::debug!(through, us = took.elapsed().as_micros() as u64, "committed");
+        let took = took.elapsed();
+        tracing::debug!(through, us = took.as_micros() as u64, "committed");
         let m = &o.metrics;
+        m.commit_seconds.observe(took.as_secs_f64(), 1);
+        m.update_gauges(|g| {
+            if let Some(e) = ledger.equity.last() {
+                g.equity = Some(e.equity);
+                g.cash = Some(e.cash);
+                g.open_positions = Some(e.open_positions as u64);
+            }
+            for (_, d) in &ledger.drifts {
+                let entry = g.drift.entry(d.name.clone()).or_insert((0, 0.0));
+                *entry = (entry.0 + 1, d.kl);
+            }
+        });
         m.commits.fetch_add(1, Ordering::Relaxed);
         m.orders.fetch_add(w.orders, Ordering::Relaxed);
         m.rejects
@@ -55,6 +71,16 @@ impl WorkerCtx {
         feed.committed = feed.committed.max(through);
         feed.redis
             .publish_committed(&feed.keys, &o.run_id, feed.committed)?;
+        // The group's backlog, at most once a second (two more round trips to Redis).
+        if feed.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            let pending = feed.redis.pending_count(&feed.keys)?;
+            let lag = feed.redis.lag(&feed.keys)?;
+            m.update_gauges(|g| {
+                g.pending = Some(pending);
+                g.lag = lag;
+            });
+            feed.backlog_at = Some(Instant::now());
+        }
         // Told only once durably committed: an alert never announces what a crash undoes.
         for a in alerts_of(&o.run_id, &tickers, ledger) {
             crate::alert::raise(a.key, a.severity, a.title, a.text);

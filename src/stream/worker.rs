@@ -52,6 +52,8 @@ pub(super) struct Feed {
     pub(super) committed: EventTime,
     /// Work items that failed and wait for a retry (idle shutdown waits for them).
     pub(super) retrying: HashSet<String>,
+    /// When the backlog gauges were last read (worker 0).
+    pub(super) backlog_at: Option<std::time::Instant>,
 }
 
 impl Feed {
@@ -110,6 +112,7 @@ impl WorkerCtx {
             in_flight: Vec::new(),
             committed: self.history.committed,
             retrying: HashSet::new(),
+            backlog_at: None,
         };
         let mut h = Harness::build(worker, &self.spec, &self.refs);
         self.replay_history(&mut h, index, peers)?;

@@ -108,9 +108,11 @@ fn alerts_reach_telegram_and_discord_once_per_window_and_resolve() {
                 base_url: telegram.url.clone(),
                 token: TOKEN.into(),
                 chat_id: "-1001234567890".into(),
+                min_severity: Severity::Info,
             },
             Channel::Discord {
                 url: format!("{}/api/v10/webhooks/42/WEBHOOKTOKEN", discord.url),
+                min_severity: Severity::Info,
             },
         ],
         Duration::from_secs(60),
@@ -193,6 +195,7 @@ fn a_refused_alert_is_given_up_and_raising_never_waits_for_delivery() {
             base_url: telegram.url.clone(),
             token: TOKEN.into(),
             chat_id: "@desk_alerts".into(),
+            min_severity: Severity::Info,
         }],
         Duration::from_secs(60),
     );
@@ -282,4 +285,95 @@ fn pagerduty_gets_critical_alerts_as_incidents_keyed_by_the_alert_and_resolves_t
         serde_json::json!({"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "run:live:failed"})
     );
     assert_eq!(seen[3].1["dedup_key"], "run:live:other");
+}
+
+/// `[alerts]` in the pipeline chooses the channels and their severities; the secrets stay in the
+/// environment. A live run whose stop file is present at the start raises its start (info), the
+/// kill switch (critical) and its stop (info): a Telegram channel declared at `warning` gets the
+/// kill switch alone, in the chat the file names, and the Discord webhook the environment also
+/// holds gets nothing, since the file does not declare it. A declared channel without its secret
+/// stops the run before anything starts, naming the variable.
+#[test]
+fn the_pipelines_alerts_section_picks_channels_and_severities_with_secrets_from_the_environment() {
+    let telegram = api(vec![(200, "", OK); 4], Duration::ZERO);
+    let discord = api(vec![(204, "", ""); 4], Duration::ZERO);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (db, client) = rt.block_on(crate::common::TestDb::new());
+    drop(client);
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = crate::common::unique("fdptest:alertcfg");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("alerting.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "{}\n[alerts]\ndedup_seconds = 60\ntelegram = {{ chat_id = \"@desk\", min_severity = \"warning\" }}\n",
+            crate::streaming::pipeline_toml()
+        ),
+    )
+    .expect("pipeline written");
+    std::fs::write(dir.path().join("STOP"), "").expect("STOP");
+    let fdp = |token: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"));
+        c.args(args)
+            .env("FDP_TELEGRAM_BASE_URL", &telegram.url)
+            .env("FDP_TELEGRAM_CHAT_ID", "-999")
+            .env(
+                "FDP_DISCORD_WEBHOOK_URL",
+                format!("{}/api/webhooks/1/HOOKTOKEN", discord.url),
+            )
+            .env_remove("FDP_TELEGRAM_TOKEN")
+            .env_remove("FDP_PAGERDUTY_ROUTING_KEY");
+        if let Some(t) = token {
+            c.env("FDP_TELEGRAM_TOKEN", t);
+        }
+        c.output().expect("fdp runs")
+    };
+    let path = pipeline.display().to_string();
+    let data = dir.path().display().to_string();
+    let run_args = [
+        "run",
+        path.as_str(),
+        "--run-id",
+        "alerting",
+        "--database-url",
+        db.url.as_str(),
+        "--redis-url",
+        redis_url.as_str(),
+        "--prefix",
+        prefix.as_str(),
+        "--data-dir",
+        data.as_str(),
+    ];
+    let refused = fdp(None, &run_args);
+    assert_eq!(refused.status.code(), Some(2), "an input error");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("FDP_TELEGRAM_TOKEN"), "{said}");
+    let refused = fdp(None, &["validate", "--file-only", path.as_str()]);
+    assert_eq!(refused.status.code(), Some(2));
+
+    let out = fdp(Some(TOKEN), &run_args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = telegram.seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (target, body, _) = &seen[0];
+    assert_eq!(target, &format!("/bot{TOKEN}/sendMessage"));
+    assert_eq!(body["chat_id"], "@desk");
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("kill switch")),
+        "{body}"
+    );
+    assert!(discord.seen.lock().expect("seen").is_empty());
+    if let Ok(mut r) = findashpro::sources::redis_stream::Conn::open(&redis_url) {
+        let _ = r.delete_prefix(&prefix);
+    }
 }

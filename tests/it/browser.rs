@@ -2,7 +2,6 @@
 //! (`scripts/test` installs both): enough to load a page, run a script in it, click, type, read
 //! the browser console and take screenshots. No browser download, no network but loopback.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,17 +17,10 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium window of `width`×`height`.
     pub fn start(width: u32, height: u32) -> Browser {
-        let port = free_port();
+        let port = crate::common::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

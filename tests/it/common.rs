@@ -62,6 +62,44 @@ pub fn run_with(p: &LoadedPipeline, workers: usize) -> RunOutput {
         .expect("worker 0 is in this process")
 }
 
+/// Runs `fdp` from the repository root to completion; panics with its standard error when it
+/// fails, else returns its standard output.
+pub fn fdp_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .args(args)
+        .current_dir(repo(""))
+        .env("FDP_LOG", "warn")
+        .output()
+        .expect("fdp runs");
+    assert!(
+        out.status.success(),
+        "fdp {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A name no other test of any process uses at the same time: `tag`, the process id and the
+/// clock's nanoseconds.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
+/// A TCP port on loopback nobody listens on at the moment of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Sends `signal` (`"TERM"`, `"KILL"`, …) to process `pid` with `kill(1)`; true when delivered.
 pub fn signal(pid: u32, signal: &str) -> bool {
     std::process::Command::new("kill")
@@ -105,14 +143,7 @@ impl TestDb {
     pub async fn new() -> (TestDb, tokio_postgres::Client) {
         let admin_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "fdp_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        );
+        let name = unique("fdp_test");
         let admin = findashpro::sinks::postgres::connect(&admin_url)
             .await
             .expect("PostgreSQL answers at DATABASE_URL");
@@ -164,20 +195,7 @@ pub fn pending(
     r: &mut findashpro::sources::redis_stream::Conn,
     keys: &findashpro::sources::redis_stream::Keys,
 ) -> i64 {
-    let v: redis::Value = r
-        .query(
-            redis::cmd("XPENDING")
-                .arg(keys.stream())
-                .arg(findashpro::sources::redis_stream::GROUP),
-        )
-        .expect("xpending");
-    match &v {
-        redis::Value::Array(a) => match a.first() {
-            Some(redis::Value::Int(n)) => *n,
-            _ => panic!("XPENDING's summary starts with a count: {v:?}"),
-        },
-        _ => panic!("XPENDING answers with an array: {v:?}"),
-    }
+    r.pending_count(keys).expect("XPENDING") as i64
 }
 
 /// Asserts `promtool check metrics` (Debian's prometheus package, which `scripts/test` installs)

@@ -29,13 +29,6 @@ fn fdp(args: &[&str]) -> Command {
     c
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn assert_same_files(a: &Path, b: &Path) {
     for t in RUN_FILES.iter().filter(|f| **f != "report.html") {
         let (x, y) = (
@@ -95,7 +88,11 @@ fn two_processes_write_the_same_bytes_as_one_worker() {
     let hosts = dir.path().join("hosts.txt");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+        format!(
+            "127.0.0.1:{}\n127.0.0.1:{}\n",
+            crate::common::free_port(),
+            crate::common::free_port()
+        ),
     )
     .expect("hostfile");
     let h = hosts.to_string_lossy().to_string();

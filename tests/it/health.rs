@@ -126,16 +126,32 @@ fn the_alert_rules_pass_promtool_fire_as_tested_and_name_only_metrics_fdp_export
     }
     // Every fdp_ metric a rule reads is one that a live run's /metrics or a backtest's
     // exposition really writes (a renamed metric would silence its alert for good).
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("rules");
+    assert_exported(&rules, "a rule");
+}
+
+/// Asserts every `fdp_` metric named in `text` (queries, rules) is one that a live run's
+/// `/metrics` (every family present) or a backtest's exposition writes; `what` names the
+/// reader in the message.
+pub(crate) fn assert_exported(text: &str, what: &str) {
     let m = StreamMetrics::shared();
+    m.update_gauges(|g| {
+        g.equity = Some(1.0);
+        g.cash = Some(1.0);
+        g.open_positions = Some(1);
+        g.pending = Some(1);
+        g.lag = Some(1);
+        g.drift.insert("RSI_14".into(), (1, 0.5));
+    });
     metrics::request("polygon", "ok");
+    metrics::spent("polygon", 1, 0.0);
     metrics::breaker("polygon", BreakerState::Open);
     let exported = format!(
         "{}{}",
         m.render(),
         include_str!("../../src/sinks/run_metrics.rs")
     );
-    let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("rules");
-    let names: std::collections::BTreeSet<&str> = rules
+    let names: std::collections::BTreeSet<&str> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         // Recording rules' own names (`level:metric:operations`) are not read.
         .filter(|w| w.starts_with("fdp_") && !w.contains(':'))
@@ -147,7 +163,7 @@ fn the_alert_rules_pass_promtool_fire_as_tested_and_name_only_metrics_fdp_export
                 l.strip_prefix(n)
                     .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
             }) || exported.contains(&format!("\"{n}\"")),
-            "{n} is read by a rule but exported by nothing"
+            "{n} is read by {what} but exported by nothing"
         );
     }
 }

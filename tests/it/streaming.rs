@@ -10,10 +10,11 @@ use findashpro::sources::redis_stream::{Conn, Keys};
 use findashpro::stream::{self, Ending, StreamOptions};
 
 use crate::common::{TestDb, pipeline_text, root, run_with};
+use crate::servers::{PrivatePg, PrivateRedis};
 
 /// Six sample tickers over 25 months: ~3,200 bars, with signals, fills, refusals and quarantined
 /// rows (DHR and O on 2016-01-12 have only a close).
-fn pipeline_toml() -> String {
+pub(crate) fn pipeline_toml() -> String {
     let sample = std::fs::read_to_string(root().join("pipelines/sample.toml")).expect("sample");
     let r = root();
     sample
@@ -31,7 +32,7 @@ fn pipeline_toml() -> String {
         .replace("start = \"2013-02-08\"", "start = \"2016-01-04\"")
 }
 
-fn test_pipeline() -> LoadedPipeline {
+pub(crate) fn test_pipeline() -> LoadedPipeline {
     pipeline_text(&pipeline_toml(), &root())
 }
 
@@ -45,7 +46,7 @@ fn differ_sql(table: &str, cols: &str, a: &str, b: &str) -> String {
 }
 
 /// The tables a stream run must share with the backtest, and the columns compared.
-const COMPARED: [(&str, &str); 6] = [
+pub(crate) const COMPARED: [(&str, &str); 6] = [
     (
         "signals",
         "ticker, time, action, confidence, predicted_return",
@@ -96,17 +97,13 @@ impl Env {
             .build()
             .expect("runtime");
         let (db, client) = rt.block_on(TestDb::new());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
         Env {
             db,
             client,
             rt,
             redis_url: std::env::var("REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-            prefix: format!("fdptest:{name}:{}:{nanos}", std::process::id()),
+            prefix: crate::common::unique(&format!("fdptest:{name}")),
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
@@ -265,6 +262,24 @@ fn bars_replayed_through_redis_give_the_backtests_decisions() {
     assert!(m.latency_count() > 0);
     let text = m.render();
     assert!(text.contains("fdp_xadd_to_commit_seconds_count"));
+    assert_eq!(
+        m.commit_seconds.count(),
+        m.commits.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    // The gauges hold the last commit's portfolio, the backtest's final one, and the backlog
+    // read after a commit.
+    let last = out.ledger.equity.last().expect("equity rows");
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+    };
+    assert_eq!(gauge("fdp_equity"), last.equity);
+    assert_eq!(gauge("fdp_cash"), last.cash);
+    assert_eq!(gauge("fdp_open_positions"), last.open_positions as f64);
+    assert!(gauge("fdp_stream_pending_messages") >= 0.0);
+    crate::common::promtool_check(&text);
 }
 
 #[test]
@@ -579,202 +594,6 @@ fn the_stop_file_halts_orders_and_ends_the_run() {
         env.pending() + undelivered as i64 > 0,
         "the rest of the feed waits for the next run"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A Redis server of this test's own (append-only file, fsync always), so it can be restarted
-/// without losing the stream.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let mut r = PrivateRedis {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        r.launch();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let started = Instant::now();
-        while Conn::open(&self.url()).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "private redis up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, then a new server on the same port and data (the append-only file, fsync'd on
-    /// every write, keeps the stream).
-    fn kill_and_restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        self.launch();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A PostgreSQL cluster of this test's own (initdb in a temporary directory, trust auth), so it
-/// can be restarted without disturbing the other tests.
-struct PrivatePg {
-    port: u16,
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-}
-
-impl PrivatePg {
-    fn as_owner(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        // PostgreSQL refuses to run as root: use the `postgres` account then.
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
-        if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn start() -> PrivatePg {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL binaries in /usr/lib/postgresql")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").exists())
-            .expect("initdb");
-        let dir = tempfile::Builder::new()
-            .prefix("fdp-pg")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        let pg = PrivatePg {
-            port: free_port(),
-            dir,
-            bin,
-        };
-        let _ = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(pg.dir.path())
-            .status();
-        let ok = pg
-            .as_owner("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(pg.dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("initdb runs");
-        assert!(ok.success(), "initdb");
-        pg.ctl("start");
-        pg
-    }
-
-    fn ctl(&self, what: &str) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let ok = self
-            .as_owner("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-o", &opts, "-w", "-m", "fast", what])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("pg_ctl runs");
-        assert!(ok.success(), "pg_ctl {what}");
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// SIGKILL to the postmaster and every backend (no shutdown, no checkpoint), then a start:
-    /// the server recovers from its WAL.
-    fn kill_and_restart(&self) {
-        let pidfile = self.dir.path().join("data/postmaster.pid");
-        let pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-            .expect("postmaster.pid");
-        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
-        let pid: u32 = pid.trim().parse().expect("a pid in postmaster.pid");
-        crate::common::signal(pid, "KILL");
-        let started = Instant::now();
-        while crate::common::signal(pid, "0") {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "postmaster gone"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Backends outlive a killed postmaster for a moment; they hold its shared memory.
-        std::thread::sleep(Duration::from_millis(300));
-        self.ctl("start");
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let _ = self
-            .as_owner("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 #[test]

@@ -241,6 +241,14 @@ impl Controls {
                         spent,
                         "daily provider spend past 80 % of its budget"
                     );
+                    crate::alert::raise(
+                        "providers:daily_spend",
+                        crate::alert::Severity::Warning,
+                        "provider spend past 80 % of the daily budget",
+                        format!(
+                            "{spent} spent today after a request to {name}; at 100 % every provider that costs money is refused until 00:00 UTC"
+                        ),
+                    );
                 }
             }
         }
