@@ -320,6 +320,13 @@ enum Command {
         /// Directory holding the kill-switch file `STOP` (the `--data-dir` of `fdp run`).
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+        /// Redis of the runs, for the providers' breakers and budgets (default: REDIS_URL when
+        /// set; no providers panel without it).
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// The key prefix the runs and fetches use.
+        #[arg(long, default_value = "fdp")]
+        prefix: String,
     },
 }
 
@@ -1047,6 +1054,8 @@ fn command(cli: Cli) -> Result<()> {
             database_url,
             runs,
             data_dir,
+            redis_url,
+            prefix,
         } => {
             let bound = findashpro::serve::start(findashpro::serve::ServeOptions {
                 addr,
@@ -1054,6 +1063,8 @@ fn command(cli: Cli) -> Result<()> {
                 runs_dir: Some(runs),
                 data_dir,
                 token: std::env::var("FDP_SERVE_TOKEN").ok(),
+                redis_url: redis_url.or_else(|| std::env::var("REDIS_URL").ok()),
+                prefix,
             })?;
             eprintln!("dashboard on http://{bound}/");
             loop {

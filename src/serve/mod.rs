@@ -44,6 +44,11 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// The token the kill-switch action needs; `None` disables it.
     pub token: Option<String>,
+    /// Redis of the runs and providers (their breakers and budgets); no providers panel
+    /// without it.
+    pub redis_url: Option<String>,
+    /// The key prefix the runs use (`fdp`).
+    pub prefix: String,
 }
 
 /// What went wrong serving a request, by who is at fault; each maps to an HTTP status.
@@ -67,6 +72,12 @@ pub enum ServeError {
     /// The page asked for a backtest folder but no runs directory was configured.
     #[error("no runs directory: start fdp serve with --runs")]
     NoRunsDir,
+    /// The page asked for the providers but no Redis was configured.
+    #[error("no Redis: start fdp serve with --redis-url")]
+    NoRedis,
+    /// Redis failed or did not answer in time.
+    #[error("redis: {0}")]
+    Redis(String),
     /// PostgreSQL failed or broke.
     #[error(transparent)]
     Db(#[from] crate::sinks::postgres::DbError),
@@ -92,9 +103,11 @@ pub enum ServeError {
 impl ServeError {
     fn status(&self) -> StatusCode {
         match self {
-            ServeError::NotFound(_) | ServeError::NoDatabase | ServeError::NoRunsDir => {
-                StatusCode::NOT_FOUND
-            }
+            ServeError::NotFound(_)
+            | ServeError::NoDatabase
+            | ServeError::NoRunsDir
+            | ServeError::NoRedis => StatusCode::NOT_FOUND,
+            ServeError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Disabled => StatusCode::FORBIDDEN,
@@ -115,8 +128,12 @@ impl crate::fault::Blame for ServeError {
             | ServeError::Unauthorized
             | ServeError::Disabled
             | ServeError::NoDatabase
-            | ServeError::NoRunsDir => Fault::Input,
-            ServeError::Db(_) | ServeError::DbTimeout | ServeError::Io { .. } => Fault::Service,
+            | ServeError::NoRunsDir
+            | ServeError::NoRedis => Fault::Input,
+            ServeError::Db(_)
+            | ServeError::DbTimeout
+            | ServeError::Redis(_)
+            | ServeError::Io { .. } => Fault::Service,
             ServeError::Query(e) => e.fault(),
             ServeError::Bug(_) => Fault::Bug,
         }
@@ -142,6 +159,8 @@ struct App {
     store: Store,
     data_dir: PathBuf,
     token: Option<String>,
+    redis_url: Option<String>,
+    prefix: String,
 }
 
 /// Starts the dashboard on a thread of its own; returns the bound address.
@@ -153,6 +172,8 @@ pub fn start(opts: ServeOptions) -> std::io::Result<SocketAddr> {
         store: Store::new(opts.database_url, opts.runs_dir),
         data_dir: opts.data_dir,
         token: opts.token.filter(|t| !t.is_empty()),
+        redis_url: opts.redis_url,
+        prefix: opts.prefix,
     });
     let router = axum::Router::new()
         .route("/", axum::routing::get(assets::page))
@@ -160,6 +181,7 @@ pub fn start(opts: ServeOptions) -> std::io::Result<SocketAddr> {
         .route("/assets/{name}", axum::routing::get(assets::asset))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route("/api/runs", axum::routing::get(runs))
+        .route("/api/providers", axum::routing::get(providers))
         .route("/api/runs/{source}/{id}/{view}", axum::routing::get(view))
         .route("/api/runs/{source}/{id}/kill", axum::routing::post(kill))
         .with_state(app);
@@ -196,6 +218,42 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
 
 async fn runs(State(app): State<Arc<App>>) -> Result<Response, ServeError> {
     Ok(json(&app.store.runs().await?))
+}
+
+/// The providers' breakers and today's requests, credits and spend, as every process shares
+/// them in Redis.
+async fn providers(State(app): State<Arc<App>>) -> Result<Response, ServeError> {
+    let url = app.redis_url.clone().ok_or(ServeError::NoRedis)?;
+    let prefix = app.prefix.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut c = crate::sources::redis_stream::Conn::open(&url)?;
+        crate::sources::providers::status::read(&mut c, &prefix)
+    });
+    let (rows, spend) = tokio::time::timeout(store::DB_TIMEOUT, read)
+        .await
+        .map_err(|_| ServeError::Redis(format!("no answer within {:?}", store::DB_TIMEOUT)))?
+        .map_err(|e| ServeError::Bug(e.to_string()))?
+        .map_err(|e| ServeError::Redis(e.to_string()))?;
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|p| {
+            serde_json::json!([
+                p.provider,
+                p.breaker.as_str(),
+                p.failures,
+                p.opened_at_ms
+                    .map(|ms| ms / 1000)
+                    .map_or(serde_json::Value::Null, serde_json::Value::from),
+                p.requests_today,
+                p.credits_today,
+            ])
+        })
+        .collect();
+    Ok(json(&serde_json::json!({
+        "columns": ["provider", "breaker", "failures", "opened_at", "requests_today", "credits_today"],
+        "rows": rows,
+        "spend_today": spend,
+    })))
 }
 
 fn source(s: &str) -> Result<Source, ServeError> {

@@ -835,6 +835,31 @@ impl Conn {
         entries(&v)
     }
 
+    /// Every key matching `pattern` (SCAN, a thousand at a time: it never blocks the server as
+    /// KEYS would).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub fn scan(&mut self, pattern: &str) -> Result<Vec<String>, StreamError> {
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000),
+            )?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
     /// Entries delivered to the group and not yet acknowledged (XPENDING's summary count).
     ///
     /// # Errors

@@ -103,25 +103,11 @@ impl Conn {
     /// # Errors
     /// Redis errors.
     pub fn delete_prefix(&mut self, prefix: &str) -> Result<u64, StreamError> {
-        let pattern = format!("{prefix}:*");
-        let mut cursor = 0u64;
+        let keys = self.scan(&format!("{prefix}:*"))?;
         let mut removed = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self.query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000),
-            )?;
-            if !keys.is_empty() {
-                removed += self.query::<u64>(redis::cmd("DEL").arg(&keys))?;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
+        for chunk in keys.chunks(1000) {
+            removed += self.query::<u64>(redis::cmd("DEL").arg(chunk))?;
         }
+        Ok(removed)
     }
 }

@@ -303,8 +303,8 @@ fn the_pipelines_alerts_section_picks_channels_and_severities_with_secrets_from_
         .expect("runtime");
     let (db, client) = rt.block_on(crate::common::TestDb::new());
     drop(client);
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = crate::common::unique("fdptest:alertcfg");
+    let keys = crate::common::RedisPrefix::new("fdptest:alertcfg");
+    let (redis_url, prefix) = (keys.url.clone(), keys.name.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = dir.path().join("alerting.toml");
     std::fs::write(
@@ -373,7 +373,4 @@ fn the_pipelines_alerts_section_picks_channels_and_severities_with_secrets_from_
         "{body}"
     );
     assert!(discord.seen.lock().expect("seen").is_empty());
-    if let Ok(mut r) = findashpro::sources::redis_stream::Conn::open(&redis_url) {
-        let _ = r.delete_prefix(&prefix);
-    }
 }

@@ -92,6 +92,33 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// A key prefix of a test's own on the shared Redis (`REDIS_URL`), removed when the test ends,
+/// passed or not.
+pub struct RedisPrefix {
+    /// The prefix (`<tag>_<pid>_<nanos>`).
+    pub name: String,
+    /// The Redis URL.
+    pub url: String,
+}
+
+impl RedisPrefix {
+    /// A new prefix starting with `tag`.
+    pub fn new(tag: &str) -> RedisPrefix {
+        RedisPrefix {
+            name: unique(tag),
+            url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        }
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        if let Ok(mut r) = findashpro::sources::redis_stream::Conn::open(&self.url) {
+            let _ = r.delete_prefix(&self.name);
+        }
+    }
+}
+
 /// A TCP port on loopback nobody listens on at the moment of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

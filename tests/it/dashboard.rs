@@ -11,8 +11,12 @@ use std::time::Duration;
 use findashpro::serve::{ServeOptions, start};
 use serde_json::json;
 
+use findashpro::sources::providers::breaker::Breaker;
+use findashpro::sources::providers::budget::{Budget, TierManager};
+use findashpro::sources::redis_stream::Conn;
+
 use crate::browser::Browser;
-use crate::common::{TestDb, repo, run_with};
+use crate::common::{RedisPrefix, TestDb, repo, run_with};
 
 const TOKEN: &str = "dashboard-test-token";
 
@@ -102,12 +106,43 @@ fn the_dashboard_shows_the_database_draws_updates_live_and_guards_the_kill_switc
     assert!(orders > 0.0 && fills > 0.0);
     assert!(scalar("SELECT count(*) FROM ml_metrics WHERE run_id = 'mlrun'") > 0.0);
 
+    // Providers as the controls leave them in Redis: Polygon's breaker opened by three outages
+    // after two charged requests, Yahoo asked once, 0.25 spent today.
+    let prefix = RedisPrefix::new("fdptest:dash");
+    let redis_url = prefix.url.clone();
+    let mut redis = Conn::open(&redis_url).expect("Redis answers at REDIS_URL");
+    let polygon = Breaker::new(
+        &prefix.name,
+        "polygon",
+        3,
+        Duration::from_secs(600),
+        Duration::from_secs(10),
+    );
+    let paid = Budget {
+        cost_per_request: 0.125,
+        credits_per_request: 1,
+        ..Budget::default()
+    };
+    for _ in 0..2 {
+        TierManager::new(&prefix.name, "polygon", "premium", paid, Some(10.0))
+            .charge(&mut redis)
+            .expect("charge");
+    }
+    TierManager::new(&prefix.name, "yahoo", "free", Budget::default(), Some(10.0))
+        .charge(&mut redis)
+        .expect("charge");
+    for _ in 0..3 {
+        polygon.report(&mut redis, false).expect("report");
+    }
+
     let addr = start(ServeOptions {
         addr: "127.0.0.1:0".into(),
         database_url: Some(db.url.clone()),
         runs_dir: Some(runs.clone()),
         data_dir: data_dir.clone(),
         token: Some(TOKEN.into()),
+        redis_url: Some(redis_url.clone()),
+        prefix: prefix.name.clone(),
     })
     .expect("serve");
     let base = format!("http://{addr}");
@@ -122,7 +157,41 @@ fn the_dashboard_shows_the_database_draws_updates_live_and_guards_the_kill_switc
         json!([]),
     );
     assert_eq!(listed, json!(["/runs/db/mlrun", "/runs/dir/mlrun"]));
+    let provider = |name: &str| {
+        b.eval(
+            "return [...document.querySelectorAll(`#providers tr[data-key=\"${arguments[0]}\"] td`)].map(td => td.textContent)",
+            json!([name]),
+        )
+    };
+    let row = provider("polygon");
+    assert_eq!(row[1], "open", "{row}");
+    assert_eq!(
+        (row[2].as_str(), row[4].as_str(), row[5].as_str()),
+        (Some("3"), Some("2"), Some("2")),
+        "{row}"
+    );
+    let row = provider("yahoo");
+    assert_eq!(
+        (row[1].as_str(), row[4].as_str()),
+        (Some("closed"), Some("1")),
+        "{row}"
+    );
+    let spend = b.eval(
+        "return document.getElementById('spend').textContent",
+        json!([]),
+    );
+    assert!(
+        spend.as_str().is_some_and(|t| t.ends_with("0.25")),
+        "{spend}"
+    );
     b.screenshot(&shots().join("runs.png"));
+    // The provider answers again: the open page shows the breaker closed without a reload.
+    polygon.report(&mut redis, true).expect("report");
+    b.wait_for(
+        "polygon's breaker closed on the open page",
+        "return document.querySelector('#providers tr[data-key=\"polygon\"] td:nth-child(2)').textContent === 'closed'",
+        15,
+    );
 
     // The run in PostgreSQL: numbers are the database's, charts drawn.
     b.goto(&format!("{base}/runs/db/mlrun"));
@@ -242,6 +311,8 @@ fn the_dashboard_shows_the_database_draws_updates_live_and_guards_the_kill_switc
         runs_dir: Some(runs),
         data_dir,
         token: None,
+        redis_url: None,
+        prefix: "fdp".into(),
     })
     .expect("serve");
     let http = |method: &str, path: &str, auth: Option<&str>| -> u16 {
@@ -269,4 +340,9 @@ fn the_dashboard_shows_the_database_draws_updates_live_and_guards_the_kill_switc
     assert_eq!(http("GET", "/api/runs/dir/..%2Fetc/summary", None), 400);
     assert_eq!(http("GET", "/api/runs/db/mlrun/nosuchview", None), 404);
     assert_eq!(http("GET", "/api/runs/dir/mlrun/equity", None), 200);
+    assert_eq!(
+        http("GET", "/api/providers", None),
+        404,
+        "no Redis, no providers"
+    );
 }

@@ -13,7 +13,7 @@ use findashpro::sources::redis_stream::{Conn, Keys};
 use findashpro::stream::{self, Ending, StreamOptions};
 use findashpro::time::parse_time;
 
-use crate::common::{TestDb, fdp_ok as fdp, unique};
+use crate::common::{RedisPrefix, TestDb, fdp_ok as fdp};
 use crate::servers::{PrivatePg, PrivateRedis, give_to_postgres};
 use crate::streaming::{COMPARED, pipeline_toml, test_pipeline};
 
@@ -85,17 +85,6 @@ fn tables() -> Vec<(&'static str, &'static str)> {
     t
 }
 
-/// Removes a key prefix from the shared Redis when the test ends, passed or not.
-struct Prefix(String, String);
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        if let Ok(mut r) = Conn::open(&self.1) {
-            let _ = r.delete_prefix(&self.0);
-        }
-    }
-}
-
 #[test]
 fn a_run_backed_up_mid_run_lost_and_restored_into_fresh_servers_ends_as_if_uninterrupted() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -107,15 +96,14 @@ fn a_run_backed_up_mid_run_lost_and_restored_into_fresh_servers_ends_as_if_unint
     // The uninterrupted run: the same cycles on the shared servers.
     let (db, client) = rt.block_on(TestDb::new());
     drop(client);
-    let shared_redis =
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = Prefix(unique("fdptest:drill"), shared_redis.clone());
+    let prefix = RedisPrefix::new("fdptest:drill");
+    let shared_redis = prefix.url.clone();
     for c in CUTOFFS {
-        stream::orchestrate(&p, &shared_redis, &prefix.0, day(c), 10_000).expect("orchestrate");
+        stream::orchestrate(&p, &shared_redis, &prefix.name, day(c), 10_000).expect("orchestrate");
     }
     let work = tempfile::tempdir().expect("tempdir");
     let mut o = StreamOptions::new(&shared_redis, &db.url, "stream");
-    o.prefix = prefix.0.clone();
+    o.prefix = prefix.name.clone();
     o.cluster.workers = 2;
     o.idle_shutdown = Some(Duration::from_millis(1500));
     o.stop_file = Some(work.path().join("STOP"));

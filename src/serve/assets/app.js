@@ -8,11 +8,12 @@ const main = document.getElementById('main');
 const statusEl = document.getElementById('status');
 
 // ---- formatting ---------------------------------------------------------------------------
-const TIME_COLS = new Set(['time', 'since', 'created_at', 'committed', 'last_at', 'at', 'last_time']);
+const TIME_COLS = new Set(['time', 'since', 'created_at', 'committed', 'last_at', 'at', 'last_time', 'opened_at']);
 const PRECISE_COLS = new Set(['confidence', 'predicted_return', 'kl', 'roc_auc', 'size_fraction']);
 const QTY_COLS = new Set(['quantity', 'position']);
 const INT_COLS = new Set(['order_id', 'count', 'orders', 'fills', 'trades', 'trainings', 'seq',
-  'signals', 'refused', 'drift_events', 'quarantined', 'open_positions']);
+  'signals', 'refused', 'drift_events', 'quarantined', 'open_positions', 'failures',
+  'requests_today', 'credits_today']);
 
 function iso(seconds) {
   const t = new Date(seconds * 1000).toISOString();
@@ -76,6 +77,7 @@ function renderTable(host, table, opts = {}) {
       if ((col === 'pnl' || col === 'unrealized_pnl' || col === 'realized') && typeof v === 'number') {
         td.classList.add(v < 0 ? 'neg' : 'pos');
       }
+      if (col === 'breaker') td.classList.add(v === 'closed' ? 'pos' : 'neg');
       tr.append(td);
     });
     body.append(tr);
@@ -157,10 +159,25 @@ function drawModels(table) {
 }
 
 // ---- pages --------------------------------------------------------------------------------
+// The providers' breakers and today's use, shared by every process through Redis; the section
+// stays hidden when fdp serve has no Redis (404).
+async function refreshProviders(section, host, note) {
+  const r = await fetch('/api/providers', { cache: 'no-store' });
+  if (r.status === 404) { section.hidden = true; return; }
+  if (!r.ok) throw new Error(`/api/providers: ${r.status} ${(await r.text()).trim()}`);
+  const t = await r.json();
+  section.hidden = false;
+  renderTable(host, t, { key: 'provider', empty: 'No provider has been asked yet.' });
+  note.textContent = `Spent today (UTC), across providers: ${num(t.spend_today, 2)}`;
+}
+
 async function runsPage() {
   document.title = 'Runs — findashpro';
   const host = el('div');
-  main.replaceChildren(el('h1', { text: 'Runs' }), host);
+  const providers = el('div', { id: 'providers' });
+  const spend = el('p', { className: 'muted', id: 'spend' });
+  const section = el('section', { hidden: true }, el('h2', { text: 'Providers' }), providers, spend);
+  main.replaceChildren(el('h1', { text: 'Runs' }), host, section);
   const refresh = async () => {
     try {
       const t = await get('/api/runs');
@@ -168,6 +185,7 @@ async function runsPage() {
         key: 'run_id', empty: 'No runs: start fdp serve with --database-url or --runs.',
         link: { column: 'run_id', href: r => `/runs/${r[0]}/${encodeURIComponent(r[1])}` },
       });
+      await refreshProviders(section, providers, spend);
       setStatus(`${t.rows.length} runs · ${new Date().toISOString().slice(11, 19)}Z`);
       document.body.setAttribute('data-ready', '1');
     } catch (e) {

@@ -30,7 +30,7 @@ impl BreakerState {
         }
     }
 
-    fn parse(s: &str) -> BreakerState {
+    pub(super) fn parse(s: &str) -> BreakerState {
         match s {
             "open" => BreakerState::Open,
             "half_open" => BreakerState::HalfOpen,

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod polygon;
 pub mod source;
 pub mod statements;
+pub mod status;
 pub mod tiingo;
 pub mod twelve_data;
 pub mod yahoo;
