@@ -261,12 +261,7 @@ pub fn backup(out: &Path, database_url: &str, redis_url: &str) -> Result<Manifes
     let redis_cli = tool("redis-cli", "redis-tools")?;
     let basebackup = tool("pg_basebackup", "postgresql-client")?;
     let verify = tool("pg_verifybackup", "postgresql")?;
-    if out.exists() && std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
-        return Err(BackupError::Input(format!(
-            "{}: the backup folder must be new or empty",
-            out.display()
-        )));
-    }
+    ensure_empty(out, "the backup folder must be new or empty")?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     let started = now();
     let _span = tracing::info_span!("backup", out = %out.display()).entered();
@@ -382,12 +377,7 @@ pub fn restore(backup: &Path, to: &RestoreTo) -> Result<Manifest, BackupError> {
             .arg(&pg_src),
     )?;
     for dir in [&to.pg_data, &to.redis_dir] {
-        if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-            return Err(BackupError::Input(format!(
-                "{}: restore only into a new or empty folder",
-                dir.display()
-            )));
-        }
+        ensure_empty(dir, "restore only into a new or empty folder")?;
     }
     copy_tree(&pg_src, &to.pg_data)?;
     set_mode(&to.pg_data, 0o700)?;
@@ -415,6 +405,14 @@ pub fn restore(backup: &Path, to: &RestoreTo) -> Result<Manifest, BackupError> {
     let dump = to.redis_dir.join("dump.rdb");
     std::fs::copy(&rdb, &dump).map_err(io(&dump))?;
     Ok(manifest)
+}
+
+/// Refuses a folder that exists and holds anything, saying `why`.
+fn ensure_empty(dir: &Path, why: &str) -> Result<(), BackupError> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+        return Err(BackupError::Input(format!("{}: {why}", dir.display())));
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), BackupError> {

@@ -62,7 +62,7 @@ impl Histogram {
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        family(out, name, "histogram", help);
         for (i, b) in BUCKETS.iter().enumerate() {
             out.push_str(&format!(
                 "{name}_bucket{{le=\"{b}\"}} {}\n",
@@ -202,10 +202,8 @@ impl StreamMetrics {
             ("fdp_commits_total", "PostgreSQL commits", &self.commits),
         ];
         for (name, help, v) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
+            family(&mut out, name, "counter", &format!("{help}."));
+            out.push_str(&format!("{name} {}\n", v.load(Ordering::Relaxed)));
         }
         self.latency.render(
             "fdp_xadd_to_commit_seconds",
@@ -244,24 +242,28 @@ impl StreamMetrics {
         // A gauge appears once it has a value: no made-up zero before the first commit.
         for (name, help, v) in gauges {
             if let Some(v) = v {
-                out.push_str(&format!(
-                    "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {}\n",
-                    number(v)
-                ));
+                family(&mut out, name, "gauge", &format!("{help}."));
+                out.push_str(&format!("{name} {}\n", number(v)));
             }
         }
         if !g.drift.is_empty() {
             let name = "fdp_drift_events_total";
-            out.push_str(&format!(
-                "# HELP {name} Drift events committed, by feature.\n# TYPE {name} counter\n"
-            ));
+            family(
+                &mut out,
+                name,
+                "counter",
+                "Drift events committed, by feature.",
+            );
             for (f, (n, _)) in &g.drift {
                 out.push_str(&format!("{name}{{feature=\"{}\"}} {n}\n", label(f)));
             }
             let name = "fdp_drift_divergence";
-            out.push_str(&format!(
-                "# HELP {name} KL divergence of the latest drift event, by feature.\n# TYPE {name} gauge\n"
-            ));
+            family(
+                &mut out,
+                name,
+                "gauge",
+                "KL divergence of the latest drift event, by feature.",
+            );
             for (f, (_, kl)) in &g.drift {
                 out.push_str(&format!(
                     "{name}{{feature=\"{}\"}} {}\n",
@@ -274,6 +276,11 @@ impl StreamMetrics {
         out.push_str(&crate::sources::providers::metrics::render());
         out
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines (`help` as written, its full stop included).
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
 
 /// A label value escaped as the text format wants (backslash, quote, newline).

@@ -16,8 +16,7 @@ pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> Str
     let base = format!("run_id=\"{}\",pipeline=\"{}\"", esc(run_id), esc(pipeline));
     let mut s = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(s, "# HELP {name} {help}");
-        let _ = writeln!(s, "# TYPE {name} {kind}");
+        super::prometheus::family(&mut s, name, kind, help);
         for (labels, v) in samples {
             let sep = if labels.is_empty() { "" } else { "," };
             let _ = writeln!(s, "{name}{{{base}{sep}{labels}}} {}", num(v));

@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::breaker::BreakerState;
+use crate::sinks::prometheus::family;
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -62,10 +63,6 @@ pub fn cache(provider: &'static str, hit: bool) {
 /// Records a breaker's state as this process last saw it.
 pub fn breaker(provider: &'static str, state: BreakerState) {
     registry().breaker.insert(provider, state);
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
 
 /// The provider families in the Prometheus text format (empty when no provider was asked).
