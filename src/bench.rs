@@ -205,7 +205,7 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
         };
         let mut pf = Portfolio::new(
             RiskEngine::new(risk, KillSwitch::default()),
-            PaperBroker::new(0.0005, 0.001, true),
+            PaperBroker::simple(0.0005, 0.001, true),
         );
         let mut rows = Vec::new();
         let mut n = 0;

@@ -210,7 +210,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
         let mut fe2 = warmed();
         let mut pf = Portfolio::new(
             RiskEngine::new(p.pipeline.risk.clone(), KillSwitch::default()),
-            PaperBroker::new(0.0005, 0.001, true),
+            PaperBroker::simple(0.0005, 0.001, true),
         );
         let mut rows = Vec::new();
         // The graph's stages get their batches by value: copy them before the clock starts.

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::order::{Commission, EntryType, TimeInForce};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -568,6 +569,10 @@ pub struct RiskSpec {
     /// Loss within one trading day, as a fraction of the day's starting equity, that stops new entries
     /// for the rest of that day. A value of 1 or more never triggers.
     pub daily_loss_stop: f64,
+    /// Every filled entry gets a take-profit limit this fraction beyond its price (a bracket leg).
+    pub take_profit: Option<f64>,
+    /// Every filled entry gets a stop-loss this fraction against its price (a bracket leg).
+    pub stop_loss: Option<f64>,
 }
 
 impl Default for RiskSpec {
@@ -578,6 +583,8 @@ impl Default for RiskSpec {
             min_order: 100.0,
             max_positions: 50,
             daily_loss_stop: 0.02,
+            take_profit: None,
+            stop_loss: None,
         }
     }
 }
@@ -634,17 +641,30 @@ fn default_kelly_window() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BrokerSpec {
-    /// Simulated fills at the next bar's open.
+    /// Simulated fills on the next bars (see [`crate::sinks::broker::PaperBroker`]).
     Paper {
-        /// Slippage as a fraction of price, against the order.
+        /// Slippage as a fraction of price, against market and stop executions.
         #[serde(default = "default_slippage")]
         slippage: f64,
-        /// Commission per side as a fraction of traded value.
+        /// Commission per fill: a rate on traded value, or `{ rate, per_share, minimum }`.
         #[serde(default)]
-        commission: f64,
+        commission: Commission,
         /// Trade whole shares only.
         #[serde(default = "default_true")]
         whole_shares: bool,
+        /// Entry order type: market, limit, stop or stop_limit.
+        #[serde(default)]
+        order_type: EntryType,
+        /// A limit entry's distance better than the deciding close, a stop's beyond it, as a
+        /// fraction.
+        #[serde(default)]
+        offset: f64,
+        /// Time in force of entries and exits: day, gtc or ioc.
+        #[serde(default)]
+        time_in_force: TimeInForce,
+        /// Most of a bar's volume one fill may take; the rest fills on later bars.
+        #[serde(default)]
+        volume_cap: Option<f64>,
     },
 }
 
@@ -652,8 +672,12 @@ impl Default for BrokerSpec {
     fn default() -> Self {
         BrokerSpec::Paper {
             slippage: default_slippage(),
-            commission: 0.0,
+            commission: Commission::default(),
             whole_shares: true,
+            order_type: EntryType::Market,
+            offset: 0.0,
+            time_in_force: TimeInForce::Day,
+            volume_cap: None,
         }
     }
 }
@@ -1074,17 +1098,50 @@ impl Pipeline {
             }
             _ => {}
         }
+        for (name, v) in [("take_profit", r.take_profit), ("stop_loss", r.stop_loss)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0 && v < 1.0)
+            {
+                return Err((
+                    locate(text, "[risk", name),
+                    format!("risk: {name} must be in (0, 1)"),
+                ));
+            }
+        }
         let BrokerSpec::Paper {
             slippage,
             commission,
+            order_type,
+            offset,
+            volume_cap,
             ..
         } = self.broker;
         let fraction_ok = |x: f64| x.is_finite() && (0.0..0.5).contains(&x);
-        if !(fraction_ok(slippage) && fraction_ok(commission)) {
-            return Err((
-                locate(text, "[broker]", ""),
-                "broker: slippage and commission must be in [0, 0.5)".into(),
-            ));
+        let broker_bad =
+            |key: &str, m: &str| Err((locate(text, "[broker]", key), format!("broker: {m}")));
+        if !(fraction_ok(slippage) && fraction_ok(commission.rate)) {
+            return broker_bad("", "slippage and commission must be in [0, 0.5)");
+        }
+        if !(commission.per_share.is_finite()
+            && commission.per_share >= 0.0
+            && commission.minimum.is_finite()
+            && commission.minimum >= 0.0)
+        {
+            return broker_bad(
+                "commission",
+                "commission per_share and minimum must be zero or more",
+            );
+        }
+        if !fraction_ok(offset) || (order_type == EntryType::Market && offset != 0.0) {
+            return broker_bad(
+                "offset",
+                "offset must be in [0, 0.5), and 0 for market entries",
+            );
+        }
+        if let Some(c) = volume_cap
+            && !(c.is_finite() && c > 0.0 && c <= 1.0)
+        {
+            return broker_bad("volume_cap", "volume_cap must be in (0, 1]");
         }
         if self.quality.max_jump.is_nan() || self.quality.max_jump <= 1.0 {
             return Err((

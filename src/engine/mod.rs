@@ -27,11 +27,11 @@ use crate::operators::drift::{DriftExt, DriftPlan};
 use crate::operators::exposure::{ExposureRow, sector_exposure};
 use crate::operators::features::FeaturesExt;
 use crate::operators::indicators::FeatureSpec;
-use crate::operators::portfolio::{Ledger, Portfolio, PortfolioExt, SharedPortfolio};
+use crate::operators::portfolio::{Ledger, OrderPolicy, Portfolio, PortfolioExt, SharedPortfolio};
 use crate::operators::quality::{QualityExt, Reject};
 use crate::operators::risk::{KillSwitch, RiskEngine};
 use crate::operators::signal::{RuleModel, SignalExt};
-use crate::sinks::broker::PaperBroker;
+use crate::sinks::broker::{FillModel, PaperBroker};
 use crate::sources::fundamentals::Fact;
 use crate::sources::{Source, SourceError};
 
@@ -300,12 +300,30 @@ impl GraphSpec {
             slippage,
             commission,
             whole_shares,
+            order_type,
+            offset,
+            time_in_force,
+            volume_cap,
         } = pipeline.broker;
+        let model = FillModel {
+            slippage,
+            commission,
+            whole_shares,
+            volume_cap,
+        };
+        let policy = OrderPolicy {
+            entry: order_type,
+            offset,
+            tif: time_in_force,
+            take_profit: pipeline.risk.take_profit,
+            stop_loss: pipeline.risk.stop_loss,
+        };
         let portfolio: SharedPortfolio<PaperBroker> =
             Rc::new(RefCell::new((index == 0).then(|| {
-                Portfolio::new(
+                Portfolio::with_policy(
                     RiskEngine::new(pipeline.risk.clone(), self.kill.clone()),
-                    PaperBroker::new(slippage, commission, whole_shares),
+                    PaperBroker::new(model),
+                    policy,
                 )
             })));
         let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));

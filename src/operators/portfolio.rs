@@ -18,7 +18,9 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 
 use crate::bar::{Bar, TickerId};
-use crate::order::{Broker, Fill, Order, OrderKind, OrderSide};
+use crate::order::{
+    Broker, Due, EntryType, Fill, Order, OrderKind, OrderSide, OrderType, TimeInForce,
+};
 use crate::time::EventTime;
 
 use super::keyed::by_time;
@@ -93,8 +95,11 @@ pub enum OrderStatus {
     Filled,
     /// Refused by risk when decided.
     Refused,
-    /// Accepted, then cancelled at the fill (sizing gave nothing, or no position to close).
+    /// Accepted, then cancelled: at the fill (sizing gave nothing, no position to close), as a
+    /// bracket leg whose position closed, or the rest of an IOC.
     Cancelled,
+    /// Its time in force ended it before it (completely) filled.
+    Expired,
     /// Accepted, never executed: the run ended before the ticker's next bar.
     Unfilled,
 }
@@ -104,12 +109,12 @@ pub enum OrderStatus {
 pub struct OrderRecord {
     /// The order.
     pub order: Order,
-    /// Side (for exits, known from the position when decided).
-    pub side: OrderSide,
     /// Outcome.
     pub status: OrderStatus,
-    /// Why refused or cancelled; empty otherwise.
+    /// Why refused, cancelled or expired; empty otherwise.
     pub reason: String,
+    /// Shares filled (an order ended early may have filled in part).
+    pub filled: f64,
 }
 
 /// A round trip, or a position still open at the end (marked at the last close).
@@ -270,31 +275,107 @@ impl Account {
     }
 }
 
+/// How the portfolio words its orders: the entry's type and time in force, and the bracket that
+/// protects every position once its entry fills.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrderPolicy {
+    /// The entry's type; its prices are `offset` from the deciding bar's close.
+    pub entry: EntryType,
+    /// Distance of an entry's limit or stop from the deciding close, as a fraction: a limit
+    /// better by it, a stop worse by it; a stop-limit's limit is that much beyond its stop.
+    pub offset: f64,
+    /// Time in force of entries and exits.
+    pub tif: TimeInForce,
+    /// A take-profit limit this fraction beyond the entry price.
+    pub take_profit: Option<f64>,
+    /// A stop-loss this fraction against the entry price.
+    pub stop_loss: Option<f64>,
+}
+
+impl Default for OrderPolicy {
+    fn default() -> Self {
+        OrderPolicy {
+            entry: EntryType::Market,
+            offset: 0.0,
+            tif: TimeInForce::Day,
+            take_profit: None,
+            stop_loss: None,
+        }
+    }
+}
+
+impl OrderPolicy {
+    fn entry_type(&self, side: OrderSide, close: f64) -> OrderType {
+        let s = side.sign();
+        let stop = close * (1.0 + s * self.offset);
+        match self.entry {
+            EntryType::Market => OrderType::Market,
+            EntryType::Limit => OrderType::Limit {
+                limit: close * (1.0 - s * self.offset),
+            },
+            EntryType::Stop => OrderType::Stop { stop },
+            EntryType::StopLimit => OrderType::StopLimit {
+                stop,
+                limit: stop * (1.0 + s * self.offset),
+            },
+        }
+    }
+
+    /// The bracket's legs around a position entered at `price` in `direction`.
+    fn legs(&self, direction: f64, price: f64) -> [(OrderKind, Option<OrderType>); 2] {
+        [
+            (
+                OrderKind::TakeProfit,
+                self.take_profit.map(|f| OrderType::Limit {
+                    limit: price * (1.0 + direction * f),
+                }),
+            ),
+            (
+                OrderKind::StopLoss,
+                self.stop_loss.map(|f| OrderType::Stop {
+                    stop: price * (1.0 - direction * f),
+                }),
+            ),
+        ]
+    }
+}
+
 /// The portfolio state machine (risk + broker + account + ledger).
 pub struct Portfolio<B: Broker> {
     risk: RiskEngine,
     broker: B,
+    policy: OrderPolicy,
     account: Account,
     ledger: Ledger,
-    open_orders: BTreeMap<u64, OrderSide>,
+    /// Shares filled so far and fills booked, per order with a fill that still works.
+    partial: BTreeMap<u64, (f64, u32)>,
+    /// The working bracket legs of each ticker's position.
+    brackets: BTreeMap<TickerId, Vec<Order>>,
     next_id: u64,
     last_ts: Option<EventTime>,
     deltas: Vec<PositionDelta>,
 }
 
 impl<B: Broker> Portfolio<B> {
-    /// A flat account with the risk engine's capital.
+    /// A flat account with the risk engine's capital; market entries, no brackets.
     pub fn new(risk: RiskEngine, broker: B) -> Self {
+        Portfolio::with_policy(risk, broker, OrderPolicy::default())
+    }
+
+    /// A flat account whose orders follow `policy`.
+    pub fn with_policy(risk: RiskEngine, broker: B, policy: OrderPolicy) -> Self {
         let capital = risk.spec().capital;
         Portfolio {
             risk,
             broker,
+            policy,
             account: Account::new(capital),
             ledger: Ledger {
                 capital,
                 ..Ledger::default()
             },
-            open_orders: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            brackets: BTreeMap::new(),
             next_id: 0,
             last_ts: None,
             deltas: Vec::new(),
@@ -309,8 +390,18 @@ impl<B: Broker> Portfolio<B> {
             self.account.mark(bar.ticker, bar.open);
         }
         for (bar, _, _) in rows {
-            for order in self.broker.due(bar) {
-                self.execute(order, bar);
+            for due in self.broker.due(bar) {
+                match due {
+                    Due::Execute {
+                        order,
+                        price,
+                        cap,
+                        remaining,
+                    } => self.execute(order, bar, price, cap, remaining),
+                    Due::Expired { order, reason } => {
+                        self.end(order, OrderStatus::Expired, reason);
+                    }
+                }
             }
         }
         for (bar, _, _) in rows {
@@ -338,23 +429,49 @@ impl<B: Broker> Portfolio<B> {
         }
     }
 
-    fn new_order(&mut self, t: EventTime, ticker: TickerId, kind: OrderKind) -> Order {
+    fn new_order(
+        &mut self,
+        t: EventTime,
+        ticker: TickerId,
+        side: OrderSide,
+        kind: OrderKind,
+        order_type: OrderType,
+    ) -> Order {
         self.next_id += 1;
         Order {
             id: self.next_id,
             ts: t,
             ticker,
+            side,
             kind,
+            order_type,
+            tif: self.policy.tif,
+            parent: None,
         }
     }
 
-    fn record(&mut self, order: Order, side: OrderSide, status: OrderStatus, reason: &str) {
+    /// Books an order's final state, with what it filled.
+    fn end(&mut self, order: Order, status: OrderStatus, reason: &str) {
+        let filled = self.partial.remove(&order.id).map_or(0.0, |p| p.0);
         self.ledger.orders.push(OrderRecord {
             order,
-            side,
             status,
             reason: reason.to_string(),
+            filled,
         });
+    }
+
+    /// Cancels the working bracket legs of `ticker` but the one `filling`, each booked with
+    /// `reason`.
+    fn cancel_legs(&mut self, ticker: TickerId, reason: &str, filling: Option<u64>) {
+        for leg in self.brackets.remove(&ticker).unwrap_or_default() {
+            if Some(leg.id) == filling {
+                continue;
+            }
+            if let Some(order) = self.broker.cancel(leg.id) {
+                self.end(order, OrderStatus::Cancelled, reason);
+            }
+        }
     }
 
     fn decide(&mut self, bar: &Bar, s: &Signal, payoff: f64, equity: f64) {
@@ -364,24 +481,44 @@ impl<B: Broker> Portfolio<B> {
             .get(&bar.ticker)
             .map_or(0, |p| if p.quantity > 0.0 { 1 } else { -1 });
         let want = s.target.direction();
+        // Orders still working from earlier bars that the target no longer wants are cancelled;
+        // the ones it still wants keep working instead of being sent again.
+        let (mut exiting, mut entering) = (false, false);
+        for o in self.broker.working(bar.ticker) {
+            let agrees = match o.kind {
+                OrderKind::Entry { direction, .. } => direction == want,
+                OrderKind::Exit => held != want,
+                OrderKind::TakeProfit | OrderKind::StopLoss => continue,
+            };
+            if !agrees {
+                if let Some(o) = self.broker.cancel(o.id) {
+                    self.end(o, OrderStatus::Cancelled, "signal_changed");
+                }
+            } else if o.kind == OrderKind::Exit {
+                exiting = true;
+            } else {
+                entering = true;
+            }
+        }
         if held == want {
             return;
         }
-        if held != 0 {
+        if held != 0 && !exiting {
             let side = if held > 0 {
                 OrderSide::Sell
             } else {
                 OrderSide::Buy
             };
-            let order = self.new_order(bar.ts, bar.ticker, OrderKind::Exit);
+            let order =
+                self.new_order(bar.ts, bar.ticker, side, OrderKind::Exit, OrderType::Market);
             if let Err(r) = self.risk.review_exit() {
-                self.record(order, side, OrderStatus::Refused, r.as_str());
+                self.end(order, OrderStatus::Refused, r.as_str());
                 return;
             }
-            self.open_orders.insert(order.id, side);
+            self.cancel_legs(bar.ticker, "replaced_by_exit", None);
             self.broker.submit(order);
         }
-        if s.target == Target::Flat {
+        if s.target == Target::Flat || entering {
             return;
         }
         let side = if want > 0 {
@@ -397,140 +534,263 @@ impl<B: Broker> Portfolio<B> {
             confidence: s.confidence,
             payoff,
         };
+        let order_type = self.policy.entry_type(side, bar.close);
         match self.risk.review_entry(&cx) {
             Ok(size) => {
-                let order = self.new_order(
-                    bar.ts,
-                    bar.ticker,
-                    OrderKind::Entry {
-                        direction: want,
-                        size,
-                    },
-                );
-                self.open_orders.insert(order.id, side);
+                let kind = OrderKind::Entry {
+                    direction: want,
+                    size,
+                };
+                let order = self.new_order(bar.ts, bar.ticker, side, kind, order_type);
                 self.broker.submit(order);
             }
             Err(r) => {
-                let order = self.new_order(
-                    bar.ts,
-                    bar.ticker,
-                    OrderKind::Entry {
-                        direction: want,
-                        size: EntrySize::Fraction(0.0),
-                    },
-                );
-                self.record(order, side, OrderStatus::Refused, r.as_str());
+                let kind = OrderKind::Entry {
+                    direction: want,
+                    size: EntrySize::Fraction(0.0),
+                };
+                let order = self.new_order(bar.ts, bar.ticker, side, kind, order_type);
+                self.end(order, OrderStatus::Refused, r.as_str());
             }
         }
     }
 
-    fn execute(&mut self, order: Order, bar: &Bar) {
-        let side = self.open_orders.remove(&order.id).unwrap_or(OrderSide::Buy);
-        let price = self.broker.price(bar, side);
-        let signed = match order.kind {
-            OrderKind::Exit => match self.account.positions.get(&order.ticker) {
-                Some(p) => -p.quantity,
-                None => return self.record(order, side, OrderStatus::Cancelled, "no_position"),
-            },
+    /// Shares an entry takes when it first executes at `price`: its size against the equity
+    /// now, a long's limited by the cash. `Err` when nothing or too little can be bought.
+    fn size_entry(&self, size: EntrySize, direction: i8, price: f64) -> Result<f64, Refusal> {
+        let unit = price + self.broker.commission(1.0, price);
+        let equity = self.account.equity();
+        let budget = match size {
+            EntrySize::AllIn => equity * ALL_IN,
+            EntrySize::Fraction(f) => equity * f,
+        };
+        let mut q = self.shares(budget, unit);
+        if direction > 0 {
+            q = q.min(self.affordable(price));
+        }
+        if q <= 0.0 {
+            return Err(Refusal::InsufficientCash);
+        }
+        if q * price < self.risk.spec().min_order {
+            return Err(Refusal::BelowMinOrder);
+        }
+        Ok(q)
+    }
+
+    fn shares(&self, budget: f64, unit: f64) -> f64 {
+        if self.broker.whole_shares() {
+            py_floor_div(budget, unit)
+        } else {
+            budget / unit
+        }
+    }
+
+    /// Shares the cash buys at `price`, commission included.
+    fn affordable(&self, price: f64) -> f64 {
+        let unit = price + self.broker.commission(1.0, price);
+        self.shares(self.account.cash * ALL_IN, unit)
+    }
+
+    /// Executes what the broker offers of `order` on `bar`: sizes it at its first execution,
+    /// fills at most `cap`, and books the fill.
+    fn execute(
+        &mut self,
+        order: Order,
+        bar: &Bar,
+        price: f64,
+        cap: Option<f64>,
+        remaining: Option<f64>,
+    ) {
+        let held = self
+            .account
+            .positions
+            .get(&order.ticker)
+            .map_or(0.0, |p| p.quantity);
+        let wanted = match order.kind {
             OrderKind::Entry { direction, size } => {
-                let unit = price + self.broker.commission(1.0, price);
-                let equity = self.account.equity();
-                let budget = match size {
-                    EntrySize::AllIn => equity * ALL_IN,
-                    EntrySize::Fraction(f) => equity * f,
-                };
-                let mut q = if self.broker.whole_shares() {
-                    py_floor_div(budget, unit)
-                } else {
-                    budget / unit
-                };
-                if direction > 0 {
-                    let affordable = if self.broker.whole_shares() {
-                        py_floor_div(self.account.cash * ALL_IN, unit)
-                    } else {
-                        self.account.cash * ALL_IN / unit
-                    };
-                    q = q.min(affordable);
+                if held * f64::from(direction) < 0.0 {
+                    // The exit before it has not closed the position yet: wait for it.
+                    if order.tif == TimeInForce::Ioc {
+                        self.broker.cancel(order.id);
+                        self.end(order, OrderStatus::Cancelled, "position_not_closed");
+                    }
+                    return;
                 }
-                if q <= 0.0 {
-                    return self.record(
-                        order,
-                        side,
-                        OrderStatus::Cancelled,
-                        Refusal::InsufficientCash.as_str(),
-                    );
+                match remaining {
+                    None => match self.size_entry(size, direction, price) {
+                        Ok(q) => q,
+                        Err(r) => {
+                            self.broker.cancel(order.id);
+                            return self.end(order, OrderStatus::Cancelled, r.as_str());
+                        }
+                    },
+                    Some(r) if direction > 0 => r.min(self.affordable(price)),
+                    Some(r) => r,
                 }
-                if q * price < self.risk.spec().min_order {
-                    return self.record(
-                        order,
-                        side,
-                        OrderStatus::Cancelled,
-                        Refusal::BelowMinOrder.as_str(),
-                    );
+            }
+            _ => {
+                if held * order.side.sign() >= 0.0 {
+                    self.broker.cancel(order.id);
+                    return self.end(order, OrderStatus::Cancelled, "no_position");
                 }
-                q * f64::from(direction)
+                remaining.unwrap_or(f64::INFINITY).min(held.abs())
             }
         };
+        if wanted <= 0.0 {
+            self.broker.cancel(order.id);
+            return self.end(
+                order,
+                OrderStatus::Cancelled,
+                Refusal::InsufficientCash.as_str(),
+            );
+        }
+        let quantity = wanted.min(cap.unwrap_or(f64::INFINITY));
+        if quantity > 0.0 {
+            self.book(&order, bar, price, quantity);
+        }
+        let left = wanted - quantity.max(0.0);
+        match self.broker.executed(order.id, left) {
+            Some(rest) => {
+                let reason = if quantity > 0.0 {
+                    "ioc_remainder"
+                } else {
+                    "ioc_unfilled"
+                };
+                self.end(rest, OrderStatus::Cancelled, reason);
+            }
+            None if left <= 0.0 => self.end(order, OrderStatus::Filled, ""),
+            None => {}
+        }
+    }
+
+    /// Books a fill of `quantity` shares of `order` at `price` on `bar`: cash, the position,
+    /// the trade it closes, the exposure's deltas and the bracket.
+    fn book(&mut self, order: &Order, bar: &Bar, price: f64, quantity: f64) {
+        let t = order.ticker;
+        let signed = order.side.sign() * quantity;
         let commission = self.broker.commission(signed, price);
         self.account.cash -= signed * price + commission;
-        let fill = Fill {
+        let part = self.partial.entry(order.id).or_insert((0.0, 0));
+        part.0 += quantity;
+        part.1 += 1;
+        self.ledger.fills.push(Fill {
             order_id: order.id,
+            seq: part.1,
             ts: bar.ts,
-            ticker: order.ticker,
-            side,
-            quantity: signed.abs(),
+            ticker: t,
+            side: order.side,
+            quantity,
             price,
             commission,
-        };
-        match order.kind {
-            OrderKind::Exit => {
-                if let Some(p) = self.account.positions.remove(&order.ticker) {
-                    self.deltas.push(PositionDelta {
-                        ticker: order.ticker,
-                        cost_cents: p.cost_cents,
-                        diff: -1,
-                    });
-                    self.ledger.trades.push(trade(
-                        order.ticker,
-                        &p,
-                        bar.ts,
-                        price,
-                        commission,
-                        false,
-                    ));
-                }
-                self.ledger.positions.push(PositionRecord {
-                    ts: bar.ts,
-                    ticker: order.ticker,
-                    quantity: 0.0,
-                    entry_price: 0.0,
-                });
+        });
+        let before = self.account.positions.remove(&t);
+        if let Some(p) = &before {
+            self.deltas.push(PositionDelta {
+                ticker: t,
+                cost_cents: p.cost_cents,
+                diff: -1,
+            });
+        }
+        let after = match before {
+            None => Some(Position {
+                quantity: signed,
+                entry_price: price,
+                entry_ts: bar.ts,
+                entry_commission: commission,
+                cost_cents: 0,
+            }),
+            Some(p) if p.quantity * signed > 0.0 => {
+                let quantity = p.quantity + signed;
+                Some(Position {
+                    quantity,
+                    entry_price: (p.quantity * p.entry_price + signed * price) / quantity,
+                    entry_commission: p.entry_commission + commission,
+                    ..p
+                })
             }
-            OrderKind::Entry { .. } => {
-                let cost_cents = (signed * price * 100.0).round() as i64;
-                let p = Position {
-                    quantity: signed,
-                    entry_price: price,
-                    entry_ts: bar.ts,
-                    entry_commission: commission,
-                    cost_cents,
+            Some(p) => {
+                let closed = quantity.min(p.quantity.abs());
+                let share = closed / p.quantity.abs();
+                let part = Position {
+                    quantity: p.quantity.signum() * closed,
+                    entry_commission: p.entry_commission * share,
+                    ..p.clone()
                 };
+                self.ledger
+                    .trades
+                    .push(trade(t, &part, bar.ts, price, commission, false));
+                let quantity = p.quantity + signed;
+                (quantity != 0.0).then_some(Position {
+                    quantity,
+                    entry_commission: p.entry_commission - part.entry_commission,
+                    ..p
+                })
+            }
+        };
+        match after {
+            Some(mut p) => {
+                p.cost_cents = (p.quantity * p.entry_price * 100.0).round() as i64;
                 self.deltas.push(PositionDelta {
-                    ticker: order.ticker,
-                    cost_cents,
+                    ticker: t,
+                    cost_cents: p.cost_cents,
                     diff: 1,
                 });
                 self.ledger.positions.push(PositionRecord {
                     ts: bar.ts,
-                    ticker: order.ticker,
-                    quantity: signed,
-                    entry_price: price,
+                    ticker: t,
+                    quantity: p.quantity,
+                    entry_price: p.entry_price,
                 });
-                self.account.positions.insert(order.ticker, p);
+                if !order.kind.closes() {
+                    self.protect(order, bar.ts, &p);
+                }
+                self.account.positions.insert(t, p);
+            }
+            None => {
+                self.ledger.positions.push(PositionRecord {
+                    ts: bar.ts,
+                    ticker: t,
+                    quantity: 0.0,
+                    entry_price: 0.0,
+                });
+                let reason = if order.kind.closes() && order.kind != OrderKind::Exit {
+                    "oco"
+                } else {
+                    "position_closed"
+                };
+                self.cancel_legs(t, reason, Some(order.id));
             }
         }
-        self.ledger.fills.push(fill);
-        self.record(order, side, OrderStatus::Filled, "");
+    }
+
+    /// Places (or, after a further part of the entry filled, re-prices) the bracket around `p`.
+    fn protect(&mut self, entry: &Order, ts: EventTime, p: &Position) {
+        let legs = self.policy.legs(p.quantity.signum(), p.entry_price);
+        if let Some(working) = self.brackets.get(&entry.ticker) {
+            for leg in working {
+                if let Some((_, Some(ty))) = legs.iter().find(|(k, _)| *k == leg.kind) {
+                    self.broker.replace(leg.id, *ty);
+                }
+            }
+            return;
+        }
+        let side = if p.quantity > 0.0 {
+            OrderSide::Sell
+        } else {
+            OrderSide::Buy
+        };
+        let mut placed = Vec::new();
+        for (kind, ty) in legs {
+            let Some(ty) = ty else { continue };
+            let mut leg = self.new_order(ts, entry.ticker, side, kind, ty);
+            leg.tif = TimeInForce::Gtc;
+            leg.parent = Some(entry.id);
+            self.broker.submit(leg.clone());
+            placed.push(leg);
+        }
+        if !placed.is_empty() {
+            self.brackets.insert(entry.ticker, placed);
+        }
     }
 
     /// Takes the rows booked since the last call, so a streaming run can commit them step by step
@@ -555,13 +815,12 @@ impl<B: Broker> Portfolio<B> {
     /// marked at their last price. Returns the ledger.
     pub fn finish(mut self) -> Ledger {
         for order in self.broker.drain() {
-            let side = self.open_orders.remove(&order.id).unwrap_or(OrderSide::Buy);
-            self.record(
-                order,
-                side,
-                OrderStatus::Unfilled,
-                "run ended before the next bar",
-            );
+            let reason = if self.partial.contains_key(&order.id) {
+                "run ended with the order working"
+            } else {
+                "run ended before the next bar"
+            };
+            self.end(order, OrderStatus::Unfilled, reason);
         }
         let end = self.last_ts.unwrap_or_default();
         for (&t, p) in &self.account.positions {

@@ -17,8 +17,6 @@ use crate::metrics::Metrics;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 use crate::operators::quality::Reject;
-use crate::order::EntrySize;
-use crate::sinks::broker::OrderKind;
 
 /// Errors writing outputs.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +60,7 @@ enum Col {
     F64(Vec<f64>),
     I64(Vec<i64>),
     U64(Vec<u64>),
+    OptU64(Vec<Option<u64>>),
     Bool(Vec<bool>),
 }
 
@@ -91,6 +90,10 @@ impl Col {
             ),
             Col::U64(v) => (
                 Field::new(name, DataType::UInt64, false),
+                Arc::new(UInt64Array::from(v)),
+            ),
+            Col::OptU64(v) => (
+                Field::new(name, DataType::UInt64, true),
                 Arc::new(UInt64Array::from(v)),
             ),
             Col::Bool(v) => (
@@ -206,19 +209,17 @@ pub fn write_run(
             ),
             (
                 "side",
-                Col::Str(o.iter().map(|r| r.side.as_str().to_string()).collect()),
+                Col::Str(
+                    o.iter()
+                        .map(|r| r.order.side.as_str().to_string())
+                        .collect(),
+                ),
             ),
             (
                 "intent",
                 Col::Str(
                     o.iter()
-                        .map(|r| {
-                            match r.order.kind {
-                                OrderKind::Entry { .. } => "entry",
-                                OrderKind::Exit => "exit",
-                            }
-                            .to_string()
-                        })
+                        .map(|r| r.order.kind.as_str().to_string())
                         .collect(),
                 ),
             ),
@@ -226,19 +227,45 @@ pub fn write_run(
                 "size_fraction",
                 Col::F64(
                     o.iter()
-                        .map(|r| match r.order.kind {
-                            OrderKind::Entry {
-                                size: EntrySize::Fraction(f),
-                                ..
-                            } => f,
-                            OrderKind::Entry {
-                                size: EntrySize::AllIn,
-                                ..
-                            } => 1.0,
-                            OrderKind::Exit => f64::NAN,
-                        })
+                        .map(|r| r.order.size_fraction().unwrap_or(f64::NAN))
                         .collect(),
                 ),
+            ),
+            (
+                "order_type",
+                Col::Str(
+                    o.iter()
+                        .map(|r| r.order.order_type.as_str().to_string())
+                        .collect(),
+                ),
+            ),
+            (
+                "limit_price",
+                Col::F64(
+                    o.iter()
+                        .map(|r| r.order.order_type.limit().unwrap_or(f64::NAN))
+                        .collect(),
+                ),
+            ),
+            (
+                "stop_price",
+                Col::F64(
+                    o.iter()
+                        .map(|r| r.order.order_type.stop().unwrap_or(f64::NAN))
+                        .collect(),
+                ),
+            ),
+            (
+                "time_in_force",
+                Col::Str(o.iter().map(|r| r.order.tif.as_str().to_string()).collect()),
+            ),
+            (
+                "parent_id",
+                Col::OptU64(o.iter().map(|r| r.order.parent).collect()),
+            ),
+            (
+                "filled_quantity",
+                Col::F64(o.iter().map(|r| r.filled).collect()),
             ),
             (
                 "status",
@@ -260,6 +287,10 @@ pub fn write_run(
         "fills",
         vec![
             ("order_id", Col::U64(f.iter().map(|r| r.order_id).collect())),
+            (
+                "seq",
+                Col::U64(f.iter().map(|r| u64::from(r.seq)).collect()),
+            ),
             ("time", Col::Time(f.iter().map(|r| r.ts).collect())),
             (
                 "ticker",

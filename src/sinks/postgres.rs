@@ -13,11 +13,9 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::bar::Tickers;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
-use crate::order::EntrySize;
-use crate::sinks::broker::OrderKind;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 8] = [
+pub const MIGRATIONS: [(i32, &str, &str); 9] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -49,6 +47,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 8] = [
         8,
         "equity",
         include_str!("../../migrations/0008_equity.sql"),
+    ),
+    (
+        9,
+        "order_types",
+        include_str!("../../migrations/0009_order_types.sql"),
     ),
 ];
 
@@ -572,38 +575,43 @@ async fn write_rows(
     let o = &ledger.orders;
     let orders = tx
         .execute(
-            "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason) \
-             SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[]) \
-             ON CONFLICT (run_id, order_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason \
+            "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason, \
+                                 order_type, limit_price, stop_price, time_in_force, parent_id, filled_quantity) \
+             SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::float8[], \
+                                      $8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[], $13::text[], \
+                                      $14::int8[], $15::float8[]) \
+             ON CONFLICT (run_id, order_id) DO UPDATE \
+                SET status = EXCLUDED.status, reason = EXCLUDED.reason, filled_quantity = EXCLUDED.filled_quantity \
              WHERE orders.status = 'unfilled' AND EXCLUDED.status <> 'unfilled'",
             &[
                 &run_id,
                 &o.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
                 &o.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>(),
                 &o.iter().map(|r| name(r.order.ticker)).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.side.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| if matches!(r.order.kind, OrderKind::Exit) { "exit" } else { "entry" }).collect::<Vec<_>>(),
-                &o.iter()
-                    .map(|r| match r.order.kind {
-                        OrderKind::Entry { size: EntrySize::Fraction(f), .. } => Some(f),
-                        OrderKind::Entry { size: EntrySize::AllIn, .. } => Some(1.0),
-                        OrderKind::Exit => None,
-                    })
-                    .collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.size_fraction()).collect::<Vec<_>>(),
                 &o.iter().map(|r| format!("{:?}", r.status).to_lowercase()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.order.parent.map(|p| p as i64)).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.filled).collect::<Vec<_>>(),
             ],
         )
         .await?;
     let f = &ledger.fills;
     let fills = tx
         .execute(
-            "INSERT INTO fills (run_id, order_id, time, ticker, side, quantity, price, commission) \
-             SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::float8[], $7::float8[], $8::float8[]) \
+            "INSERT INTO fills (run_id, order_id, seq, time, ticker, side, quantity, price, commission) \
+             SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[]) \
              ON CONFLICT DO NOTHING",
             &[
                 &run_id,
                 &f.iter().map(|r| r.order_id as i64).collect::<Vec<_>>(),
+                &f.iter().map(|r| r.seq as i32).collect::<Vec<_>>(),
                 &f.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
                 &f.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
                 &f.iter().map(|r| r.side.as_str()).collect::<Vec<_>>(),

@@ -60,10 +60,11 @@ pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> Str
         vec![(String::new(), l.signals.len() as f64)],
     );
     // Every outcome, 0 when none had it, so a series exists before its first order.
-    let mut by_status: BTreeMap<&str, usize> = ["filled", "refused", "cancelled", "unfilled"]
-        .into_iter()
-        .map(|k| (k, 0))
-        .collect();
+    let mut by_status: BTreeMap<&str, usize> =
+        ["filled", "refused", "cancelled", "expired", "unfilled"]
+            .into_iter()
+            .map(|k| (k, 0))
+            .collect();
     for (k, n) in &m.orders {
         *by_status.entry(k.as_str()).or_default() += n;
     }

@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use crate::operators::drift::DriftRecord;
     use crate::operators::portfolio::OrderRecord;
-    use crate::order::{Order, OrderKind, OrderSide};
+    use crate::order::{Order, OrderKind, OrderSide, OrderType, TimeInForce};
 
     fn refused(id: u64, ts: EventTime, ticker: u32, reason: &str) -> OrderRecord {
         OrderRecord {
@@ -182,11 +182,15 @@ mod tests {
                 id,
                 ts,
                 ticker,
+                side: OrderSide::Buy,
                 kind: OrderKind::Exit,
+                order_type: OrderType::Market,
+                tif: TimeInForce::Day,
+                parent: None,
             },
-            side: OrderSide::Buy,
             status: OrderStatus::Refused,
             reason: reason.into(),
+            filled: 0.0,
         }
     }
 

@@ -863,3 +863,124 @@ fn a_backtest_writes_its_figures_as_a_prometheus_exposition_that_promtool_accept
         m["max_drawdown"].as_f64().expect("drawdown")
     );
 }
+
+/// The sample backtest with limit entries good till cancelled, a volume cap, a commission per
+/// share with a minimum and a bracket on every position: every order names its type, prices and
+/// outcome, bracket legs name their entry, the fills add up to what each order says it filled, and
+/// the broker's keys are refused past their bounds with the key's line.
+#[test]
+fn order_types_brackets_and_partial_fills_through_a_pipeline_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::read_to_string(repo("pipelines/sample.toml")).expect("pipeline");
+    let data = repo("data/sample").to_string_lossy().to_string();
+    let text = base
+        .replace("data/sample", &data)
+        .replacen(
+            "commission = 0.001",
+            "commission = { per_share = 0.005, minimum = 1.0 }\norder_type = \"limit\"\noffset = 0.002\ntime_in_force = \"gtc\"\nvolume_cap = 0.000002",
+            1,
+        )
+        .replacen(
+            "daily_loss_stop = 0.02",
+            "daily_loss_stop = 0.02\ntake_profit = 0.04\nstop_loss = 0.02",
+            1,
+        );
+    let p = dir.path().join("orders.toml");
+    std::fs::write(&p, &text).expect("write");
+    let out = dir.path().to_string_lossy().to_string();
+    let o = fdp(&[
+        "backtest",
+        &p.to_string_lossy(),
+        "--run-id",
+        "types",
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = dir.path().join("types").to_string_lossy().to_string();
+    let q = |sql: &str| {
+        let o = fdp(&["query", "--run", &run, sql]);
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let kinds = q("SELECT intent || ':' || order_type FROM orders GROUP BY 1 ORDER BY 1");
+    for want in [
+        "entry:limit",
+        "exit:market",
+        "stop_loss:stop",
+        "take_profit:limit",
+    ] {
+        assert!(kinds.contains(want), "{want} missing from\n{kinds}");
+    }
+    let legs = q(
+        "SELECT 'orphans=' || count(*) FROM orders o WHERE intent IN ('take_profit', 'stop_loss') \
+           AND (parent_id IS NULL OR parent_id NOT IN (SELECT order_id FROM orders WHERE intent = 'entry'))",
+    );
+    assert!(
+        legs.contains("orphans=0"),
+        "every leg names its entry: {legs}"
+    );
+    let sums = q("SELECT 'off=' || count(*) FROM orders o LEFT JOIN \
+           (SELECT order_id, sum(quantity) AS q FROM fills GROUP BY order_id) f \
+           ON f.order_id = o.order_id WHERE abs(coalesce(f.q, 0) - o.filled_quantity) > 1e-9");
+    assert!(
+        sums.contains("off=0"),
+        "fills add up to each order's filled quantity: {sums}"
+    );
+    let parts = q("SELECT 'parts=' || max(seq) FROM fills");
+    assert!(
+        !parts.contains("parts=1 "),
+        "the volume cap splits fills: {parts}"
+    );
+    let outcomes = q("SELECT DISTINCT status || ':' || reason AS o FROM orders ORDER BY o");
+    assert!(outcomes.contains("cancelled:oco"), "{outcomes}");
+    let least = q("SELECT 'least=' || min(commission) FROM fills");
+    assert!(
+        least.contains("least=1.0 ") || least.contains("least=1 "),
+        "the minimum commission applies: {least}"
+    );
+    for (change, want) in [
+        (
+            ("offset = 0.002", "offset = 0.9"),
+            "offset must be in [0, 0.5)",
+        ),
+        (
+            ("order_type = \"limit\"", "order_type = \"market\""),
+            "0 for market entries",
+        ),
+        (
+            ("volume_cap = 0.000002", "volume_cap = 1.5"),
+            "volume_cap must be in (0, 1]",
+        ),
+        (
+            ("stop_loss = 0.02", "stop_loss = 1.0"),
+            "stop_loss must be in (0, 1)",
+        ),
+        (
+            ("minimum = 1.0", "minimum = -1.0"),
+            "per_share and minimum must be zero or more",
+        ),
+        (
+            ("time_in_force = \"gtc\"", "time_in_force = \"fok\""),
+            "unknown variant `fok`",
+        ),
+    ] {
+        let bad = text.replacen(change.0, change.1, 1);
+        assert_ne!(bad, text, "{change:?}");
+        std::fs::write(&p, bad).expect("write");
+        let o = fdp(&["validate", &p.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{change:?}: {err}"
+        );
+        assert!(
+            err.contains("orders.toml:"),
+            "the error names the file and line: {err}"
+        );
+    }
+}

@@ -78,7 +78,7 @@ pub fn up_to(out: &RunOutput, t: i64) -> (Vec<String>, Vec<String>, Vec<String>,
         l.orders
             .iter()
             .filter(|o| o.order.ts <= t)
-            .map(|o| format!("{:?} {:?}", o.order, o.side))
+            .map(|o| format!("{:?} {:?}", o.order, o.order.side))
             .collect(),
         l.fills
             .iter()

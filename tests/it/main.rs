@@ -18,6 +18,7 @@ mod health;
 mod layering;
 mod lookahead;
 mod ml;
+mod paper_fills;
 mod postgres;
 mod properties;
 mod provider_controls;

@@ -18,7 +18,7 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
     assert_eq!(
         migrate(&mut c).await.expect("migrate"),
-        vec![1, 2, 3, 4, 5, 6, 7, 8]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
@@ -33,6 +33,51 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
         partitions >= 52,
         "yearly partitions 1990-2040 and a default: {partitions}"
     );
+}
+
+/// Migration 9 (order types, partial fills) over rows written before it: an old filled order
+/// takes its fill's quantity, and an order may then fill in more than one part.
+#[tokio::test]
+async fn order_types_migrate_over_rows_written_before_them() {
+    let (_db, c) = TestDb::new().await;
+    let migrations = findashpro::sinks::postgres::MIGRATIONS;
+    for (_, _, sql) in &migrations[..8] {
+        c.batch_execute(sql).await.expect("migration before 9");
+    }
+    c.batch_execute(
+        "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason) \
+         VALUES ('old', 1, now(), 'BRK.B', 'buy', 'entry', 0.02, 'filled', ''), \
+                ('old', 2, now(), 'BRK.B', 'sell', 'exit', NULL, 'cancelled', 'no_position'); \
+         INSERT INTO fills (run_id, order_id, time, ticker, side, quantity, price, commission) \
+         VALUES ('old', 1, now(), 'BRK.B', 'buy', 12, 410.5, 1.0);",
+    )
+    .await
+    .expect("old rows");
+    c.batch_execute(migrations[8].2).await.expect("migration 9");
+    let rows = c
+        .query(
+            "SELECT order_id, filled_quantity, order_type, time_in_force FROM orders ORDER BY order_id",
+            &[],
+        )
+        .await
+        .expect("orders");
+    let got: Vec<(i64, f64, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, 12.0, "market".into(), "day".into()),
+            (2, 0.0, "market".into(), "day".into())
+        ]
+    );
+    c.batch_execute(
+        "INSERT INTO fills (run_id, order_id, seq, time, ticker, side, quantity, price, commission) \
+         VALUES ('old', 1, 2, now(), 'BRK.B', 'buy', 3, 411.0, 1.0)",
+    )
+    .await
+    .expect("a second part of one order");
 }
 
 #[tokio::test]

@@ -4,6 +4,6 @@
 
 mod paper;
 
-pub use paper::PaperBroker;
+pub use paper::{FillModel, PaperBroker};
 
-pub use crate::order::{Broker, Fill, Order, OrderKind, OrderSide};
+pub use crate::order::{Broker, Due, Fill, Order, OrderKind, OrderSide, OrderType};
