@@ -1,6 +1,8 @@
 //! Integration tests: one crate (each file under `tests/` would link the whole tree again).
 
 mod alerts;
+mod alpaca;
+mod alpaca_mock;
 mod browser;
 mod cli;
 mod common;

@@ -1,8 +1,10 @@
-//! Brokers execute the orders risk approved. The paper broker simulates fills at the next bar;
-//! Alpaca and Interactive Brokers arrive with their own issue behind the same trait
-//! ([`crate::order::Broker`]).
+//! Brokers execute the orders risk approved. The paper broker simulates fills on bars; the
+//! venue adapters (Alpaca today, Interactive Brokers next) speak each broker's wire format and
+//! translate it into [`venue`]'s vocabulary.
 
+pub mod alpaca;
 mod paper;
+pub mod venue;
 
 pub use paper::{FillModel, PaperBroker};
 
