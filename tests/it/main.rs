@@ -17,6 +17,7 @@ mod fundamentals_fetch;
 mod fuzz;
 mod golden_features;
 mod health;
+mod ibkr;
 mod layering;
 mod lookahead;
 mod ml;

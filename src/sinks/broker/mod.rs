@@ -3,6 +3,7 @@
 //! translate it into [`venue`]'s vocabulary.
 
 pub mod alpaca;
+pub mod ibkr;
 mod paper;
 pub mod venue;
 

@@ -198,6 +198,26 @@ impl VenueError {
     }
 }
 
+/// The HTTP client of a venue adapter: rustls with ring (installed once per process), every
+/// request bounded by `timeout`; `self_signed` accepts a local gateway's own certificate.
+///
+/// # Errors
+/// [`VenueError::Config`] when the TLS stack cannot start.
+pub fn http_client(
+    venue: &'static str,
+    timeout: Duration,
+    self_signed: bool,
+) -> Result<reqwest::Client, VenueError> {
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .danger_accept_invalid_certs(self_signed)
+        .build()
+        .map_err(|e| VenueError::Config(format!("{venue}: {}", e.without_url())))
+}
+
 /// The client order id of decision `order_id` of run `run_id`: a stable checksum of the run id
 /// and the order's number, at most 37 characters (Alpaca takes 48, IBKR's `cOID` any). The same
 /// run deciding the same order again (a replay after a restart) gets the same id, so the venue

@@ -12,7 +12,7 @@ use super::AlpacaConfig;
 use super::wire::{Account, Clock, ErrorBody, NewOrder, Order, Position, Replace};
 use crate::order::{OrderType, TimeInForce};
 use crate::sinks::broker::venue::{
-    OrderRequest, VenueAccount, VenueError, VenueOrder, VenuePosition,
+    OrderRequest, VenueAccount, VenueError, VenueOrder, VenuePosition, http_client,
 };
 
 const VENUE: &str = "alpaca";
@@ -40,13 +40,7 @@ impl AlpacaClient {
     /// # Errors
     /// The TLS stack cannot start.
     pub fn new(cfg: AlpacaConfig) -> Result<Self, VenueError> {
-        #[allow(deprecated)]
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .build()
-            .map_err(|e| VenueError::Config(format!("alpaca: {}", e.without_url())))?;
+        let http = http_client(VENUE, cfg.timeout, false)?;
         Ok(AlpacaClient { cfg, http })
     }
 

@@ -1,0 +1,443 @@
+//! The Interactive Brokers adapter against a local Client Portal Gateway on loopback speaking
+//! BROKERS.md §2a: the session (tickle, a session taken over), contract ids looked up once, an
+//! order's life through the question/reply flow (confirmed by policy or refused), refusals,
+//! string and integer order ids, the empty first live-orders snapshot, partial then full fills
+//! read from the live orders, cancel, positions page by page, 5xx and a lost answer that never
+//! place an order twice, the 429 penalty box, and a live account refused without `live`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use findashpro::order::{OrderSide, OrderType, TimeInForce};
+use findashpro::sinks::broker::ibkr::{IbkrClient, IbkrConfig};
+use findashpro::sinks::broker::venue::{
+    FillTracker, OrderRequest, VenueError, VenueEvent, VenueStatus, client_order_id,
+};
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "DU1234567";
+
+#[derive(Default)]
+struct Gw {
+    authenticated: bool,
+    competing: bool,
+    searches: u64,
+    /// Message ids of the questions asked before each placement is acknowledged.
+    questions: Vec<&'static str>,
+    pending: Option<(Value, Vec<&'static str>)>,
+    /// Faults of the next placements: a status, or "stall" (placed, answered too late).
+    faults: Vec<&'static str>,
+    placed: Vec<Value>,
+    replies: Vec<Value>,
+    /// Live-order reads still to answer with the empty pre-flight snapshot.
+    empty_snapshots: u32,
+    positions: Vec<Vec<Value>>,
+}
+
+type G = Arc<Mutex<Gw>>;
+
+fn row(o: &Value) -> Value {
+    o.clone()
+}
+
+async fn tickle(State(g): State<G>) -> Response {
+    let g = g.lock().expect("gw");
+    axum::Json(
+        json!({"session": "bb665d0f55b6289d70bc7380089fc96f", "ssoExpires": 460311,
+        "collission": false, "userId": 123456789, "hmds": {"error": "no bridge"},
+        "iserver": {"authStatus": {"authenticated": g.authenticated, "competing": g.competing,
+            "connected": true, "message": "", "MAC": "98:F2:B3:23:BF:A0"}}}),
+    )
+    .into_response()
+}
+
+async fn search(State(g): State<G>, axum::Json(b): axum::Json<Value>) -> Response {
+    g.lock().expect("gw").searches += 1;
+    let (conid, sym) = match b["symbol"].as_str() {
+        Some("AAPL") => (json!("265598"), "AAPL"),
+        Some("SPY") => (json!(756733), "SPY"),
+        _ => return axum::Json(json!([])).into_response(),
+    };
+    axum::Json(
+        json!([{"conid": conid, "companyHeader": "X - NASDAQ", "companyName": "X", "symbol": sym,
+        "description": "NASDAQ", "restricted": null, "fop": null, "opt": "20260116", "war": null,
+        "sections": [{"secType": "STK", "exchange": "NASDAQ;SMART"}]}]),
+    )
+    .into_response()
+}
+
+fn ack(g: &mut Gw, order: Value) -> Value {
+    let id = 1_149_239_000 + g.placed.len() as i64;
+    let mut o = order.clone();
+    o["orderId"] = json!(id);
+    o["status"] = json!("Submitted");
+    o["filledQuantity"] = json!(0.0);
+    o["remainingQuantity"] = order["quantity"].clone();
+    o["order_ref"] = order["cOID"].clone();
+    o["ticker"] = json!(if order["conid"] == json!(265598) {
+        "AAPL"
+    } else {
+        "SPY"
+    });
+    g.placed.push(o);
+    json!([{"order_id": id.to_string(), "local_order_id": order["cOID"], "order_status": "Submitted", "encrypt_message": "1"}])
+}
+
+async fn place(
+    State(g): State<G>,
+    Path(acct): Path<String>,
+    axum::Json(b): axum::Json<Value>,
+) -> Response {
+    assert_eq!(acct, ACCOUNT);
+    let fault = {
+        let mut gw = g.lock().expect("gw");
+        let order = b["orders"][0].clone();
+        if order["side"] == "SELL"
+            && order["orderType"] == "MKT"
+            && order["quantity"] == json!(1_000_000.0)
+        {
+            return axum::Json(json!({"error": "Order rejected: insufficient buying power"}))
+                .into_response();
+        }
+        let fault = if gw.faults.is_empty() {
+            ""
+        } else {
+            gw.faults.remove(0)
+        };
+        match fault {
+            "500" => {
+                return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response();
+            }
+            "429" => return (axum::http::StatusCode::TOO_MANY_REQUESTS, "").into_response(),
+            _ => {}
+        }
+        if !gw.questions.is_empty() {
+            let qs = gw.questions.clone();
+            gw.pending = Some((order, qs.clone()));
+            return axum::Json(json!([{"id": "8647ed1d-862b-4c58-95ff-ae6dd6893871",
+                "message": ["This order will most likely trigger and fill immediately.\nAre you sure you want to submit this order?"],
+                "isSuppressed": false, "messageIds": [qs[0]]}])).into_response();
+        }
+        let a = ack(&mut gw, order);
+        (fault, a)
+    };
+    if fault.0 == "stall" {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    axum::Json(fault.1).into_response()
+}
+
+async fn reply(
+    State(g): State<G>,
+    Path(_id): Path<String>,
+    axum::Json(b): axum::Json<Value>,
+) -> Response {
+    let mut gw = g.lock().expect("gw");
+    gw.replies.push(b.clone());
+    let Some((order, mut qs)) = gw.pending.take() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no pending order",
+        )
+            .into_response();
+    };
+    if b["confirmed"] != json!(true) {
+        return axum::Json(json!([{"order_id": null, "error": "discarded"}])).into_response();
+    }
+    qs.remove(0);
+    if let Some(next) = qs.first().copied() {
+        gw.pending = Some((order, qs));
+        return axum::Json(json!([{"id": "second-question", "message": ["You are submitting an order without market data."],
+            "isSuppressed": false, "messageIds": [next]}])).into_response();
+    }
+    let a = ack(&mut gw, order);
+    axum::Json(a).into_response()
+}
+
+async fn live(State(g): State<G>) -> Response {
+    let mut gw = g.lock().expect("gw");
+    if gw.empty_snapshots > 0 {
+        gw.empty_snapshots -= 1;
+        return axum::Json(json!({"orders": [], "snapshot": false})).into_response();
+    }
+    let rows: Vec<Value> = gw.placed.iter().map(row).collect();
+    axum::Json(json!({"orders": rows, "snapshot": true})).into_response()
+}
+
+async fn cancel(State(g): State<G>, Path((acct, id)): Path<(String, String)>) -> Response {
+    let mut gw = g.lock().expect("gw");
+    let Some(o) = gw
+        .placed
+        .iter_mut()
+        .find(|o| o["orderId"].as_i64().map(|n| n.to_string()).as_deref() == Some(id.as_str()))
+    else {
+        return (axum::http::StatusCode::NOT_FOUND, "").into_response();
+    };
+    o["status"] = json!("Cancelled");
+    axum::Json(json!({"msg": "Request was submitted", "order_id": id.parse::<i64>().unwrap_or(0), "conid": 265598, "account": acct}))
+        .into_response()
+}
+
+async fn positions(State(g): State<G>, Path((_acct, page)): Path<(String, usize)>) -> Response {
+    let gw = g.lock().expect("gw");
+    axum::Json(Value::Array(
+        gw.positions.get(page).cloned().unwrap_or_default(),
+    ))
+    .into_response()
+}
+
+async fn gateway() -> (String, G, tokio::task::JoinHandle<()>) {
+    let g: G = Arc::new(Mutex::new(Gw {
+        authenticated: true,
+        empty_snapshots: 1,
+        ..Gw::default()
+    }));
+    let app = Router::new()
+        .route("/v1/api/tickle", post(tickle))
+        .route("/v1/api/iserver/secdef/search", post(search))
+        .route("/v1/api/iserver/account/{acct}/orders", post(place))
+        .route("/v1/api/iserver/reply/{id}", post(reply))
+        .route("/v1/api/iserver/account/orders", get(live))
+        .route("/v1/api/iserver/account/{acct}/order/{id}", delete(cancel))
+        .route("/v1/api/portfolio/{acct}/positions/{page}", get(positions))
+        .with_state(Arc::clone(&g));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1/api", l.local_addr().expect("addr"));
+    let t = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (url, g, t)
+}
+
+fn client(url: &str) -> IbkrClient {
+    let mut c = IbkrConfig::new(url, ACCOUNT, false).expect("config");
+    c.timeout = Duration::from_millis(400);
+    IbkrClient::new(c).expect("client")
+}
+
+fn request(
+    n: u64,
+    symbol: &str,
+    side: OrderSide,
+    quantity: f64,
+    order_type: OrderType,
+) -> OrderRequest {
+    OrderRequest {
+        client_id: client_order_id("ibkr-test", n),
+        symbol: symbol.into(),
+        side,
+        quantity,
+        order_type,
+        tif: TimeInForce::Gtc,
+    }
+}
+
+#[tokio::test]
+async fn an_orders_life_through_questions_fills_and_cancel() {
+    let (url, g, _t) = gateway().await;
+    let c = client(&url);
+    c.tickle().await.expect("session");
+    g.lock().unwrap().questions = vec!["o163", "o354"];
+    let r = request(
+        1,
+        "AAPL",
+        OrderSide::Buy,
+        100.0,
+        OrderType::StopLimit {
+            stop: 190.0,
+            limit: 190.5,
+        },
+    );
+    let o = c.submit(&r).await.expect("placed after two confirmations");
+    assert_eq!(
+        (o.client_id.as_str(), o.status.clone()),
+        (r.client_id.as_str(), VenueStatus::Open)
+    );
+    {
+        let gw = g.lock().unwrap();
+        assert_eq!(
+            gw.replies,
+            [json!({"confirmed": true}), json!({"confirmed": true})]
+        );
+        let p = &gw.placed[0];
+        assert_eq!(
+            (
+                p["orderType"].clone(),
+                p["price"].clone(),
+                p["auxPrice"].clone()
+            ),
+            (json!("STOP_LIMIT"), json!(190.5), json!(190.0))
+        );
+        assert_eq!(
+            (p["conid"].clone(), p["secType"].clone(), p["tif"].clone()),
+            (json!(265598), json!("265598:STK"), json!("GTC"))
+        );
+    }
+    // Fills read from the live orders, each execution once.
+    let mut t = FillTracker::default();
+    t.track(&r.client_id);
+    for (step, (filled, avg, status)) in [
+        (40.0, "190.40", "Submitted"),
+        (40.0, "190.40", "Submitted"),
+        (100.0, "190.46", "Filled"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        {
+            let mut gw = g.lock().unwrap();
+            let p = &mut gw.placed[0];
+            p["filledQuantity"] = json!(filled);
+            p["remainingQuantity"] = json!(100.0 - filled);
+            p["avgPrice"] = json!(avg);
+            p["status"] = json!(status);
+        }
+        let o = c.find(&r.client_id).await.expect("live").expect("listed");
+        let ev = t.observe(&o, 0, None);
+        match step {
+            0 => assert!(
+                matches!(&ev[..], [VenueEvent::Fill(f)] if f.quantity == 40.0 && f.price == 190.40),
+                "{ev:?}"
+            ),
+            1 => assert!(
+                ev.is_empty(),
+                "the same snapshot again adds nothing: {ev:?}"
+            ),
+            _ => {
+                assert!(
+                    matches!(&ev[0], VenueEvent::Fill(f) if f.quantity == 60.0 && (f.price - 190.50).abs() < 1e-9),
+                    "{ev:?}"
+                );
+                assert!(matches!(
+                    &ev[1],
+                    VenueEvent::Ended {
+                        status: VenueStatus::Filled,
+                        ..
+                    }
+                ));
+            }
+        }
+    }
+    // Looked up once, then kept.
+    let r2 = request(
+        2,
+        "AAPL",
+        OrderSide::Sell,
+        5.0,
+        OrderType::Limit { limit: 250.0 },
+    );
+    g.lock().unwrap().questions.clear();
+    let o2 = c.submit(&r2).await.expect("placed");
+    assert_eq!(g.lock().unwrap().searches, 1);
+    c.cancel(&o2.id).await.expect("cancelled");
+    let o2 = c.find(&r2.client_id).await.expect("live").expect("listed");
+    assert_eq!(o2.status, VenueStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn refusals_questions_outside_the_policy_and_sessions() {
+    let (url, g, _t) = gateway().await;
+    let c = client(&url);
+    let e = c
+        .submit(&request(
+            1,
+            "AAPL",
+            OrderSide::Sell,
+            1_000_000.0,
+            OrderType::Market,
+        ))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("insufficient buying power"), "{e}");
+    g.lock().unwrap().questions = vec!["o999"];
+    let e = c
+        .submit(&request(2, "AAPL", OrderSide::Buy, 1.0, OrderType::Market))
+        .await
+        .expect_err("not confirmed");
+    assert!(
+        e.to_string().contains("o999") && e.to_string().contains("fill immediately"),
+        "{e}"
+    );
+    assert_eq!(
+        g.lock().unwrap().replies,
+        [json!({"confirmed": false})],
+        "the question is answered no"
+    );
+    let e = c
+        .submit(&request(
+            3,
+            "ZZZZQX",
+            OrderSide::Buy,
+            1.0,
+            OrderType::Market,
+        ))
+        .await
+        .expect_err("no contract");
+    assert!(e.to_string().contains("no contract for ZZZZQX"), "{e}");
+    g.lock().unwrap().competing = true;
+    assert!(
+        matches!(c.tickle().await, Err(VenueError::Unauthorized { message, .. }) if message.contains("another login"))
+    );
+    g.lock().unwrap().authenticated = false;
+    assert!(matches!(
+        c.tickle().await,
+        Err(VenueError::Unauthorized { .. })
+    ));
+    assert!(
+        matches!(IbkrConfig::new(&url, "U1234567", false), Err(VenueError::Config(m)) if m.contains("live = true"))
+    );
+    assert!(IbkrConfig::new(&url, "U1234567", true).is_ok());
+}
+
+#[tokio::test]
+async fn errors_and_lost_answers_never_place_an_order_twice_and_positions_page() {
+    let (url, g, _t) = gateway().await;
+    let c = client(&url);
+    g.lock().unwrap().faults = vec!["500"];
+    let a = request(1, "SPY", OrderSide::Buy, 10.0, OrderType::Market);
+    c.submit(&a).await.expect("second placement");
+    g.lock().unwrap().faults = vec!["stall"];
+    let b = request(2, "SPY", OrderSide::Buy, 10.0, OrderType::Market);
+    let o = c.submit(&b).await.expect("found among the live orders");
+    assert_eq!(o.client_id, b.client_id);
+    let placed = g.lock().unwrap().placed.clone();
+    for r in [&a, &b] {
+        assert_eq!(
+            placed
+                .iter()
+                .filter(|p| p["cOID"] == r.client_id.as_str())
+                .count(),
+            1,
+            "{}",
+            r.client_id
+        );
+    }
+    g.lock().unwrap().faults = vec!["429"];
+    let e = c
+        .submit(&request(3, "SPY", OrderSide::Buy, 1.0, OrderType::Market))
+        .await
+        .expect_err("penalty box");
+    assert!(
+        matches!(e, VenueError::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(600))
+    );
+    g.lock().unwrap().positions = vec![
+        vec![
+            json!({"acctId": ACCOUNT, "conid": 756733, "contractDesc": "SPY", "position": 5.0, "avgPrice": 434.93, "avgCost": 434.93}),
+        ],
+        vec![
+            json!({"acctId": ACCOUNT, "conid": 265598, "contractDesc": "AAPL", "position": -2.5, "avgPrice": "176.32"}),
+        ],
+    ];
+    let p = c.positions().await.expect("positions");
+    let got: Vec<_> = p
+        .iter()
+        .map(|p| (p.symbol.as_str(), p.quantity, p.avg_price))
+        .collect();
+    assert_eq!(got, [("SPY", 5.0, 434.93), ("AAPL", -2.5, 176.32)]);
+}
