@@ -24,6 +24,7 @@ pub mod alert;
 pub mod backup;
 pub mod bar;
 pub mod bench;
+pub mod bench_broker;
 pub mod bench_fetch;
 pub mod bench_limiter;
 pub mod bench_ml;

@@ -357,6 +357,10 @@ enum BenchWhat {
     /// `--bars` daily bars from a loopback server answering Tiingo's body, on each `--workers`
     /// count of threads, through the whole control path (breaker, limiter, budget, cache).
     Fetch,
+    /// Orders/s through the paper broker in the portfolio (`--tickers × --bars`, market, then
+    /// limit entries with a bracket and a volume cap), and submit-to-acknowledgement p50/p99
+    /// through the Alpaca adapter against a loopback server, `--workers` orders in flight.
+    Broker,
     /// Peak memory: the SMA-cross backtest of `--tickers × --bars` in a child `fdp backtest` per
     /// worker count, its peak resident set size and wall seconds (outputs included).
     Memory,
@@ -935,6 +939,13 @@ fn command(cli: Cli) -> Result<()> {
                     )?);
                 }
                 print!("{}", findashpro::bench_fetch::table(&lines));
+            }
+            BenchWhat::Broker => {
+                let mut lines = findashpro::bench_broker::paper(tickers, bars.unwrap_or(2520));
+                for &w in &workers {
+                    lines.push(findashpro::bench_broker::alpaca(5000, w)?);
+                }
+                print!("{}", findashpro::bench_broker::table(&lines));
             }
             BenchWhat::Features => {
                 let lines = findashpro::bench::features_suite(bars.unwrap_or(1_000_000), repeats);
