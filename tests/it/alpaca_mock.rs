@@ -213,6 +213,44 @@ async fn cancel(State(s): State<Shared>, h: HeaderMap, Path(id): Path<String>) -
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// PATCH replaces a working order: the old one ends `replaced`, a new one (new id, same client id
+/// rules as Alpaca: the new order gets its own) takes the new prices.
+async fn replace(
+    State(s): State<Shared>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    guard!(h);
+    let mut st = s.lock().expect("state");
+    let n = st.orders.len() + 1;
+    let Some(old) = st.orders.iter_mut().find(|o| o["id"] == id.as_str()) else {
+        return err(404, 40410000, "order not found");
+    };
+    if old["status"] != "accepted" && old["status"] != "new" {
+        return err(422, 42210000, "order is not replaceable");
+    }
+    let new_id = format!("61e69015-8549-4bfd-b9c3-{n:012}");
+    old["status"] = json!("replaced");
+    old["replaced_by"] = json!(new_id);
+    let mut o = old.clone();
+    o["id"] = json!(new_id);
+    o["replaces"] = json!(id);
+    o["replaced_by"] = Value::Null;
+    o["status"] = json!("accepted");
+    o["client_order_id"] = json!(format!(
+        "{}-r",
+        o["client_order_id"].as_str().unwrap_or_default()
+    ));
+    for k in ["limit_price", "stop_price", "time_in_force", "qty"] {
+        if let Some(v) = body.get(k) {
+            o[k] = v.clone();
+        }
+    }
+    st.orders.push(o.clone());
+    axum::Json(o).into_response()
+}
+
 async fn positions(State(s): State<Shared>, h: HeaderMap) -> Response {
     guard!(h);
     axum::Json(s.lock().expect("state").positions.clone()).into_response()
@@ -309,7 +347,10 @@ impl MockAlpaca {
         let app = Router::new()
             .route("/v2/orders", get(list).post(post_order))
             .route("/v2/orders:by_client_order_id", get(by_client))
-            .route("/v2/orders/{id}", axum::routing::delete(cancel))
+            .route(
+                "/v2/orders/{id}",
+                axum::routing::delete(cancel).patch(replace),
+            )
             .route("/v2/positions", get(positions))
             .route("/v2/account", get(account))
             .route("/v2/clock", get(clock))
