@@ -191,6 +191,19 @@ pub enum VenueError {
 }
 
 impl VenueError {
+    /// A request that got no (whole) answer: `timed out`, or what failed, never the URL.
+    pub fn transport(venue: &'static str, status: Option<u16>, e: reqwest::Error) -> Self {
+        VenueError::Unavailable {
+            venue,
+            status,
+            message: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                e.without_url().to_string()
+            },
+        }
+    }
+
     /// Whether the request may have arrived without its answer reaching us (so an order must be
     /// looked up before it is sent again).
     pub fn outcome_unknown(&self) -> bool {

@@ -65,12 +65,7 @@ impl AlpacaLink {
             while let Some(u) = urx.recv().await {
                 match u {
                     Update::Trade(u) => {
-                        let ts = u
-                            .timestamp
-                            .as_deref()
-                            .and_then(crate::time::parse_time)
-                            .or_else(|| u.order.fill_time())
-                            .unwrap_or_default();
+                        let ts = u.time().unwrap_or_default();
                         let price = u.price.filter(|_| u.qty.is_some());
                         apply(&t, &tx, &u.order.to_venue(), ts, price);
                     }
@@ -78,11 +73,8 @@ impl AlpacaLink {
                         // Nothing is replayed: ask about every order still open.
                         let open = t.lock().map(|t| t.open()).unwrap_or_default();
                         for id in open {
-                            match c.order_by_client_id(&id).await {
-                                Ok(o) => {
-                                    let ts = o.fill_time().unwrap_or_default();
-                                    apply(&t, &tx, &o.to_venue(), ts, None);
-                                }
+                            match c.by_client_id(&id).await {
+                                Ok(o) => apply(&t, &tx, &o, o.ts.unwrap_or_default(), None),
                                 Err(VenueError::NotFound { .. }) => {}
                                 Err(e) => {
                                     tracing::warn!(client_id = %id, error = %e, "alpaca: polling an open order failed")

@@ -63,15 +63,7 @@ impl AlpacaClient {
         if let Some(b) = body {
             rq = rq.json(&b);
         }
-        let unavailable = |e: reqwest::Error| VenueError::Unavailable {
-            venue: VENUE,
-            status: None,
-            message: if e.is_timeout() {
-                "timed out".into()
-            } else {
-                e.without_url().to_string()
-            },
-        };
+        let unavailable = |e: reqwest::Error| VenueError::transport(VENUE, None, e);
         let resp = rq.send().await.map_err(unavailable)?;
         let status = resp.status().as_u16();
         let reset = resp
@@ -168,25 +160,19 @@ impl AlpacaClient {
     /// # Errors
     /// [`VenueError::NotFound`] when Alpaca has none.
     pub async fn by_client_id(&self, client_id: &str) -> Result<VenueOrder, VenueError> {
-        Ok(self.order_by_client_id(client_id).await?.to_venue())
-    }
-
-    /// The raw order under `client_id` (with its fill time).
-    ///
-    /// # Errors
-    /// As [`AlpacaClient::by_client_id`].
-    pub async fn order_by_client_id(&self, client_id: &str) -> Result<Order, VenueError> {
         let path = format!(
             "/v2/orders:by_client_order_id?client_order_id={}",
             percent_encoding::utf8_percent_encode(client_id, percent_encoding::NON_ALPHANUMERIC)
         );
-        self.json(
-            Method::GET,
-            &path,
-            None,
-            "GET /v2/orders:by_client_order_id",
-        )
-        .await
+        let o: Order = self
+            .json(
+                Method::GET,
+                &path,
+                None,
+                "GET /v2/orders:by_client_order_id",
+            )
+            .await?;
+        Ok(o.to_venue())
     }
 
     /// Every open order, oldest first, page by page.

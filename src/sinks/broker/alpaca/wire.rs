@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::order::{OrderSide, OrderType, TimeInForce};
 use crate::sinks::broker::venue::{
-    OrderRequest, VenueAccount, VenueFill, VenueOrder, VenuePosition, VenueStatus,
+    OrderRequest, VenueAccount, VenueOrder, VenuePosition, VenueStatus,
 };
 use crate::time::{EventTime, parse_time};
 
@@ -302,26 +302,12 @@ pub struct TradeUpdate {
 }
 
 impl TradeUpdate {
-    /// The execution a `fill` or `partial_fill` reports.
-    pub fn fill(&self) -> Option<VenueFill> {
-        if !matches!(self.event.as_str(), "fill" | "partial_fill") {
-            return None;
-        }
-        let ts = self
-            .timestamp
+    /// When it happened: its own timestamp, else the order's fill (or change) time.
+    pub fn time(&self) -> Option<EventTime> {
+        self.timestamp
             .as_deref()
             .and_then(parse_time)
-            .or_else(|| self.order.fill_time())?;
-        Some(VenueFill {
-            order_id: self.order.id.clone(),
-            client_id: self.order.client_order_id.clone(),
-            symbol: self.order.symbol.clone(),
-            side: side_of(&self.order.side),
-            quantity: self.qty?,
-            price: self.price?,
-            ts,
-            cumulative: self.order.filled_qty.unwrap_or(0.0),
-        })
+            .or_else(|| self.order.fill_time())
     }
 }
 

@@ -111,21 +111,15 @@ impl IbkrClient {
         if let Some(b) = &body {
             rq = rq.json(b);
         }
-        let resp = rq.send().await.map_err(|e| VenueError::Unavailable {
-            venue: VENUE,
-            status: None,
-            message: if e.is_timeout() {
-                "timed out".into()
-            } else {
-                e.without_url().to_string()
-            },
-        })?;
+        let resp = rq
+            .send()
+            .await
+            .map_err(|e| VenueError::transport(VENUE, None, e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| VenueError::Unavailable {
-            venue: VENUE,
-            status: Some(status),
-            message: e.without_url().to_string(),
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| VenueError::transport(VENUE, Some(status), e))?;
         let text = || {
             String::from_utf8_lossy(&bytes)
                 .chars()
