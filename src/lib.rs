@@ -29,6 +29,7 @@ pub mod bench_fetch;
 pub mod bench_limiter;
 pub mod bench_ml;
 pub mod bench_stream;
+pub mod broker_cmd;
 pub mod calendar;
 pub mod config;
 pub mod engine;

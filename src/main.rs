@@ -55,6 +55,7 @@ fn fault_of(e: &anyhow::Error) -> Option<Fault> {
         blame!(
             ConfigError,
             EngineError,
+            findashpro::broker_cmd::BrokerCmdError,
             StreamRunError,
             BackupError,
             AlertConfigError,
@@ -259,6 +260,31 @@ enum Command {
         metrics_addr: Option<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// The broker sink of a live run: sends the run's committed orders to the venue of
+    /// `[broker] kind` (alpaca, ibkr) exactly once, cancels there what the portfolio ended,
+    /// follows each order, and reconciles the venue with the ledger at start and every
+    /// `reconcile_minutes`. Keys come from the environment (`APCA_API_KEY_ID`,
+    /// `APCA_API_SECRET_KEY`). Ends when `<data-dir>/STOP` appears, or after one pass with
+    /// `--once`.
+    Broker {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        /// PostgreSQL URL (default: `DATABASE_URL`, else the local server's `test` database).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The run whose orders are sent (default: the pipeline's name).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 1.0, value_parser = seconds, allow_hyphen_values = true)]
+        interval: f64,
+        /// Directory holding the kill-switch file `STOP`.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
     },
     /// Check a pipeline file without running it: the file, then its source (every bar read
     /// through the quality gate) unless --file-only.
@@ -588,6 +614,7 @@ fn install_alerts(command: &Command) -> Result<()> {
         | Command::Orchestrate { pipeline, .. }
         | Command::Feed { pipeline, .. }
         | Command::Run { pipeline, .. }
+        | Command::Broker { pipeline, .. }
         | Command::Validate { pipeline, .. } => Pipeline::load(pipeline).ok(),
         _ => None,
     };
@@ -719,6 +746,36 @@ fn command(cli: Cli) -> Result<()> {
                     "as of the base backup"
                 },
                 to.redis_dir.join("dump.rdb").display()
+            );
+        }
+        Command::Broker {
+            pipeline,
+            database_url,
+            run_id,
+            once,
+            interval,
+            data_dir,
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            let opts = findashpro::broker_cmd::BrokerOptions {
+                run_id: run_id.unwrap_or_else(|| p.pipeline.name.clone()),
+                database_url: database_url.unwrap_or_else(default_database_url),
+                once,
+                interval: std::time::Duration::from_secs_f64(interval),
+                stop_file: data_dir.join("STOP"),
+            };
+            let sum = findashpro::broker_cmd::run(&p, &opts)?;
+            let s = &sum.pass;
+            println!(
+                "broker: {} sent, {} adopted, {} rejected, {} halted, {} unanswered, {} cancelled before sending, {} cancels sent, {} reconciliation differences",
+                s.sent,
+                s.adopted,
+                s.rejected,
+                s.halted,
+                s.unanswered,
+                s.cancelled,
+                sum.cancels,
+                sum.differences
             );
         }
         Command::Migrate { database_url } => {

@@ -268,6 +268,8 @@ pub trait Broker {
     fn replace(&mut self, id: u64, order_type: OrderType) -> bool;
     /// The orders of `ticker` still working, in the order they were submitted.
     fn working(&self, ticker: TickerId) -> Vec<Order>;
+    /// Every working order, by ticker then submission (a stop cancels them).
+    fn open_orders(&self) -> Vec<Order>;
     /// The ticker's working orders this bar ends or executes, in the order they were submitted.
     fn due(&mut self, bar: &Bar) -> Vec<Due>;
     /// Records an execution the portfolio booked from a [`Due::Execute`]: `remaining` shares are
@@ -362,5 +364,62 @@ mod tests {
         assert!((ib.charge(-1000.0, 50.0) - 5.0).abs() < 1e-12);
         assert_eq!(ib.charge(0.0, 50.0), 0.0);
         assert!((Commission::rate(0.001).charge(10.0, 100.0) - 1.0).abs() < 1e-12);
+    }
+}
+
+/// How a venue ended one of the run's orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VenueEnd {
+    /// Completely filled.
+    Filled,
+    /// Cancelled (at our request or the venue's).
+    Cancelled,
+    /// Its time in force ran out.
+    Expired,
+    /// The venue refused it.
+    Rejected,
+}
+
+/// What a venue reported about one of the run's orders, fed into the graph at its time (the
+/// execution's, or the floor's when it came later) so the portfolio books the venue's fills
+/// instead of simulating them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VenueUpdate {
+    /// When the portfolio books it.
+    pub ts: EventTime,
+    /// The portfolio's order id.
+    pub order_id: u64,
+    /// A fill, or the end.
+    pub kind: VenueUpdateKind,
+}
+
+/// A fill or an end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VenueUpdateKind {
+    /// Shares executed at a price.
+    Fill {
+        /// Shares.
+        quantity: f64,
+        /// Price.
+        price: f64,
+    },
+    /// The order ended, with the venue's reason (a refusal's text).
+    Ended {
+        /// How.
+        end: VenueEnd,
+        /// Why, as the venue said (empty when it said nothing).
+        reason: String,
+    },
+}
+
+impl VenueUpdate {
+    /// Order in which one time's updates are booked: by order, fills before the end.
+    pub fn sort_key(&self) -> (EventTime, u64, u8) {
+        let k = match self.kind {
+            VenueUpdateKind::Fill { .. } => 0,
+            VenueUpdateKind::Ended { .. } => 1,
+        };
+        (self.ts, self.order_id, k)
     }
 }

@@ -573,6 +573,35 @@ pub struct RiskSpec {
     pub take_profit: Option<f64>,
     /// Every filled entry gets a stop-loss this fraction against its price (a bracket leg).
     pub stop_loss: Option<f64>,
+    /// Largest share of equity one entry may take, in every sizing mode (Kelly's `cap` too
+    /// applies, whichever is smaller). The default 2 % is the seed's rule; a backtest that
+    /// reproduces an all-in strategy sets 1.
+    pub max_position: f64,
+    /// Largest gross exposure — the sum of `|value at entry|` of open positions and pending
+    /// entries — as a multiple of equity; an entry that would pass it is cut to the room left,
+    /// or refused (`max_gross_exposure`) when less than the minimum order is left.
+    pub max_gross_exposure: f64,
+    /// Largest net exposure of one sector (the universe file's sectors, `unknown` for the
+    /// rest) as a share of equity, measured like the exposure output; unset: no sector limit.
+    pub max_sector_exposure: Option<f64>,
+    /// What the daily loss stop does besides refusing entries: `block` (only that) or
+    /// `flatten` (also closes every position at its next bar).
+    pub on_daily_stop: StopAction,
+    /// What the kill switch does besides cancelling working entries and exits: `halt` (only
+    /// that; bracket legs keep protecting positions) or `flatten` (also closes every position).
+    pub on_kill: StopAction,
+}
+
+/// What a stop does to the open positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopAction {
+    /// New entries are refused; positions stay.
+    #[default]
+    #[serde(alias = "halt")]
+    Block,
+    /// Positions are also closed at their next bar.
+    Flatten,
 }
 
 impl Default for RiskSpec {
@@ -585,6 +614,11 @@ impl Default for RiskSpec {
             daily_loss_stop: 0.02,
             take_profit: None,
             stop_loss: None,
+            max_position: 0.02,
+            max_gross_exposure: 1.0,
+            max_sector_exposure: None,
+            on_daily_stop: StopAction::Block,
+            on_kill: StopAction::Block,
         }
     }
 }
@@ -637,40 +671,73 @@ fn default_kelly_window() -> usize {
     30
 }
 
-/// The broker that executes orders.
+/// Where a run's orders go, and the fill model of the paper broker — the one backtests use,
+/// whatever the kind, and the one a live run fails over to with `failover = "paper"`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BrokerSpec {
-    /// Simulated fills on the next bars (see [`crate::sinks::broker::PaperBroker`]).
-    Paper {
-        /// Slippage as a fraction of price, against market and stop executions.
-        #[serde(default = "default_slippage")]
-        slippage: f64,
-        /// Commission per fill: a rate on traded value, or `{ rate, per_share, minimum }`.
-        #[serde(default)]
-        commission: Commission,
-        /// Trade whole shares only.
-        #[serde(default = "default_true")]
-        whole_shares: bool,
-        /// Entry order type: market, limit, stop or stop_limit.
-        #[serde(default)]
-        order_type: EntryType,
-        /// A limit entry's distance better than the deciding close, a stop's beyond it, as a
-        /// fraction.
-        #[serde(default)]
-        offset: f64,
-        /// Time in force of entries and exits: day, gtc or ioc.
-        #[serde(default)]
-        time_in_force: TimeInForce,
-        /// Most of a bar's volume one fill may take; the rest fills on later bars.
-        #[serde(default)]
-        volume_cap: Option<f64>,
-    },
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSpec {
+    /// `paper` (simulated fills), `alpaca` or `ibkr` (a live run's orders go there).
+    pub kind: BrokerKind,
+    /// Slippage as a fraction of price, against market and stop executions.
+    pub slippage: f64,
+    /// Commission per fill: a rate on traded value, or `{ rate, per_share, minimum }`.
+    pub commission: Commission,
+    /// Trade whole shares only (false: fractional quantities, as Alpaca allows for market and
+    /// day orders).
+    pub whole_shares: bool,
+    /// Entry order type: market, limit, stop or stop_limit.
+    pub order_type: EntryType,
+    /// A limit entry's distance better than the deciding close, a stop's beyond it, as a
+    /// fraction.
+    pub offset: f64,
+    /// Time in force of entries and exits: day, gtc or ioc.
+    pub time_in_force: TimeInForce,
+    /// Most of a bar's volume one fill may take; the rest fills on later bars.
+    pub volume_cap: Option<f64>,
+    /// The venue's REST base URL (default per kind: Alpaca's paper host; the Client Portal
+    /// gateway at `https://localhost:5000/v1/api`).
+    pub base_url: Option<String>,
+    /// Alpaca's trade-updates websocket URL (default: derived from `base_url`'s host).
+    pub stream_url: Option<String>,
+    /// Interactive Brokers' account id (`DU…` is a paper account).
+    pub account: Option<String>,
+    /// Trading with real money is allowed: without it a run refuses a live account or host.
+    pub live: bool,
+    /// What the run does while the venue is unreachable or its breaker is open: `halt` new
+    /// entries (exits keep being retried) or route orders to the `paper` broker.
+    pub failover: Failover,
+    /// Minutes between reconciliations with the venue (one also runs at start).
+    pub reconcile_minutes: f64,
+}
+
+/// Where a run's orders go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// The paper broker's simulated fills.
+    #[default]
+    Paper,
+    /// Alpaca's v2 API.
+    Alpaca,
+    /// Interactive Brokers' Client Portal Web API.
+    Ibkr,
+}
+
+/// What a run does while its venue cannot take orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failover {
+    /// New entries are halted; exits and cancels are retried.
+    #[default]
+    Halt,
+    /// Orders are filled by the paper broker instead.
+    Paper,
 }
 
 impl Default for BrokerSpec {
     fn default() -> Self {
-        BrokerSpec::Paper {
+        BrokerSpec {
+            kind: BrokerKind::Paper,
             slippage: default_slippage(),
             commission: Commission::default(),
             whole_shares: true,
@@ -678,15 +745,18 @@ impl Default for BrokerSpec {
             offset: 0.0,
             time_in_force: TimeInForce::Day,
             volume_cap: None,
+            base_url: None,
+            stream_url: None,
+            account: None,
+            live: false,
+            failover: Failover::Halt,
+            reconcile_minutes: 5.0,
         }
     }
 }
 
 fn default_slippage() -> f64 {
     0.0005
-}
-fn default_true() -> bool {
-    true
 }
 
 /// Where results go.
@@ -1080,6 +1150,26 @@ impl Pipeline {
         if !(r.daily_loss_stop.is_finite() && r.daily_loss_stop > 0.0) {
             return bad("daily_loss_stop must be positive");
         }
+        if !(r.max_position > 0.0 && r.max_position <= 1.0) {
+            return Err((
+                locate(text, "[risk", "max_position"),
+                "risk: max_position must be in (0, 1]".into(),
+            ));
+        }
+        if !(r.max_gross_exposure.is_finite() && r.max_gross_exposure > 0.0) {
+            return Err((
+                locate(text, "[risk", "max_gross_exposure"),
+                "risk: max_gross_exposure must be positive".into(),
+            ));
+        }
+        if let Some(v) = r.max_sector_exposure
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err((
+                locate(text, "[risk", "max_sector_exposure"),
+                "risk: max_sector_exposure must be positive".into(),
+            ));
+        }
         match r.sizing {
             Sizing::Kelly {
                 fraction,
@@ -1108,12 +1198,13 @@ impl Pipeline {
                 ));
             }
         }
-        let BrokerSpec::Paper {
+        let BrokerSpec {
             slippage,
             commission,
             order_type,
             offset,
             volume_cap,
+            reconcile_minutes,
             ..
         } = self.broker;
         let fraction_ok = |x: f64| x.is_finite() && (0.0..0.5).contains(&x);
@@ -1142,6 +1233,18 @@ impl Pipeline {
             && !(c.is_finite() && c > 0.0 && c <= 1.0)
         {
             return broker_bad("volume_cap", "volume_cap must be in (0, 1]");
+        }
+        if !(reconcile_minutes.is_finite() && reconcile_minutes > 0.0) {
+            return broker_bad("reconcile_minutes", "reconcile_minutes must be positive");
+        }
+        if self.broker.failover == Failover::Paper {
+            return broker_bad(
+                "failover",
+                "failover = \"paper\" is not available yet (the run cannot yet take fills from a venue and the paper broker side by side); use \"halt\"",
+            );
+        }
+        if self.broker.kind == BrokerKind::Ibkr && self.broker.account.is_none() {
+            return broker_bad("kind", "kind = \"ibkr\" needs account (the DU… or U… id)");
         }
         if self.quality.max_jump.is_nan() || self.quality.max_jump <= 1.0 {
             return Err((

@@ -20,12 +20,20 @@ use crate::fact::Fact;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::ml::registry::{Registry, StoreHandle};
 use crate::operators::portfolio::Ledger;
+use crate::order::VenueUpdate;
 use crate::reject::Reject;
 use crate::time::EventTime;
 
 use super::{EngineError, Graph, GraphSpec};
 
 type Handle<D> = UnorderedHandle<u64, CapacityContainerBuilder<Vec<D>>>;
+
+/// The floor's capability on each input.
+struct Caps {
+    bars: ActivateCapability<u64>,
+    rejects: ActivateCapability<u64>,
+    updates: ActivateCapability<u64>,
+}
 
 /// What every worker is given besides the graph: inputs known before the first bar.
 #[derive(Clone)]
@@ -100,8 +108,9 @@ pub struct Harness {
     peers: usize,
     bars: Handle<BarBatch>,
     rejects: Handle<Reject>,
-    /// The floor's capabilities (bars, rejects); none once the inputs are closed.
-    caps: Option<(ActivateCapability<u64>, ActivateCapability<u64>)>,
+    updates: Handle<VenueUpdate>,
+    /// The floor's capabilities (bars, rejects, venue updates); none once the inputs are closed.
+    caps: Option<Caps>,
     graph: Graph,
     /// Rows drained from the portfolio but later than the last [`Harness::drain`]'s time.
     held: Ledger,
@@ -118,28 +127,47 @@ impl Harness {
         let (index, peers) = (worker.index(), worker.peers());
         let mut sectors_in = InputHandle::new();
         let mut facts_in = InputHandle::new();
-        let ((bars, bars_cap), (rejects, rejects_cap), graph) =
-            worker.dataflow::<u64, _, _>(|scope| {
+        let ((bars, bars_cap), (rejects, rejects_cap), (updates, updates_cap), graph) = worker
+            .dataflow::<u64, _, _>(|scope| {
                 let (bars_h, bars) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<BarBatch>>>();
                 let (rejects_h, rejects) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reject>>>();
+                let (updates_h, updates) =
+                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<VenueUpdate>>>();
                 let g = spec.build(
                     index,
                     peers,
-                    bars,
-                    rejects,
-                    scope.input_from(&mut sectors_in),
-                    scope.input_from(&mut facts_in),
+                    super::Inputs {
+                        bars,
+                        rejects,
+                        updates,
+                        sectors: scope.input_from(&mut sectors_in),
+                        facts: scope.input_from(&mut facts_in),
+                    },
                 );
-                (bars_h, rejects_h, g)
+                (bars_h, rejects_h, updates_h, g)
             });
+        if let Some(p) = graph.portfolio.borrow_mut().as_mut() {
+            p.set_sectors(
+                spec.tickers
+                    .names()
+                    .iter()
+                    .map(|name| sector_of(refs, name))
+                    .collect(),
+            );
+        }
         feed_references(index, peers, &spec.tickers, refs, sectors_in, facts_in);
         Harness {
             peers,
             bars,
             rejects,
-            caps: Some((bars_cap, rejects_cap)),
+            updates,
+            caps: Some(Caps {
+                bars: bars_cap,
+                rejects: rejects_cap,
+                updates: updates_cap,
+            }),
             graph,
             held: Ledger::default(),
         }
@@ -147,7 +175,7 @@ impl Harness {
 
     /// The floor: every input still to come is at or after it (`None`: the inputs are closed).
     pub fn floor(&self) -> Option<u64> {
-        self.caps.as_ref().map(|(b, _)| *b.time())
+        self.caps.as_ref().map(|c| *c.bars.time())
     }
 
     /// Gives bars at their own times, each part going on to the worker that owns its tickers.
@@ -159,7 +187,7 @@ impl Harness {
         &mut self,
         batches: impl IntoIterator<Item = (u64, BarBatch)>,
     ) -> Result<(), EngineError> {
-        let Some((cap, _)) = &self.caps else {
+        let Some(Caps { bars: cap, .. }) = &self.caps else {
             return Err(closed("bars"));
         };
         for (t, batch) in batches {
@@ -186,7 +214,7 @@ impl Harness {
         if rejects.is_empty() {
             return Ok(());
         }
-        let Some((_, cap)) = &self.caps else {
+        let Some(Caps { rejects: cap, .. }) = &self.caps else {
             return Err(closed("rejects"));
         };
         let mut h = self.rejects.activate();
@@ -197,13 +225,39 @@ impl Harness {
         Ok(())
     }
 
+    /// Gives a venue's updates of the run's orders at their times, to the worker that holds the
+    /// portfolio (worker 0 gives them).
+    ///
+    /// # Errors
+    /// A time before the floor, or closed inputs (the feeder must lift a late update to the
+    /// floor and record that time).
+    pub fn give_updates(
+        &mut self,
+        updates: impl IntoIterator<Item = (u64, VenueUpdate)>,
+    ) -> Result<(), EngineError> {
+        let Some(Caps { updates: cap, .. }) = &self.caps else {
+            return Err(closed("venue updates"));
+        };
+        for (t, u) in updates {
+            if t < *cap.time() {
+                return Err(EngineError::Dataflow {
+                    message: format!("a venue update at {t} given below the floor {}", cap.time()),
+                });
+            }
+            let at = cap.delayed(&t);
+            self.updates.activate().session(&at).give(u);
+        }
+        Ok(())
+    }
+
     /// Raises the floor to `t` (a lower `t` changes nothing).
     pub fn advance_to(&mut self, t: u64) {
-        if let Some((b, r)) = &mut self.caps
-            && t > *b.time()
+        if let Some(c) = &mut self.caps
+            && t > *c.bars.time()
         {
-            b.downgrade(&t);
-            r.downgrade(&t);
+            c.bars.downgrade(&t);
+            c.rejects.downgrade(&t);
+            c.updates.downgrade(&t);
         }
     }
 
@@ -285,6 +339,14 @@ fn closed(what: &str) -> EngineError {
     }
 }
 
+/// The universe's sector of `ticker`, `unknown` when it names none.
+fn sector_of(refs: &References, ticker: &str) -> String {
+    refs.sectors
+        .get(ticker)
+        .cloned()
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Sends each ticker's sector (from worker 0; `unknown` when the universe names none) and the
 /// facts, each at its publication time by the worker that owns its ticker, and closes both.
 fn feed_references(
@@ -297,12 +359,7 @@ fn feed_references(
 ) {
     if index == 0 {
         for (id, name) in tickers.names().iter().enumerate() {
-            let sector = refs
-                .sectors
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
-            sectors_in.send((id as TickerId, sector));
+            sectors_in.send((id as TickerId, sector_of(refs, name)));
         }
     }
     sectors_in.close();

@@ -214,6 +214,24 @@ pub struct GraphSpec {
     pub fact_width: usize,
     /// Trips to halt new orders.
     pub kill: KillSwitch,
+    /// Venue mode ([`Portfolio::venue_mode`]): orders recorded for a venue, fills and ends
+    /// taken from its updates. A live run whose `[broker] kind` is a venue sets it; a backtest
+    /// never does.
+    pub outbox: bool,
+}
+
+/// The graph's input streams.
+pub struct Inputs<'s> {
+    /// Bars at their times.
+    pub bars: timely::dataflow::Stream<'s, u64, Vec<BarBatch>>,
+    /// The source's rejects.
+    pub rejects: timely::dataflow::Stream<'s, u64, Vec<Reject>>,
+    /// A venue's fills and ends of the run's orders (live runs with a venue; empty otherwise).
+    pub updates: timely::dataflow::Stream<'s, u64, Vec<crate::order::VenueUpdate>>,
+    /// Ticker → sector, at the first time.
+    pub sectors: timely::dataflow::Stream<'s, u64, Vec<(TickerId, String)>>,
+    /// Fundamentals and sentiment, at their publication times.
+    pub facts: timely::dataflow::Stream<'s, u64, Vec<Fact>>,
 }
 
 /// A worker's handles on the graph it built.
@@ -257,6 +275,7 @@ impl GraphSpec {
             drift,
             fact_width: p.pipeline.fundamentals.columns().len(),
             kill,
+            outbox: false,
         })
     }
 
@@ -276,16 +295,14 @@ impl GraphSpec {
 
     /// Builds quality → features → [as-of facts] → [drift] → model → portfolio, with the quarantine and the
     /// sector exposure beside it, on the given input streams.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build<'s>(
-        &self,
-        index: usize,
-        peers: usize,
-        bars: timely::dataflow::Stream<'s, u64, Vec<BarBatch>>,
-        rejects: timely::dataflow::Stream<'s, u64, Vec<Reject>>,
-        sectors: timely::dataflow::Stream<'s, u64, Vec<(TickerId, String)>>,
-        facts: timely::dataflow::Stream<'s, u64, Vec<Fact>>,
-    ) -> Graph {
+    pub fn build<'s>(&self, index: usize, peers: usize, inputs: Inputs<'s>) -> Graph {
+        let Inputs {
+            bars,
+            rejects,
+            updates,
+            sectors,
+            facts,
+        } = inputs;
         let pipeline = &self.pipeline;
         let specs: Vec<FeatureSpec> = pipeline
             .features
@@ -296,7 +313,7 @@ impl GraphSpec {
             Sizing::Kelly { window, .. } => window,
             _ => 30,
         };
-        let BrokerSpec::Paper {
+        let BrokerSpec {
             slippage,
             commission,
             whole_shares,
@@ -304,6 +321,7 @@ impl GraphSpec {
             offset,
             time_in_force,
             volume_cap,
+            ..
         } = pipeline.broker;
         let model = FillModel {
             slippage,
@@ -320,11 +338,15 @@ impl GraphSpec {
         };
         let portfolio: SharedPortfolio<PaperBroker> =
             Rc::new(RefCell::new((index == 0).then(|| {
-                Portfolio::with_policy(
+                let mut p = Portfolio::with_policy(
                     RiskEngine::new(pipeline.risk.clone(), self.kill.clone()),
                     PaperBroker::new(model),
                     policy,
-                )
+                );
+                if self.outbox {
+                    p.venue_mode();
+                }
+                p
             })));
         let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));
         let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
@@ -345,7 +367,7 @@ impl GraphSpec {
         }
         let (equity, deltas) = featured
             .signals(self.model.clone(), window, Arc::clone(&self.tickers))
-            .portfolio(Rc::clone(&portfolio));
+            .portfolio(Rc::clone(&portfolio), updates);
         equity.probe_with(&probe);
         sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
         let q = Rc::clone(&quarantine);

@@ -10,16 +10,20 @@
 //! Everything is booked in a [`Ledger`] that the sinks write out.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::vec::Map;
 
 use crate::bar::{Bar, TickerId};
+use crate::config::StopAction;
 use crate::order::{
-    Broker, Due, EntryType, Fill, Order, OrderKind, OrderSide, OrderType, TimeInForce,
+    Broker, Due, EntryType, Fill, Order, OrderKind, OrderSide, OrderType, TimeInForce, VenueEnd,
+    VenueUpdate, VenueUpdateKind,
 };
 use crate::time::EventTime;
 
@@ -117,6 +121,17 @@ pub struct OrderRecord {
     pub filled: f64,
 }
 
+/// An order as it left the portfolio for a venue, with the quantity planned at the decision: a
+/// venue needs one up front (the paper broker sizes an entry at its first execution instead).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The order (its id and the run make the client order id).
+    pub order: Order,
+    /// Shares to trade: an entry's size at the deciding close (or its limit or stop), an exit's
+    /// or a bracket leg's the position's.
+    pub quantity: f64,
+}
+
 /// A round trip, or a position still open at the end (marked at the last close).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trade {
@@ -177,6 +192,12 @@ pub struct Ledger {
     pub signals: Vec<SignalRecord>,
     /// Every order with its outcome.
     pub orders: Vec<OrderRecord>,
+    /// Orders bound for a venue, as they were submitted (only when the portfolio keeps an
+    /// outbox: [`Portfolio::keep_outbox`]).
+    pub submitted: Vec<Submitted>,
+    /// Orders sent to a venue that the portfolio withdrew, by the time it did (venue mode):
+    /// the venue is asked to cancel them, and they end when it says so.
+    pub cancels: Vec<(EventTime, u64)>,
     /// Executions.
     pub fills: Vec<Fill>,
     /// Positions after each fill.
@@ -210,6 +231,8 @@ impl Ledger {
         Ledger {
             signals: later(&mut self.signals, t, |r| r.ts),
             orders: later(&mut self.orders, t, |r| r.order.ts),
+            submitted: later(&mut self.submitted, t, |r| r.order.ts),
+            cancels: later(&mut self.cancels, t, |r| r.0),
             fills: later(&mut self.fills, t, |r| r.ts),
             positions: later(&mut self.positions, t, |r| r.ts),
             equity: later(&mut self.equity, t, |r| r.ts),
@@ -225,6 +248,8 @@ impl Ledger {
     pub fn append(&mut self, mut later: Ledger) {
         self.signals.append(&mut later.signals);
         self.orders.append(&mut later.orders);
+        self.submitted.append(&mut later.submitted);
+        self.cancels.append(&mut later.cancels);
         self.fills.append(&mut later.fills);
         self.positions.append(&mut later.positions);
         self.equity.append(&mut later.equity);
@@ -351,6 +376,25 @@ pub struct Portfolio<B: Broker> {
     partial: BTreeMap<u64, (f64, u32)>,
     /// The working bracket legs of each ticker's position.
     brackets: BTreeMap<TickerId, Vec<Order>>,
+    /// Entries not yet executed: ticker and the signed value they were reviewed for (they
+    /// count against the exposure limits until they fill or end).
+    pending: BTreeMap<u64, (TickerId, f64)>,
+    /// Exits a stop sent (the daily loss stop's or the kill switch's flatten): no signal
+    /// cancels them.
+    forced: BTreeSet<u64>,
+    /// Sector of each ticker (by id), for the sector exposure limit.
+    sectors: Vec<String>,
+    /// Whether the kill switch's cancellations were made.
+    killed: bool,
+    /// Whether submitted orders are recorded for a venue ([`Ledger::submitted`]).
+    outbox: bool,
+    /// Venue mode: fills and ends come from the venue ([`VenueUpdate`]), never from bars.
+    venue: bool,
+    /// Venue mode: every order sent and not yet ended by the venue, with its planned quantity.
+    sent: BTreeMap<u64, (Order, f64)>,
+    /// Venue mode: orders withdrawn (cancel asked of the venue) and the reason, until it ends
+    /// them; a fill that raced the cancel is still booked.
+    cancelling: BTreeMap<u64, String>,
     next_id: u64,
     last_ts: Option<EventTime>,
     deltas: Vec<PositionDelta>,
@@ -376,20 +420,145 @@ impl<B: Broker> Portfolio<B> {
             },
             partial: BTreeMap::new(),
             brackets: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            forced: BTreeSet::new(),
+            sectors: Vec::new(),
+            killed: false,
+            outbox: false,
+            venue: false,
+            sent: BTreeMap::new(),
+            cancelling: BTreeMap::new(),
             next_id: 0,
             last_ts: None,
             deltas: Vec::new(),
         }
     }
 
+    /// Records every order submitted, with its planned quantity, for a venue to be sent
+    /// ([`Ledger::submitted`]); an entry that cannot be sized at its decision is refused then.
+    pub fn keep_outbox(&mut self) {
+        self.outbox = true;
+    }
+
+    /// Venue mode: the orders go to a venue through the outbox, and only the venue's
+    /// [`VenueUpdate`]s fill or end them (the broker only keeps the book of working orders; bars
+    /// execute nothing). A withdrawn order is asked of the venue to cancel ([`Ledger::cancels`])
+    /// and ends when the venue says so; a fill that raced the cancel is booked.
+    pub fn venue_mode(&mut self) {
+        self.outbox = true;
+        self.venue = true;
+    }
+
+    /// Submits `order` to the broker, and records it for the venue when keeping an outbox.
+    fn send(&mut self, order: Order, quantity: f64) {
+        if self.outbox {
+            self.ledger.submitted.push(Submitted {
+                order: order.clone(),
+                quantity,
+            });
+        }
+        if self.venue {
+            self.sent.insert(order.id, (order.clone(), quantity));
+        }
+        self.broker.submit(order);
+    }
+
+    /// Withdraws a working order: cancelled at once on paper; at a venue, asked to cancel and
+    /// ended when it says so. Whether it was working.
+    fn withdraw(&mut self, id: u64, reason: &str) -> bool {
+        let Some(order) = self.broker.cancel(id) else {
+            return false;
+        };
+        if self.venue {
+            self.pending.remove(&id);
+            self.cancelling.insert(id, reason.to_string());
+            self.ledger
+                .cancels
+                .push((self.last_ts.unwrap_or(order.ts), id));
+        } else {
+            self.end(order, OrderStatus::Cancelled, reason);
+        }
+        true
+    }
+
+    /// Books what the venue reported about an order (venue mode).
+    fn apply(&mut self, u: &VenueUpdate) {
+        let Some((order, planned)) = self.sent.get(&u.order_id).cloned() else {
+            tracing::warn!(
+                order_id = u.order_id,
+                "a venue update for an order this run did not send (or already ended): ignored"
+            );
+            return;
+        };
+        match &u.kind {
+            VenueUpdateKind::Fill { quantity, price } => {
+                self.pending.remove(&order.id);
+                self.book(&order, u.ts, *price, *quantity);
+                let filled = self.partial.get(&order.id).map_or(0.0, |p| p.0);
+                // The book keeps working what is left (the venue ends it, IOC included).
+                if self
+                    .broker
+                    .working(order.ticker)
+                    .iter()
+                    .any(|o| o.id == order.id)
+                {
+                    let _ = self.broker.executed(order.id, (planned - filled).max(0.0));
+                }
+            }
+            VenueUpdateKind::Ended { end, reason } => {
+                self.sent.remove(&order.id);
+                self.broker.cancel(order.id);
+                let asked = self.cancelling.remove(&order.id);
+                let (status, why) = match end {
+                    VenueEnd::Filled => (OrderStatus::Filled, String::new()),
+                    VenueEnd::Cancelled => (
+                        OrderStatus::Cancelled,
+                        asked.unwrap_or_else(|| format!("venue: {reason}")),
+                    ),
+                    VenueEnd::Expired => (OrderStatus::Expired, format!("venue: {reason}")),
+                    VenueEnd::Rejected => (OrderStatus::Refused, format!("broker: {reason}")),
+                };
+                let why = why.trim_end_matches(": ").to_string();
+                self.end(order, status, &why);
+            }
+        }
+    }
+
+    /// Gives each ticker's sector (indexed by ticker id; a ticker past the end is `unknown`),
+    /// for `[risk] max_sector_exposure`.
+    pub fn set_sectors(&mut self, sectors: Vec<String>) {
+        self.sectors = sectors;
+    }
+
     /// Processes every ticker's bar and signal for time `t`; `rows` must be sorted by ticker.
     pub fn step(&mut self, t: EventTime, rows: &[(Bar, Option<Signal>, f64)]) {
+        self.step_with(t, rows, &[]);
+    }
+
+    /// [`Portfolio::step`] with the venue's updates at `t` (venue mode), booked before
+    /// anything else of the step, in [`VenueUpdate::sort_key`] order.
+    pub fn step_with(
+        &mut self,
+        t: EventTime,
+        rows: &[(Bar, Option<Signal>, f64)],
+        updates: &[VenueUpdate],
+    ) {
         self.last_ts = Some(t);
         self.ledger.bars += rows.len() as u64;
+        if self.risk.killed() && !self.killed {
+            // Seen before anything executes on this step's bars.
+            self.killed = true;
+            let flatten = self.risk.spec().on_kill == StopAction::Flatten;
+            self.stop(t, Refusal::KillSwitch, true, flatten);
+        }
         for (bar, _, _) in rows {
             self.account.mark(bar.ticker, bar.open);
         }
-        for (bar, _, _) in rows {
+        for u in updates {
+            self.apply(u);
+        }
+        let simulated = if self.venue { &[][..] } else { rows };
+        for (bar, _, _) in simulated {
             for due in self.broker.due(bar) {
                 match due {
                     Due::Execute {
@@ -409,7 +578,10 @@ impl<B: Broker> Portfolio<B> {
         }
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
-        self.risk.mark(t, equity);
+        if self.risk.mark(t, equity) {
+            let flatten = self.risk.spec().on_daily_stop == StopAction::Flatten;
+            self.stop(t, Refusal::DailyLossStop, false, flatten);
+        }
         self.ledger.equity.push(EquityPoint {
             ts: t,
             cash: self.account.cash,
@@ -450,8 +622,84 @@ impl<B: Broker> Portfolio<B> {
         }
     }
 
+    /// A stop: cancels the working entries (and the model's exits too when `exits`), booked with
+    /// the stop's reason, and when `flatten` sends a market exit for every position (bracket
+    /// legs then cancelled as for any exit). Bracket legs otherwise keep protecting positions.
+    fn stop(&mut self, t: EventTime, why: Refusal, exits: bool, flatten: bool) {
+        tracing::warn!(reason = why.as_str(), flatten, ts = t, "risk stop");
+        for o in self.broker.open_orders() {
+            let cancel = match o.kind {
+                OrderKind::Entry { .. } => true,
+                OrderKind::Exit => (exits || flatten) && !self.forced.contains(&o.id),
+                OrderKind::TakeProfit | OrderKind::StopLoss => false,
+            };
+            if cancel {
+                self.withdraw(o.id, why.as_str());
+            }
+        }
+        if !flatten {
+            return;
+        }
+        let held: Vec<(TickerId, f64)> = self
+            .account
+            .positions
+            .iter()
+            .map(|(&t, p)| (t, p.quantity))
+            .collect();
+        for (ticker, quantity) in held {
+            if self
+                .broker
+                .working(ticker)
+                .iter()
+                .any(|o| self.forced.contains(&o.id))
+            {
+                continue;
+            }
+            let side = if quantity > 0.0 {
+                OrderSide::Sell
+            } else {
+                OrderSide::Buy
+            };
+            let order = self.new_order(t, ticker, side, OrderKind::Exit, OrderType::Market);
+            self.cancel_legs(ticker, "replaced_by_exit", None);
+            self.forced.insert(order.id);
+            self.send(order, quantity.abs());
+        }
+    }
+
+    /// Gross exposure of the positions and pending entries other than `ticker`'s, and the net
+    /// exposure of those in `ticker`'s sector (0 without a sector limit), at entry values.
+    fn exposure_besides(&self, ticker: TickerId) -> (f64, f64) {
+        let sector_limit = self.risk.spec().max_sector_exposure.is_some();
+        let sector_of = |t: TickerId| {
+            self.sectors
+                .get(t as usize)
+                .map_or("unknown", String::as_str)
+        };
+        let mine = sector_of(ticker);
+        let (mut gross, mut net) = (0.0, 0.0);
+        let positions = self
+            .account
+            .positions
+            .iter()
+            .map(|(&t, p)| (t, p.quantity * p.entry_price));
+        let pending = self.pending.values().copied();
+        for (t, value) in positions.chain(pending) {
+            if t == ticker {
+                continue;
+            }
+            gross += value.abs();
+            if sector_limit && sector_of(t) == mine {
+                net += value;
+            }
+        }
+        (gross, net)
+    }
+
     /// Books an order's final state, with what it filled.
     fn end(&mut self, order: Order, status: OrderStatus, reason: &str) {
+        self.pending.remove(&order.id);
+        self.forced.remove(&order.id);
         let filled = self.partial.remove(&order.id).map_or(0.0, |p| p.0);
         self.ledger.orders.push(OrderRecord {
             order,
@@ -468,9 +716,7 @@ impl<B: Broker> Portfolio<B> {
             if Some(leg.id) == filling {
                 continue;
             }
-            if let Some(order) = self.broker.cancel(leg.id) {
-                self.end(order, OrderStatus::Cancelled, reason);
-            }
+            self.withdraw(leg.id, reason);
         }
     }
 
@@ -485,15 +731,17 @@ impl<B: Broker> Portfolio<B> {
         // the ones it still wants keep working instead of being sent again.
         let (mut exiting, mut entering) = (false, false);
         for o in self.broker.working(bar.ticker) {
+            if self.forced.contains(&o.id) {
+                exiting = true;
+                continue;
+            }
             let agrees = match o.kind {
                 OrderKind::Entry { direction, .. } => direction == want,
                 OrderKind::Exit => held != want,
                 OrderKind::TakeProfit | OrderKind::StopLoss => continue,
             };
             if !agrees {
-                if let Some(o) = self.broker.cancel(o.id) {
-                    self.end(o, OrderStatus::Cancelled, "signal_changed");
-                }
+                self.withdraw(o.id, "signal_changed");
             } else if o.kind == OrderKind::Exit {
                 exiting = true;
             } else {
@@ -516,7 +764,12 @@ impl<B: Broker> Portfolio<B> {
                 return;
             }
             self.cancel_legs(bar.ticker, "replaced_by_exit", None);
-            self.broker.submit(order);
+            let quantity = self
+                .account
+                .positions
+                .get(&bar.ticker)
+                .map_or(0.0, |p| p.quantity.abs());
+            self.send(order, quantity);
         }
         if s.target == Target::Flat || entering {
             return;
@@ -526,6 +779,7 @@ impl<B: Broker> Portfolio<B> {
         } else {
             OrderSide::Sell
         };
+        let (gross, sector_net) = self.exposure_besides(bar.ticker);
         let cx = EntryContext {
             equity,
             cash: self.account.cash,
@@ -533,16 +787,38 @@ impl<B: Broker> Portfolio<B> {
                 - usize::from(held != 0),
             confidence: s.confidence,
             payoff,
+            direction: f64::from(want),
+            gross,
+            sector_net,
         };
         let order_type = self.policy.entry_type(side, bar.close);
-        match self.risk.review_entry(&cx) {
-            Ok(size) => {
+        let reviewed = self.risk.review_entry(&cx).and_then(|size| {
+            // A venue takes a quantity with the order: sized now, at the price it may fill at.
+            let planned = if self.outbox {
+                let at = order_type
+                    .limit()
+                    .or(order_type.stop())
+                    .unwrap_or(bar.close);
+                self.size_entry(size, want, at)?
+            } else {
+                f64::NAN
+            };
+            Ok((size, planned))
+        });
+        match reviewed {
+            Ok((size, planned)) => {
                 let kind = OrderKind::Entry {
                     direction: want,
                     size,
                 };
                 let order = self.new_order(bar.ts, bar.ticker, side, kind, order_type);
-                self.broker.submit(order);
+                let value = match size {
+                    EntrySize::AllIn => equity,
+                    EntrySize::Fraction(f) => f * equity,
+                };
+                self.pending
+                    .insert(order.id, (bar.ticker, f64::from(want) * value));
+                self.send(order, planned);
             }
             Err(r) => {
                 let kind = OrderKind::Entry {
@@ -563,7 +839,8 @@ impl<B: Broker> Portfolio<B> {
         let budget = match size {
             EntrySize::AllIn => equity * ALL_IN,
             EntrySize::Fraction(f) => equity * f,
-        };
+        }
+        .min(equity * self.risk.spec().max_position);
         let mut q = self.shares(budget, unit);
         if direction > 0 {
             q = q.min(self.affordable(price));
@@ -616,6 +893,10 @@ impl<B: Broker> Portfolio<B> {
                     }
                     return;
                 }
+                if remaining.is_none() {
+                    // Sized now: from here on the position counts, not the review's estimate.
+                    self.pending.remove(&order.id);
+                }
                 match remaining {
                     None => match self.size_entry(size, direction, price) {
                         Ok(q) => q,
@@ -646,7 +927,7 @@ impl<B: Broker> Portfolio<B> {
         }
         let quantity = wanted.min(cap.unwrap_or(f64::INFINITY));
         if quantity > 0.0 {
-            self.book(&order, bar, price, quantity);
+            self.book(&order, bar.ts, price, quantity);
         }
         let left = wanted - quantity.max(0.0);
         match self.broker.executed(order.id, left) {
@@ -665,7 +946,7 @@ impl<B: Broker> Portfolio<B> {
 
     /// Books a fill of `quantity` shares of `order` at `price` on `bar`: cash, the position,
     /// the trade it closes, the exposure's deltas and the bracket.
-    fn book(&mut self, order: &Order, bar: &Bar, price: f64, quantity: f64) {
+    fn book(&mut self, order: &Order, ts: EventTime, price: f64, quantity: f64) {
         let t = order.ticker;
         let signed = order.side.sign() * quantity;
         let commission = self.broker.commission(signed, price);
@@ -676,7 +957,7 @@ impl<B: Broker> Portfolio<B> {
         self.ledger.fills.push(Fill {
             order_id: order.id,
             seq: part.1,
-            ts: bar.ts,
+            ts,
             ticker: t,
             side: order.side,
             quantity,
@@ -695,7 +976,7 @@ impl<B: Broker> Portfolio<B> {
             None => Some(Position {
                 quantity: signed,
                 entry_price: price,
-                entry_ts: bar.ts,
+                entry_ts: ts,
                 entry_commission: commission,
                 cost_cents: 0,
             }),
@@ -718,7 +999,7 @@ impl<B: Broker> Portfolio<B> {
                 };
                 self.ledger
                     .trades
-                    .push(trade(t, &part, bar.ts, price, commission, false));
+                    .push(trade(t, &part, ts, price, commission, false));
                 let quantity = p.quantity + signed;
                 (quantity != 0.0).then_some(Position {
                     quantity,
@@ -736,19 +1017,19 @@ impl<B: Broker> Portfolio<B> {
                     diff: 1,
                 });
                 self.ledger.positions.push(PositionRecord {
-                    ts: bar.ts,
+                    ts,
                     ticker: t,
                     quantity: p.quantity,
                     entry_price: p.entry_price,
                 });
                 if !order.kind.closes() {
-                    self.protect(order, bar.ts, &p);
+                    self.protect(order, ts, &p);
                 }
                 self.account.positions.insert(t, p);
             }
             None => {
                 self.ledger.positions.push(PositionRecord {
-                    ts: bar.ts,
+                    ts,
                     ticker: t,
                     quantity: 0.0,
                     entry_price: 0.0,
@@ -767,6 +1048,11 @@ impl<B: Broker> Portfolio<B> {
     fn protect(&mut self, entry: &Order, ts: EventTime, p: &Position) {
         let legs = self.policy.legs(p.quantity.signum(), p.entry_price);
         if let Some(working) = self.brackets.get(&entry.ticker) {
+            if self.venue {
+                // Not re-priced at a venue yet (no replace through the outbox): the legs keep
+                // the first part's prices and quantity.
+                return;
+            }
             for leg in working {
                 if let Some((_, Some(ty))) = legs.iter().find(|(k, _)| *k == leg.kind) {
                     self.broker.replace(leg.id, *ty);
@@ -785,7 +1071,7 @@ impl<B: Broker> Portfolio<B> {
             let mut leg = self.new_order(ts, entry.ticker, side, kind, ty);
             leg.tif = TimeInForce::Gtc;
             leg.parent = Some(entry.id);
-            self.broker.submit(leg.clone());
+            self.send(leg.clone(), p.quantity.abs());
             placed.push(leg);
         }
         if !placed.is_empty() {
@@ -800,6 +1086,8 @@ impl<B: Broker> Portfolio<B> {
         Ledger {
             signals: std::mem::take(&mut l.signals),
             orders: std::mem::take(&mut l.orders),
+            submitted: std::mem::take(&mut l.submitted),
+            cancels: std::mem::take(&mut l.cancels),
             fills: std::mem::take(&mut l.fills),
             positions: std::mem::take(&mut l.positions),
             equity: std::mem::take(&mut l.equity),
@@ -821,6 +1109,15 @@ impl<B: Broker> Portfolio<B> {
                 "run ended before the next bar"
             };
             self.end(order, OrderStatus::Unfilled, reason);
+        }
+        for id in std::mem::take(&mut self.cancelling).into_keys() {
+            if let Some((order, _)) = self.sent.remove(&id) {
+                self.end(
+                    order,
+                    OrderStatus::Unfilled,
+                    "run ended with a cancel asked of the venue",
+                );
+            }
         }
         let end = self.last_ts.unwrap_or_default();
         for (&t, p) in &self.account.positions {
@@ -861,18 +1158,29 @@ fn trade(
     }
 }
 
+/// What the portfolio operator takes in: the model's signals with their bars, and a venue's
+/// updates of the run's orders.
+#[derive(Clone, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // One per worker's batch of a time; boxing would allocate each.
+enum PortfolioIn {
+    Signals(SignalBatch),
+    Venue(VenueUpdate),
+}
+
 /// The portfolio as shared between its operator and the engine that finishes it.
 pub type SharedPortfolio<B> = Rc<RefCell<Option<Portfolio<B>>>>;
 
 /// Extension trait adding the portfolio stage.
 pub trait PortfolioExt<'s> {
-    /// Sends every signal batch to worker 0 and steps `portfolio` there, once per timestamp after
-    /// the frontier passed it. The engine takes the portfolio back to [`Portfolio::finish`] it once
-    /// the stream has ended. Returns the equity points and the position changes.
+    /// Sends every signal batch and venue update to worker 0 and steps `portfolio` there, once
+    /// per timestamp after the frontier passed it. The engine takes the portfolio back to
+    /// [`Portfolio::finish`] it once the stream has ended. Returns the equity points and the
+    /// position changes.
     #[allow(clippy::type_complexity)]
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
+        updates: Stream<'s, u64, Vec<VenueUpdate>>,
     ) -> (
         Stream<'s, u64, Vec<EquityPoint>>,
         Stream<'s, u64, Vec<PositionDelta>>,
@@ -883,17 +1191,32 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
+        updates: Stream<'s, u64, Vec<VenueUpdate>>,
     ) -> (
         Stream<'s, u64, Vec<EquityPoint>>,
         Stream<'s, u64, Vec<PositionDelta>>,
     ) {
         let mut rows: Vec<(Bar, Option<Signal>, f64)> = Vec::new();
+        let mut venue: Vec<VenueUpdate> = Vec::new();
+        let inputs = self
+            .map(PortfolioIn::Signals)
+            .concat(updates.map(PortfolioIn::Venue));
         let events = by_time(
-            self,
-            Exchange::new(|_b: &SignalBatch| 0),
+            inputs,
+            Exchange::new(|_b: &PortfolioIn| 0),
             "Portfolio",
-            move |t, batches, emit: &mut Vec<Result<EquityPoint, PositionDelta>>| {
+            move |t, items, emit: &mut Vec<Result<EquityPoint, PositionDelta>>| {
                 rows.clear();
+                venue.clear();
+                let mut batches = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        PortfolioIn::Signals(sb) => batches.push(sb),
+                        PortfolioIn::Venue(u) => venue.push(u),
+                    }
+                }
+                // Updates of one time in a fixed order, however they arrived.
+                venue.sort_by_key(VenueUpdate::sort_key);
                 for sb in &batches {
                     for i in 0..sb.bars.len() {
                         rows.push((sb.bars.get(i), sb.signal[i], sb.payoff[i]));
@@ -914,7 +1237,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                         .collect();
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);
-                    p.step(crate::time::event_time(t), &rows);
+                    p.step_with(crate::time::event_time(t), &rows, &venue);
                     emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {
                         emit.push(Ok(*e));

@@ -1,8 +1,10 @@
 //! Risk: sizing and limits, as plain kernels the portfolio operator calls.
 //!
 //! Entries are reviewed against, in order: the kill switch, the daily loss stop, the position
-//! limit, the sizing rule (Kelly's edge) and the minimum order. Exits are refused only by the kill
-//! switch. A refused order is kept with its reason, never dropped.
+//! limit, the sizing rule (Kelly's edge), the cap on one position's share of equity (every sizing
+//! mode), the gross and sector exposure limits (an entry is cut to the room they leave) and the
+//! minimum order. Exits are refused only by the kill switch. A refused order is kept with its
+//! reason, never dropped.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -102,6 +104,10 @@ pub enum Refusal {
     BelowMinOrder,
     /// Not enough cash to buy one share at the fill.
     InsufficientCash,
+    /// Open positions and pending entries already take the gross exposure allowed.
+    MaxGrossExposure,
+    /// The ticker's sector already takes the exposure allowed in this direction.
+    MaxSectorExposure,
 }
 
 impl Refusal {
@@ -115,6 +121,8 @@ impl Refusal {
             Refusal::NoPayoffEstimate => "no_payoff_estimate",
             Refusal::BelowMinOrder => "below_min_order",
             Refusal::InsufficientCash => "insufficient_cash",
+            Refusal::MaxGrossExposure => "max_gross_exposure",
+            Refusal::MaxSectorExposure => "max_sector_exposure",
         }
     }
 }
@@ -132,6 +140,13 @@ pub struct EntryContext {
     pub confidence: f64,
     /// Kelly's b for the ticker.
     pub payoff: f64,
+    /// +1 for a long entry, −1 for a short.
+    pub direction: f64,
+    /// Gross exposure of the other open positions and pending entries (at entry prices).
+    pub gross: f64,
+    /// Net exposure of the other positions and pending entries of the ticker's sector (signed;
+    /// 0 when no sector limit is set).
+    pub sector_net: f64,
 }
 
 /// Portfolio-level limits and sizing, with the day's loss tracking.
@@ -165,7 +180,8 @@ impl RiskEngine {
     }
 
     /// Records the equity at a bar's close; a new trading day starts from the previous close.
-    pub fn mark(&mut self, t: EventTime, equity: f64) {
+    /// Whether this mark tripped the daily loss stop (it was not active before it).
+    pub fn mark(&mut self, t: EventTime, equity: f64) -> bool {
         let day = day_number(t);
         if self.day != Some(day) {
             self.day = Some(day);
@@ -173,9 +189,15 @@ impl RiskEngine {
             self.stopped_today = false;
         }
         self.last_equity = equity;
-        if equity <= self.day_start_equity * (1.0 - self.spec.daily_loss_stop) {
-            self.stopped_today = true;
-        }
+        let tripped = !self.stopped_today
+            && equity <= self.day_start_equity * (1.0 - self.spec.daily_loss_stop);
+        self.stopped_today |= tripped;
+        tripped
+    }
+
+    /// Whether the kill switch is tripped.
+    pub fn killed(&self) -> bool {
+        self.kill.is_tripped()
     }
 
     /// Whether the daily loss stop holds for the current day.
@@ -209,11 +231,9 @@ impl RiskEngine {
         if cx.positions >= self.spec.max_positions {
             return Err(Refusal::MaxPositions);
         }
-        let (size, notional) = match self.spec.sizing {
-            Sizing::AllIn {} => (EntrySize::AllIn, cx.cash),
-            Sizing::FixedFraction { fraction } => {
-                (EntrySize::Fraction(fraction), fraction * cx.equity)
-            }
+        let (mut size, f) = match self.spec.sizing {
+            Sizing::AllIn {} => (EntrySize::AllIn, 1.0),
+            Sizing::FixedFraction { fraction } => (EntrySize::Fraction(fraction), fraction),
             Sizing::Kelly { fraction, cap, .. } => {
                 if !cx.payoff.is_finite() || cx.payoff <= 0.0 {
                     return Err(Refusal::NoPayoffEstimate);
@@ -223,8 +243,36 @@ impl RiskEngine {
                     return Err(Refusal::NoEdge);
                 }
                 let f = (fraction * f).min(cap);
-                (EntrySize::Fraction(f), f * cx.equity)
+                (EntrySize::Fraction(f), f)
             }
+        };
+        let mut f = f;
+        if f > self.spec.max_position {
+            f = self.spec.max_position;
+            size = EntrySize::Fraction(f);
+        }
+        // The room the exposure limits leave, and which limit leaves the least.
+        let mut room = (
+            self.spec.max_gross_exposure * cx.equity - cx.gross,
+            Refusal::MaxGrossExposure,
+        );
+        if let Some(m) = self.spec.max_sector_exposure {
+            let sector = m * cx.equity - cx.direction * cx.sector_net;
+            if sector < room.0 {
+                room = (sector, Refusal::MaxSectorExposure);
+            }
+        }
+        let wanted = f * cx.equity;
+        if wanted > room.0 * (1.0 + 1e-12) {
+            if room.0 < self.spec.min_order.max(f64::MIN_POSITIVE) {
+                return Err(room.1);
+            }
+            f = room.0 / cx.equity;
+            size = EntrySize::Fraction(f);
+        }
+        let notional = match size {
+            EntrySize::AllIn => cx.cash,
+            EntrySize::Fraction(f) => f * cx.equity,
         };
         if notional < self.spec.min_order {
             return Err(Refusal::BelowMinOrder);
@@ -244,6 +292,9 @@ mod tests {
             positions: 0,
             confidence: 0.55,
             payoff,
+            direction: 1.0,
+            gross: 0.0,
+            sector_net: 0.0,
         }
     }
 
@@ -282,6 +333,73 @@ mod tests {
         assert!(r.review_entry(&cx(1.0)).is_ok(), "a new day lifts the stop");
         kill.trip();
         assert_eq!(r.review_exit(), Err(Refusal::KillSwitch));
+    }
+
+    fn sized(spec: RiskSpec, cx: &EntryContext) -> Result<EntrySize, Refusal> {
+        RiskEngine::new(spec, KillSwitch::default()).review_entry(cx)
+    }
+
+    #[test]
+    fn the_position_cap_binds_every_sizing_mode() {
+        let c = cx(1.0);
+        for sizing in [Sizing::AllIn {}, Sizing::FixedFraction { fraction: 0.3 }] {
+            let spec = RiskSpec {
+                sizing,
+                ..RiskSpec::default()
+            };
+            assert_eq!(sized(spec, &c), Ok(EntrySize::Fraction(0.02)), "{sizing:?}");
+        }
+        let all_in = RiskSpec {
+            sizing: Sizing::AllIn {},
+            max_position: 1.0,
+            ..RiskSpec::default()
+        };
+        assert_eq!(sized(all_in, &c), Ok(EntrySize::AllIn), "lifted cap");
+        let kelly = RiskSpec {
+            max_position: 0.01,
+            ..RiskSpec::default()
+        };
+        assert_eq!(sized(kelly, &c), Ok(EntrySize::Fraction(0.01)));
+    }
+
+    #[test]
+    fn exposure_limits_cut_an_entry_to_the_room_left_or_refuse_it() {
+        let spec = RiskSpec {
+            sizing: Sizing::FixedFraction { fraction: 0.3 },
+            max_position: 1.0,
+            max_gross_exposure: 1.0,
+            max_sector_exposure: Some(0.4),
+            ..RiskSpec::default()
+        };
+        let mut c = cx(1.0);
+        c.gross = 80_000.0;
+        assert_eq!(sized(spec.clone(), &c), Ok(EntrySize::Fraction(0.2)));
+        c.gross = 99_950.0;
+        assert_eq!(
+            sized(spec.clone(), &c),
+            Err(Refusal::MaxGrossExposure),
+            "50 left, below the 100 minimum"
+        );
+        c.gross = 0.0;
+        c.sector_net = 30_000.0;
+        assert_eq!(sized(spec.clone(), &c), Ok(EntrySize::Fraction(0.1)));
+        c.sector_net = 40_000.0;
+        assert_eq!(sized(spec.clone(), &c), Err(Refusal::MaxSectorExposure));
+        c.direction = -1.0;
+        assert_eq!(
+            sized(spec, &c),
+            Ok(EntrySize::Fraction(0.3)),
+            "a short reduces the sector's net long"
+        );
+    }
+
+    #[test]
+    fn the_daily_stop_reports_the_mark_that_trips_it_once() {
+        let mut r = RiskEngine::new(RiskSpec::default(), KillSwitch::default());
+        assert!(!r.mark(crate::time::DAY, 100_000.0));
+        assert!(r.mark(crate::time::DAY + 60, 97_000.0));
+        assert!(!r.mark(crate::time::DAY + 120, 96_000.0), "already stopped");
+        assert!(!r.mark(2 * crate::time::DAY, 96_000.0), "a new day");
     }
 
     #[test]

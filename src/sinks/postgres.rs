@@ -15,7 +15,7 @@ use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 9] = [
+pub const MIGRATIONS: [(i32, &str, &str); 10] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -52,6 +52,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 9] = [
         9,
         "order_types",
         include_str!("../../migrations/0009_order_types.sql"),
+    ),
+    (
+        10,
+        "broker_outbox",
+        include_str!("../../migrations/0010_broker_outbox.sql"),
     ),
 ];
 
@@ -112,6 +117,12 @@ pub enum DbError {
         /// The epoch in force.
         now: i64,
     },
+    /// A row this version cannot read back (edited by hand, or a bug that wrote it).
+    #[error("postgres holds an unreadable row: {what}")]
+    Corrupt {
+        /// Which row, and what is wrong with it.
+        what: String,
+    },
     /// An applied migration's file changed since it was applied.
     #[error(
         "migration {version} ({name}) was edited after it was applied (checksum {applied} in the database, {now} now)"
@@ -140,9 +151,10 @@ impl crate::fault::Blame for DbError {
                 }
                 _ => Fault::Service,
             },
-            DbError::Timeout { .. } | DbError::Unprotected { .. } | DbError::Edited { .. } => {
-                Fault::Service
-            }
+            DbError::Timeout { .. }
+            | DbError::Unprotected { .. }
+            | DbError::Edited { .. }
+            | DbError::Corrupt { .. } => Fault::Service,
             DbError::AnotherPipeline { .. }
             | DbError::LeaseHeld { .. }
             | DbError::Fenced { .. } => Fault::Input,
@@ -602,6 +614,9 @@ async fn write_rows(
             ],
         )
         .await?;
+    crate::sinks::broker::outbox::record(tx, run_id, tickers, &ledger.submitted).await?;
+    let withdrawn: Vec<i64> = ledger.cancels.iter().map(|c| c.1 as i64).collect();
+    crate::sinks::broker::outbox::request_cancels(tx, run_id, &withdrawn).await?;
     let f = &ledger.fills;
     let fills = tx
         .execute(

@@ -28,6 +28,7 @@ mod intake;
 mod pg;
 mod producers;
 mod shared;
+mod venue;
 mod worker;
 
 use crate::alert::{self, Severity};
@@ -177,6 +178,8 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let source = Arc::new(Source::open(p).map_err(EngineError::from)?);
     let kill = KillSwitch::default();
     let mut spec = GraphSpec::new(p, &source, kill.clone())?;
+    // Orders bound for a venue are recorded with the decisions; `fdp broker` sends them.
+    spec.outbox = p.pipeline.broker.kind != crate::config::BrokerKind::Paper;
     let refs = References {
         sectors: Arc::new(source.sectors()),
         facts: Arc::new(spec.facts(p)?),

@@ -86,6 +86,8 @@ struct Phase {
     final_written: bool,
     frozen: bool,
     stop_started: Option<Instant>,
+    /// When worker 0 last looked for venue updates.
+    last_venue: Instant,
 }
 
 impl WorkerCtx {
@@ -115,6 +117,10 @@ impl WorkerCtx {
             backlog_at: None,
         };
         let mut h = Harness::build(worker, &self.spec, &self.refs);
+        if index == 0 && self.spec.outbox {
+            // Before the floor moves past the committed time.
+            self.replay_venue(&mut feed, &mut h)?;
+        }
         self.replay_history(&mut h, index, peers)?;
         if index == 0 {
             self.adopt_departed(&mut feed)?;
@@ -131,6 +137,7 @@ impl WorkerCtx {
             final_written: false,
             frozen: false,
             stop_started: None,
+            last_venue: now - super::venue::POLL,
         };
         if index == 0 && self.history.committed > EventTime::MIN {
             feed.redis
@@ -145,6 +152,12 @@ impl WorkerCtx {
             self.check_stop(&mut ph);
             if ph.ending.is_none() {
                 self.read(&mut feed, &mut h, &mut ph)?;
+                if index == 0
+                    && self.spec.outbox
+                    && self.take_venue(&mut feed, &mut h, &mut ph.last_venue)? > 0
+                {
+                    ph.last_work = Instant::now();
+                }
             }
             if ph.ending == Some(Ending::Idle) {
                 h.close();

@@ -3,6 +3,7 @@
 mod alerts;
 mod alpaca;
 mod alpaca_mock;
+mod broker_outbox;
 mod browser;
 mod cli;
 mod common;
@@ -30,5 +31,7 @@ mod providers;
 mod quality_quirks;
 mod recovery;
 mod reference_backtest;
+mod risk_limits;
 mod servers;
 mod streaming;
+mod venue_mode;

@@ -66,6 +66,7 @@ fn run(s: Setup, bars: &[(Bar, Option<Signal>)]) -> Ledger {
             fraction: s.fraction,
         },
         min_order: 0.0,
+        max_position: 1.0,
         ..RiskSpec::default()
     };
     let mut p = Portfolio::with_policy(

@@ -107,7 +107,7 @@ proptest! {
 
     #[test]
     fn all_in_never_spends_cash_it_lacks(prices in prop::collection::vec((5.0f64..500.0, 0.8f64..1.25), 2..80), flips in prop::collection::vec(any::<bool>(), 80)) {
-        let risk = RiskSpec { capital: 10_000.0, sizing: Sizing::AllIn {}, min_order: 0.0, daily_loss_stop: 1.0, ..RiskSpec::default() };
+        let risk = RiskSpec { capital: 10_000.0, sizing: Sizing::AllIn {}, min_order: 0.0, daily_loss_stop: 1.0, max_position: 1.0, ..RiskSpec::default() };
         let mut p = Portfolio::new(RiskEngine::new(risk, KillSwitch::default()), PaperBroker::simple(0.001, 0.002, true));
         for (i, &(open, ratio)) in prices.iter().enumerate() {
             let closing = open * ratio;

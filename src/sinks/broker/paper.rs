@@ -170,6 +170,14 @@ impl Broker for PaperBroker {
             .map_or_else(Vec::new, |l| l.iter().map(|w| w.order.clone()).collect())
     }
 
+    fn open_orders(&self) -> Vec<Order> {
+        self.pending
+            .values()
+            .flatten()
+            .map(|w| w.order.clone())
+            .collect()
+    }
+
     fn due(&mut self, bar: &Bar) -> Vec<Due> {
         let Some(list) = self.pending.get_mut(&bar.ticker) else {
             return Vec::new();

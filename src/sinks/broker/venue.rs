@@ -253,6 +253,39 @@ mod tests {
     }
 }
 
+/// The calls the broker process makes of a venue, whichever it is: the outbox sends through it,
+/// reconciliation compares the ledger with what it answers.
+#[allow(async_fn_in_trait)]
+pub trait Venue {
+    /// The venue's name in records and logs (`alpaca`, `ibkr`).
+    fn name(&self) -> &'static str;
+    /// Sends an order; a lost answer is looked up by its client id before any resend.
+    ///
+    /// # Errors
+    /// The venue's refusal with its reason, or the transport's failure.
+    async fn submit(&self, r: &OrderRequest) -> Result<VenueOrder, VenueError>;
+    /// The order the venue knows under `client_id`, if any.
+    ///
+    /// # Errors
+    /// A failed call (never "not found": that is `None`).
+    async fn lookup(&self, client_id: &str) -> Result<Option<VenueOrder>, VenueError>;
+    /// Every open order of the account.
+    ///
+    /// # Errors
+    /// A failed call.
+    async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError>;
+    /// Cancels an order by the venue's id.
+    ///
+    /// # Errors
+    /// The venue's refusal (an order no longer cancelable) or a failed call.
+    async fn cancel(&self, venue_id: &str) -> Result<(), VenueError>;
+    /// Every position of the account.
+    ///
+    /// # Errors
+    /// A failed call.
+    async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError>;
+}
+
 /// What a venue reports about our orders, in the order it learned them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VenueEvent {

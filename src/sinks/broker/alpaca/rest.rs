@@ -12,7 +12,7 @@ use super::AlpacaConfig;
 use super::wire::{Account, Clock, ErrorBody, NewOrder, Order, Position, Replace};
 use crate::order::{OrderType, TimeInForce};
 use crate::sinks::broker::venue::{
-    OrderRequest, VenueAccount, VenueError, VenueOrder, VenuePosition, http_client,
+    OrderRequest, Venue, VenueAccount, VenueError, VenueOrder, VenuePosition, http_client,
 };
 
 const VENUE: &str = "alpaca";
@@ -328,6 +328,36 @@ fn error_of(r: &Reply) -> VenueError {
             status: s,
             reason: message,
         },
+    }
+}
+
+impl Venue for AlpacaClient {
+    fn name(&self) -> &'static str {
+        VENUE
+    }
+
+    async fn submit(&self, r: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        AlpacaClient::submit(self, r).await
+    }
+
+    async fn lookup(&self, client_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        match self.by_client_id(client_id).await {
+            Ok(o) => Ok(Some(o)),
+            Err(VenueError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
+        AlpacaClient::open_orders(self).await
+    }
+
+    async fn cancel(&self, venue_id: &str) -> Result<(), VenueError> {
+        AlpacaClient::cancel(self, venue_id).await
+    }
+
+    async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
+        AlpacaClient::positions(self).await
     }
 }
 

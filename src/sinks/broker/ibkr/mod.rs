@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::sinks::broker::venue::{
-    OrderRequest, VenueError, VenueOrder, VenuePosition, http_client,
+    OrderRequest, Venue, VenueError, VenueOrder, VenuePosition, http_client,
 };
 use wire::{Placement, SecDef, Tickle};
 
@@ -379,5 +379,35 @@ impl IbkrClient {
             out.extend(rows.iter().filter_map(wire::position));
         }
         Ok(out)
+    }
+}
+
+impl Venue for IbkrClient {
+    fn name(&self) -> &'static str {
+        VENUE
+    }
+
+    async fn submit(&self, r: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        IbkrClient::submit(self, r).await
+    }
+
+    async fn lookup(&self, client_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        self.find(client_id).await
+    }
+
+    async fn open_orders(&self) -> Result<Vec<VenueOrder>, VenueError> {
+        self.live_orders().await.map(|all| {
+            all.into_iter()
+                .filter(|o| !o.status.is_terminal())
+                .collect()
+        })
+    }
+
+    async fn cancel(&self, venue_id: &str) -> Result<(), VenueError> {
+        IbkrClient::cancel(self, venue_id).await
+    }
+
+    async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
+        IbkrClient::positions(self).await
     }
 }

@@ -1,0 +1,182 @@
+//! `fdp broker`: the broker sink of a live run, as its own process. It sends the run's committed
+//! orders to the venue named by `[broker] kind` exactly once (the [`outbox`]), cancels there what
+//! the portfolio ended, follows each open order's state, and reconciles the venue with the ledger
+//! at start and every `reconcile_minutes`. It never decides anything: the run decides and
+//! commits, this process only carries committed decisions out, so a crash of either loses
+//! nothing and sends nothing twice.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::{BrokerKind, LoadedPipeline};
+use crate::sinks::broker::alpaca::rest::AlpacaClient;
+use crate::sinks::broker::alpaca::{AlpacaConfig, PAPER_STREAM_URL, PAPER_URL};
+use crate::sinks::broker::ibkr::{IbkrClient, IbkrConfig};
+use crate::sinks::broker::outbox::{self, Outbox, Pass};
+use crate::sinks::broker::reconcile;
+use crate::sinks::broker::venue::{Venue, VenueError};
+use crate::sinks::postgres::{self, DbError};
+
+/// The Client Portal gateway's default address (BROKERS.md §2a).
+const IBKR_GATEWAY: &str = "https://localhost:5000/v1/api";
+
+/// How long the venue counts as down once its breaker opened.
+const COOLDOWN: Duration = Duration::from_secs(30);
+
+/// Options of `fdp broker`.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// The run whose orders are sent.
+    pub run_id: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// One pass (recover, reconcile, send, cancel, follow), then exit.
+    pub once: bool,
+    /// Pause between passes.
+    pub interval: Duration,
+    /// The kill-switch file: the process ends when it appears.
+    pub stop_file: std::path::PathBuf,
+}
+
+/// Why `fdp broker` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerCmdError {
+    /// The venue's configuration or an unrecoverable answer.
+    #[error(transparent)]
+    Venue(#[from] VenueError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The pipeline's `[broker]` names no venue.
+    #[error(
+        "[broker] kind = \"paper\": the paper broker fills inside the run; `fdp broker` needs kind = \"alpaca\" or \"ibkr\""
+    )]
+    Paper,
+    /// The runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl crate::fault::Blame for BrokerCmdError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            BrokerCmdError::Venue(VenueError::Config(_)) | BrokerCmdError::Paper => Fault::Input,
+            BrokerCmdError::Venue(_) => Fault::Service,
+            BrokerCmdError::Db(e) => e.fault(),
+            BrokerCmdError::Runtime(_) => Fault::Service,
+        }
+    }
+}
+
+/// What the process did, summed over its passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerSummary {
+    /// Sent, adopted, rejected, halted, unanswered and cancelled orders.
+    pub pass: Pass,
+    /// Cancels sent.
+    pub cancels: u64,
+    /// Differences reconciliation adopted from the venue.
+    pub differences: u64,
+}
+
+/// Runs the broker sink of `opts.run_id` for the pipeline's venue until the stop file appears (or
+/// after one pass with `once`).
+///
+/// # Errors
+/// A venue configuration that is refused (a live account without `live = true`, missing keys),
+/// or PostgreSQL failing.
+pub fn run(p: &LoadedPipeline, opts: &BrokerOptions) -> Result<BrokerSummary, BrokerCmdError> {
+    let b = &p.pipeline.broker;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match b.kind {
+        BrokerKind::Paper => Err(BrokerCmdError::Paper),
+        BrokerKind::Alpaca => {
+            let base = b.base_url.as_deref().unwrap_or(PAPER_URL);
+            let stream = b.stream_url.as_deref().unwrap_or(PAPER_STREAM_URL);
+            let client = AlpacaClient::new(AlpacaConfig::from_env(base, stream, b.live)?)?;
+            rt.block_on(async {
+                // The paper and live hosts are told apart by the configured URL (the adapter
+                // refuses the live host without `live = true`); the account must be able to trade.
+                let account = client.account().await?;
+                if account.blocked {
+                    return Err(VenueError::Config(format!(
+                        "alpaca account {} is blocked from trading",
+                        account.number
+                    ))
+                    .into());
+                }
+                drive(&client, p, opts).await
+            })
+        }
+        BrokerKind::Ibkr => {
+            let base = b.base_url.as_deref().unwrap_or(IBKR_GATEWAY);
+            let account = b.account.as_deref().unwrap_or_default();
+            let client =
+                std::sync::Arc::new(IbkrClient::new(IbkrConfig::new(base, account, b.live)?)?);
+            rt.block_on(async {
+                client.tickle().await?;
+                let _keep = client.keep_alive(Duration::from_secs(60));
+                drive(client.as_ref(), p, opts).await
+            })
+        }
+    }
+}
+
+fn stop_requested(file: &Path) -> bool {
+    file.exists()
+}
+
+/// The passes: recover and reconcile at start, then send, cancel and follow every `interval`,
+/// reconciling every `reconcile_minutes`.
+async fn drive<V: Venue>(
+    venue: &V,
+    p: &LoadedPipeline,
+    opts: &BrokerOptions,
+) -> Result<BrokerSummary, BrokerCmdError> {
+    let mut c = postgres::connect(&opts.database_url).await?;
+    postgres::migrate(&mut c).await?;
+    let run_id = &opts.run_id;
+    let mut out = Outbox::new(venue, run_id, COOLDOWN);
+    let mut sum = BrokerSummary::default();
+    let span = tracing::info_span!("broker", run_id = %run_id, venue = venue.name());
+    let _g = span.enter();
+    tracing::info!("broker sink started");
+    let recovered = out.recover(&c).await?;
+    sum.pass.adopted += recovered.adopted;
+    let every = Duration::from_secs_f64(p.pipeline.broker.reconcile_minutes * 60.0);
+    let mut reconciled: Option<Instant> = None;
+    loop {
+        if reconciled.is_none_or(|t| t.elapsed() >= every) {
+            match reconcile::run(&c, venue, run_id).await {
+                Ok(found) => sum.differences += found.len() as u64,
+                Err(reconcile::ReconcileError::Venue(e)) => {
+                    tracing::warn!(error = %e, "reconciliation could not ask the venue: retried next pass");
+                }
+                Err(reconcile::ReconcileError::Db(e)) => return Err(e.into()),
+            }
+            reconciled = Some(Instant::now());
+        }
+        let pass = out.send_pending(&c).await?;
+        add(&mut sum.pass, &pass);
+        sum.cancels += out.send_cancels(&c).await?;
+        outbox::follow(&c, venue, run_id).await?;
+        if opts.once || stop_requested(&opts.stop_file) {
+            break;
+        }
+        tokio::time::sleep(opts.interval).await;
+    }
+    tracing::info!(?sum, "broker sink stopped");
+    Ok(sum)
+}
+
+fn add(a: &mut Pass, b: &Pass) {
+    a.sent += b.sent;
+    a.adopted += b.adopted;
+    a.rejected += b.rejected;
+    a.halted += b.halted;
+    a.unanswered += b.unanswered;
+    a.cancelled += b.cancelled;
+}

@@ -1,0 +1,683 @@
+//! The outbox: exactly once at the broker. An order bound for a venue is recorded in PostgreSQL
+//! (`broker_orders`) in the transaction that commits the decision ([`record`]); only then does the
+//! broker process send it ([`Outbox::send_pending`]). A row is marked `sending` — committed —
+//! before its request leaves, so after a crash the process knows which orders may have reached
+//! the venue, and [`Outbox::recover`] asks the venue about every unanswered row by its client
+//! order id before it sends anything: an order the venue has is adopted, one it lacks is sent.
+//! The client order id comes from the run and the decision ([`client_order_id`]), never at
+//! random, so the venue itself refuses a second order under it.
+//!
+//! States: `recorded` → `sending` → `accepted` | `rejected` | `halted` (an entry the run would
+//! not send while the venue was unreachable, with `failover = "halt"`), then `filled`,
+//! `cancelled`, `expired` as the venue reports; `cancelling` once a cancel was sent.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_postgres::Client;
+use tracing::Instrument;
+
+use crate::bar::Tickers;
+use crate::operators::portfolio::Submitted;
+use crate::order::{OrderSide, OrderType, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind};
+use crate::sinks::postgres::{DbError, audit};
+
+use super::venue::{OrderRequest, Venue, VenueError, VenueOrder, VenueStatus, client_order_id};
+
+/// Records the orders a committed step submitted, inside its transaction. A replay of the same
+/// decisions (after a restart) finds its rows there and leaves them as they are.
+///
+/// # Errors
+/// A failing insert.
+pub async fn record(
+    tx: &tokio_postgres::Transaction<'_>,
+    run_id: &str,
+    tickers: &Tickers,
+    submitted: &[Submitted],
+) -> Result<u64, DbError> {
+    if submitted.is_empty() {
+        return Ok(0);
+    }
+    let s = submitted;
+    let at = |ts: i64| chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
+    Ok(tx
+        .execute(
+            "INSERT INTO broker_orders (run_id, client_order_id, order_id, decided_at, ticker, side, \
+                                        intent, quantity, order_type, limit_price, stop_price, time_in_force) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[], $5::text[], $6::text[], \
+                                      $7::text[], $8::float8[], $9::text[], $10::float8[], $11::float8[], $12::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &s.iter().map(|r| client_order_id(run_id, r.order.id)).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
+                &s.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>(),
+                &s.iter().map(|r| tickers.name(r.order.ticker).to_string()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.quantity).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>(),
+                &s.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?)
+}
+
+/// Marks the orders the portfolio withdrew ([`crate::operators::portfolio::Ledger::cancels`])
+/// inside the committing transaction: one not yet sent is never sent, one working at the venue
+/// is cancelled there.
+///
+/// # Errors
+/// A failing update.
+pub async fn request_cancels(
+    tx: &tokio_postgres::Transaction<'_>,
+    run_id: &str,
+    order_ids: &[i64],
+) -> Result<u64, DbError> {
+    if order_ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(tx
+        .execute(
+            "UPDATE broker_orders SET cancel_requested = true \
+             WHERE run_id = $1 AND order_id = ANY($2) AND NOT cancel_requested \
+               AND state IN ('recorded', 'sending', 'accepted')",
+            &[&run_id, &order_ids],
+        )
+        .await?)
+}
+
+/// One recorded order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// The client order id.
+    pub client_id: String,
+    /// The portfolio's order id.
+    pub order_id: i64,
+    /// `entry`, `exit`, `take_profit`, `stop_loss`.
+    pub intent: String,
+    /// Where it stands (see the module's states).
+    pub state: String,
+    /// The venue's id, once it answered.
+    pub venue_order_id: Option<String>,
+    /// The portfolio ended it: cancel it, or never send it.
+    pub cancel_requested: bool,
+    /// The request it is sent as.
+    pub request: OrderRequest,
+}
+
+/// Reads a run's rows in the given states, oldest decision first.
+///
+/// # Errors
+/// A failing query, or a row this version cannot read (a bug or a hand edit: named).
+pub async fn load(c: &Client, run_id: &str, states: &[&str]) -> Result<Vec<OutboxRow>, DbError> {
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    let rows = c
+        .query(
+            "SELECT client_order_id, order_id, intent, state, venue_order_id, cancel_requested, \
+                    ticker, side, quantity, order_type, limit_price, stop_price, time_in_force \
+             FROM broker_orders WHERE run_id = $1 AND state = ANY($2) ORDER BY order_id",
+            &[&run_id, &states],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let client_id: String = r.get(0);
+        let bad = |what: &str| DbError::Corrupt {
+            what: format!("broker_orders row {client_id}: {what}"),
+        };
+        let side = match r.get::<_, &str>(7) {
+            "buy" => OrderSide::Buy,
+            "sell" => OrderSide::Sell,
+            other => return Err(bad(&format!("side {other:?}"))),
+        };
+        let (limit, stop): (Option<f64>, Option<f64>) = (r.get(10), r.get(11));
+        let order_type = match (r.get::<_, &str>(9), limit, stop) {
+            ("market", _, _) => OrderType::Market,
+            ("limit", Some(limit), _) => OrderType::Limit { limit },
+            ("stop", _, Some(stop)) => OrderType::Stop { stop },
+            ("stop_limit", Some(limit), Some(stop)) => OrderType::StopLimit { stop, limit },
+            (other, _, _) => return Err(bad(&format!("order type {other:?} with its prices"))),
+        };
+        let tif = match r.get::<_, &str>(12) {
+            "day" => TimeInForce::Day,
+            "gtc" => TimeInForce::Gtc,
+            "ioc" => TimeInForce::Ioc,
+            other => return Err(bad(&format!("time in force {other:?}"))),
+        };
+        out.push(OutboxRow {
+            order_id: r.get(1),
+            intent: r.get(2),
+            state: r.get(3),
+            venue_order_id: r.get(4),
+            cancel_requested: r.get(5),
+            request: OrderRequest {
+                client_id: client_id.clone(),
+                symbol: r.get(6),
+                side,
+                quantity: r.get(8),
+                order_type,
+                tif,
+            },
+            client_id,
+        });
+    }
+    Ok(out)
+}
+
+/// The outbox state an order's venue status maps to.
+pub fn state_of(status: &VenueStatus) -> &'static str {
+    match status {
+        VenueStatus::Open | VenueStatus::Other(_) => "accepted",
+        VenueStatus::Filled => "filled",
+        VenueStatus::Cancelled | VenueStatus::Replaced => "cancelled",
+        VenueStatus::Expired => "expired",
+        VenueStatus::Rejected => "rejected",
+    }
+}
+
+/// Failures in a row after which the venue counts as down.
+const BREAKER_FAILURES: u32 = 3;
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Orders the venue took.
+    pub sent: u64,
+    /// Orders found at the venue already (after a crash) and adopted, not sent again.
+    pub adopted: u64,
+    /// Orders the venue refused (with its reason recorded).
+    pub rejected: u64,
+    /// Entries not sent because the venue was down (`failover = "halt"`).
+    pub halted: u64,
+    /// Orders whose answer did not come (looked up on the next pass).
+    pub unanswered: u64,
+    /// Cancels the venue took, and orders ended before they were sent.
+    pub cancelled: u64,
+}
+
+/// The broker process's side of the outbox for one run and one venue.
+pub struct Outbox<'v, V: Venue> {
+    venue: &'v V,
+    run_id: String,
+    /// Consecutive failed calls, and when the breaker opened.
+    failures: u32,
+    open_since: Option<Instant>,
+    cooldown: Duration,
+}
+
+impl<'v, V: Venue> Outbox<'v, V> {
+    /// The outbox of `run_id` sending through `venue`; after [`BREAKER_FAILURES`] failed calls
+    /// in a row the venue counts as down for `cooldown`.
+    pub fn new(venue: &'v V, run_id: &str, cooldown: Duration) -> Self {
+        Outbox {
+            venue,
+            run_id: run_id.to_string(),
+            failures: 0,
+            open_since: None,
+            cooldown,
+        }
+    }
+
+    /// Whether the breaker is open (the venue counts as down).
+    pub fn breaker_open(&self) -> bool {
+        self.open_since.is_some_and(|t| t.elapsed() < self.cooldown)
+    }
+
+    fn failed(&mut self, e: &VenueError) {
+        self.failures += 1;
+        if self.failures >= BREAKER_FAILURES && !self.breaker_open() {
+            self.open_since = Some(Instant::now());
+            tracing::error!(venue = self.venue.name(), error = %e, "broker breaker open");
+            crate::alert::raise(
+                format!("breaker:{}:{}", self.venue.name(), self.run_id),
+                crate::alert::Severity::Critical,
+                format!("{} unreachable", self.venue.name()),
+                format!(
+                    "run {}: {} failed calls in a row, the last: {e}; new entries are halted",
+                    self.run_id, self.failures
+                ),
+            );
+        }
+    }
+
+    fn answered(&mut self) {
+        self.failures = 0;
+        self.open_since = None;
+    }
+
+    async fn set_answer(&self, c: &Client, row: &OutboxRow, o: &VenueOrder) -> Result<(), DbError> {
+        c.execute(
+            "UPDATE broker_orders SET venue_order_id = $3, answered_at = now() \
+             WHERE run_id = $1 AND client_order_id = $2",
+            &[&self.run_id, &row.client_id, &o.id],
+        )
+        .await?;
+        observe(c, &self.run_id, row, o).await
+    }
+
+    async fn set_state(
+        &self,
+        c: &Client,
+        row: &OutboxRow,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<(), DbError> {
+        c.execute(
+            "UPDATE broker_orders SET state = $3, reason = COALESCE($4, reason), \
+                    sent_at = CASE WHEN $3 = 'sending' THEN now() ELSE sent_at END, \
+                    answered_at = CASE WHEN $3 IN ('sending', 'recorded') THEN answered_at ELSE now() END \
+             WHERE run_id = $1 AND client_order_id = $2",
+            &[&self.run_id, &row.client_id, &state, &reason],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// After a start or a lost answer: asks the venue about every row that may have reached it
+    /// (`recorded` and `sending`) by its client order id. One the venue knows is adopted (an
+    /// `audit_log` event each); a `sending` one it does not know goes back to `recorded`.
+    /// Nothing is sent here.
+    ///
+    /// # Errors
+    /// PostgreSQL failing. A venue that does not answer leaves the rows as they are (they are
+    /// asked about again before they are sent).
+    pub async fn recover(&mut self, c: &Client) -> Result<Pass, DbError> {
+        let mut pass = Pass::default();
+        for row in load(c, &self.run_id, &["recorded", "sending"]).await? {
+            match self.venue.lookup(&row.client_id).await {
+                Ok(Some(o)) => {
+                    self.answered();
+                    self.set_answer(c, &row, &o).await?;
+                    audit(
+                        c,
+                        "broker_order_adopted",
+                        &json!({
+                            "run_id": self.run_id, "client_order_id": row.client_id,
+                            "venue": self.venue.name(), "venue_order_id": o.id,
+                            "state_before": row.state, "venue_status": state_of(&o.status),
+                            "filled": o.filled,
+                        }),
+                    )
+                    .await?;
+                    tracing::info!(client_id = %row.client_id, venue_id = %o.id, "order found at the venue: adopted");
+                    pass.adopted += 1;
+                }
+                Ok(None) => {
+                    self.answered();
+                    if row.state == "sending" {
+                        self.set_state(c, &row, "recorded", None).await?;
+                    }
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    tracing::warn!(client_id = %row.client_id, error = %e, "could not ask the venue about an order");
+                    pass.unanswered += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Sends every `recorded` row, oldest first: an order the portfolio already ended is never
+    /// sent; an entry while the venue is down is `halted` (recorded, audited, alerted) and an
+    /// exit waits for the next pass; a row whose answer does not come stays `sending` and is
+    /// looked up by [`Outbox::recover`] before anything sends it again.
+    ///
+    /// # Errors
+    /// PostgreSQL failing.
+    pub async fn send_pending(&mut self, c: &Client) -> Result<Pass, DbError> {
+        let mut pass = Pass::default();
+        if !load(c, &self.run_id, &["sending"]).await?.is_empty() {
+            // Unanswered rows first: they may be at the venue.
+            let r = self.recover(c).await?;
+            pass.adopted += r.adopted;
+            pass.unanswered += r.unanswered;
+        }
+        for row in load(c, &self.run_id, &["recorded"]).await? {
+            if row.cancel_requested {
+                let why = "withdrawn before it was sent";
+                self.set_state(c, &row, "cancelled", Some(why)).await?;
+                end_event(c, &self.run_id, &row.client_id, "cancelled", why).await?;
+                pass.cancelled += 1;
+                continue;
+            }
+            if self.breaker_open() {
+                if row.intent == "entry" {
+                    self.halt(c, &row).await?;
+                    pass.halted += 1;
+                }
+                continue;
+            }
+            // Committed before the request leaves: a crash from here on is looked up.
+            self.set_state(c, &row, "sending", None).await?;
+            let span = tracing::info_span!("send", client_id = %row.client_id);
+            match self.venue.submit(&row.request).instrument(span).await {
+                Ok(o) => {
+                    self.answered();
+                    self.set_answer(c, &row, &o).await?;
+                    pass.sent += 1;
+                }
+                Err(VenueError::Rejected { reason, .. }) => {
+                    self.answered();
+                    self.set_state(c, &row, "rejected", Some(&reason)).await?;
+                    end_event(c, &self.run_id, &row.client_id, "rejected", &reason).await?;
+                    audit(
+                        c,
+                        "broker_order_rejected",
+                        &json!({
+                            "run_id": self.run_id, "client_order_id": row.client_id,
+                            "venue": self.venue.name(), "reason": reason,
+                        }),
+                    )
+                    .await?;
+                    crate::alert::raise(
+                        format!("rejected:{}:{}", self.run_id, row.client_id),
+                        crate::alert::Severity::Warning,
+                        format!("{} refused an order", self.venue.name()),
+                        format!(
+                            "run {}: {} {} {} {}: {reason}",
+                            self.run_id,
+                            row.request.side.as_str(),
+                            row.request.quantity,
+                            row.request.symbol,
+                            row.intent
+                        ),
+                    );
+                    pass.rejected += 1;
+                }
+                Err(e @ (VenueError::RateLimited { .. } | VenueError::Unauthorized { .. })) => {
+                    // Refused before it was taken: nothing arrived.
+                    self.failed(&e);
+                    self.set_state(c, &row, "recorded", None).await?;
+                    pass.unanswered += 1;
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    tracing::warn!(error = %e, "no answer to an order: it is looked up before any resend");
+                    pass.unanswered += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    async fn halt(&self, c: &Client, row: &OutboxRow) -> Result<(), DbError> {
+        let reason = format!(
+            "{} unreachable: entries halted (failover = halt)",
+            self.venue.name()
+        );
+        self.set_state(c, row, "halted", Some(&reason)).await?;
+        end_event(c, &self.run_id, &row.client_id, "rejected", &reason).await?;
+        audit(
+            c,
+            "broker_failover",
+            &json!({
+                "run_id": self.run_id, "client_order_id": row.client_id,
+                "venue": self.venue.name(), "failover": "halt",
+            }),
+        )
+        .await?;
+        crate::alert::raise(
+            format!("failover:{}:{}", self.venue.name(), self.run_id),
+            crate::alert::Severity::Critical,
+            format!("{} down: entries halted", self.venue.name()),
+            format!("run {}: {reason}", self.run_id),
+        );
+        Ok(())
+    }
+
+    /// Cancels at the venue the orders the portfolio ended that the venue accepted.
+    ///
+    /// # Errors
+    /// PostgreSQL failing; a venue refusal (an order that filled meanwhile) is logged and left
+    /// for the venue's own report and reconciliation.
+    pub async fn send_cancels(&mut self, c: &Client) -> Result<u64, DbError> {
+        let mut n = 0;
+        for row in load(c, &self.run_id, &["accepted"]).await? {
+            let (true, Some(id)) = (row.cancel_requested, row.venue_order_id.as_deref()) else {
+                continue;
+            };
+            match self.venue.cancel(id).await {
+                Ok(()) => {
+                    self.answered();
+                    self.set_state(c, &row, "cancelling", None).await?;
+                    n += 1;
+                }
+                Err(e @ (VenueError::Rejected { .. } | VenueError::NotFound { .. })) => {
+                    self.answered();
+                    tracing::warn!(client_id = %row.client_id, error = %e, "the venue would not cancel: left to its report");
+                    c.execute(
+                        "UPDATE broker_orders SET cancel_requested = false, reason = $3 \
+                         WHERE run_id = $1 AND client_order_id = $2",
+                        &[&self.run_id, &row.client_id, &e.to_string()],
+                    )
+                    .await?;
+                }
+                Err(e) => self.failed(&e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Books what the venue says of a row's order: a fill for each growth of its filled quantity
+/// (priced from the change of the average, so hearing the same report twice adds nothing), its
+/// end, and its state. Events land in `broker_events` keyed so that a repeat is a no-op.
+///
+/// # Errors
+/// A failing statement.
+pub async fn observe(
+    c: &Client,
+    run_id: &str,
+    row: &OutboxRow,
+    o: &VenueOrder,
+) -> Result<(), DbError> {
+    let before = c
+        .query_opt(
+            "SELECT filled_quantity, avg_price FROM broker_orders \
+             WHERE run_id = $1 AND client_order_id = $2",
+            &[&run_id, &row.client_id],
+        )
+        .await?;
+    let (done, avg): (f64, Option<f64>) = before.map_or((0.0, None), |r| (r.get(0), r.get(1)));
+    let ts =
+        o.ts.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .unwrap_or_else(chrono::Utc::now);
+    if o.filled > done
+        && let Some(new_avg) = o.avg_price
+    {
+        let qty = o.filled - done;
+        let price = (o.filled * new_avg - done * avg.unwrap_or(0.0)) / qty;
+        c.execute(
+            "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, quantity, \
+                                        price, cumulative) \
+             VALUES ($1, $2, $3, 'fill', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[
+                &run_id,
+                &row.client_id,
+                &format!("fill@{}", o.filled),
+                &ts,
+                &qty,
+                &price,
+                &o.filled,
+            ],
+        )
+        .await?;
+    }
+    let state = state_of(&o.status);
+    if o.status.is_terminal() {
+        c.execute(
+            "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, status, \
+                                        cumulative) \
+             VALUES ($1, $2, 'end', 'ended', $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&run_id, &row.client_id, &ts, &state, &o.filled],
+        )
+        .await?;
+    }
+    c.execute(
+        "UPDATE broker_orders SET state = $3, filled_quantity = GREATEST(filled_quantity, $4), \
+                avg_price = COALESCE($5, avg_price) \
+         WHERE run_id = $1 AND client_order_id = $2",
+        &[&run_id, &row.client_id, &state, &o.filled, &o.avg_price],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Asks the venue about every order it works for the run (`accepted`, `cancelling`) and books
+/// what changed ([`observe`]): the REST path that needs no stream, and that covers any gap in
+/// one. Returns how many orders were asked about.
+///
+/// # Errors
+/// PostgreSQL failing; a venue that does not answer is asked again next pass.
+pub async fn follow<V: Venue>(c: &Client, venue: &V, run_id: &str) -> Result<u64, DbError> {
+    let mut n = 0;
+    for row in load(c, run_id, &["accepted", "cancelling"]).await? {
+        match venue.lookup(&row.client_id).await {
+            Ok(Some(o)) => {
+                observe(c, run_id, &row, &o).await?;
+                n += 1;
+            }
+            Ok(None) => {
+                tracing::warn!(client_id = %row.client_id, "an accepted order is unknown to the venue: left to reconciliation");
+            }
+            Err(e) => {
+                tracing::warn!(client_id = %row.client_id, error = %e, "could not follow an order");
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Records that an order ended before the venue worked it (refused, halted, withdrawn before it
+/// was sent), for the run to book.
+async fn end_event(
+    c: &Client,
+    run_id: &str,
+    client_id: &str,
+    status: &str,
+    reason: &str,
+) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, status, reason) \
+         VALUES ($1, $2, 'end', 'ended', now(), $3, $4) ON CONFLICT DO NOTHING",
+        &[&run_id, &client_id, &status, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+fn update_of(r: &tokio_postgres::Row) -> Result<(i64, VenueUpdate), DbError> {
+    let client_id: String = r.get(0);
+    let kind: &str = r.get(1);
+    let ts: i64 = r.get(2);
+    let order_id: i64 = r.get(7);
+    let bad = |what: String| DbError::Corrupt {
+        what: format!("broker_events row of {client_id}: {what}"),
+    };
+    let kind = match kind {
+        "fill" => match (r.get::<_, Option<f64>>(3), r.get::<_, Option<f64>>(4)) {
+            (Some(quantity), Some(price)) if quantity > 0.0 && price.is_finite() => {
+                VenueUpdateKind::Fill { quantity, price }
+            }
+            (q, p) => return Err(bad(format!("fill of {q:?} at {p:?}"))),
+        },
+        "ended" => {
+            let end = match r.get::<_, Option<&str>>(5) {
+                Some("filled") => VenueEnd::Filled,
+                Some("cancelled") => VenueEnd::Cancelled,
+                Some("expired") => VenueEnd::Expired,
+                Some("rejected") => VenueEnd::Rejected,
+                other => return Err(bad(format!("end {other:?}"))),
+            };
+            VenueUpdateKind::Ended {
+                end,
+                reason: r.get::<_, Option<String>>(6).unwrap_or_default(),
+            }
+        }
+        other => return Err(bad(format!("kind {other:?}"))),
+    };
+    Ok((
+        r.get(8),
+        VenueUpdate {
+            ts,
+            order_id: order_id as u64,
+            kind,
+        },
+    ))
+}
+
+const EVENTS: &str = "SELECT e.client_order_id, e.kind, extract(epoch FROM e.time)::int8, e.quantity, \
+            e.price, e.status, e.reason, o.order_id, COALESCE(e.fed_at, 0), e.event_id \
+     FROM broker_events e JOIN broker_orders o USING (run_id, client_order_id) \
+     WHERE e.run_id = $1 AND e.kind IN ('fill', 'ended')";
+
+/// The venue's fills and ends the run booked at or before `through` (its committed time), each
+/// at the time it was booked, for a restarted run to replay; those booked later (not committed)
+/// are forgotten, to be taken again.
+///
+/// # Errors
+/// A failing statement, or an unreadable row.
+pub async fn replay_updates(
+    c: &Client,
+    run_id: &str,
+    through: i64,
+) -> Result<Vec<(i64, VenueUpdate)>, DbError> {
+    c.execute(
+        "UPDATE broker_events SET fed_at = NULL WHERE run_id = $1 AND fed_at > $2",
+        &[&run_id, &through],
+    )
+    .await?;
+    let sql = format!(
+        "{EVENTS} AND e.fed_at IS NOT NULL ORDER BY e.fed_at, o.order_id, e.kind = 'ended', e.cumulative"
+    );
+    c.query(&sql, &[&run_id])
+        .await?
+        .iter()
+        .map(update_of)
+        .collect()
+}
+
+/// Takes the venue's fills and ends the run has not booked yet: each is given its booking time —
+/// its own, or `floor` when it came later — recorded (committed) before it is returned, so a
+/// replay books it at the same time.
+///
+/// # Errors
+/// A failing statement, or an unreadable row.
+pub async fn take_updates(
+    c: &mut Client,
+    run_id: &str,
+    floor: i64,
+) -> Result<Vec<(i64, VenueUpdate)>, DbError> {
+    let tx = c.transaction().await?;
+    let sql = format!(
+        "{EVENTS} AND e.fed_at IS NULL ORDER BY e.time, o.order_id, e.kind = 'ended', e.cumulative \
+         FOR UPDATE OF e"
+    );
+    let mut out = Vec::new();
+    let mut keys: (Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+    for r in tx.query(&sql, &[&run_id]).await? {
+        let (_, u) = update_of(&r)?;
+        let at = u.ts.max(floor);
+        keys.0.push(r.get(0));
+        keys.1.push(r.get(9));
+        keys.2.push(at);
+        out.push((at, u));
+    }
+    if out.is_empty() {
+        return Ok(out);
+    }
+    tx.execute(
+        "UPDATE broker_events e SET fed_at = k.at \
+         FROM UNNEST($2::text[], $3::text[], $4::int8[]) AS k(cid, event_id, at) \
+         WHERE e.run_id = $1 AND e.client_order_id = k.cid AND e.event_id = k.event_id",
+        &[&run_id, &keys.0, &keys.1, &keys.2],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(out)
+}

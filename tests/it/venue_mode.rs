@@ -1,0 +1,194 @@
+//! The portfolio in venue mode, on hand-made bars and venue updates with known answers: bars
+//! execute nothing; orders carry the quantity planned at the decision; the venue's partial fills
+//! and end are booked at their times and prices; a withdrawn order is asked of the venue to cancel
+//! and ends only when the venue says so, a fill that raced the cancel booked; a refusal is a
+//! refused order with the broker's reason. Equities in the hundreds and crypto in the tens of
+//! thousands (fractional quantities).
+
+use findashpro::bar::Bar;
+use findashpro::config::{RiskSpec, Sizing};
+use findashpro::operators::portfolio::{Ledger, OrderPolicy, OrderStatus, Portfolio};
+use findashpro::operators::risk::{KillSwitch, RiskEngine};
+use findashpro::operators::signal::{Signal, Target};
+use findashpro::order::{
+    Commission, EntryType, OrderSide, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind,
+};
+use findashpro::sinks::broker::{FillModel, PaperBroker};
+use findashpro::time::DAY;
+
+/// 2024-03-04 00:00 UTC.
+const T0: i64 = 1_709_510_400;
+
+fn bar(day: i64, price: f64) -> Bar {
+    Bar {
+        ticker: 0,
+        ts: T0 + day * DAY,
+        open: price,
+        high: price * 1.01,
+        low: price * 0.99,
+        close: price,
+        volume: 1e9,
+    }
+}
+
+fn signal(target: Target) -> Option<Signal> {
+    Some(Signal {
+        target,
+        confidence: 0.6,
+        predicted_return: f64::NAN,
+    })
+}
+
+fn venue(whole_shares: bool, entry: EntryType) -> Portfolio<PaperBroker> {
+    let risk = RiskSpec {
+        capital: 100_000.0,
+        sizing: Sizing::FixedFraction { fraction: 0.02 },
+        min_order: 0.0,
+        ..RiskSpec::default()
+    };
+    let mut p = Portfolio::with_policy(
+        RiskEngine::new(risk, KillSwitch::default()),
+        PaperBroker::new(FillModel {
+            slippage: 0.0,
+            commission: Commission::default(),
+            whole_shares,
+            volume_cap: None,
+        }),
+        OrderPolicy {
+            entry,
+            offset: if entry == EntryType::Market {
+                0.0
+            } else {
+                0.01
+            },
+            tif: TimeInForce::Gtc,
+            ..OrderPolicy::default()
+        },
+    );
+    p.venue_mode();
+    p
+}
+
+fn fill(ts: i64, order_id: u64, quantity: f64, price: f64) -> VenueUpdate {
+    VenueUpdate {
+        ts,
+        order_id,
+        kind: VenueUpdateKind::Fill { quantity, price },
+    }
+}
+
+fn ended(ts: i64, order_id: u64, end: VenueEnd, reason: &str) -> VenueUpdate {
+    VenueUpdate {
+        ts,
+        order_id,
+        kind: VenueUpdateKind::Ended {
+            end,
+            reason: reason.into(),
+        },
+    }
+}
+
+fn drained(p: &mut Portfolio<PaperBroker>) -> Ledger {
+    p.drain()
+}
+
+#[test]
+fn bars_fill_nothing_and_the_venues_partial_fills_are_booked_at_its_prices() {
+    let mut p = venue(true, EntryType::Market);
+    p.step(T0, &[(bar(0, 250.0), signal(Target::Long), 1.0)]);
+    let l = drained(&mut p);
+    assert_eq!(l.submitted.len(), 1);
+    // 2 % of 100 000 at the deciding close 250: 8 whole shares.
+    assert_eq!(l.submitted[0].quantity, 8.0);
+    let id = l.submitted[0].order.id;
+    // The next bar trades, but only the venue fills.
+    p.step(T0 + DAY, &[(bar(1, 251.0), signal(Target::Long), 1.0)]);
+    assert!(drained(&mut p).fills.is_empty());
+    let t = T0 + DAY + 3600;
+    p.step_with(t, &[], &[fill(t, id, 3.0, 251.5)]);
+    p.step_with(
+        t + 60,
+        &[],
+        &[
+            fill(t + 60, id, 5.0, 251.7),
+            ended(t + 60, id, VenueEnd::Filled, ""),
+        ],
+    );
+    let l = drained(&mut p);
+    let fills: Vec<_> = l
+        .fills
+        .iter()
+        .map(|f| (f.ts, f.quantity, f.price, f.seq))
+        .collect();
+    assert_eq!(fills, [(t, 3.0, 251.5, 1), (t + 60, 5.0, 251.7, 2)]);
+    let o = &l.orders[0];
+    assert_eq!((o.status, o.filled), (OrderStatus::Filled, 8.0));
+    let last = l.positions.last().expect("position");
+    assert_eq!(last.quantity, 8.0);
+    assert!((last.entry_price - (3.0 * 251.5 + 5.0 * 251.7) / 8.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_withdrawn_order_ends_when_the_venue_says_and_a_racing_fill_is_booked() {
+    let mut p = venue(false, EntryType::Limit);
+    // Crypto: a limit 1 % under 43 000, 2 % of equity, fractional.
+    p.step(T0, &[(bar(0, 43_000.0), signal(Target::Long), 1.0)]);
+    let l = drained(&mut p);
+    let id = l.submitted[0].order.id;
+    assert!((l.submitted[0].quantity - 2_000.0 / 42_570.0).abs() < 1e-12);
+    // The signal turns flat: the working limit is withdrawn (a cancel asked of the venue).
+    p.step(T0 + DAY, &[(bar(1, 43_500.0), signal(Target::Flat), 1.0)]);
+    let l = drained(&mut p);
+    assert_eq!(l.cancels, [(T0 + DAY, id)]);
+    assert!(l.orders.is_empty(), "not ended before the venue says so");
+    // The venue filled part before the cancel reached it, then cancelled the rest.
+    let t = T0 + DAY + 120;
+    p.step_with(
+        t,
+        &[],
+        &[
+            fill(t, id, 0.01, 42_570.0),
+            ended(t, id, VenueEnd::Cancelled, ""),
+        ],
+    );
+    let l = drained(&mut p);
+    assert_eq!(l.fills.len(), 1);
+    let o = &l.orders[0];
+    assert_eq!(
+        (o.status, o.filled, o.reason.as_str()),
+        (OrderStatus::Cancelled, 0.01, "signal_changed")
+    );
+    assert_eq!(l.positions.last().map(|p| p.quantity), Some(0.01));
+    // The model still wants flat: the position it did not want is exited at the next bar.
+    p.step(
+        T0 + 2 * DAY,
+        &[(bar(2, 43_200.0), signal(Target::Flat), 1.0)],
+    );
+    let l = drained(&mut p);
+    let exit = &l.submitted[0];
+    assert_eq!((exit.order.side, exit.quantity), (OrderSide::Sell, 0.01));
+}
+
+#[test]
+fn a_refusal_is_a_refused_order_with_the_brokers_reason() {
+    let mut p = venue(true, EntryType::Market);
+    p.step(T0, &[(bar(0, 187.25), signal(Target::Long), 1.0)]);
+    let id = drained(&mut p).submitted[0].order.id;
+    p.step_with(
+        T0 + 60,
+        &[],
+        &[ended(
+            T0 + 60,
+            id,
+            VenueEnd::Rejected,
+            "insufficient buying power",
+        )],
+    );
+    let l = p.finish();
+    let o = l.orders.iter().find(|o| o.order.id == id).expect("order");
+    assert_eq!(
+        (o.status, o.reason.as_str()),
+        (OrderStatus::Refused, "broker: insufficient buying power")
+    );
+    assert!(l.fills.is_empty());
+}
