@@ -10,6 +10,10 @@
 //! source rejects ──────────┘
 //! ```
 //!
+//! A live run whose `[broker] kind` is a venue adds one input: the venue's fills and ends of the
+//! run's orders, at their times, into the portfolio (which then executes nothing on bars); its
+//! orders leave through the outbox (`broker_orders`) that `fdp broker` sends.
+//!
 //! The model is a rule or the ML ensemble (`[model] kind = "ensemble"`), which retrains on the
 //! drift operator's events; `[drift]` is optional for rule models and implied for the ensemble.
 
