@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{BrokerKind, LoadedPipeline};
-use crate::sinks::broker::alpaca::rest::AlpacaClient;
+use crate::sinks::broker::alpaca::link::AlpacaLink;
 use crate::sinks::broker::alpaca::{AlpacaConfig, PAPER_STREAM_URL, PAPER_URL};
 use crate::sinks::broker::ibkr::{IbkrClient, IbkrConfig};
 use crate::sinks::broker::outbox::{self, Outbox, Pass};
@@ -96,8 +96,11 @@ pub fn run(p: &LoadedPipeline, opts: &BrokerOptions) -> Result<BrokerSummary, Br
         BrokerKind::Alpaca => {
             let base = b.base_url.as_deref().unwrap_or(PAPER_URL);
             let stream = b.stream_url.as_deref().unwrap_or(PAPER_STREAM_URL);
-            let client = AlpacaClient::new(AlpacaConfig::from_env(base, stream, b.live)?)?;
+            let cfg = AlpacaConfig::from_env(base, stream, b.live)?;
             rt.block_on(async {
+                // Trade updates over the websocket (REST polled on every reconnection).
+                let mut link = AlpacaLink::start(cfg)?;
+                let client = link.client().clone();
                 // The paper and live hosts are told apart by the configured URL (the adapter
                 // refuses the live host without `live = true`); the account must be able to trade.
                 let account = client.account().await?;
@@ -108,7 +111,7 @@ pub fn run(p: &LoadedPipeline, opts: &BrokerOptions) -> Result<BrokerSummary, Br
                     ))
                     .into());
                 }
-                drive(&client, p, opts).await
+                drive(&client, Some(&mut link), p, opts).await
             })
         }
         BrokerKind::Ibkr => {
@@ -119,7 +122,7 @@ pub fn run(p: &LoadedPipeline, opts: &BrokerOptions) -> Result<BrokerSummary, Br
             rt.block_on(async {
                 client.tickle().await?;
                 let _keep = client.keep_alive(Duration::from_secs(60));
-                drive(client.as_ref(), p, opts).await
+                drive(client.as_ref(), None, p, opts).await
             })
         }
     }
@@ -129,10 +132,17 @@ fn stop_requested(file: &Path) -> bool {
     file.exists()
 }
 
+/// How often working orders are asked about over REST when a stream reports their updates (the
+/// safety net under the stream; without a stream, every pass).
+const POLL_UNDER_STREAM: Duration = Duration::from_secs(30);
+
 /// The passes: recover and reconcile at start, then send, cancel and follow every `interval`,
-/// reconciling every `reconcile_minutes`.
+/// reconciling every `reconcile_minutes`. With a `stream` (Alpaca's trade updates) its events
+/// are booked as they come and REST asks about working orders only every
+/// [`POLL_UNDER_STREAM`].
 async fn drive<V: Venue>(
     venue: &V,
+    mut stream: Option<&mut AlpacaLink>,
     p: &LoadedPipeline,
     opts: &BrokerOptions,
 ) -> Result<BrokerSummary, BrokerCmdError> {
@@ -148,6 +158,7 @@ async fn drive<V: Venue>(
     sum.pass.adopted += recovered.adopted;
     let every = Duration::from_secs_f64(p.pipeline.broker.reconcile_minutes * 60.0);
     let mut reconciled: Option<Instant> = None;
+    let mut polled: Option<Instant> = None;
     loop {
         if reconciled.is_none_or(|t| t.elapsed() >= every) {
             match reconcile::run(&c, venue, run_id).await {
@@ -159,14 +170,39 @@ async fn drive<V: Venue>(
             }
             reconciled = Some(Instant::now());
         }
+        if let Some(link) = stream.as_deref_mut() {
+            // Followed before they are sent, so no update of theirs is missed.
+            let live = ["recorded", "sending", "accepted", "cancelling"];
+            for row in outbox::load(&c, run_id, &live).await? {
+                link.follow(&row.client_id);
+            }
+        }
         let pass = out.send_pending(&c).await?;
         add(&mut sum.pass, &pass);
         sum.cancels += out.send_cancels(&c).await?;
-        outbox::follow(&c, venue, run_id).await?;
+        let poll_every = if stream.is_some() {
+            POLL_UNDER_STREAM
+        } else {
+            Duration::ZERO
+        };
+        if opts.once || polled.is_none_or(|t| t.elapsed() >= poll_every) {
+            outbox::follow(&c, venue, run_id).await?;
+            polled = Some(Instant::now());
+        }
         if opts.once || stop_requested(&opts.stop_file) {
             break;
         }
-        tokio::time::sleep(opts.interval).await;
+        match stream.as_deref_mut() {
+            Some(link) => {
+                // Waits for the stream up to the interval, then takes what else is there.
+                let mut wait = opts.interval;
+                while let Some(e) = link.next_event(wait).await {
+                    outbox::record_event(&c, run_id, &e).await?;
+                    wait = Duration::ZERO;
+                }
+            }
+            None => tokio::time::sleep(opts.interval).await,
+        }
     }
     tracing::info!(?sum, "broker sink stopped");
     Ok(sum)

@@ -515,3 +515,72 @@ async fn table_rows(c: &tokio_postgres::Client, run: &str) -> Vec<i64> {
     }
     n
 }
+
+/// `fdp broker` left running books fills from Alpaca's trade-updates stream as they come (REST
+/// asks about working orders only every 30 s), each part at its own price, then the end; it
+/// stops when the STOP file appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_broker_books_streamed_fills_as_they_come() {
+    let (m, db, mut c, dir) = setup().await;
+    let p = pipeline(dir.path(), &m);
+    let run = "live-stream";
+    record(&mut c, run, &[entry(1, 0)]).await;
+    let cid = client_order_id(run, 1);
+    let child = broker(&p, &db, run, false).spawn().expect("spawn");
+    let start = Instant::now();
+    while m.orders().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the order reached the venue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m.wait_sessions(1).await;
+    let count_fills = async |c: &tokio_postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM broker_events WHERE run_id = $1 AND kind = 'fill'",
+            &[&run],
+        )
+        .await
+        .expect("count")
+        .get(0)
+    };
+    m.fill(&cid, 4.0, 101.5, true, false);
+    let start = Instant::now();
+    while count_fills(&c).await < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the streamed fill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m.fill(&cid, 6.0, 102.0, true, true);
+    while count_fills(&c).await < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the second fill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "from the stream, not the 30 s REST poll"
+    );
+    let rows: Vec<(f64, f64, f64)> = c
+        .query(
+            "SELECT quantity, price, cumulative FROM broker_events \
+             WHERE run_id = $1 AND kind = 'fill' ORDER BY cumulative",
+            &[&run],
+        )
+        .await
+        .expect("fills")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(rows, [(4.0, 101.5, 4.0), (6.0, 102.0, 10.0)]);
+    std::fs::write(dir.path().join("STOP"), "").expect("stop");
+    finish(child);
+    let state: String = c
+        .query_one("SELECT state FROM broker_orders WHERE run_id = $1", &[&run])
+        .await
+        .expect("state")
+        .get(0);
+    assert_eq!(state, "filled");
+}

@@ -22,7 +22,9 @@ use crate::operators::portfolio::Submitted;
 use crate::order::{OrderSide, OrderType, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind};
 use crate::sinks::postgres::{DbError, audit};
 
-use super::venue::{OrderRequest, Venue, VenueError, VenueOrder, VenueStatus, client_order_id};
+use super::venue::{
+    OrderRequest, Venue, VenueError, VenueEvent, VenueOrder, VenueStatus, client_order_id,
+};
 
 /// Records the orders a committed step submitted, inside its transaction. A replay of the same
 /// decisions (after a restart) finds its rows there and leaves them as they are.
@@ -463,9 +465,8 @@ impl<'v, V: Venue> Outbox<'v, V> {
     }
 }
 
-/// Books what the venue says of a row's order: a fill for each growth of its filled quantity
-/// (priced from the change of the average, so hearing the same report twice adds nothing), its
-/// end, and its state. Events land in `broker_events` keyed so that a repeat is a no-op.
+/// Books what the venue says of a row's order (a REST snapshot): a fill for each growth of its
+/// filled quantity, its end, and its state ([`book_fill`], [`book_end`]).
 ///
 /// # Errors
 /// A failing statement.
@@ -475,55 +476,168 @@ pub async fn observe(
     row: &OutboxRow,
     o: &VenueOrder,
 ) -> Result<(), DbError> {
-    let before = c
+    let ts = o.ts.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    if let Some(avg) = o.avg_price {
+        book_fill(c, run_id, &row.client_id, o.filled, avg, None, ts).await?;
+    }
+    if o.status.is_terminal() {
+        book_end(c, run_id, &row.client_id, state_of(&o.status), o.filled, ts).await?;
+    } else {
+        c.execute(
+            "UPDATE broker_orders SET state = $3 WHERE run_id = $1 AND client_order_id = $2 \
+               AND state NOT IN ('filled', 'cancelled', 'expired', 'rejected')",
+            &[&run_id, &row.client_id, &state_of(&o.status)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Books an order's filled quantity reaching `cumulative`: the growth since what is booked is
+/// one fill (`broker_events`, keyed by the cumulative quantity, so hearing it again — from the
+/// stream, a REST poll or reconciliation — adds nothing). Its price is `price` when the report
+/// is of exactly that execution, else derived from the change of the average.
+///
+/// # Errors
+/// A failing statement.
+pub async fn book_fill(
+    c: &Client,
+    run_id: &str,
+    client_id: &str,
+    cumulative: f64,
+    avg_after: f64,
+    price: Option<(f64, f64)>,
+    ts: i64,
+) -> Result<bool, DbError> {
+    let Some(r) = c
         .query_opt(
             "SELECT filled_quantity, avg_price FROM broker_orders \
              WHERE run_id = $1 AND client_order_id = $2",
-            &[&run_id, &row.client_id],
+            &[&run_id, &client_id],
         )
-        .await?;
-    let (done, avg): (f64, Option<f64>) = before.map_or((0.0, None), |r| (r.get(0), r.get(1)));
-    let ts =
-        o.ts.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .unwrap_or_else(chrono::Utc::now);
-    if o.filled > done
-        && let Some(new_avg) = o.avg_price
-    {
-        let qty = o.filled - done;
-        let price = (o.filled * new_avg - done * avg.unwrap_or(0.0)) / qty;
-        c.execute(
-            "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, quantity, \
-                                        price, cumulative) \
-             VALUES ($1, $2, $3, 'fill', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &row.client_id,
-                &format!("fill@{}", o.filled),
-                &ts,
-                &qty,
-                &price,
-                &o.filled,
-            ],
-        )
-        .await?;
+        .await?
+    else {
+        tracing::warn!(
+            client_id,
+            "a fill of an order this run did not record: left to reconciliation"
+        );
+        return Ok(false);
+    };
+    let (done, avg): (f64, Option<f64>) = (r.get(0), r.get(1));
+    let qty = cumulative - done;
+    if qty <= 1e-9 * cumulative.max(1.0) {
+        return Ok(false);
     }
-    let state = state_of(&o.status);
-    if o.status.is_terminal() {
-        c.execute(
-            "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, status, \
-                                        cumulative) \
-             VALUES ($1, $2, 'end', 'ended', $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[&run_id, &row.client_id, &ts, &state, &o.filled],
-        )
-        .await?;
-    }
+    let fill_price = match price {
+        Some((q, p)) if (q - qty).abs() <= 1e-9 * qty.max(1.0) => p,
+        _ => (cumulative * avg_after - done * avg.unwrap_or(0.0)) / qty,
+    };
+    let at = chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
     c.execute(
-        "UPDATE broker_orders SET state = $3, filled_quantity = GREATEST(filled_quantity, $4), \
-                avg_price = COALESCE($5, avg_price) \
-         WHERE run_id = $1 AND client_order_id = $2",
-        &[&run_id, &row.client_id, &state, &o.filled, &o.avg_price],
+        "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, quantity, \
+                                    price, cumulative) \
+         VALUES ($1, $2, $3, 'fill', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        &[
+            &run_id,
+            &client_id,
+            &format!("fill@{cumulative}"),
+            &at,
+            &qty,
+            &fill_price,
+            &cumulative,
+        ],
     )
     .await?;
+    c.execute(
+        "UPDATE broker_orders SET filled_quantity = $3, avg_price = $4 \
+         WHERE run_id = $1 AND client_order_id = $2",
+        &[&run_id, &client_id, &cumulative, &avg_after],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Books an order's end as the venue reported it (once), with its final state.
+///
+/// # Errors
+/// A failing statement.
+pub async fn book_end(
+    c: &Client,
+    run_id: &str,
+    client_id: &str,
+    state: &str,
+    cumulative: f64,
+    ts: i64,
+) -> Result<(), DbError> {
+    let at = chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
+    c.execute(
+        "INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, status, \
+                                    cumulative) \
+         VALUES ($1, $2, 'end', 'ended', $3, $4, $5) ON CONFLICT DO NOTHING",
+        &[&run_id, &client_id, &at, &state, &cumulative],
+    )
+    .await?;
+    c.execute(
+        "UPDATE broker_orders SET state = $3 WHERE run_id = $1 AND client_order_id = $2",
+        &[&run_id, &client_id, &state],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Books an event of the venue's stream (a fill, an end) about one of the run's orders.
+///
+/// # Errors
+/// A failing statement.
+pub async fn record_event(c: &Client, run_id: &str, e: &VenueEvent) -> Result<(), DbError> {
+    match e {
+        VenueEvent::Fill(f) => {
+            let done_avg = c
+                .query_opt(
+                    "SELECT filled_quantity, COALESCE(avg_price, 0) FROM broker_orders \
+                     WHERE run_id = $1 AND client_order_id = $2",
+                    &[&run_id, &f.client_id],
+                )
+                .await?
+                .map(|r| (r.get::<_, f64>(0), r.get::<_, f64>(1)));
+            let (done, avg) = done_avg.unwrap_or((0.0, 0.0));
+            let grown = f.cumulative - done;
+            // The average after this execution (the whole gap at its price when some were missed).
+            let avg_after = if f.cumulative > 0.0 {
+                (done * avg + grown.max(0.0) * f.price) / f.cumulative
+            } else {
+                f.price
+            };
+            book_fill(
+                c,
+                run_id,
+                &f.client_id,
+                f.cumulative,
+                avg_after,
+                Some((f.quantity, f.price)),
+                f.ts,
+            )
+            .await?;
+        }
+        VenueEvent::Ended { client_id, status } => {
+            let cumulative: f64 = c
+                .query_opt(
+                    "SELECT filled_quantity FROM broker_orders WHERE run_id = $1 AND client_order_id = $2",
+                    &[&run_id, client_id],
+                )
+                .await?
+                .map_or(0.0, |r| r.get(0));
+            book_end(
+                c,
+                run_id,
+                client_id,
+                state_of(status),
+                cumulative,
+                chrono::Utc::now().timestamp(),
+            )
+            .await?;
+        }
+    }
     Ok(())
 }
 
