@@ -60,6 +60,9 @@ pub enum OrderKind {
     TakeProfit,
     /// A bracket's protective leg: close the whole position at a stop.
     StopLoss,
+    /// A position reconciliation adopted from the venue, booked as the venue holds it (never
+    /// sent anywhere).
+    Adjust,
 }
 
 impl OrderKind {
@@ -70,6 +73,7 @@ impl OrderKind {
             OrderKind::Exit => "exit",
             OrderKind::TakeProfit => "take_profit",
             OrderKind::StopLoss => "stop_loss",
+            OrderKind::Adjust => "adjust",
         }
     }
 
@@ -404,6 +408,16 @@ pub enum VenueUpdateKind {
         /// Price.
         price: f64,
     },
+    /// A position reconciliation adopted: the venue holds `quantity` (signed) of `ticker` at
+    /// an average price `price` (the update's `order_id` is 0).
+    Position {
+        /// Ticker.
+        ticker: TickerId,
+        /// Signed shares the venue holds.
+        quantity: f64,
+        /// The venue's average entry price.
+        price: f64,
+    },
     /// The order ended, with the venue's reason (a refusal's text).
     Ended {
         /// How.
@@ -417,8 +431,9 @@ impl VenueUpdate {
     /// Order in which one time's updates are booked: by order, fills before the end.
     pub fn sort_key(&self) -> (EventTime, u64, u8) {
         let k = match self.kind {
-            VenueUpdateKind::Fill { .. } => 0,
-            VenueUpdateKind::Ended { .. } => 1,
+            VenueUpdateKind::Position { .. } => 0,
+            VenueUpdateKind::Fill { .. } => 1,
+            VenueUpdateKind::Ended { .. } => 2,
         };
         (self.ts, self.order_id, k)
     }

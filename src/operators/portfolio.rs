@@ -449,6 +449,40 @@ impl<B: Broker> Portfolio<B> {
         self.venue = true;
     }
 
+    /// Books a position reconciliation adopted from the venue: an `adjust` order, filled at once
+    /// at the venue's average price without commission, takes the position from what the ledger
+    /// holds to `quantity` (a position that changes side is closed, then opened).
+    fn adopt(&mut self, ts: EventTime, ticker: TickerId, quantity: f64, price: f64) {
+        let held = self
+            .account
+            .positions
+            .get(&ticker)
+            .map_or(0.0, |p| p.quantity);
+        if held != 0.0 && held * quantity < 0.0 {
+            self.adopt(ts, ticker, 0.0, price);
+            return self.adopt(ts, ticker, quantity, price);
+        }
+        let delta = quantity - held;
+        if delta.abs() <= 1e-9 * quantity.abs().max(held.abs()).max(1.0) {
+            return;
+        }
+        let side = if delta > 0.0 {
+            OrderSide::Buy
+        } else {
+            OrderSide::Sell
+        };
+        tracing::warn!(
+            ticker,
+            held,
+            quantity,
+            price,
+            "position adopted from the venue"
+        );
+        let order = self.new_order(ts, ticker, side, OrderKind::Adjust, OrderType::Market);
+        self.book(&order, ts, price, delta.abs());
+        self.end(order, OrderStatus::Filled, "adopted_from_venue");
+    }
+
     /// Submits `order` to the broker, and records it for the venue when keeping an outbox.
     fn send(&mut self, order: Order, quantity: f64) {
         if self.outbox {
@@ -483,6 +517,14 @@ impl<B: Broker> Portfolio<B> {
 
     /// Books what the venue reported about an order (venue mode).
     fn apply(&mut self, u: &VenueUpdate) {
+        if let VenueUpdateKind::Position {
+            ticker,
+            quantity,
+            price,
+        } = u.kind
+        {
+            return self.adopt(u.ts, ticker, quantity, price);
+        }
         let Some((order, planned)) = self.sent.get(&u.order_id).cloned() else {
             tracing::warn!(
                 order_id = u.order_id,
@@ -505,6 +547,7 @@ impl<B: Broker> Portfolio<B> {
                     let _ = self.broker.executed(order.id, (planned - filled).max(0.0));
                 }
             }
+            VenueUpdateKind::Position { .. } => {}
             VenueUpdateKind::Ended { end, reason } => {
                 self.sent.remove(&order.id);
                 self.broker.cancel(order.id);
@@ -631,7 +674,7 @@ impl<B: Broker> Portfolio<B> {
             let cancel = match o.kind {
                 OrderKind::Entry { .. } => true,
                 OrderKind::Exit => (exits || flatten) && !self.forced.contains(&o.id),
-                OrderKind::TakeProfit | OrderKind::StopLoss => false,
+                OrderKind::TakeProfit | OrderKind::StopLoss | OrderKind::Adjust => false,
             };
             if cancel {
                 self.withdraw(o.id, why.as_str());
@@ -738,7 +781,7 @@ impl<B: Broker> Portfolio<B> {
             let agrees = match o.kind {
                 OrderKind::Entry { direction, .. } => direction == want,
                 OrderKind::Exit => held != want,
-                OrderKind::TakeProfit | OrderKind::StopLoss => continue,
+                OrderKind::TakeProfit | OrderKind::StopLoss | OrderKind::Adjust => continue,
             };
             if !agrees {
                 self.withdraw(o.id, "signal_changed");
@@ -949,7 +992,11 @@ impl<B: Broker> Portfolio<B> {
     fn book(&mut self, order: &Order, ts: EventTime, price: f64, quantity: f64) {
         let t = order.ticker;
         let signed = order.side.sign() * quantity;
-        let commission = self.broker.commission(signed, price);
+        let commission = if order.kind == OrderKind::Adjust {
+            0.0
+        } else {
+            self.broker.commission(signed, price)
+        };
         self.account.cash -= signed * price + commission;
         let part = self.partial.entry(order.id).or_insert((0.0, 0));
         part.0 += quantity;
@@ -1034,10 +1081,10 @@ impl<B: Broker> Portfolio<B> {
                     quantity: 0.0,
                     entry_price: 0.0,
                 });
-                let reason = if order.kind.closes() && order.kind != OrderKind::Exit {
-                    "oco"
-                } else {
-                    "position_closed"
+                let reason = match order.kind {
+                    OrderKind::TakeProfit | OrderKind::StopLoss => "oco",
+                    OrderKind::Adjust => "adopted_from_venue",
+                    _ => "position_closed",
                 };
                 self.cancel_legs(t, reason, Some(order.id));
             }

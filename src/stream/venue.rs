@@ -26,8 +26,9 @@ impl WorkerCtx {
     ) -> Result<(), StreamRunError> {
         let run_id = self.opts.run_id.clone();
         let through = self.history.committed;
+        let tickers = &self.spec.tickers;
         let updates = feed.db.retry("venue history", |rt, c| {
-            rt.block_on(outbox::replay_updates(c, &run_id, through))
+            rt.block_on(outbox::replay_updates(c, &run_id, tickers, through))
         })?;
         tracing::info!(updates = updates.len(), "venue updates replayed");
         h.give_updates(updates.into_iter().map(|(t, u)| (timely_time(t), u)))?;
@@ -51,8 +52,9 @@ impl WorkerCtx {
         *last = Instant::now();
         let run_id = self.opts.run_id.clone();
         let floor = event_time(floor);
+        let tickers = &self.spec.tickers;
         let updates = feed.db.retry("venue updates", |rt, c| {
-            rt.block_on(outbox::take_updates(c, &run_id, floor))
+            rt.block_on(outbox::take_updates(c, &run_id, tickers, floor))
         })?;
         let n = updates.len();
         if n > 0 {

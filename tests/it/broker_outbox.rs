@@ -334,7 +334,11 @@ async fn reconciliation_adopts_what_changed_at_the_broker_while_the_run_was_down
         .filter_map(|a| a["ticker"].as_str())
         .collect();
     tickers.sort_unstable();
-    assert_eq!(tickers, ["AAPL", "BRK.B"], "{adopted:?}");
+    assert_eq!(
+        tickers,
+        ["AAPL"],
+        "BRK.B's position is its order's fill, booked once, not adopted: {adopted:?}"
+    );
     let aapl = adopted
         .iter()
         .find(|a| a["ticker"] == "AAPL")
@@ -456,10 +460,38 @@ async fn a_live_run_books_the_venues_fills_and_replays_them_exactly() {
         m.fill(&cid, qty, price, false, false);
         expected.push((cid, qty, price));
     }
+    // The account holds what the fills made, and one share more of the first symbol, bought by
+    // hand at 90: reconciliation adopts that share, the fills explain the rest.
+    let mut held: std::collections::BTreeMap<String, f64> = Default::default();
+    for (o, (_, qty, _)) in sent.iter().zip(&expected) {
+        let sign = if o["side"] == "buy" { 1.0 } else { -1.0 };
+        *held
+            .entry(o["symbol"].as_str().expect("symbol").into())
+            .or_default() += sign * qty;
+    }
+    let first = held.keys().next().expect("a symbol").clone();
+    let filled_first = held[&first];
+    *held.get_mut(&first).expect("first") += 1.0;
+    m.set_positions(
+        held.iter()
+            .map(|(sym, q)| {
+                json!({"symbol": sym, "qty": q.to_string(), "avg_entry_price": "90",
+                                   "side": if *q > 0.0 { "long" } else { "short" },
+                                   "asset_class": "us_equity"})
+            })
+            .collect(),
+    );
     finish(broker(&p_file, &db, run, true).spawn().expect("spawn"));
     assert_eq!(
         count("SELECT count(*) FROM broker_events WHERE run_id = $1 AND kind = 'fill'").await,
         expected.len() as i64
+    );
+    // The fills arrived in the pass after reconciliation: the next pass finds them explained.
+    finish(broker(&p_file, &db, run, true).spawn().expect("spawn"));
+    assert_eq!(
+        count("SELECT count(*) FROM broker_events WHERE run_id = $1 AND kind = 'position'").await,
+        1,
+        "only the share bought by hand is adopted"
     );
     // The next start books them.
     assert_eq!(
@@ -486,6 +518,32 @@ async fn a_live_run_books_the_venues_fills_and_replays_them_exactly() {
             (*qty, *price, "filled".to_string())
         );
     }
+    let adjust = c
+        .query_one(
+            "SELECT o.side, f.quantity, f.price, o.reason FROM orders o \
+             JOIN fills f USING (run_id, order_id) WHERE o.run_id = $1 AND o.intent = 'adjust'",
+            &[&run],
+        )
+        .await
+        .expect("the adopted share is booked");
+    assert_eq!(
+        (
+            adjust.get::<_, String>(0),
+            adjust.get::<_, f64>(1),
+            adjust.get::<_, f64>(2),
+            adjust.get::<_, String>(3)
+        ),
+        ("buy".into(), 1.0, 90.0, "adopted_from_venue".into())
+    );
+    let last: f64 = c
+        .query_one(
+            "SELECT quantity FROM positions WHERE run_id = $1 AND ticker = $2 ORDER BY time DESC LIMIT 1",
+            &[&run, &first],
+        )
+        .await
+        .expect("position")
+        .get(0);
+    assert!((last - (filled_first + 1.0)).abs() < 1e-9, "{last}");
     let before = table_rows(&c, run).await;
     let posts = m.posts().len();
     // A third start replays bars and venue updates at their recorded times: nothing new.

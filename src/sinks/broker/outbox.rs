@@ -685,7 +685,12 @@ async fn end_event(
     Ok(())
 }
 
-fn update_of(r: &tokio_postgres::Row) -> Result<(i64, VenueUpdate), DbError> {
+/// The update a `broker_events` row holds; `None` for a position in a ticker outside the
+/// run's universe (reconciliation reports it; nothing to book).
+fn update_of(
+    r: &tokio_postgres::Row,
+    tickers: &Tickers,
+) -> Result<Option<(i64, VenueUpdate)>, DbError> {
     let client_id: String = r.get(0);
     let kind: &str = r.get(1);
     let ts: i64 = r.get(2);
@@ -713,24 +718,44 @@ fn update_of(r: &tokio_postgres::Row) -> Result<(i64, VenueUpdate), DbError> {
                 reason: r.get::<_, Option<String>>(6).unwrap_or_default(),
             }
         }
+        "position" => {
+            let name = client_id.strip_prefix("position:").unwrap_or_default();
+            let Some(ticker) = tickers.id(name) else {
+                tracing::warn!(
+                    ticker = name,
+                    "an adopted position outside the universe: not booked"
+                );
+                return Ok(None);
+            };
+            match (r.get::<_, Option<f64>>(3), r.get::<_, Option<f64>>(4)) {
+                (Some(quantity), Some(price)) if quantity.is_finite() && price.is_finite() => {
+                    VenueUpdateKind::Position {
+                        ticker,
+                        quantity,
+                        price,
+                    }
+                }
+                (q, p) => return Err(bad(format!("position of {q:?} at {p:?}"))),
+            }
+        }
         other => return Err(bad(format!("kind {other:?}"))),
     };
-    Ok((
+    Ok(Some((
         r.get(8),
         VenueUpdate {
             ts,
             order_id: order_id as u64,
             kind,
         },
-    ))
+    )))
 }
 
 const EVENTS: &str = "SELECT e.client_order_id, e.kind, extract(epoch FROM e.time)::int8, e.quantity, \
-            e.price, e.status, e.reason, o.order_id, COALESCE(e.fed_at, 0), e.event_id \
-     FROM broker_events e JOIN broker_orders o USING (run_id, client_order_id) \
-     WHERE e.run_id = $1 AND e.kind IN ('fill', 'ended')";
+            e.price, e.status, e.reason, COALESCE(o.order_id, 0), COALESCE(e.fed_at, 0), e.event_id \
+     FROM broker_events e LEFT JOIN broker_orders o USING (run_id, client_order_id) \
+     WHERE e.run_id = $1 AND e.kind IN ('fill', 'ended', 'position')";
 
-/// The venue's fills and ends the run booked at or before `through` (its committed time), each
+/// The venue's fills, ends and adopted positions the run booked at or before `through` (its committed time), each
 /// at the time it was booked, for a restarted run to replay; those booked later (not committed)
 /// are forgotten, to be taken again.
 ///
@@ -739,6 +764,7 @@ const EVENTS: &str = "SELECT e.client_order_id, e.kind, extract(epoch FROM e.tim
 pub async fn replay_updates(
     c: &Client,
     run_id: &str,
+    tickers: &Tickers,
     through: i64,
 ) -> Result<Vec<(i64, VenueUpdate)>, DbError> {
     c.execute(
@@ -747,16 +773,16 @@ pub async fn replay_updates(
     )
     .await?;
     let sql = format!(
-        "{EVENTS} AND e.fed_at IS NOT NULL ORDER BY e.fed_at, o.order_id, e.kind = 'ended', e.cumulative"
+        "{EVENTS} AND e.fed_at IS NOT NULL ORDER BY e.fed_at, e.time, o.order_id, e.kind = 'ended', e.cumulative"
     );
-    c.query(&sql, &[&run_id])
-        .await?
-        .iter()
-        .map(update_of)
-        .collect()
+    let mut out = Vec::new();
+    for r in c.query(&sql, &[&run_id]).await? {
+        out.extend(update_of(&r, tickers)?);
+    }
+    Ok(out)
 }
 
-/// Takes the venue's fills and ends the run has not booked yet: each is given its booking time —
+/// Takes the venue's fills, ends and adopted positions the run has not booked yet: each is given its booking time —
 /// its own, or `floor` when it came later — recorded (committed) before it is returned, so a
 /// replay books it at the same time.
 ///
@@ -765,6 +791,7 @@ pub async fn replay_updates(
 pub async fn take_updates(
     c: &mut Client,
     run_id: &str,
+    tickers: &Tickers,
     floor: i64,
 ) -> Result<Vec<(i64, VenueUpdate)>, DbError> {
     let tx = c.transaction().await?;
@@ -775,14 +802,14 @@ pub async fn take_updates(
     let mut out = Vec::new();
     let mut keys: (Vec<String>, Vec<String>, Vec<i64>) = Default::default();
     for r in tx.query(&sql, &[&run_id]).await? {
-        let (_, u) = update_of(&r)?;
-        let at = u.ts.max(floor);
+        let update = update_of(&r, tickers)?;
+        let at = update.as_ref().map_or(floor, |(_, u)| u.ts.max(floor));
         keys.0.push(r.get(0));
         keys.1.push(r.get(9));
         keys.2.push(at);
-        out.push((at, u));
+        out.extend(update.map(|(_, u)| (at, u)));
     }
-    if out.is_empty() {
+    if keys.0.is_empty() {
         return Ok(out);
     }
     tx.execute(

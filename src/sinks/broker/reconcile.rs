@@ -119,17 +119,29 @@ fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// The ledger's position per ticker: its latest `positions` row, adjusted by any position a
-/// reconciliation adopted after it.
+/// The ledger's position per ticker: its latest `positions` row (or position adopted after it),
+/// plus the venue's fills after it recorded but not yet booked and committed by the run — so a
+/// fill on its way into the ledger is never adopted a second time.
 async fn ledger_positions(c: &Client, run_id: &str) -> Result<BTreeMap<String, f64>, DbError> {
     let rows = c
         .query(
-            "SELECT DISTINCT ON (ticker) ticker, quantity FROM ( \
-                SELECT ticker, time, quantity FROM positions WHERE run_id = $1 \
-                UNION ALL \
-                SELECT substr(client_order_id, 10), time, quantity FROM broker_events \
-                 WHERE run_id = $1 AND kind = 'position' \
-             ) p ORDER BY ticker, time DESC",
+            "WITH committed AS ( \
+                SELECT COALESCE((SELECT committed FROM stream_state WHERE run_id = $1), -1) AS t), \
+             last AS ( \
+                SELECT DISTINCT ON (ticker) ticker, time, quantity FROM ( \
+                    SELECT ticker, time, quantity FROM positions WHERE run_id = $1 \
+                    UNION ALL \
+                    SELECT substr(client_order_id, 10), time, quantity FROM broker_events \
+                     WHERE run_id = $1 AND kind = 'position' \
+                ) p ORDER BY ticker, time DESC), \
+             unbooked AS ( \
+                SELECT o.ticker, CASE o.side WHEN 'buy' THEN e.quantity ELSE -e.quantity END AS quantity \
+                  FROM broker_events e JOIN broker_orders o USING (run_id, client_order_id) \
+                  CROSS JOIN committed LEFT JOIN last l ON l.ticker = o.ticker \
+                 WHERE e.run_id = $1 AND e.kind = 'fill' AND (e.fed_at IS NULL OR e.fed_at > committed.t) \
+                   AND (l.time IS NULL OR e.time > l.time)) \
+             SELECT ticker, sum(quantity)::float8 FROM ( \
+                SELECT ticker, quantity FROM last UNION ALL SELECT * FROM unbooked) q GROUP BY ticker",
             &[&run_id],
         )
         .await?;
@@ -148,51 +160,7 @@ pub async fn run<V: Venue>(
     run_id: &str,
 ) -> Result<Vec<Difference>, ReconcileError> {
     let mut found = Vec::new();
-    let ledger = ledger_positions(c, run_id).await?;
-    let traded: std::collections::BTreeSet<String> = c
-        .query(
-            "SELECT DISTINCT ticker FROM orders WHERE run_id = $1 \
-             UNION SELECT DISTINCT ticker FROM broker_orders WHERE run_id = $1",
-            &[&run_id],
-        )
-        .await
-        .map_err(DbError::from)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let held = venue.positions().await?;
-    let mut seen = std::collections::BTreeSet::new();
-    for p in &held {
-        seen.insert(p.symbol.clone());
-        let mine = ledger.get(&p.symbol).copied().unwrap_or(0.0);
-        if same(mine, p.quantity) {
-            continue;
-        }
-        if !traded.contains(&p.symbol) {
-            found.push(Difference::Unowned {
-                ticker: p.symbol.clone(),
-                quantity: p.quantity,
-            });
-            continue;
-        }
-        found.push(Difference::Position {
-            ticker: p.symbol.clone(),
-            ledger: mine,
-            venue: p.quantity,
-            avg_price: p.avg_price,
-        });
-    }
-    for (ticker, &q) in &ledger {
-        if q != 0.0 && !seen.contains(ticker) {
-            found.push(Difference::Position {
-                ticker: ticker.clone(),
-                ledger: q,
-                venue: 0.0,
-                avg_price: 0.0,
-            });
-        }
-    }
-    // Orders: what the venue works against what the outbox thinks is working.
+    // Orders first: a fill found here explains a position below.
     let open = venue.open_orders().await?;
     let rows = load(
         c,
@@ -248,6 +216,50 @@ pub async fn run<V: Venue>(
                 });
             }
             outbox::observe(c, run_id, row, &o).await?;
+        }
+    }
+    let ledger = ledger_positions(c, run_id).await?;
+    let traded: std::collections::BTreeSet<String> = c
+        .query(
+            "SELECT DISTINCT ticker FROM orders WHERE run_id = $1 \
+             UNION SELECT DISTINCT ticker FROM broker_orders WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(DbError::from)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let held = venue.positions().await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &held {
+        seen.insert(p.symbol.clone());
+        let mine = ledger.get(&p.symbol).copied().unwrap_or(0.0);
+        if same(mine, p.quantity) {
+            continue;
+        }
+        if !traded.contains(&p.symbol) {
+            found.push(Difference::Unowned {
+                ticker: p.symbol.clone(),
+                quantity: p.quantity,
+            });
+            continue;
+        }
+        found.push(Difference::Position {
+            ticker: p.symbol.clone(),
+            ledger: mine,
+            venue: p.quantity,
+            avg_price: p.avg_price,
+        });
+    }
+    for (ticker, &q) in &ledger {
+        if q != 0.0 && !seen.contains(ticker) {
+            found.push(Difference::Position {
+                ticker: ticker.clone(),
+                ledger: q,
+                venue: 0.0,
+                avg_price: 0.0,
+            });
         }
     }
     for d in &found {
