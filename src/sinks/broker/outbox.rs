@@ -287,8 +287,14 @@ impl<'v, V: Venue> Outbox<'v, V> {
     /// PostgreSQL failing. A venue that does not answer leaves the rows as they are (they are
     /// asked about again before they are sent).
     pub async fn recover(&mut self, c: &Client) -> Result<Pass, DbError> {
+        let rows = load(c, &self.run_id, &["recorded", "sending"]).await?;
+        self.recover_rows(c, rows).await
+    }
+
+    /// [`Outbox::recover`] of the given rows.
+    async fn recover_rows(&mut self, c: &Client, rows: Vec<OutboxRow>) -> Result<Pass, DbError> {
         let mut pass = Pass::default();
-        for row in load(c, &self.run_id, &["recorded", "sending"]).await? {
+        for row in rows {
             match self.venue.lookup(&row.client_id).await {
                 Ok(Some(o)) => {
                     self.answered();
@@ -331,13 +337,10 @@ impl<'v, V: Venue> Outbox<'v, V> {
     /// # Errors
     /// PostgreSQL failing.
     pub async fn send_pending(&mut self, c: &Client) -> Result<Pass, DbError> {
-        let mut pass = Pass::default();
-        if !load(c, &self.run_id, &["sending"]).await?.is_empty() {
-            // Unanswered rows first: they may be at the venue.
-            let r = self.recover(c).await?;
-            pass.adopted += r.adopted;
-            pass.unanswered += r.unanswered;
-        }
+        // Unanswered rows first: they may be at the venue. (A `recorded` row never left: only
+        // a `sending` one can have reached it since the start's recovery.)
+        let unanswered = load(c, &self.run_id, &["sending"]).await?;
+        let mut pass = self.recover_rows(c, unanswered).await?;
         for row in load(c, &self.run_id, &["recorded"]).await? {
             if row.cancel_requested {
                 let why = "withdrawn before it was sent";
@@ -478,7 +481,15 @@ pub async fn observe(
 ) -> Result<(), DbError> {
     let ts = o.ts.unwrap_or_else(|| chrono::Utc::now().timestamp());
     if let Some(avg) = o.avg_price {
-        book_fill(c, run_id, &row.client_id, o.filled, avg, None, ts).await?;
+        book_fill(
+            c,
+            run_id,
+            &row.client_id,
+            o.filled,
+            FillReport::Average(avg),
+            ts,
+        )
+        .await?;
     }
     if o.status.is_terminal() {
         book_end(c, run_id, &row.client_id, state_of(&o.status), o.filled, ts).await?;
@@ -493,10 +504,20 @@ pub async fn observe(
     Ok(())
 }
 
+/// How a venue reported an order's filled quantity growing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FillReport {
+    /// A snapshot (REST): the order's average price after the growth.
+    Average(f64),
+    /// One execution (the stream) at this price; a growth larger than the execution (some were
+    /// missed) is priced at it too.
+    Execution(f64),
+}
+
 /// Books an order's filled quantity reaching `cumulative`: the growth since what is booked is
 /// one fill (`broker_events`, keyed by the cumulative quantity, so hearing it again — from the
-/// stream, a REST poll or reconciliation — adds nothing). Its price is `price` when the report
-/// is of exactly that execution, else derived from the change of the average.
+/// stream, a REST poll or reconciliation — adds nothing). A snapshot's fill is priced from the
+/// change of the average, an execution's at its price.
 ///
 /// # Errors
 /// A failing statement.
@@ -505,8 +526,7 @@ pub async fn book_fill(
     run_id: &str,
     client_id: &str,
     cumulative: f64,
-    avg_after: f64,
-    price: Option<(f64, f64)>,
+    report: FillReport,
     ts: i64,
 ) -> Result<bool, DbError> {
     let Some(r) = c
@@ -523,14 +543,14 @@ pub async fn book_fill(
         );
         return Ok(false);
     };
-    let (done, avg): (f64, Option<f64>) = (r.get(0), r.get(1));
+    let (done, avg): (f64, f64) = (r.get(0), r.get::<_, Option<f64>>(1).unwrap_or(0.0));
     let qty = cumulative - done;
     if qty <= 1e-9 * cumulative.max(1.0) {
         return Ok(false);
     }
-    let fill_price = match price {
-        Some((q, p)) if (q - qty).abs() <= 1e-9 * qty.max(1.0) => p,
-        _ => (cumulative * avg_after - done * avg.unwrap_or(0.0)) / qty,
+    let (fill_price, avg_after) = match report {
+        FillReport::Average(a) => ((cumulative * a - done * avg) / qty, a),
+        FillReport::Execution(p) => (p, (done * avg + qty * p) / cumulative),
     };
     let at = chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
     c.execute(
@@ -592,29 +612,12 @@ pub async fn book_end(
 pub async fn record_event(c: &Client, run_id: &str, e: &VenueEvent) -> Result<(), DbError> {
     match e {
         VenueEvent::Fill(f) => {
-            let done_avg = c
-                .query_opt(
-                    "SELECT filled_quantity, COALESCE(avg_price, 0) FROM broker_orders \
-                     WHERE run_id = $1 AND client_order_id = $2",
-                    &[&run_id, &f.client_id],
-                )
-                .await?
-                .map(|r| (r.get::<_, f64>(0), r.get::<_, f64>(1)));
-            let (done, avg) = done_avg.unwrap_or((0.0, 0.0));
-            let grown = f.cumulative - done;
-            // The average after this execution (the whole gap at its price when some were missed).
-            let avg_after = if f.cumulative > 0.0 {
-                (done * avg + grown.max(0.0) * f.price) / f.cumulative
-            } else {
-                f.price
-            };
             book_fill(
                 c,
                 run_id,
                 &f.client_id,
                 f.cumulative,
-                avg_after,
-                Some((f.quantity, f.price)),
+                FillReport::Execution(f.price),
                 f.ts,
             )
             .await?;
