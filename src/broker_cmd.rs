@@ -20,6 +20,9 @@ use crate::sinks::postgres::{self, DbError};
 /// The Client Portal gateway's default address (BROKERS.md §2a).
 const IBKR_GATEWAY: &str = "https://localhost:5000/v1/api";
 
+/// The advisory lock class of `fdp broker`'s per-run lease ("FDPB").
+const LEASE_CLASS: i32 = 0x4644_5042;
+
 /// How long the venue counts as down once its breaker opened.
 const COOLDOWN: Duration = Duration::from_secs(30);
 
@@ -52,6 +55,12 @@ pub enum BrokerCmdError {
         "[broker] kind = \"paper\": the paper broker fills inside the run; `fdp broker` needs kind = \"alpaca\" or \"ibkr\""
     )]
     Paper,
+    /// Another `fdp broker` holds the run's lease: two senders could each send an order the
+    /// other has marked `sending` but not yet answered.
+    #[error(
+        "another `fdp broker` is running for run {0:?} (it holds the run's lease in PostgreSQL); stop it first"
+    )]
+    Busy(String),
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -61,7 +70,9 @@ impl crate::fault::Blame for BrokerCmdError {
     fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
-            BrokerCmdError::Venue(VenueError::Config(_)) | BrokerCmdError::Paper => Fault::Input,
+            BrokerCmdError::Venue(VenueError::Config(_))
+            | BrokerCmdError::Paper
+            | BrokerCmdError::Busy(_) => Fault::Input,
             BrokerCmdError::Venue(_) => Fault::Service,
             BrokerCmdError::Db(e) => e.fault(),
             BrokerCmdError::Runtime(_) => Fault::Service,
@@ -149,7 +160,20 @@ async fn drive<V: Venue>(
     let mut c = postgres::connect(&opts.database_url).await?;
     postgres::migrate(&mut c).await?;
     let run_id = &opts.run_id;
-    let mut out = Outbox::new(venue, run_id, COOLDOWN);
+    // One sender per run: the lease is a session advisory lock, held while this connection
+    // lives and released by PostgreSQL when the process dies however it dies.
+    let leased: bool = c
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LEASE_CLASS, run_id],
+        )
+        .await
+        .map_err(DbError::from)?
+        .get(0);
+    if !leased {
+        return Err(BrokerCmdError::Busy(run_id.clone()));
+    }
+    let mut out = Outbox::open(&c, venue, run_id, COOLDOWN, p.pipeline.broker.failover).await?;
     let mut sum = BrokerSummary::default();
     let span = tracing::info_span!("broker", run_id = %run_id, venue = venue.name());
     let _g = span.enter();
@@ -160,7 +184,7 @@ async fn drive<V: Venue>(
     let mut reconciled: Option<Instant> = None;
     let mut polled: Option<Instant> = None;
     loop {
-        if reconciled.is_none_or(|t| t.elapsed() >= every) {
+        if !out.on_paper() && reconciled.is_none_or(|t| t.elapsed() >= every) {
             match reconcile::run(&c, venue, run_id).await {
                 Ok(found) => sum.differences += found.len() as u64,
                 Err(reconcile::ReconcileError::Venue(e)) => {
@@ -213,6 +237,7 @@ fn add(a: &mut Pass, b: &Pass) {
     a.adopted += b.adopted;
     a.rejected += b.rejected;
     a.halted += b.halted;
+    a.routed += b.routed;
     a.unanswered += b.unanswered;
     a.cancelled += b.cancelled;
 }

@@ -38,6 +38,7 @@ pub mod fault;
 pub mod features_cmd;
 pub mod fetch_cmd;
 pub mod http_server;
+pub mod meter;
 pub mod metrics;
 pub mod names;
 pub mod operators;

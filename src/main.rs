@@ -767,13 +767,14 @@ fn command(cli: Cli) -> Result<()> {
             let sum = findashpro::broker_cmd::run(&p, &opts)?;
             let s = &sum.pass;
             println!(
-                "broker: {} sent, {} adopted, {} rejected, {} halted, {} unanswered, {} cancelled before sending, {} cancels sent, {} reconciliation differences",
+                "broker: {} sent, {} adopted, {} rejected, {} halted, {} unanswered, {} cancelled before sending, {} routed to paper, {} cancels sent, {} reconciliation differences",
                 s.sent,
                 s.adopted,
                 s.rejected,
                 s.halted,
                 s.unanswered,
                 s.cancelled,
+                s.routed,
                 sum.cancels,
                 sum.differences
             );

@@ -398,7 +398,7 @@ pub struct VenueUpdate {
     pub kind: VenueUpdateKind,
 }
 
-/// A fill or an end.
+/// A fill, an adopted position, an end, or the failover to paper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VenueUpdateKind {
     /// Shares executed at a price.
@@ -425,6 +425,11 @@ pub enum VenueUpdateKind {
         /// Why, as the venue said (empty when it said nothing).
         reason: String,
     },
+    /// The venue was unreachable and the broker process failed over to paper
+    /// (`[broker] failover = "paper"`): from this update on the run is a paper run — this
+    /// order and every other still working are filled by the paper broker on the bars after
+    /// it, and nothing more goes to the venue.
+    Rerouted,
 }
 
 impl VenueUpdate {
@@ -434,6 +439,7 @@ impl VenueUpdate {
             VenueUpdateKind::Position { .. } => 0,
             VenueUpdateKind::Fill { .. } => 1,
             VenueUpdateKind::Ended { .. } => 2,
+            VenueUpdateKind::Rerouted => 3,
         };
         (self.ts, self.order_id, k)
     }

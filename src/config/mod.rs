@@ -730,7 +730,8 @@ pub enum Failover {
     /// New entries are halted; exits and cancels are retried.
     #[default]
     Halt,
-    /// Orders are filled by the paper broker instead.
+    /// The run goes on as a paper run: every order not yet done at the venue, and every later
+    /// one, is filled by the paper broker (recorded, audited and alerted; once per run).
     Paper,
 }
 
@@ -1236,12 +1237,6 @@ impl Pipeline {
         }
         if !(reconcile_minutes.is_finite() && reconcile_minutes > 0.0) {
             return broker_bad("reconcile_minutes", "reconcile_minutes must be positive");
-        }
-        if self.broker.failover == Failover::Paper {
-            return broker_bad(
-                "failover",
-                "failover = \"paper\" is not available yet (the run cannot yet take fills from a venue and the paper broker side by side); use \"halt\"",
-            );
         }
         if self.broker.kind == BrokerKind::Ibkr && self.broker.account.is_none() {
             return broker_bad("kind", "kind = \"ibkr\" needs account (the DU… or U… id)");

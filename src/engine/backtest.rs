@@ -25,6 +25,8 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
     let mut spec = GraphSpec::new(p, &source, opts.kill.clone())?;
     spec.model
         .configure_ml(model_store(p, &opts.models)?, false);
+    let stages = Arc::new(crate::sinks::prometheus::StageTimes::default());
+    spec.meter = crate::meter::Meter::new(stages.clone());
     let refs = References {
         sectors: Arc::new(source.sectors()),
         facts: Arc::new(spec.facts(p)?),
@@ -80,6 +82,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     exposure: r.exposure,
                     load_seconds,
                     graph_seconds,
+                    stages: Arc::clone(&stages),
                 }
             }))
         },

@@ -185,6 +185,8 @@ pub struct RunOutput {
     pub load_seconds: f64,
     /// Wall-clock seconds from the first bar fed to the end of the graph, on worker 0.
     pub graph_seconds: f64,
+    /// How long the features and model operators' work took, on this process's workers.
+    pub stages: Arc<crate::sinks::prometheus::StageTimes>,
 }
 
 /// Options of one run besides the pipeline.
@@ -222,6 +224,9 @@ pub struct GraphSpec {
     /// taken from its updates. A live run whose `[broker] kind` is a venue sets it; a backtest
     /// never does.
     pub outbox: bool,
+    /// Where the features and model operators report how long their work took (the live
+    /// run's `/metrics`, a backtest's metrics file).
+    pub meter: crate::meter::Meter,
 }
 
 /// The graph's input streams.
@@ -280,6 +285,7 @@ impl GraphSpec {
             fact_width: p.pipeline.fundamentals.columns().len(),
             kill,
             outbox: false,
+            meter: crate::meter::Meter::default(),
         })
     }
 
@@ -362,7 +368,7 @@ impl GraphSpec {
                 Arc::clone(&self.tickers),
             )
         });
-        let mut featured = good.features(specs, cache);
+        let mut featured = good.features(specs, cache, self.meter.clone());
         if self.fact_width > 0 {
             featured = featured.join_as_of(facts, self.fact_width, peers);
         }
@@ -370,7 +376,12 @@ impl GraphSpec {
             featured = featured.drift(plan.clone());
         }
         let (equity, deltas) = featured
-            .signals(self.model.clone(), window, Arc::clone(&self.tickers))
+            .signals(
+                self.model.clone(),
+                window,
+                Arc::clone(&self.tickers),
+                self.meter.clone(),
+            )
             .portfolio(Rc::clone(&portfolio), updates);
         equity.probe_with(&probe);
         sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::bar::Tickers;
+use crate::meter::{Meter, Stage};
 
 use super::drift::DriftRecord;
 use super::feature_cache::{CachedTicker, FeatureCache};
@@ -146,10 +147,12 @@ impl CachedEngine {
 /// Extension trait adding the features stage to a stream of bars.
 pub trait FeaturesExt<'s> {
     /// Computes `specs` for every bar; through `cache` (with the run's ticker names) when given.
+    /// Each event time's work is timed on `meter` ([`Stage::Features`]).
     fn features(
         self,
         specs: Vec<FeatureSpec>,
         cache: Option<(FeatureCache, Arc<Tickers>)>,
+        meter: Meter,
     ) -> Stream<'s, u64, Vec<FeatureBatch>>;
 }
 
@@ -158,12 +161,15 @@ impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
         self,
         specs: Vec<FeatureSpec>,
         cache: Option<(FeatureCache, Arc<Tickers>)>,
+        meter: Meter,
     ) -> Stream<'s, u64, Vec<FeatureBatch>> {
         match cache {
             None => {
                 let mut engine = FeatureEngine::new(specs);
                 by_time(self, Pipeline, "Features", move |_t, batches, out| {
+                    let started = meter.start();
                     out.extend(batches.into_iter().map(|b| engine.apply(b)));
+                    meter.stop(started, Stage::Features);
                 })
             }
             Some((cache, names)) => {
@@ -174,8 +180,10 @@ impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                     Pipeline,
                     "Features",
                     move |_t, batches, out| {
+                        let started = meter.start();
                         let mut e = engine.borrow_mut();
                         out.extend(batches.into_iter().map(|b| e.apply(b)));
+                        meter.stop(started, Stage::Features);
                     },
                     move || {
                         at_end.borrow_mut().flush();

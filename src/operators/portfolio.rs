@@ -517,6 +517,9 @@ impl<B: Broker> Portfolio<B> {
 
     /// Books what the venue reported about an order (venue mode).
     fn apply(&mut self, u: &VenueUpdate) {
+        if u.kind == VenueUpdateKind::Rerouted {
+            return self.leave_venue();
+        }
         if let VenueUpdateKind::Position {
             ticker,
             quantity,
@@ -547,7 +550,7 @@ impl<B: Broker> Portfolio<B> {
                     let _ = self.broker.executed(order.id, (planned - filled).max(0.0));
                 }
             }
-            VenueUpdateKind::Position { .. } => {}
+            VenueUpdateKind::Position { .. } | VenueUpdateKind::Rerouted => {}
             VenueUpdateKind::Ended { end, reason } => {
                 self.sent.remove(&order.id);
                 self.broker.cancel(order.id);
@@ -565,6 +568,29 @@ impl<B: Broker> Portfolio<B> {
                 self.end(order, status, &why);
             }
         }
+    }
+
+    /// The broker process failed over to paper ([`VenueUpdateKind::Rerouted`]): from here on
+    /// the paper broker fills every working order on the next bars (an entry not filled yet is
+    /// sized at its first execution, a partly filled one keeps its remainder), nothing more is
+    /// recorded for the venue, and the orders withdrawn while the venue was asked to cancel
+    /// them end now. Once: the run stays on paper until it is started again.
+    fn leave_venue(&mut self) {
+        if !self.venue {
+            return;
+        }
+        tracing::warn!(
+            working = self.sent.len(),
+            "the venue is down and the broker failed over to paper: the run trades on paper from here"
+        );
+        self.venue = false;
+        self.outbox = false;
+        for (id, reason) in std::mem::take(&mut self.cancelling) {
+            if let Some((order, _)) = self.sent.remove(&id) {
+                self.end(order, OrderStatus::Cancelled, &reason);
+            }
+        }
+        self.sent.clear();
     }
 
     /// Gives each ticker's sector (indexed by ticker id; a ticker past the end is `unknown`),
@@ -597,10 +623,11 @@ impl<B: Broker> Portfolio<B> {
         for (bar, _, _) in rows {
             self.account.mark(bar.ticker, bar.open);
         }
+        // Bars execute from the step after a failover to paper on (its update came at `t`).
+        let simulated = if self.venue { &[][..] } else { rows };
         for u in updates {
             self.apply(u);
         }
-        let simulated = if self.venue { &[][..] } else { rows };
         for (bar, _, _) in simulated {
             for due in self.broker.due(bar) {
                 match due {

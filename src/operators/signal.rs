@@ -14,6 +14,7 @@ use crate::config::{ModelSpec, Side};
 use std::sync::Arc;
 
 use crate::bar::Tickers;
+use crate::meter::{Meter, Stage};
 use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRecord};
 use crate::operators::ml::registry::StoreHandle;
 
@@ -295,11 +296,13 @@ struct TickerModel {
 /// Extension trait adding the signal stage.
 pub trait SignalExt<'s> {
     /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate.
+    /// Each activation's predictions (and retrainings) are timed on `meter` ([`Stage::Predict`]).
     fn signals(
         self,
         model: RuleModel,
         payoff_window: usize,
         tickers: Arc<Tickers>,
+        meter: Meter,
     ) -> Stream<'s, u64, Vec<SignalBatch>>;
 }
 
@@ -309,6 +312,7 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         model: RuleModel,
         payoff_window: usize,
         tickers: Arc<Tickers>,
+        meter: Meter,
     ) -> Stream<'s, u64, Vec<SignalBatch>> {
         let mut state = KeyedState::new(move || TickerModel {
             model: model.clone(),
@@ -317,6 +321,7 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         by_times(self, Pipeline, "Signal", move |times, outs| {
             // Every bar of the ready times, ticker by ticker, each ticker's in time order: its
             // model (tens of kilobytes for an ML ensemble) stays in cache across its bars.
+            let started = meter.start();
             let batches: Vec<Vec<FeatureBatch>> = times.into_iter().map(|(_, b)| b).collect();
             let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
             for (k, fbs) in batches.iter().enumerate() {
@@ -368,6 +373,7 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                     out.push(r);
                 }
             }
+            meter.stop(started, Stage::Predict);
         })
     }
 }

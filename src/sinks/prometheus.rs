@@ -18,19 +18,43 @@ pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
-/// A cumulative histogram over [`BUCKETS`], lock-free.
-#[derive(Debug, Default)]
+/// Upper bounds of the stage buckets (features, predict), in seconds: one event time's work of
+/// one worker takes microseconds to a fraction of a second.
+pub const STAGE_BUCKETS: [f64; 15] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
+];
+
+/// A cumulative histogram over fixed bucket bounds ([`BUCKETS`] by default), lock-free.
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&BUCKETS)
+    }
+}
+
 impl Histogram {
+    /// An empty histogram over `bounds` (ascending upper bounds, in seconds).
+    pub fn with_bounds(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     /// Records `n` observations of `seconds`.
     pub fn observe(&self, seconds: f64, n: u64) {
         let s = seconds.max(0.0);
-        for (i, b) in BUCKETS.iter().enumerate() {
+        for (i, b) in self.bounds.iter().enumerate() {
             if s <= *b {
                 self.buckets[i].fetch_add(n, Ordering::Relaxed);
             }
@@ -53,7 +77,7 @@ impl Histogram {
             return None;
         }
         let want = (q * n as f64).ceil() as u64;
-        for (i, b) in BUCKETS.iter().enumerate() {
+        for (i, b) in self.bounds.iter().enumerate() {
             if self.buckets[i].load(Ordering::Relaxed) >= want {
                 return Some(*b);
             }
@@ -63,18 +87,73 @@ impl Histogram {
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
         family(out, name, "histogram", help);
-        for (i, b) in BUCKETS.iter().enumerate() {
+        self.series(name, "", out);
+    }
+
+    /// The samples of one series of a histogram family, with `labels` (`k="v",…`, or empty).
+    pub fn series(&self, name: &str, labels: &str, out: &mut String) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in self.bounds.iter().enumerate() {
             out.push_str(&format!(
-                "{name}_bucket{{le=\"{b}\"}} {}\n",
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}\n",
                 self.buckets[i].load(Ordering::Relaxed)
             ));
         }
         let n = self.count();
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {n}\n"));
+        out.push_str(&format!("{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}\n"));
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         out.push_str(&format!(
-            "{name}_sum {}\n{name}_count {n}\n",
+            "{name}_sum{braces} {}\n{name}_count{braces} {n}\n",
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         ));
+    }
+}
+
+/// How long the graph's timed stages took, one observation per piece of work
+/// ([`crate::meter`]): the features operator per event time, the model operator per activation.
+#[derive(Debug)]
+pub struct StageTimes {
+    /// The features operator.
+    pub features: Histogram,
+    /// The model operator (predictions and retrainings).
+    pub predict: Histogram,
+}
+
+impl Default for StageTimes {
+    fn default() -> Self {
+        StageTimes {
+            features: Histogram::with_bounds(&STAGE_BUCKETS),
+            predict: Histogram::with_bounds(&STAGE_BUCKETS),
+        }
+    }
+}
+
+impl StageTimes {
+    /// The histogram family `name`, one series per stage (labelled `stage`, after `labels`).
+    pub fn render(&self, name: &str, labels: &str, out: &mut String) {
+        family(
+            out,
+            name,
+            "histogram",
+            "Seconds each piece of a stage's work took on one worker: the features operator per event time, the model operator (predict and retrain) per activation.",
+        );
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (stage, h) in [("features", &self.features), ("predict", &self.predict)] {
+            h.series(name, &format!("{labels}{sep}stage=\"{stage}\""), out);
+        }
+    }
+}
+
+impl crate::meter::Observer for StageTimes {
+    fn observe(&self, stage: crate::meter::Stage, seconds: f64) {
+        match stage {
+            crate::meter::Stage::Features => self.features.observe(seconds, 1),
+            crate::meter::Stage::Predict => self.predict.observe(seconds, 1),
+        }
     }
 }
 
@@ -123,8 +202,16 @@ pub struct StreamMetrics {
     pub latency: Histogram,
     /// Seconds each step's PostgreSQL transaction took.
     pub commit_seconds: Histogram,
+    /// The features and model operators' work.
+    pub stages: StageTimes,
     /// The latest committed state.
     pub gauges: std::sync::Mutex<Gauges>,
+}
+
+impl crate::meter::Observer for StreamMetrics {
+    fn observe(&self, stage: crate::meter::Stage, seconds: f64) {
+        crate::meter::Observer::observe(&self.stages, stage, seconds);
+    }
 }
 
 impl StreamMetrics {
@@ -215,6 +302,7 @@ impl StreamMetrics {
             "Seconds each step's PostgreSQL transaction took.",
             &mut out,
         );
+        self.stages.render("fdp_stage_seconds", "", &mut out);
         let g = self
             .gauges
             .lock()

@@ -144,5 +144,7 @@ pub fn render(run_id: &str, pipeline: &str, out: &RunOutput, m: &Metrics) -> Str
     ] {
         family(name, "gauge", help, vec![(String::new(), v)]);
     }
+    out.stages
+        .render("fdp_backtest_stage_seconds", &base, &mut s);
     s
 }

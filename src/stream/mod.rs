@@ -180,6 +180,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let mut spec = GraphSpec::new(p, &source, kill.clone())?;
     // Orders bound for a venue are recorded with the decisions; `fdp broker` sends them.
     spec.outbox = p.pipeline.broker.kind != crate::config::BrokerKind::Paper;
+    spec.meter = crate::meter::Meter::new(opts.metrics.clone());
     let refs = References {
         sectors: Arc::new(source.sectors()),
         facts: Arc::new(spec.facts(p)?),

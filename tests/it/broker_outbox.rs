@@ -3,7 +3,8 @@
 //! them) are sent once; a process killed with SIGKILL while the venue holds its answer, with a
 //! second order recorded and not yet sent, leaves the venue with each order exactly once after
 //! the restart, and the ledger matching it; a refusal is recorded with the broker's reason; an
-//! unreachable venue halts entries (not exits); reconciliation adopts a position and an order
+//! unreachable venue halts entries (not exits), or with `failover = "paper"` routes the run to
+//! paper once and for all; reconciliation adopts a position and an order
 //! changed at the broker while the run was down, and reports a position the run never opened.
 
 use std::process::{Child, Command, Stdio};
@@ -99,6 +100,17 @@ async fn record(c: &mut tokio_postgres::Client, run: &str, rows: &[Submitted]) {
         .expect("record");
     assert_eq!(n as usize, rows.len());
     tx.commit().await.expect("commit");
+}
+
+/// Entries 1–4 (AAPL, BRK.B, BTC/USD, BRK.B) and an exit (5, AAPL).
+async fn record_four_entries_and_an_exit(c: &mut tokio_postgres::Client, run: &str) {
+    let exit = order(5, 0, OrderSide::Sell, OrderKind::Exit, OrderType::Market);
+    record(
+        c,
+        run,
+        &[entry(1, 0), entry(2, 1), entry(3, 2), entry(4, 1), exit],
+    )
+    .await;
 }
 
 fn broker(p: &std::path::Path, db: &TestDb, run: &str, once: bool) -> Command {
@@ -261,13 +273,7 @@ async fn an_unreachable_venue_halts_entries_and_keeps_exits_for_later() {
     let (m, db, mut c, dir) = setup().await;
     let p = pipeline(dir.path(), &m);
     let run = "live-down";
-    let exit = order(5, 0, OrderSide::Sell, OrderKind::Exit, OrderType::Market);
-    record(
-        &mut c,
-        run,
-        &[entry(1, 0), entry(2, 1), entry(3, 2), entry(4, 1), exit],
-    )
-    .await;
+    record_four_entries_and_an_exit(&mut c, run).await;
     // Every post of the first three orders (each tried four times) answers 503.
     for _ in 0..12 {
         m.fault(Fault::Status(503, "upstream unavailable"));
@@ -298,6 +304,73 @@ async fn an_unreachable_venue_halts_entries_and_keeps_exits_for_later() {
         );
     }
     assert_eq!(state(4).as_deref(), Some("halted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_failover_paper_an_unreachable_venue_routes_the_run_to_paper_once() {
+    let (m, db, mut c, dir) = setup().await;
+    let p = pipeline(dir.path(), &m);
+    let text = std::fs::read_to_string(&p).expect("read");
+    let text = text.replacen(
+        "reconcile_minutes = 60",
+        "reconcile_minutes = 60\nfailover = \"paper\"",
+        1,
+    );
+    std::fs::write(&p, text).expect("write");
+    let run = "live-paper";
+    record_four_entries_and_an_exit(&mut c, run).await;
+    let tx = c.transaction().await.expect("tx");
+    outbox::request_cancels(&tx, run, &[4])
+        .await
+        .expect("cancel");
+    tx.commit().await.expect("commit");
+    for _ in 0..12 {
+        m.fault(Fault::Status(503, "upstream unavailable"));
+    }
+    let out = finish(broker(&p, &db, run, true).spawn().expect("spawn"));
+    assert!(
+        out.contains("3 unanswered, 1 cancelled before sending, 4 routed to paper"),
+        "{out}"
+    );
+    let s = states(&c, run).await;
+    let got: Vec<(i64, &str)> = s.iter().map(|r| (r.0, r.1.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (1, "paper"),
+            (2, "paper"),
+            (3, "paper"),
+            (4, "cancelled"),
+            (5, "paper")
+        ]
+    );
+    let failover = audits(&c, "broker_failover").await;
+    assert_eq!(failover.len(), 1);
+    assert_eq!(failover[0]["failover"], "paper");
+    // The three posts whose answer never came may be working at the venue: named.
+    let named: Vec<String> = (1..=3).map(|id| client_order_id(run, id)).collect();
+    assert_eq!(failover[0]["may_be_at_venue"], json!(named));
+    // The run takes one reroute per order (and the withdrawn one's end).
+    let updates = outbox::take_updates(&mut c, run, &tickers(), T)
+        .await
+        .expect("take");
+    let rerouted: Vec<u64> = updates
+        .iter()
+        .filter(|(_, u)| u.kind == findashpro::order::VenueUpdateKind::Rerouted)
+        .map(|(_, u)| u.order_id)
+        .collect();
+    assert_eq!(rerouted, [1, 2, 3, 5]);
+    // The venue is back, and the run recorded one more order before it heard of the failover:
+    // routed too, nothing sent, nothing looked up; a paper run stays a paper run.
+    record(&mut c, run, &[entry(6, 0)]).await;
+    let posts = m.posts().len();
+    let out = finish(broker(&p, &db, run, true).spawn().expect("spawn"));
+    assert!(out.contains("0 sent"), "{out}");
+    assert!(out.contains("1 routed to paper"), "{out}");
+    assert_eq!(m.posts().len(), posts, "nothing left for the venue");
+    assert!(m.orders().is_empty());
+    assert_eq!(states(&c, run).await[5].1, "paper");
+    assert_eq!(audits(&c, "broker_failover").await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,8 +648,8 @@ async fn table_rows(c: &tokio_postgres::Client, run: &str) -> Vec<i64> {
 }
 
 /// `fdp broker` left running books fills from Alpaca's trade-updates stream as they come (REST
-/// asks about working orders only every 30 s), each part at its own price, then the end; it
-/// stops when the STOP file appears.
+/// asks about working orders only every 30 s), each part at its own price, then the end; a
+/// second sender for the run is refused meanwhile; it stops when the STOP file appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_broker_books_streamed_fills_as_they_come() {
     let (m, db, mut c, dir) = setup().await;
@@ -594,6 +667,14 @@ async fn a_running_broker_books_streamed_fills_as_they_come() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     m.wait_sessions(1).await;
+    // A second sender for the same run is refused while the first holds the run's lease.
+    let second = broker(&p, &db, run, true).output().expect("second");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second sender ran: {err}");
+    assert!(
+        err.contains("another `fdp broker` is running for run \"live-stream\""),
+        "{err}"
+    );
     let count_fills = async |c: &tokio_postgres::Client| -> i64 {
         c.query_one(
             "SELECT count(*) FROM broker_events WHERE run_id = $1 AND kind = 'fill'",

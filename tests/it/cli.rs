@@ -862,6 +862,16 @@ fn a_backtest_writes_its_figures_as_a_prometheus_exposition_that_promtool_accept
         sample("fdp_backtest_max_drawdown_ratio", ""),
         m["max_drawdown"].as_f64().expect("drawdown")
     );
+    // The features operator's work is timed once per event time (one worker), the model's
+    // once per activation: at least one, at most one per time.
+    let periods = m["periods"].as_f64().expect("periods");
+    assert_eq!(
+        sample("fdp_backtest_stage_seconds_count", ",stage=\"features\""),
+        periods
+    );
+    let predict = sample("fdp_backtest_stage_seconds_count", ",stage=\"predict\"");
+    assert!(predict >= 1.0 && predict <= periods, "{predict}");
+    assert!(sample("fdp_backtest_stage_seconds_sum", ",stage=\"features\"") > 0.0);
 }
 
 /// The sample backtest with limit entries good till cancelled, a volume cap, a commission per

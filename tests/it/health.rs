@@ -87,6 +87,9 @@ fn the_metrics_exposition_passes_promtool() {
     m.messages.fetch_add(12, Ordering::Relaxed);
     m.observe(0.004, 10);
     m.observe(0.03, 2);
+    use findashpro::meter::{Observer, Stage};
+    Observer::observe(m.as_ref(), Stage::Features, 0.00004);
+    Observer::observe(m.as_ref(), Stage::Predict, 0.3);
     metrics::request("polygon", "ok");
     metrics::request("yahoo", "skipped_breaker");
     metrics::spent("polygon", 1, 0.002);
@@ -99,6 +102,8 @@ fn the_metrics_exposition_passes_promtool() {
         "fdp_provider_requests_total",
         "fdp_provider_limiter_wait_seconds",
         "fdp_provider_breaker_state",
+        "fdp_stage_seconds_bucket{stage=\"features\",le=\"0.00005\"} 1",
+        "fdp_stage_seconds_count{stage=\"predict\"} 1",
     ] {
         assert!(text.contains(family), "{family} missing:\n{text}");
     }

@@ -262,6 +262,9 @@ fn bars_replayed_through_redis_give_the_backtests_decisions() {
     assert!(m.latency_count() > 0);
     let text = m.render();
     assert!(text.contains("fdp_xadd_to_commit_seconds_count"));
+    // The features and model operators' work is timed on the live run's metrics too.
+    assert!(m.stages.features.count() > 0 && m.stages.predict.count() > 0);
+    assert!(text.contains("fdp_stage_seconds_bucket{stage=\"predict\",le=\"+Inf\"}"));
     assert_eq!(
         m.commit_seconds.count(),
         m.commits.load(std::sync::atomic::Ordering::Relaxed)

@@ -2,8 +2,9 @@
 //! execute nothing; orders carry the quantity planned at the decision; the venue's partial fills
 //! and end are booked at their times and prices; a withdrawn order is asked of the venue to cancel
 //! and ends only when the venue says so, a fill that raced the cancel booked; a refusal is a
-//! refused order with the broker's reason. Equities in the hundreds and crypto in the tens of
-//! thousands (fractional quantities).
+//! refused order with the broker's reason; after a failover to paper, the paper broker fills the
+//! rest on the next bars and nothing more is recorded for the venue. Equities in the hundreds and
+//! crypto in the tens of thousands (fractional quantities).
 
 use findashpro::bar::Bar;
 use findashpro::config::{RiskSpec, Sizing};
@@ -191,4 +192,80 @@ fn a_refusal_is_a_refused_order_with_the_brokers_reason() {
         (OrderStatus::Refused, "broker: insufficient buying power")
     );
     assert!(l.fills.is_empty());
+}
+
+fn rerouted(ts: i64, order_id: u64) -> VenueUpdate {
+    VenueUpdate {
+        ts,
+        order_id,
+        kind: VenueUpdateKind::Rerouted,
+    }
+}
+
+#[test]
+fn after_a_failover_to_paper_bars_fill_the_rest_and_nothing_more_goes_to_the_venue() {
+    let mut p = venue(false, EntryType::Market);
+    // Crypto, fractional: 2 % of 100 000 at the deciding close 43 000.
+    p.step(T0, &[(bar(0, 43_000.0), signal(Target::Long), 1.0)]);
+    let l = drained(&mut p);
+    let (id, planned) = (l.submitted[0].order.id, l.submitted[0].quantity);
+    assert!((planned - 2_000.0 / 43_000.0).abs() < 1e-12);
+    let t = T0 + 600;
+    p.step_with(t, &[], &[fill(t, id, 0.02, 43_010.0)]);
+    assert_eq!(drained(&mut p).fills.len(), 1);
+    // The venue goes down; the broker process fails over: this step's bar still fills nothing.
+    let t1 = T0 + DAY;
+    p.step_with(
+        t1,
+        &[(bar(1, 43_100.0), signal(Target::Long), 1.0)],
+        &[rerouted(t1, id)],
+    );
+    let l = drained(&mut p);
+    assert!(l.fills.is_empty(), "{:?}", l.fills);
+    // The next bar fills the remainder on paper, at its open (no slippage configured).
+    p.step(
+        T0 + 2 * DAY,
+        &[(bar(2, 43_200.0), signal(Target::Flat), 1.0)],
+    );
+    let l = drained(&mut p);
+    let fills: Vec<_> = l.fills.iter().map(|f| (f.ts, f.price)).collect();
+    assert_eq!(fills, [(T0 + 2 * DAY, 43_200.0)]);
+    assert!((l.fills[0].quantity - (planned - 0.02)).abs() < 1e-12);
+    let o = &l.orders[0];
+    assert_eq!(o.status, OrderStatus::Filled);
+    assert!((o.filled - planned).abs() < 1e-12);
+    // The flat signal's exit is a paper order: nothing recorded for the venue, filled by bars.
+    assert!(l.submitted.is_empty(), "{:?}", l.submitted);
+    p.step(
+        T0 + 3 * DAY,
+        &[(bar(3, 42_900.0), signal(Target::Flat), 1.0)],
+    );
+    let l = drained(&mut p);
+    assert_eq!(l.fills.len(), 1);
+    assert_eq!((l.fills[0].price, l.fills[0].ts), (42_900.0, T0 + 3 * DAY));
+    assert!((l.fills[0].quantity - planned).abs() < 1e-12);
+    assert_eq!(l.positions.last().map(|p| p.quantity), Some(0.0));
+    // A second reroute (another order's) changes nothing.
+    p.step_with(T0 + 3 * DAY + 1, &[], &[rerouted(T0 + 3 * DAY + 1, id)]);
+    assert!(drained(&mut p).orders.is_empty());
+}
+
+#[test]
+fn a_failover_to_paper_ends_an_order_withdrawn_at_the_venue() {
+    let mut p = venue(true, EntryType::Limit);
+    p.step(T0, &[(bar(0, 187.25), signal(Target::Long), 1.0)]);
+    let id = drained(&mut p).submitted[0].order.id;
+    p.step(T0 + DAY, &[(bar(1, 190.0), signal(Target::Flat), 1.0)]);
+    assert_eq!(drained(&mut p).cancels, [(T0 + DAY, id)]);
+    let t = T0 + DAY + 60;
+    p.step_with(t, &[], &[rerouted(t, id)]);
+    let l = drained(&mut p);
+    let o = &l.orders[0];
+    assert_eq!(
+        (o.status, o.reason.as_str(), o.filled),
+        (OrderStatus::Cancelled, "signal_changed", 0.0)
+    );
+    // Bars after it execute nothing of it.
+    p.step(T0 + 2 * DAY, &[(bar(2, 150.0), signal(Target::Flat), 1.0)]);
+    assert!(drained(&mut p).fills.is_empty());
 }

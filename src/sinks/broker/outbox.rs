@@ -9,7 +9,9 @@
 //!
 //! States: `recorded` → `sending` → `accepted` | `rejected` | `halted` (an entry the run would
 //! not send while the venue was unreachable, with `failover = "halt"`), then `filled`,
-//! `cancelled`, `expired` as the venue reports; `cancelling` once a cancel was sent.
+//! `cancelled`, `expired` as the venue reports; `cancelling` once a cancel was sent; `paper`
+//! once the venue was unreachable with `failover = "paper"` ([`Outbox::fail_over`]): the run
+//! fills the order on paper and the process sends nothing more.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use tokio_postgres::Client;
 use tracing::Instrument;
 
 use crate::bar::Tickers;
+use crate::config::Failover;
 use crate::operators::portfolio::Submitted;
 use crate::order::{OrderSide, OrderType, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind};
 use crate::sinks::postgres::{DbError, audit};
@@ -194,6 +197,8 @@ pub struct Pass {
     pub rejected: u64,
     /// Entries not sent because the venue was down (`failover = "halt"`).
     pub halted: u64,
+    /// Orders routed to the paper broker (`failover = "paper"`).
+    pub routed: u64,
     /// Orders whose answer did not come (looked up on the next pass).
     pub unanswered: u64,
     /// Cancels the venue took, and orders ended before they were sent.
@@ -208,19 +213,45 @@ pub struct Outbox<'v, V: Venue> {
     failures: u32,
     open_since: Option<Instant>,
     cooldown: Duration,
+    failover: Failover,
+    /// The run failed over to paper: nothing is sent any more.
+    on_paper: bool,
 }
 
 impl<'v, V: Venue> Outbox<'v, V> {
     /// The outbox of `run_id` sending through `venue`; after [`BREAKER_FAILURES`] failed calls
-    /// in a row the venue counts as down for `cooldown`.
-    pub fn new(venue: &'v V, run_id: &str, cooldown: Duration) -> Self {
-        Outbox {
+    /// in a row the venue counts as down for `cooldown`, and `failover` says what happens then.
+    ///
+    /// # Errors
+    /// PostgreSQL failing (a run that failed over to paper before stays on paper).
+    pub async fn open(
+        c: &Client,
+        venue: &'v V,
+        run_id: &str,
+        cooldown: Duration,
+        failover: Failover,
+    ) -> Result<Self, DbError> {
+        let on_paper = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM broker_orders WHERE run_id = $1 AND state = 'paper')",
+                &[&run_id],
+            )
+            .await?
+            .get(0);
+        Ok(Outbox {
             venue,
             run_id: run_id.to_string(),
             failures: 0,
             open_since: None,
             cooldown,
-        }
+            failover,
+            on_paper,
+        })
+    }
+
+    /// Whether the run failed over to paper (then nothing is sent or reconciled any more).
+    pub fn on_paper(&self) -> bool {
+        self.on_paper
     }
 
     /// Whether the breaker is open (the venue counts as down).
@@ -287,6 +318,10 @@ impl<'v, V: Venue> Outbox<'v, V> {
     /// PostgreSQL failing. A venue that does not answer leaves the rows as they are (they are
     /// asked about again before they are sent).
     pub async fn recover(&mut self, c: &Client) -> Result<Pass, DbError> {
+        if self.on_paper {
+            // A paper run: its orders are the paper broker's.
+            return Ok(Pass::default());
+        }
         let rows = load(c, &self.run_id, &["recorded", "sending"]).await?;
         self.recover_rows(c, rows).await
     }
@@ -339,8 +374,15 @@ impl<'v, V: Venue> Outbox<'v, V> {
     pub async fn send_pending(&mut self, c: &Client) -> Result<Pass, DbError> {
         // Unanswered rows first: they may be at the venue. (A `recorded` row never left: only
         // a `sending` one can have reached it since the start's recovery.)
+        if self.on_paper {
+            // Orders the run recorded before it heard of the failover.
+            return self.fail_over(c).await;
+        }
         let unanswered = load(c, &self.run_id, &["sending"]).await?;
         let mut pass = self.recover_rows(c, unanswered).await?;
+        if self.breaker_open() && self.failover == Failover::Paper {
+            return self.fail_over(c).await;
+        }
         for row in load(c, &self.run_id, &["recorded"]).await? {
             if row.cancel_requested {
                 let why = "withdrawn before it was sent";
@@ -350,6 +392,12 @@ impl<'v, V: Venue> Outbox<'v, V> {
                 continue;
             }
             if self.breaker_open() {
+                if self.failover == Failover::Paper {
+                    let routed = self.fail_over(c).await?;
+                    pass.routed += routed.routed;
+                    pass.cancelled += routed.cancelled;
+                    break;
+                }
                 if row.intent == "entry" {
                     self.halt(c, &row).await?;
                     pass.halted += 1;
@@ -405,6 +453,78 @@ impl<'v, V: Venue> Outbox<'v, V> {
                     pass.unanswered += 1;
                 }
             }
+        }
+        Ok(pass)
+    }
+
+    /// Fails the run over to paper (`failover = "paper"`), in one statement: every order not
+    /// yet done at the venue (`recorded`, `sending`, `accepted`, `cancelling`) becomes `paper`
+    /// with a `paper` event the run takes as [`VenueUpdateKind::Rerouted`], after which its
+    /// paper broker fills them and records nothing more for the venue. An order withdrawn before
+    /// it was sent just ends. Orders that may still be working at the venue (sent, its answer
+    /// unknown or open) are named in the audit event and the alert: the venue cannot be asked
+    /// to cancel them while it is down, and reconciliation, which stops with the failover,
+    /// will not adopt what they do. Later calls route what the run recorded meanwhile.
+    ///
+    /// # Errors
+    /// PostgreSQL failing.
+    pub async fn fail_over(&mut self, c: &Client) -> Result<Pass, DbError> {
+        let reason = format!(
+            "{} unreachable: routed to paper (failover = paper)",
+            self.venue.name()
+        );
+        let withdrawn = load(c, &self.run_id, &["recorded"]).await?;
+        let mut pass = Pass::default();
+        for row in withdrawn.iter().filter(|r| r.cancel_requested) {
+            let why = "withdrawn before it was sent";
+            self.set_state(c, row, "cancelled", Some(why)).await?;
+            end_event(c, &self.run_id, &row.client_id, "cancelled", why).await?;
+            pass.cancelled += 1;
+        }
+        let moved = c
+            .query(
+                "WITH before AS (                      SELECT client_order_id, state FROM broker_orders                      WHERE run_id = $1 AND state IN ('recorded', 'sending', 'accepted', 'cancelling')                      FOR UPDATE),                  moved AS (                      UPDATE broker_orders o SET state = 'paper', reason = $2, answered_at = now()                      FROM before b WHERE o.run_id = $1 AND o.client_order_id = b.client_order_id                      RETURNING o.client_order_id, b.state AS before, o.order_id),                  fed AS (                      INSERT INTO broker_events (run_id, client_order_id, event_id, kind, time, reason)                      SELECT $1, client_order_id, 'paper', 'paper', now(), $2 FROM moved                      ON CONFLICT DO NOTHING)                  SELECT client_order_id, before FROM moved ORDER BY order_id",
+                &[&self.run_id, &reason],
+            )
+            .await?;
+        let first = !self.on_paper;
+        self.on_paper = true;
+        pass.routed = moved.len() as u64;
+        if !first && moved.is_empty() {
+            return Ok(pass);
+        }
+        let at_venue: Vec<String> = moved
+            .iter()
+            .filter(|r| r.get::<_, &str>(1) != "recorded")
+            .map(|r| r.get(0))
+            .collect();
+        tracing::error!(routed = moved.len(), at_venue = at_venue.len(), "{reason}");
+        audit(
+            c,
+            "broker_failover",
+            &json!({
+                "run_id": self.run_id, "venue": self.venue.name(), "failover": "paper",
+                "routed": moved.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(),
+                "may_be_at_venue": at_venue,
+            }),
+        )
+        .await?;
+        if first {
+            let left = if at_venue.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} order(s) may still be working at the venue and are not followed: {}",
+                    at_venue.len(),
+                    at_venue.join(", ")
+                )
+            };
+            crate::alert::raise(
+                format!("failover:{}:{}", self.venue.name(), self.run_id),
+                crate::alert::Severity::Critical,
+                format!("{} down: the run trades on paper", self.venue.name()),
+                format!("run {}: {reason}{left}", self.run_id),
+            );
         }
         Ok(pass)
     }
@@ -531,7 +651,7 @@ pub async fn book_fill(
 ) -> Result<bool, DbError> {
     let Some(r) = c
         .query_opt(
-            "SELECT filled_quantity, avg_price FROM broker_orders \
+            "SELECT filled_quantity, avg_price, state FROM broker_orders \
              WHERE run_id = $1 AND client_order_id = $2",
             &[&run_id, &client_id],
         )
@@ -543,6 +663,21 @@ pub async fn book_fill(
         );
         return Ok(false);
     };
+    if r.get::<_, &str>(2) == "paper" {
+        // The run fills it on paper: the venue's fill is not the run's any more.
+        tracing::error!(
+            client_id,
+            cumulative,
+            "the venue filled an order the run routed to paper"
+        );
+        audit(
+            c,
+            "broker_fill_after_failover",
+            &json!({ "run_id": run_id, "client_order_id": client_id, "cumulative": cumulative }),
+        )
+        .await?;
+        return Ok(false);
+    }
     let (done, avg): (f64, f64) = (r.get(0), r.get::<_, Option<f64>>(1).unwrap_or(0.0));
     let qty = cumulative - done;
     if qty <= 1e-9 * cumulative.max(1.0) {
@@ -623,13 +758,22 @@ pub async fn record_event(c: &Client, run_id: &str, e: &VenueEvent) -> Result<()
             .await?;
         }
         VenueEvent::Ended { client_id, status } => {
-            let cumulative: f64 = c
+            let Some(r) = c
                 .query_opt(
-                    "SELECT filled_quantity FROM broker_orders WHERE run_id = $1 AND client_order_id = $2",
+                    "SELECT filled_quantity, state FROM broker_orders \
+                     WHERE run_id = $1 AND client_order_id = $2",
                     &[&run_id, client_id],
                 )
                 .await?
-                .map_or(0.0, |r| r.get(0));
+            else {
+                tracing::warn!(%client_id, "the end of an order this run did not record: ignored");
+                return Ok(());
+            };
+            if r.get::<_, &str>(1) == "paper" {
+                tracing::warn!(%client_id, ?status, "the venue ended an order the run routed to paper");
+                return Ok(());
+            }
+            let cumulative: f64 = r.get(0);
             book_end(
                 c,
                 run_id,
@@ -741,6 +885,7 @@ fn update_of(
                 (q, p) => return Err(bad(format!("position of {q:?} at {p:?}"))),
             }
         }
+        "paper" => VenueUpdateKind::Rerouted,
         other => return Err(bad(format!("kind {other:?}"))),
     };
     Ok(Some((
@@ -756,7 +901,7 @@ fn update_of(
 const EVENTS: &str = "SELECT e.client_order_id, e.kind, extract(epoch FROM e.time)::int8, e.quantity, \
             e.price, e.status, e.reason, COALESCE(o.order_id, 0), COALESCE(e.fed_at, 0), e.event_id \
      FROM broker_events e LEFT JOIN broker_orders o USING (run_id, client_order_id) \
-     WHERE e.run_id = $1 AND e.kind IN ('fill', 'ended', 'position')";
+     WHERE e.run_id = $1 AND e.kind IN ('fill', 'ended', 'position', 'paper')";
 
 /// The venue's fills, ends and adopted positions the run booked at or before `through` (its committed time), each
 /// at the time it was booked, for a restarted run to replay; those booked later (not committed)
