@@ -10,11 +10,12 @@
 //!   [`operators::drift`] (optional), [`operators::signal`] (rule models and the ML ensemble of
 //!   [`operators::ml`]), [`operators::risk`] and the [`operators::portfolio`] that applies them:
 //!   `source → quality → features → [facts] → [drift] → model → portfolio → sinks`.
-//! - [`sinks`]: brokers (paper), run outputs (Parquet, `metrics.json`), `report.html`.
+//! - [`sinks`]: brokers (paper; Alpaca and IBKR through the outbox `fdp broker` sends), run outputs (Parquet, `metrics.json`), `report.html`.
 //! - [`engine`]: wires the graph on timely; its one worker [`engine::Harness`] builds it, feeds
 //!   it at event time and collects the results, for the backtest's file replay ([`engine::run`])
 //!   and for the live run's Redis consumers ([`stream`]) alike.
-//! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary.
+//! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary; [`meter`]: how the
+//!   driver times the operators' work for `/metrics` without an operator reading a clock.
 //!
 //! Error policy: each module has its own `thiserror` enum naming what failed and where; bad data is
 //! never an error that stops a run — it becomes a quarantine record with a reason. Only `main`
