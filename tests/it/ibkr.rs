@@ -2,7 +2,8 @@
 //! BROKERS.md §2a: the session (tickle, a session taken over), contract ids looked up once, an
 //! order's life through the question/reply flow (confirmed by policy or refused), refusals,
 //! string and integer order ids, the empty first live-orders snapshot, partial then full fills
-//! read from the live orders, cancel, positions page by page, 5xx and a lost answer that never
+//! read from the live orders, or execution by execution from `/iserver/account/trades` when it
+//! lists them all (booked through the outbox at their own prices and times), cancel, positions page by page, 5xx and a lost answer that never
 //! place an order twice, the 429 penalty box, and a live account refused without `live`.
 
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,10 @@ struct Gw {
     /// Live-order reads still to answer with the empty pre-flight snapshot.
     empty_snapshots: u32,
     positions: Vec<Vec<Value>>,
+    /// What `/iserver/account/trades` lists.
+    trades: Vec<Value>,
+    /// The `days` each trades call asked for.
+    trade_days: Vec<String>,
 }
 
 type G = Arc<Mutex<Gw>>;
@@ -190,6 +195,20 @@ async fn positions(State(g): State<G>, Path((_acct, page)): Path<(String, usize)
     .into_response()
 }
 
+async fn trades(
+    State(g): State<G>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let mut gw = g.lock().expect("gw");
+    let days = q
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("days=").map(str::to_string))
+        .unwrap_or_default();
+    gw.trade_days.push(days);
+    axum::Json(Value::Array(gw.trades.clone())).into_response()
+}
+
 async fn gateway() -> (String, G, tokio::task::JoinHandle<()>) {
     let g: G = Arc::new(Mutex::new(Gw {
         authenticated: true,
@@ -202,6 +221,7 @@ async fn gateway() -> (String, G, tokio::task::JoinHandle<()>) {
         .route("/v1/api/iserver/account/{acct}/orders", post(place))
         .route("/v1/api/iserver/reply/{id}", post(reply))
         .route("/v1/api/iserver/account/orders", get(live))
+        .route("/v1/api/iserver/account/trades", get(trades))
         .route("/v1/api/iserver/account/{acct}/order/{id}", delete(cancel))
         .route("/v1/api/portfolio/{acct}/positions/{page}", get(positions))
         .with_state(Arc::clone(&g));
@@ -440,4 +460,120 @@ async fn errors_and_lost_answers_never_place_an_order_twice_and_positions_page()
         .map(|p| (p.symbol.as_str(), p.quantity, p.avg_price))
         .collect();
     assert_eq!(got, [("SPY", 5.0, 434.93), ("AAPL", -2.5, 176.32)]);
+}
+
+/// An execution row as `/iserver/account/trades` lists it.
+fn execution(id: &str, order: &Value, size: f64, price: &str, ms: i64) -> Value {
+    json!({"execution_id": id, "symbol": "AAPL", "supports_tax_opt": "1", "side": "B",
+        "order_description": "Bot 40 @ 190.40 on ISLAND", "trade_time": "20231211-18:00:49",
+        "trade_time_r": ms, "size": size, "price": price, "order_ref": order["order_ref"],
+        "submitter": "user1234", "exchange": "ISLAND", "commission": "0.35", "net_amount": 7616.0,
+        "account": ACCOUNT, "accountCode": ACCOUNT, "company_name": "APPLE INC",
+        "contract_description_1": "AAPL", "sec_type": "STK", "listing_exchange": "NASDAQ.NMS",
+        "conid": "265598", "conidex": "265598", "clearing_id": "IB", "clearing_name": "IB",
+        "liquidation_trade": "0", "is_event_trading": "0", "order_id": order["orderId"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_are_booked_one_by_one_when_the_list_holds_them_all() {
+    use findashpro::config::Failover;
+    use findashpro::sinks::broker::outbox::{self, Outbox};
+    let (url, g, _t) = gateway().await;
+    let venue = client(&url);
+    venue.tickle().await.expect("session");
+    let (_db, mut c) = crate::common::TestDb::new().await;
+    findashpro::sinks::postgres::migrate(&mut c)
+        .await
+        .expect("migrate");
+    let run = "ibkr-exec";
+    let tickers = findashpro::bar::Tickers::new(["AAPL".to_string()]);
+    let entry = |id: u64| findashpro::operators::portfolio::Submitted {
+        order: findashpro::order::Order {
+            id,
+            ts: 1_702_310_400,
+            ticker: 0,
+            side: OrderSide::Buy,
+            kind: findashpro::order::OrderKind::Entry {
+                direction: 1,
+                size: findashpro::operators::risk::EntrySize::Fraction(0.02),
+            },
+            order_type: OrderType::Limit { limit: 190.6 },
+            tif: TimeInForce::Gtc,
+            parent: None,
+        },
+        quantity: 100.0,
+    };
+    let tx = c.transaction().await.expect("tx");
+    outbox::record(&tx, run, &tickers, &[entry(1), entry(2)])
+        .await
+        .expect("record");
+    tx.commit().await.expect("commit");
+    let mut out = Outbox::open(&c, &venue, run, Duration::from_secs(30), Failover::Halt)
+        .await
+        .expect("open");
+    assert_eq!(out.send_pending(&c).await.expect("send").sent, 2);
+    // Both filled 100 at an average of 190.46: order 1 in two executions the list holds, order
+    // 2 in two of which the list (7 days at most) holds only the later one.
+    let t1 = 1_702_317_649_000_i64;
+    {
+        let mut gw = g.lock().unwrap();
+        for p in gw.placed.iter_mut() {
+            p["filledQuantity"] = json!(100.0);
+            p["remainingQuantity"] = json!(0.0);
+            p["avgPrice"] = json!("190.46");
+            p["status"] = json!("Filled");
+        }
+        let (a, b) = (gw.placed[0].clone(), gw.placed[1].clone());
+        gw.trades = vec![
+            execution("0000e0d5.6576fd38.01.01", &a, 60.0, "190.50", t1 + 5_000),
+            execution("0000e0d5.6576fd37.01.01", &a, 40.0, "190.40", t1),
+            execution("0000e0d5.6576fd39.01.01", &b, 60.0, "190.50", t1 + 9_000),
+            // Someone else's execution (placed by hand: no order_ref of ours).
+            json!({"execution_id": "0000e0d5.6576fd3a.01.01", "symbol": "SPY", "side": "S",
+                "size": 3, "price": "471.10", "trade_time_r": t1, "order_ref": null,
+                "order_id": 42}),
+        ];
+    }
+    g.lock().unwrap().empty_snapshots = 0;
+    outbox::follow(&c, &venue, run).await.expect("follow");
+    assert_eq!(g.lock().unwrap().trade_days, ["7"]);
+    let fills: Vec<(String, f64, f64, i64)> = c
+        .query(
+            "SELECT e.client_order_id, e.quantity, e.price, extract(epoch FROM e.time)::int8 \
+             FROM broker_events e WHERE e.run_id = $1 AND e.kind = 'fill' \
+             ORDER BY e.client_order_id, e.cumulative",
+            &[&run],
+        )
+        .await
+        .expect("fills")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let (c1, c2) = (client_order_id(run, 1), client_order_id(run, 2));
+    let mut want = vec![
+        (c1.clone(), 40.0, 190.40, t1 / 1000),
+        (c1.clone(), 60.0, 190.50, t1 / 1000 + 5),
+        // From the average: one fill of 100, at the order's last execution time.
+        (c2.clone(), 100.0, 190.46, 0),
+    ];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(fills.len(), 3, "{fills:?}");
+    for (got, want) in fills.iter().zip(&want) {
+        assert_eq!((&got.0, got.1), (&want.0, want.1));
+        assert!((got.2 - want.2).abs() < 1e-9, "{got:?} vs {want:?}");
+        if want.3 > 0 {
+            assert_eq!(got.3, want.3);
+        }
+    }
+    // Asked again, nothing more is booked.
+    outbox::follow(&c, &venue, run).await.expect("follow");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM broker_events WHERE run_id = $1 AND kind = 'fill'",
+            &[&run],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 3);
 }

@@ -796,9 +796,18 @@ pub async fn record_event(c: &Client, run_id: &str, e: &VenueEvent) -> Result<()
 /// PostgreSQL failing; a venue that does not answer is asked again next pass.
 pub async fn follow<V: Venue>(c: &Client, venue: &V, run_id: &str) -> Result<u64, DbError> {
     let mut n = 0;
-    for row in load(c, run_id, &["accepted", "cancelling"]).await? {
+    let rows = load(c, run_id, &["accepted", "cancelling"]).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let executions = venue.executions().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not list the venue's executions: fills priced from averages");
+        Vec::new()
+    });
+    for row in rows {
         match venue.lookup(&row.client_id).await {
             Ok(Some(o)) => {
+                book_executions(c, run_id, &row, &o, &executions).await?;
                 observe(c, run_id, &row, &o).await?;
                 n += 1;
             }
@@ -812,6 +821,45 @@ pub async fn follow<V: Venue>(c: &Client, venue: &V, run_id: &str) -> Result<u64
         }
     }
     Ok(n)
+}
+
+/// Books an order's executions one by one, each at its price and time, when the venue's list
+/// holds all of them (their sum is the order's filled quantity); otherwise (some older than the
+/// list reaches) nothing here, and [`observe`] prices the growth from the averages.
+async fn book_executions(
+    c: &Client,
+    run_id: &str,
+    row: &OutboxRow,
+    o: &VenueOrder,
+    executions: &[super::venue::VenueFill],
+) -> Result<(), DbError> {
+    let mine: Vec<_> = executions
+        .iter()
+        .filter(|f| {
+            (!f.client_id.is_empty() && f.client_id == row.client_id)
+                || (!f.order_id.is_empty() && f.order_id == o.id)
+        })
+        .collect();
+    let Some(last) = mine.last() else {
+        return Ok(());
+    };
+    if (last.cumulative - o.filled).abs() > 1e-9 * o.filled.max(1.0) {
+        tracing::debug!(client_id = %row.client_id, listed = last.cumulative, filled = o.filled,
+            "the execution list does not hold every fill of the order: priced from its average");
+        return Ok(());
+    }
+    for f in mine {
+        book_fill(
+            c,
+            run_id,
+            &row.client_id,
+            f.cumulative,
+            FillReport::Execution(f.price),
+            f.ts,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Records that an order ended before the venue worked it (refused, halted, withdrawn before it

@@ -284,6 +284,15 @@ pub trait Venue {
     /// # Errors
     /// A failed call.
     async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError>;
+    /// The account's recent executions, each with its order's filled shares after it over
+    /// what the list holds, for fills at their own prices and times where the venue has no
+    /// stream of them (IBKR's `/iserver/account/trades`); none by default.
+    ///
+    /// # Errors
+    /// A failed call.
+    async fn executions(&self) -> Result<Vec<VenueFill>, VenueError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What a venue reports about our orders, in the order it learned them.

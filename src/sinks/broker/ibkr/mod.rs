@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::sinks::broker::venue::{
-    OrderRequest, Venue, VenueError, VenueOrder, VenuePosition, http_client,
+    OrderRequest, Venue, VenueError, VenueFill, VenueOrder, VenuePosition, http_client,
 };
 use wire::{Placement, SecDef, Tickle};
 
@@ -358,6 +358,25 @@ impl IbkrClient {
         self.call(Method::DELETE, &path, None).await.map(|_| ())
     }
 
+    /// The account's executions of the last `days` (at most 7, the gateway's limit), each with
+    /// its order's filled shares after it over what the list holds.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn executions(&self, days: u8) -> Result<Vec<VenueFill>, VenueError> {
+        let v = self
+            .call(
+                Method::GET,
+                &format!("/iserver/account/trades?days={}", days.clamp(1, 7)),
+                None,
+            )
+            .await?;
+        let rows = v.as_array().cloned().unwrap_or_default();
+        Ok(wire::cumulate(
+            rows.iter().filter_map(wire::execution).collect(),
+        ))
+    }
+
     /// Every position, page by page until an empty page.
     ///
     /// # Errors
@@ -409,5 +428,9 @@ impl Venue for IbkrClient {
 
     async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
         IbkrClient::positions(self).await
+    }
+
+    async fn executions(&self) -> Result<Vec<VenueFill>, VenueError> {
+        IbkrClient::executions(self, 7).await
     }
 }

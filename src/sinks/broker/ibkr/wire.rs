@@ -6,7 +6,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::order::{OrderSide, OrderType, TimeInForce};
-use crate::sinks::broker::venue::{OrderRequest, VenueOrder, VenuePosition, VenueStatus};
+use crate::sinks::broker::venue::{
+    OrderRequest, VenueFill, VenueOrder, VenuePosition, VenueStatus,
+};
 
 /// A number or a string holding one.
 pub fn number(v: &Value) -> Option<f64> {
@@ -224,6 +226,63 @@ pub fn live_order(row: &Value) -> Option<VenueOrder> {
     })
 }
 
+/// One execution of `GET /iserver/account/trades` (an array of objects: `execution_id`,
+/// `order_ref` — the `cOID` the order was placed with —, `order_id`, `symbol`, `side` `B`/`S`,
+/// `size`, `price` as a string, `trade_time_r` in epoch milliseconds; field names as the
+/// Client Portal's OpenAPI schema has them, e.g. docs.rs `bezant-api`'s
+/// `TradesResponseTradesResponse`). Its `cumulative` is left 0: only the whole list of an
+/// order's executions says it ([`cumulate`]). `None` for a row without an id, a size or a price.
+pub fn execution(row: &Value) -> Option<(String, VenueFill)> {
+    let exec_id = row.get("execution_id").and_then(id_text)?;
+    let side = match row.get("side").and_then(Value::as_str) {
+        Some("S" | "SELL" | "SLD") => OrderSide::Sell,
+        Some("B" | "BUY" | "BOT") => OrderSide::Buy,
+        _ => return None,
+    };
+    let quantity = row.get("size").and_then(number).filter(|q| *q > 0.0)?;
+    let price = row
+        .get("price")
+        .and_then(number)
+        .filter(|p| p.is_finite())?;
+    Some((
+        exec_id,
+        VenueFill {
+            order_id: row.get("order_id").and_then(id_text).unwrap_or_default(),
+            client_id: row.get("order_ref").and_then(id_text).unwrap_or_default(),
+            symbol: row
+                .get("symbol")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            side,
+            quantity,
+            price,
+            ts: row
+                .get("trade_time_r")
+                .and_then(Value::as_i64)
+                .map(|ms| ms.div_euclid(1000))?,
+            cumulative: 0.0,
+        },
+    ))
+}
+
+/// Each order's executions in time order (then by execution id), each with the order's filled
+/// shares after it, over what the list holds; an execution listed twice counts once.
+pub fn cumulate(mut rows: Vec<(String, VenueFill)>) -> Vec<VenueFill> {
+    rows.sort_by(|a, b| (&a.1.order_id, a.1.ts, &a.0).cmp(&(&b.1.order_id, b.1.ts, &b.0)));
+    rows.dedup_by(|a, b| a.0 == b.0);
+    let mut out: Vec<VenueFill> = Vec::with_capacity(rows.len());
+    for (_, mut f) in rows {
+        let before = out
+            .last()
+            .filter(|p| p.order_id == f.order_id)
+            .map_or(0.0, |p| p.cumulative);
+        f.cumulative = before + f.quantity;
+        out.push(f);
+    }
+    out
+}
+
 /// A row of `/portfolio/{account}/positions/{page}`.
 pub fn position(row: &Value) -> Option<VenuePosition> {
     Some(VenuePosition {
@@ -280,5 +339,59 @@ mod tests {
             ("1149239278", "fdp-x-1", 100.0, Some(176.32))
         );
         assert_eq!((o.status, o.ts), (VenueStatus::Filled, Some(1_694_531_884)));
+    }
+
+    #[test]
+    fn executions_cumulate_per_order_in_time_order_once_each() {
+        let e = |id: &str, order: i64, size: f64, price: &str, ms: i64| {
+            execution(
+                &json!({"execution_id": id, "order_id": order, "order_ref": format!("fdp-{order}"),
+                "symbol": "BRK B", "side": "B", "size": size, "price": price, "trade_time_r": ms}),
+            )
+            .unwrap()
+        };
+        let rows = vec![
+            e(
+                "0000e0d5.6576fd38.01.01",
+                7,
+                60.0,
+                "412.10",
+                1_700_000_002_000,
+            ),
+            e(
+                "0000e0d5.6576fd37.01.01",
+                7,
+                40.0,
+                "412.00",
+                1_700_000_001_000,
+            ),
+            e(
+                "0000e0d5.6576fd37.01.01",
+                7,
+                40.0,
+                "412.00",
+                1_700_000_001_000,
+            ),
+            e(
+                "0000e0d5.6576fd40.01.01",
+                9,
+                0.5,
+                "43000.5",
+                1_700_000_000_000,
+            ),
+        ];
+        let got: Vec<_> = cumulate(rows)
+            .iter()
+            .map(|f| (f.order_id.clone(), f.quantity, f.price, f.cumulative, f.ts))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("7".into(), 40.0, 412.0, 40.0, 1_700_000_001),
+                ("7".into(), 60.0, 412.1, 100.0, 1_700_000_002),
+                ("9".into(), 0.5, 43_000.5, 0.5, 1_700_000_000),
+            ]
+        );
+        assert!(execution(&json!({"execution_id": "x", "side": "B", "size": 1})).is_none());
     }
 }
