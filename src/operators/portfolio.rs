@@ -130,6 +130,10 @@ pub struct Submitted {
     /// Shares to trade: an entry's size at the deciding close (or its limit or stop), an exit's
     /// or a bracket leg's the position's.
     pub quantity: f64,
+    /// The order (a bracket leg at the venue) it replaces: sent as the venue's cancel-and-replace
+    /// of that one, which ends when the venue has replaced it.
+    #[serde(default)]
+    pub replaces: Option<u64>,
 }
 
 /// A round trip, or a position still open at the end (marked at the last close).
@@ -485,10 +489,16 @@ impl<B: Broker> Portfolio<B> {
 
     /// Submits `order` to the broker, and records it for the venue when keeping an outbox.
     fn send(&mut self, order: Order, quantity: f64) {
+        self.send_replacing(order, quantity, None);
+    }
+
+    /// [`Portfolio::send`], as the replacement of the order `replaces` at the venue.
+    fn send_replacing(&mut self, order: Order, quantity: f64, replaces: Option<u64>) {
         if self.outbox {
             self.ledger.submitted.push(Submitted {
                 order: order.clone(),
                 quantity,
+                replaces,
             });
         }
         if self.venue {
@@ -1123,9 +1133,7 @@ impl<B: Broker> Portfolio<B> {
         let legs = self.policy.legs(p.quantity.signum(), p.entry_price);
         if let Some(working) = self.brackets.get(&entry.ticker) {
             if self.venue {
-                // Not re-priced at a venue yet (no replace through the outbox): the legs keep
-                // the first part's prices and quantity.
-                return;
+                return self.replace_legs(entry.ticker, ts, p.quantity.abs(), &legs);
             }
             for leg in working {
                 if let Some((_, Some(ty))) = legs.iter().find(|(k, _)| *k == leg.kind) {
@@ -1151,6 +1159,36 @@ impl<B: Broker> Portfolio<B> {
         if !placed.is_empty() {
             self.brackets.insert(entry.ticker, placed);
         }
+    }
+
+    /// Venue mode: a further part of the entry filled, so each working bracket leg is replaced
+    /// at the venue by one at the new prices for the whole position (cancel-and-replace: the
+    /// replacement is recorded with the leg it replaces, which ends — `cancelled`, reason
+    /// `replaced` — when the venue says so; a fill of it that raced the replacement is booked).
+    fn replace_legs(
+        &mut self,
+        ticker: TickerId,
+        ts: EventTime,
+        quantity: f64,
+        legs: &[(OrderKind, Option<OrderType>); 2],
+    ) {
+        let working = self.brackets.get(&ticker).cloned().unwrap_or_default();
+        let mut renewed = Vec::with_capacity(working.len());
+        for leg in working {
+            let ty = legs.iter().find(|(k, _)| *k == leg.kind).and_then(|l| l.1);
+            let (Some(ty), true) = (ty, self.sent.contains_key(&leg.id)) else {
+                renewed.push(leg);
+                continue;
+            };
+            self.broker.cancel(leg.id);
+            self.cancelling.insert(leg.id, "replaced".to_string());
+            let mut new = self.new_order(ts, ticker, leg.side, leg.kind, ty);
+            new.tif = leg.tif;
+            new.parent = leg.parent;
+            self.send_replacing(new.clone(), quantity, Some(leg.id));
+            renewed.push(new);
+        }
+        self.brackets.insert(ticker, renewed);
     }
 
     /// Takes the rows booked since the last call, so a streaming run can commit them step by step

@@ -15,7 +15,7 @@ use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 10] = [
+pub const MIGRATIONS: [(i32, &str, &str); 11] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -57,6 +57,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 10] = [
         10,
         "broker_outbox",
         include_str!("../../migrations/0010_broker_outbox.sql"),
+    ),
+    (
+        11,
+        "broker_replace",
+        include_str!("../../migrations/0011_broker_replace.sql"),
     ),
 ];
 

@@ -242,7 +242,13 @@ async fn replace(
         "{}-r",
         o["client_order_id"].as_str().unwrap_or_default()
     ));
-    for k in ["limit_price", "stop_price", "time_in_force", "qty"] {
+    for k in [
+        "limit_price",
+        "stop_price",
+        "time_in_force",
+        "qty",
+        "client_order_id",
+    ] {
         if let Some(v) = body.get(k) {
             o[k] = v.clone();
         }

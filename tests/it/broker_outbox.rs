@@ -69,6 +69,7 @@ fn order(id: u64, ticker: u32, side: OrderSide, kind: OrderKind, ty: OrderType) 
             parent: None,
         },
         quantity: 10.0,
+        replaces: None,
     }
 }
 
@@ -722,4 +723,91 @@ async fn a_running_broker_books_streamed_fills_as_they_come() {
         .expect("state")
         .get(0);
     assert_eq!(state, "filled");
+}
+
+/// A bracket leg re-priced after a further part of its entry filled is recorded as the
+/// replacement of the leg: `fdp broker` sends it as Alpaca's PATCH of the working order (the new
+/// order carries the replacement's client id), ends the old row, and never sends it as a second
+/// order; a replacement of a leg that filled meanwhile is refused by the venue and recorded so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_leg_is_patched_at_the_venue_once() {
+    let (m, db, mut c, dir) = setup().await;
+    let p = pipeline(dir.path(), &m);
+    let run = "live-replace";
+    let leg = |id: u64, limit: f64, quantity: f64, replaces: Option<u64>| Submitted {
+        quantity,
+        replaces,
+        ..order(
+            id,
+            0,
+            OrderSide::Sell,
+            OrderKind::TakeProfit,
+            OrderType::Limit { limit },
+        )
+    };
+    record(
+        &mut c,
+        run,
+        &[leg(1, 196.0, 2.0, None), leg(3, 197.0, 4.0, None)],
+    )
+    .await;
+    let out = finish(broker(&p, &db, run, true).spawn().expect("spawn"));
+    assert!(out.contains("2 sent"), "{out}");
+    // Leg 3 fills at the venue before its replacement goes.
+    m.fill(&client_order_id(run, 3), 4.0, 197.0, false, false);
+    record(
+        &mut c,
+        run,
+        &[leg(2, 198.5, 5.0, Some(1)), leg(4, 199.0, 5.0, Some(3))],
+    )
+    .await;
+    let out = finish(broker(&p, &db, run, true).spawn().expect("spawn"));
+    assert!(out.contains("1 sent, 0 adopted, 1 rejected"), "{out}");
+    let posts = m.posts().len();
+    assert_eq!(posts, 2, "replacements are never posted as new orders");
+    let s = states(&c, run).await;
+    let got: Vec<(i64, &str)> = s.iter().map(|r| (r.0, r.1.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (1, "cancelled"),
+            (2, "accepted"),
+            (3, "filled"),
+            (4, "rejected")
+        ]
+    );
+    assert_eq!(
+        s[0].2.as_deref(),
+        Some(format!("replaced by {}", client_order_id(run, 2)).as_str())
+    );
+    let orders = m.orders();
+    let old = orders
+        .iter()
+        .find(|o| o["client_order_id"] == client_order_id(run, 1).as_str())
+        .expect("old");
+    assert_eq!(old["status"], "replaced");
+    let new = orders
+        .iter()
+        .find(|o| o["client_order_id"] == client_order_id(run, 2).as_str())
+        .expect("the replacement under its own client id");
+    assert_eq!(
+        (new["qty"].as_str(), new["limit_price"].as_str()),
+        (Some("5"), Some("198.5"))
+    );
+    assert_eq!(new["replaces"], old["id"]);
+    // The old leg's end is there for the live run to book.
+    let ended: i64 = c
+        .query_one(
+            "SELECT count(*) FROM broker_events WHERE run_id = $1 AND client_order_id = $2 \
+             AND kind = 'ended' AND status = 'cancelled'",
+            &[&run, &client_order_id(run, 1)],
+        )
+        .await
+        .expect("end")
+        .get(0);
+    assert_eq!(ended, 1);
+    // Another pass sends nothing more.
+    let out = finish(broker(&p, &db, run, true).spawn().expect("spawn"));
+    assert!(out.contains("0 sent"), "{out}");
+    assert_eq!(m.orders().len(), 3);
 }

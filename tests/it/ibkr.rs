@@ -173,17 +173,47 @@ async fn live(State(g): State<G>) -> Response {
     axum::Json(json!({"orders": rows, "snapshot": true})).into_response()
 }
 
+/// The placed order whose (integer) `orderId` is `id`.
+fn placed_with_id<'g>(gw: &'g mut Gw, id: &str) -> Option<&'g mut Value> {
+    gw.placed
+        .iter_mut()
+        .find(|o| o["orderId"].as_i64().map(|n| n.to_string()).as_deref() == Some(id))
+}
+
 async fn cancel(State(g): State<G>, Path((acct, id)): Path<(String, String)>) -> Response {
     let mut gw = g.lock().expect("gw");
-    let Some(o) = gw
-        .placed
-        .iter_mut()
-        .find(|o| o["orderId"].as_i64().map(|n| n.to_string()).as_deref() == Some(id.as_str()))
-    else {
+    let Some(o) = placed_with_id(&mut gw, &id) else {
         return (axum::http::StatusCode::NOT_FOUND, "").into_response();
     };
     o["status"] = json!("Cancelled");
     axum::Json(json!({"msg": "Request was submitted", "order_id": id.parse::<i64>().unwrap_or(0), "conid": 265598, "account": acct}))
+        .into_response()
+}
+
+/// Modifies a live order in place: same id, same `order_ref`, the body's quantity and prices.
+async fn modify(
+    State(g): State<G>,
+    Path((acct, id)): Path<(String, String)>,
+    axum::Json(b): axum::Json<Value>,
+) -> Response {
+    assert_eq!(acct, ACCOUNT);
+    let mut gw = g.lock().expect("gw");
+    let Some(o) = placed_with_id(&mut gw, &id) else {
+        return (axum::http::StatusCode::NOT_FOUND, "").into_response();
+    };
+    if o["status"] != "Submitted" && o["status"] != "PreSubmitted" {
+        return axum::Json(json!({"error": "Order cannot be modified"})).into_response();
+    }
+    // One order object, not the placement's `orders` array.
+    assert!(b.get("orders").is_none(), "{b}");
+    let m = &b;
+    let filled = o["filledQuantity"].as_f64().unwrap_or(0.0);
+    for k in ["price", "auxPrice", "orderType", "tif"] {
+        o[k] = m[k].clone();
+    }
+    o["quantity"] = m["quantity"].clone();
+    o["remainingQuantity"] = json!(m["quantity"].as_f64().unwrap_or(0.0) - filled);
+    axum::Json(json!([{"order_id": id, "order_status": "Submitted", "encrypt_message": "1"}]))
         .into_response()
 }
 
@@ -222,7 +252,10 @@ async fn gateway() -> (String, G, tokio::task::JoinHandle<()>) {
         .route("/v1/api/iserver/reply/{id}", post(reply))
         .route("/v1/api/iserver/account/orders", get(live))
         .route("/v1/api/iserver/account/trades", get(trades))
-        .route("/v1/api/iserver/account/{acct}/order/{id}", delete(cancel))
+        .route(
+            "/v1/api/iserver/account/{acct}/order/{id}",
+            delete(cancel).post(modify),
+        )
         .route("/v1/api/portfolio/{acct}/positions/{page}", get(positions))
         .with_state(Arc::clone(&g));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -462,6 +495,32 @@ async fn errors_and_lost_answers_never_place_an_order_twice_and_positions_page()
     assert_eq!(got, [("SPY", 5.0, 434.93), ("AAPL", -2.5, 176.32)]);
 }
 
+/// A session with the gateway at `url`, and a migrated database of the test's own.
+async fn with_database(url: &str) -> (IbkrClient, crate::common::TestDb, tokio_postgres::Client) {
+    let venue = client(url);
+    venue.tickle().await.expect("session");
+    let (db, mut c) = crate::common::TestDb::new().await;
+    findashpro::sinks::postgres::migrate(&mut c)
+        .await
+        .expect("migrate");
+    (venue, db, c)
+}
+
+/// The fills booked for `run`: client order id, quantity, price, epoch seconds, in order.
+async fn booked_fills(c: &tokio_postgres::Client, run: &str) -> Vec<(String, f64, f64, i64)> {
+    c.query(
+        "SELECT client_order_id, quantity, price, extract(epoch FROM time)::int8 \
+         FROM broker_events WHERE run_id = $1 AND kind = 'fill' \
+         ORDER BY client_order_id, cumulative",
+        &[&run],
+    )
+    .await
+    .expect("fills")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
 /// An execution row as `/iserver/account/trades` lists it.
 fn execution(id: &str, order: &Value, size: f64, price: &str, ms: i64) -> Value {
     json!({"execution_id": id, "symbol": "AAPL", "supports_tax_opt": "1", "side": "B",
@@ -479,12 +538,7 @@ async fn executions_are_booked_one_by_one_when_the_list_holds_them_all() {
     use findashpro::config::Failover;
     use findashpro::sinks::broker::outbox::{self, Outbox};
     let (url, g, _t) = gateway().await;
-    let venue = client(&url);
-    venue.tickle().await.expect("session");
-    let (_db, mut c) = crate::common::TestDb::new().await;
-    findashpro::sinks::postgres::migrate(&mut c)
-        .await
-        .expect("migrate");
+    let (venue, _db, mut c) = with_database(&url).await;
     let run = "ibkr-exec";
     let tickers = findashpro::bar::Tickers::new(["AAPL".to_string()]);
     let entry = |id: u64| findashpro::operators::portfolio::Submitted {
@@ -502,6 +556,7 @@ async fn executions_are_booked_one_by_one_when_the_list_holds_them_all() {
             parent: None,
         },
         quantity: 100.0,
+        replaces: None,
     };
     let tx = c.transaction().await.expect("tx");
     outbox::record(&tx, run, &tickers, &[entry(1), entry(2)])
@@ -537,18 +592,7 @@ async fn executions_are_booked_one_by_one_when_the_list_holds_them_all() {
     g.lock().unwrap().empty_snapshots = 0;
     outbox::follow(&c, &venue, run).await.expect("follow");
     assert_eq!(g.lock().unwrap().trade_days, ["7"]);
-    let fills: Vec<(String, f64, f64, i64)> = c
-        .query(
-            "SELECT e.client_order_id, e.quantity, e.price, extract(epoch FROM e.time)::int8 \
-             FROM broker_events e WHERE e.run_id = $1 AND e.kind = 'fill' \
-             ORDER BY e.client_order_id, e.cumulative",
-            &[&run],
-        )
-        .await
-        .expect("fills")
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
+    let fills = booked_fills(&c, run).await;
     let (c1, c2) = (client_order_id(run, 1), client_order_id(run, 2));
     let mut want = vec![
         (c1.clone(), 40.0, 190.40, t1 / 1000),
@@ -576,4 +620,106 @@ async fn executions_are_booked_one_by_one_when_the_list_holds_them_all() {
         .expect("count")
         .get(0);
     assert_eq!(n, 3);
+}
+
+/// A re-priced bracket leg at IBKR is a modification of the live order (same id, same `cOID`):
+/// the replacement's row takes the fills the order had, follows it by its id, and books only
+/// what fills after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_modifies_the_live_order_and_books_only_later_fills() {
+    use findashpro::config::Failover;
+    use findashpro::order::{Order, OrderKind};
+    use findashpro::sinks::broker::outbox::{self, Outbox};
+    let (url, g, _t) = gateway().await;
+    g.lock().unwrap().empty_snapshots = 0;
+    let (venue, _db, mut c) = with_database(&url).await;
+    let run = "ibkr-modify";
+    let tickers = findashpro::bar::Tickers::new(["AAPL".to_string()]);
+    let leg = |id: u64, stop: f64, quantity: f64, replaces: Option<u64>| {
+        findashpro::operators::portfolio::Submitted {
+            order: Order {
+                id,
+                ts: 1_702_310_400,
+                ticker: 0,
+                side: OrderSide::Sell,
+                kind: OrderKind::StopLoss,
+                order_type: OrderType::Stop { stop },
+                tif: TimeInForce::Gtc,
+                parent: None,
+            },
+            quantity,
+            replaces,
+        }
+    };
+    let record = async |c: &mut tokio_postgres::Client,
+                        rows: &[findashpro::operators::portfolio::Submitted]| {
+        let tx = c.transaction().await.expect("tx");
+        outbox::record(&tx, run, &tickers, rows)
+            .await
+            .expect("record");
+        tx.commit().await.expect("commit");
+    };
+    record(&mut c, &[leg(1, 185.0, 2.0, None)]).await;
+    let mut out = Outbox::open(&c, &venue, run, Duration::from_secs(30), Failover::Halt)
+        .await
+        .expect("open");
+    assert_eq!(out.send_pending(&c).await.expect("send").sent, 1);
+    {
+        let mut gw = g.lock().unwrap();
+        let p = &mut gw.placed[0];
+        p["filledQuantity"] = json!(1.0);
+        p["remainingQuantity"] = json!(1.0);
+        p["avgPrice"] = json!("184.90");
+    }
+    outbox::follow(&c, &venue, run).await.expect("follow");
+    record(&mut c, &[leg(2, 189.0, 5.0, Some(1))]).await;
+    assert_eq!(out.send_pending(&c).await.expect("send").sent, 1);
+    {
+        let gw = g.lock().unwrap();
+        assert_eq!(gw.placed.len(), 1, "modified, not placed again");
+        let p = &gw.placed[0];
+        assert_eq!(
+            (
+                p["price"].clone(),
+                p["orderType"].clone(),
+                p["quantity"].clone()
+            ),
+            (json!(189.0), json!("STP"), json!(5.0))
+        );
+    }
+    // Four more fill at 188.90: the replacement books them, nothing twice.
+    {
+        let mut gw = g.lock().unwrap();
+        let p = &mut gw.placed[0];
+        p["filledQuantity"] = json!(5.0);
+        p["remainingQuantity"] = json!(0.0);
+        p["avgPrice"] = json!("188.10");
+        p["status"] = json!("Filled");
+    }
+    outbox::follow(&c, &venue, run).await.expect("follow");
+    let fills = booked_fills(&c, run).await;
+    assert_eq!(fills.len(), 2, "{fills:?}");
+    assert_eq!(
+        (fills[0].0.as_str(), fills[0].1),
+        (client_order_id(run, 1).as_str(), 1.0)
+    );
+    assert_eq!(
+        (fills[1].0.as_str(), fills[1].1),
+        (client_order_id(run, 2).as_str(), 4.0)
+    );
+    assert!(
+        (fills[1].2 - (5.0 * 188.10 - 184.90) / 4.0).abs() < 1e-9,
+        "{fills:?}"
+    );
+    let states: Vec<String> = c
+        .query(
+            "SELECT state FROM broker_orders WHERE run_id = $1 ORDER BY order_id",
+            &[&run],
+        )
+        .await
+        .expect("states")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(states, ["cancelled", "filled"]);
 }

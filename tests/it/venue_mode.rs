@@ -3,7 +3,8 @@
 //! and end are booked at their times and prices; a withdrawn order is asked of the venue to cancel
 //! and ends only when the venue says so, a fill that raced the cancel booked; a refusal is a
 //! refused order with the broker's reason; after a failover to paper, the paper broker fills the
-//! rest on the next bars and nothing more is recorded for the venue. Equities in the hundreds and
+//! rest on the next bars and nothing more is recorded for the venue; a further fill of an entry
+//! replaces its bracket legs at the venue at the new average. Equities in the hundreds and
 //! crypto in the tens of thousands (fractional quantities).
 
 use findashpro::bar::Bar;
@@ -12,7 +13,8 @@ use findashpro::operators::portfolio::{Ledger, OrderPolicy, OrderStatus, Portfol
 use findashpro::operators::risk::{KillSwitch, RiskEngine};
 use findashpro::operators::signal::{Signal, Target};
 use findashpro::order::{
-    Commission, EntryType, OrderSide, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind,
+    Commission, EntryType, OrderKind, OrderSide, OrderType, TimeInForce, VenueEnd, VenueUpdate,
+    VenueUpdateKind,
 };
 use findashpro::sinks::broker::{FillModel, PaperBroker};
 use findashpro::time::DAY;
@@ -41,6 +43,23 @@ fn signal(target: Target) -> Option<Signal> {
 }
 
 fn venue(whole_shares: bool, entry: EntryType) -> Portfolio<PaperBroker> {
+    venue_with(
+        whole_shares,
+        OrderPolicy {
+            entry,
+            offset: if entry == EntryType::Market {
+                0.0
+            } else {
+                0.01
+            },
+            tif: TimeInForce::Gtc,
+            ..OrderPolicy::default()
+        },
+    )
+}
+
+/// A portfolio in venue mode with 100 000, 2 % entries and no slippage or commission.
+fn venue_with(whole_shares: bool, policy: OrderPolicy) -> Portfolio<PaperBroker> {
     let risk = RiskSpec {
         capital: 100_000.0,
         sizing: Sizing::FixedFraction { fraction: 0.02 },
@@ -55,16 +74,7 @@ fn venue(whole_shares: bool, entry: EntryType) -> Portfolio<PaperBroker> {
             whole_shares,
             volume_cap: None,
         }),
-        OrderPolicy {
-            entry,
-            offset: if entry == EntryType::Market {
-                0.0
-            } else {
-                0.01
-            },
-            tif: TimeInForce::Gtc,
-            ..OrderPolicy::default()
-        },
+        policy,
     );
     p.venue_mode();
     p
@@ -268,4 +278,112 @@ fn a_failover_to_paper_ends_an_order_withdrawn_at_the_venue() {
     // Bars after it execute nothing of it.
     p.step(T0 + 2 * DAY, &[(bar(2, 150.0), signal(Target::Flat), 1.0)]);
     assert!(drained(&mut p).fills.is_empty());
+}
+
+#[test]
+fn a_further_fill_of_the_entry_replaces_its_bracket_legs_at_the_venue() {
+    let mut p = venue_with(
+        true,
+        OrderPolicy {
+            take_profit: Some(0.05),
+            stop_loss: Some(0.03),
+            tif: TimeInForce::Gtc,
+            ..OrderPolicy::default()
+        },
+    );
+    // An equity at 400: 2 % of 100 000 is 5 whole shares.
+    p.step(T0, &[(bar(0, 400.0), signal(Target::Long), 1.0)]);
+    let entry = drained(&mut p).submitted[0].clone();
+    assert_eq!(entry.quantity, 5.0);
+    let id = entry.order.id;
+    let t = T0 + 600;
+    p.step_with(t, &[], &[fill(t, id, 2.0, 400.0)]);
+    let first = drained(&mut p);
+    let legs: Vec<_> = first
+        .submitted
+        .iter()
+        .map(|s| (s.order.kind, s.order.order_type, s.quantity, s.replaces))
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            (
+                OrderKind::TakeProfit,
+                OrderType::Limit { limit: 420.0 },
+                2.0,
+                None
+            ),
+            (
+                OrderKind::StopLoss,
+                OrderType::Stop { stop: 388.0 },
+                2.0,
+                None
+            ),
+        ]
+    );
+    let (tp, sl) = (first.submitted[0].order.id, first.submitted[1].order.id);
+    // The rest fills higher: the legs are replaced at the new average, for all 5 shares; the
+    // old ones are not cancelled (a replace is one request at the venue).
+    p.step_with(
+        t + 60,
+        &[],
+        &[
+            fill(t + 60, id, 3.0, 410.0),
+            ended(t + 60, id, VenueEnd::Filled, ""),
+        ],
+    );
+    let second = drained(&mut p);
+    assert!(second.cancels.is_empty(), "{:?}", second.cancels);
+    let avg = (2.0 * 400.0 + 3.0 * 410.0) / 5.0;
+    let renewed: Vec<_> = second
+        .submitted
+        .iter()
+        .map(|s| (s.order.kind, s.quantity, s.replaces, s.order.parent))
+        .collect();
+    assert_eq!(
+        renewed,
+        [
+            (OrderKind::TakeProfit, 5.0, Some(tp), Some(id)),
+            (OrderKind::StopLoss, 5.0, Some(sl), Some(id)),
+        ]
+    );
+    let limit = second.submitted[0].order.order_type.limit().expect("limit");
+    assert!((limit - avg * 1.05).abs() < 1e-9);
+    let (tp2, sl2) = (second.submitted[0].order.id, second.submitted[1].order.id);
+    // The venue replaced them: the old legs end, named so.
+    let t2 = t + 120;
+    p.step_with(
+        t2,
+        &[],
+        &[
+            ended(t2, tp, VenueEnd::Cancelled, ""),
+            ended(t2, sl, VenueEnd::Cancelled, ""),
+        ],
+    );
+    let l = drained(&mut p);
+    let ends: Vec<_> = l
+        .orders
+        .iter()
+        .map(|o| (o.order.id, o.status, o.reason.as_str()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (tp, OrderStatus::Cancelled, "replaced"),
+            (sl, OrderStatus::Cancelled, "replaced")
+        ]
+    );
+    // The new take-profit fills: the position closes and its sibling is withdrawn.
+    let t3 = T0 + 5 * DAY;
+    p.step_with(
+        t3,
+        &[],
+        &[
+            fill(t3, tp2, 5.0, limit),
+            ended(t3, tp2, VenueEnd::Filled, ""),
+        ],
+    );
+    let l = drained(&mut p);
+    assert_eq!(l.positions.last().map(|p| p.quantity), Some(0.0));
+    assert_eq!(l.cancels, [(t3, sl2)]);
 }

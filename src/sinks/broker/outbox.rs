@@ -48,9 +48,11 @@ pub async fn record(
     Ok(tx
         .execute(
             "INSERT INTO broker_orders (run_id, client_order_id, order_id, decided_at, ticker, side, \
-                                        intent, quantity, order_type, limit_price, stop_price, time_in_force) \
+                                        intent, quantity, order_type, limit_price, stop_price, time_in_force, \
+                                        replaces) \
              SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[], $5::text[], $6::text[], \
-                                      $7::text[], $8::float8[], $9::text[], $10::float8[], $11::float8[], $12::text[]) \
+                                      $7::text[], $8::float8[], $9::text[], $10::float8[], $11::float8[], $12::text[], \
+                                      $13::text[]) \
              ON CONFLICT DO NOTHING",
             &[
                 &run_id,
@@ -65,6 +67,9 @@ pub async fn record(
                 &s.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
                 &s.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>(),
                 &s.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>(),
+                &s.iter()
+                    .map(|r| r.replaces.map(|id| client_order_id(run_id, id)))
+                    .collect::<Vec<_>>(),
             ],
         )
         .await?)
@@ -109,6 +114,8 @@ pub struct OutboxRow {
     pub venue_order_id: Option<String>,
     /// The portfolio ended it: cancel it, or never send it.
     pub cancel_requested: bool,
+    /// The client order id of the order it replaces at the venue (a re-priced bracket leg).
+    pub replaces: Option<String>,
     /// The request it is sent as.
     pub request: OrderRequest,
 }
@@ -122,7 +129,8 @@ pub async fn load(c: &Client, run_id: &str, states: &[&str]) -> Result<Vec<Outbo
     let rows = c
         .query(
             "SELECT client_order_id, order_id, intent, state, venue_order_id, cancel_requested, \
-                    ticker, side, quantity, order_type, limit_price, stop_price, time_in_force \
+                    ticker, side, quantity, order_type, limit_price, stop_price, time_in_force, \
+                    replaces \
              FROM broker_orders WHERE run_id = $1 AND state = ANY($2) ORDER BY order_id",
             &[&run_id, &states],
         )
@@ -158,6 +166,7 @@ pub async fn load(c: &Client, run_id: &str, states: &[&str]) -> Result<Vec<Outbo
             state: r.get(3),
             venue_order_id: r.get(4),
             cancel_requested: r.get(5),
+            replaces: r.get(13),
             request: OrderRequest {
                 client_id: client_id.clone(),
                 symbol: r.get(6),
@@ -404,6 +413,10 @@ impl<'v, V: Venue> Outbox<'v, V> {
                 }
                 continue;
             }
+            if let Some(old) = row.replaces.clone() {
+                self.send_replacement(c, &row, &old, &mut pass).await?;
+                continue;
+            }
             // Committed before the request leaves: a crash from here on is looked up.
             self.set_state(c, &row, "sending", None).await?;
             let span = tracing::info_span!("send", client_id = %row.client_id);
@@ -527,6 +540,91 @@ impl<'v, V: Venue> Outbox<'v, V> {
             );
         }
         Ok(pass)
+    }
+
+    /// Sends `row` as the venue's replacement of the order recorded as `old` (a re-priced
+    /// bracket leg), once the venue has accepted that one: the venue's answer is the order that
+    /// carries on (at IBKR the same order, whose fills so far stay the old row's), and the old
+    /// row ends `cancelled` (reason `replaced by …`). An old order that ended first (filled,
+    /// say) makes the replacement `rejected`; one not yet accepted makes it wait.
+    async fn send_replacement(
+        &mut self,
+        c: &Client,
+        row: &OutboxRow,
+        old: &str,
+        pass: &mut Pass,
+    ) -> Result<(), DbError> {
+        let found = c
+            .query_opt(
+                "SELECT state, venue_order_id, filled_quantity, avg_price FROM broker_orders \
+                 WHERE run_id = $1 AND client_order_id = $2",
+                &[&self.run_id, &old],
+            )
+            .await?;
+        let (state, venue_id, filled, avg): (String, Option<String>, f64, Option<f64>) =
+            match &found {
+                Some(r) => (r.get(0), r.get(1), r.get(2), r.get(3)),
+                None => ("missing".into(), None, 0.0, None),
+            };
+        let venue_id = match (state.as_str(), venue_id) {
+            ("recorded" | "sending", _) | ("accepted", None) => return Ok(()),
+            ("accepted", Some(id)) => id,
+            (ended, _) => {
+                let why = format!("the order it replaces ended ({ended}) before it was replaced");
+                self.set_state(c, row, "rejected", Some(&why)).await?;
+                end_event(c, &self.run_id, &row.client_id, "rejected", &why).await?;
+                pass.rejected += 1;
+                return Ok(());
+            }
+        };
+        self.set_state(c, row, "sending", None).await?;
+        let span = tracing::info_span!("replace", client_id = %row.client_id, replaces = %old);
+        match self
+            .venue
+            .replace(&venue_id, &row.request)
+            .instrument(span)
+            .await
+        {
+            Ok(o) => {
+                self.answered();
+                if o.id == venue_id {
+                    // Modified in place: its fills so far are the old row's.
+                    c.execute(
+                        "UPDATE broker_orders SET filled_quantity = $3, avg_price = $4 \
+                         WHERE run_id = $1 AND client_order_id = $2",
+                        &[&self.run_id, &row.client_id, &filled, &avg],
+                    )
+                    .await?;
+                }
+                c.execute(
+                    "UPDATE broker_orders SET reason = $3 WHERE run_id = $1 AND client_order_id = $2",
+                    &[&self.run_id, &old, &format!("replaced by {}", row.client_id)],
+                )
+                .await?;
+                let now = chrono::Utc::now().timestamp();
+                book_end(c, &self.run_id, old, "cancelled", filled, now).await?;
+                self.set_answer(c, row, &o).await?;
+                pass.sent += 1;
+            }
+            Err(VenueError::Rejected { reason, .. }) => {
+                self.answered();
+                tracing::warn!(client_id = %row.client_id, %reason, "the venue would not replace the order: it keeps working as it was");
+                self.set_state(c, row, "rejected", Some(&reason)).await?;
+                end_event(c, &self.run_id, &row.client_id, "rejected", &reason).await?;
+                pass.rejected += 1;
+            }
+            Err(e @ (VenueError::RateLimited { .. } | VenueError::Unauthorized { .. })) => {
+                self.failed(&e);
+                self.set_state(c, row, "recorded", None).await?;
+                pass.unanswered += 1;
+            }
+            Err(e) => {
+                self.failed(&e);
+                tracing::warn!(error = %e, "no answer to a replacement: it is looked up before any resend");
+                pass.unanswered += 1;
+            }
+        }
+        Ok(())
     }
 
     async fn halt(&self, c: &Client, row: &OutboxRow) -> Result<(), DbError> {
@@ -805,7 +903,16 @@ pub async fn follow<V: Venue>(c: &Client, venue: &V, run_id: &str) -> Result<u64
         Vec::new()
     });
     for row in rows {
-        match venue.lookup(&row.client_id).await {
+        let found = match venue.lookup(&row.client_id).await {
+            // An order modified in place answers to the client id it was placed with.
+            Ok(None) if row.venue_order_id.is_some() => {
+                venue
+                    .lookup_id(row.venue_order_id.as_deref().unwrap_or_default())
+                    .await
+            }
+            other => other,
+        };
+        match found {
             Ok(Some(o)) => {
                 book_executions(c, run_id, &row, &o, &executions).await?;
                 observe(c, run_id, &row, &o).await?;

@@ -293,6 +293,22 @@ pub trait Venue {
     async fn executions(&self) -> Result<Vec<VenueFill>, VenueError> {
         Ok(Vec::new())
     }
+    /// Replaces the working order `venue_id` by `r` (its prices, quantity and time in force),
+    /// atomically at the venue: the answer is the order that carries on (a new one at Alpaca,
+    /// the same one modified at IBKR).
+    ///
+    /// # Errors
+    /// The venue's refusal (an order no longer replaceable) or a failed call.
+    async fn replace(&self, venue_id: &str, r: &OrderRequest) -> Result<VenueOrder, VenueError>;
+    /// The order the venue knows under its own id, where its client id may not be ours (an
+    /// order modified in place keeps the client id it was placed with); none by default.
+    ///
+    /// # Errors
+    /// A failed call.
+    async fn lookup_id(&self, venue_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        let _ = venue_id;
+        Ok(None)
+    }
 }
 
 /// What a venue reports about our orders, in the order it learned them.

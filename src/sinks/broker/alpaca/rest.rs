@@ -220,24 +220,25 @@ impl AlpacaClient {
         }
     }
 
-    /// Replaces a working order's prices (and quantity); Alpaca answers with the new order.
+    /// Replaces a working order's prices (and quantity), the new order taking `client_id` when
+    /// given; Alpaca answers with the new order (a new id; the old one ends `replaced`).
     ///
     /// # Errors
-    /// As Alpaca refuses it.
+    /// As Alpaca refuses it (422: no longer replaceable).
     pub async fn replace(
         &self,
         order_id: &str,
         order_type: OrderType,
         tif: TimeInForce,
         quantity: Option<f64>,
+        client_id: Option<&str>,
     ) -> Result<VenueOrder, VenueError> {
-        let body = serde_json::to_value(Replace::of(order_type, tif, quantity)).map_err(|e| {
-            VenueError::Protocol {
+        let body = serde_json::to_value(Replace::of(order_type, tif, quantity, client_id))
+            .map_err(|e| VenueError::Protocol {
                 venue: VENUE,
                 what: "a replacement",
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let o: Order = self
             .json(
                 Method::PATCH,
@@ -358,6 +359,18 @@ impl Venue for AlpacaClient {
 
     async fn positions(&self) -> Result<Vec<VenuePosition>, VenueError> {
         AlpacaClient::positions(self).await
+    }
+
+    async fn replace(&self, venue_id: &str, r: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        AlpacaClient::replace(
+            self,
+            venue_id,
+            r.order_type,
+            r.tif,
+            Some(r.quantity),
+            Some(&r.client_id),
+        )
+        .await
     }
 }
 

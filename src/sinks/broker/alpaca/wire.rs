@@ -185,16 +185,25 @@ pub struct Replace {
     limit_price: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_order_id: Option<String>,
 }
 
 impl Replace {
-    /// New prices (and optionally a new quantity) for a working order.
-    pub fn of(order_type: OrderType, tif: TimeInForce, quantity: Option<f64>) -> Replace {
+    /// New prices (and optionally a new quantity and the new order's client id) for a working
+    /// order.
+    pub fn of(
+        order_type: OrderType,
+        tif: TimeInForce,
+        quantity: Option<f64>,
+        client_id: Option<&str>,
+    ) -> Replace {
         Replace {
             qty: quantity.map(decimal),
             time_in_force: tif.as_str(),
             limit_price: order_type.limit().map(decimal),
             stop_price: order_type.stop().map(decimal),
+            client_order_id: client_id.map(str::to_string),
         }
     }
 }

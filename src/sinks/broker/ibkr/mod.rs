@@ -229,16 +229,26 @@ impl IbkrClient {
     }
 
     async fn place_once(&self, r: &OrderRequest) -> Result<String, VenueError> {
+        let path = format!("/iserver/account/{}/orders", self.cfg.account);
+        self.place_at(&path, r, false).await
+    }
+
+    /// Posts `r` to `path` — a placement (`{"orders": [one]}`), or with `single` the one order
+    /// object a modification takes — and answers the gateway's questions by policy until it
+    /// acknowledges with an order id.
+    async fn place_at(
+        &self,
+        path: &str,
+        r: &OrderRequest,
+        single: bool,
+    ) -> Result<String, VenueError> {
         let conid = self.conid(&r.symbol).await?;
         let _one_at_a_time = self.placing.lock().await;
-        let path = format!("/iserver/account/{}/orders", self.cfg.account);
-        let mut answer = self
-            .call(
-                Method::POST,
-                &path,
-                Some(wire::order_body(r, &self.cfg.account, &conid)),
-            )
-            .await?;
+        let mut body = wire::order_body(r, &self.cfg.account, &conid);
+        if single {
+            body = body["orders"][0].take();
+        }
+        let mut answer = self.call(Method::POST, path, Some(body)).await?;
         for _ in 0..=self.cfg.max_replies {
             match wire::placement(&answer) {
                 Placement::Placed { order_id, .. } => return Ok(order_id),
@@ -349,6 +359,36 @@ impl IbkrClient {
             .find(|o| o.client_id == client_id))
     }
 
+    /// Modifies the live order `order_id` to `r`'s prices, quantity and time in force (the body
+    /// is one order object, shaped as in a placement; the same question flow); the order keeps
+    /// its id and its `cOID`.
+    ///
+    /// # Errors
+    /// As the gateway refuses it (an order no longer live), or a failed call.
+    pub async fn modify(&self, order_id: &str, r: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        let path = format!("/iserver/account/{}/order/{order_id}", self.cfg.account);
+        self.place_at(&path, r, true).await?;
+        self.order_by_id(order_id)
+            .await?
+            .ok_or_else(|| VenueError::Protocol {
+                venue: VENUE,
+                what: "the live orders",
+                message: format!("order {order_id} modified but not listed"),
+            })
+    }
+
+    /// The live order with IBKR's id `order_id`, if listed.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn order_by_id(&self, order_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        Ok(self
+            .live_orders()
+            .await?
+            .into_iter()
+            .find(|o| o.id == order_id))
+    }
+
     /// Cancels an order.
     ///
     /// # Errors
@@ -432,5 +472,13 @@ impl Venue for IbkrClient {
 
     async fn executions(&self) -> Result<Vec<VenueFill>, VenueError> {
         IbkrClient::executions(self, 7).await
+    }
+
+    async fn replace(&self, venue_id: &str, r: &OrderRequest) -> Result<VenueOrder, VenueError> {
+        self.modify(venue_id, r).await
+    }
+
+    async fn lookup_id(&self, venue_id: &str) -> Result<Option<VenueOrder>, VenueError> {
+        self.order_by_id(venue_id).await
     }
 }
