@@ -687,6 +687,17 @@ async fn a_replacement_modifies_the_live_order_and_books_only_later_fills() {
             (json!(189.0), json!("STP"), json!(5.0))
         );
     }
+    // Reconciliation sees the modified order as the replacement's, not as the ended leg's.
+    let found = findashpro::sinks::broker::reconcile::run(&c, &venue, run)
+        .await
+        .expect("reconcile");
+    assert!(
+        found.iter().all(|d| matches!(
+            d,
+            findashpro::sinks::broker::reconcile::Difference::Position { .. }
+        )),
+        "{found:?}"
+    );
     // Four more fill at 188.90: the replacement books them, nothing twice.
     {
         let mut gw = g.lock().unwrap();

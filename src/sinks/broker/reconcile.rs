@@ -180,8 +180,19 @@ pub async fn run<V: Venue>(
     .await?;
     let by_client: BTreeMap<&str, &outbox::OutboxRow> =
         rows.iter().map(|r| (r.client_id.as_str(), r)).collect();
+    // The working row of each venue order: an order modified in place (IBKR) answers to the
+    // client id of the row it replaced, which has ended.
+    let working: BTreeMap<&str, &outbox::OutboxRow> = rows
+        .iter()
+        .filter(|r| matches!(r.state.as_str(), "accepted" | "cancelling"))
+        .filter_map(|r| r.venue_order_id.as_deref().map(|v| (v, r)))
+        .collect();
     let mut listed = std::collections::BTreeSet::new();
     for o in &open {
+        if let Some(row) = working.get(o.id.as_str()) {
+            listed.insert(row.client_id.clone());
+            continue;
+        }
         listed.insert(o.client_id.clone());
         match by_client.get(o.client_id.as_str()) {
             Some(row) if !matches!(row.state.as_str(), "accepted" | "cancelling") => {
