@@ -174,6 +174,24 @@ pub struct Gauges {
     pub drift: std::collections::BTreeMap<String, (u64, f64)>,
 }
 
+/// The labelled counter families of a live run, with their help: bars through each stage
+/// (`stage="source"`: fed into the graph; `"quality"`: passed on by the quality gate and
+/// decided on), quarantined and flagged rows by reason, orders by final status — committed.
+pub const LABELLED: [(&str, &str); 3] = [
+    (
+        "fdp_stage_bars_total",
+        "Bars through each stage: source = fed into the graph, quality = passed on and decided on (committed).",
+    ),
+    (
+        "fdp_quarantine_rows_total",
+        "Rows quarantined (rejected) or flagged, by reason (committed).",
+    ),
+    (
+        "fdp_order_outcomes_total",
+        "Orders ended, by final status (committed).",
+    ),
+];
+
 /// Counters, histograms and gauges of a run.
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
@@ -204,6 +222,10 @@ pub struct StreamMetrics {
     pub commit_seconds: Histogram,
     /// The features and model operators' work.
     pub stages: StageTimes,
+    /// Counters with labels: family → label set (`k="v",…`) → count.
+    labelled: std::sync::Mutex<
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<String, u64>>,
+    >,
     /// The latest committed state.
     pub gauges: std::sync::Mutex<Gauges>,
 }
@@ -228,6 +250,26 @@ impl StreamMetrics {
             v.extend(std::iter::repeat_n(seconds.max(0.0), n as usize));
         }
         self.latency.observe(seconds, n);
+    }
+
+    /// Adds `n` to the labelled counter `family{labels}` (one of [`LABELLED`]).
+    pub fn count(&self, family: &'static str, labels: String, n: u64) {
+        let mut m = self
+            .labelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(family).or_default().entry(labels).or_insert(0) += n;
+    }
+
+    /// Sets the labelled counter `family{labels}` to `total` when that is more (a count kept
+    /// elsewhere, read after each commit).
+    pub fn count_to(&self, family: &'static str, labels: String, total: u64) {
+        let mut m = self
+            .labelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = m.entry(family).or_default().entry(labels).or_insert(0);
+        *v = (*v).max(total);
     }
 
     /// Observations of the XADD-to-commit latency so far.
@@ -303,6 +345,20 @@ impl StreamMetrics {
             &mut out,
         );
         self.stages.render("fdp_stage_seconds", "", &mut out);
+        let labelled = self
+            .labelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (name, help) in LABELLED {
+            let Some(series) = labelled.get(name) else {
+                continue;
+            };
+            family(&mut out, name, "counter", help);
+            for (labels, v) in series {
+                out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            }
+        }
         let g = self
             .gauges
             .lock()

@@ -68,6 +68,35 @@ impl WorkerCtx {
         m.orders.fetch_add(w.orders, Ordering::Relaxed);
         m.rejects
             .fetch_add(quarantine.len() as u64, Ordering::Relaxed);
+        for q in quarantine.iter() {
+            let action = match q.action {
+                crate::reject::Action::Rejected => "rejected",
+                crate::reject::Action::Flagged => "flagged",
+            };
+            m.count(
+                "fdp_quarantine_rows_total",
+                format!("reason=\"{}\",action=\"{action}\"", q.reason.as_str()),
+                1,
+            );
+        }
+        for o in &ledger.orders {
+            let status = format!("{:?}", o.status).to_lowercase();
+            m.count(
+                "fdp_order_outcomes_total",
+                format!("status=\"{status}\""),
+                1,
+            );
+        }
+        m.count_to(
+            "fdp_stage_bars_total",
+            "stage=\"source\"".into(),
+            m.bars.load(Ordering::Relaxed),
+        );
+        m.count_to(
+            "fdp_stage_bars_total",
+            "stage=\"quality\"".into(),
+            ledger.bars,
+        );
         feed.committed = feed.committed.max(through);
         feed.redis
             .publish_committed(&feed.keys, &o.run_id, feed.committed)?;

@@ -90,6 +90,13 @@ fn the_metrics_exposition_passes_promtool() {
     use findashpro::meter::{Observer, Stage};
     Observer::observe(m.as_ref(), Stage::Features, 0.00004);
     Observer::observe(m.as_ref(), Stage::Predict, 0.3);
+    m.count(
+        "fdp_quarantine_rows_total",
+        "reason=\"nan_price\",action=\"rejected\"".into(),
+        2,
+    );
+    m.count("fdp_order_outcomes_total", "status=\"filled\"".into(), 3);
+    m.count_to("fdp_stage_bars_total", "stage=\"quality\"".into(), 10);
     metrics::request("polygon", "ok");
     metrics::request("yahoo", "skipped_breaker");
     metrics::spent("polygon", 1, 0.002);
@@ -104,6 +111,9 @@ fn the_metrics_exposition_passes_promtool() {
         "fdp_provider_breaker_state",
         "fdp_stage_seconds_bucket{stage=\"features\",le=\"0.00005\"} 1",
         "fdp_stage_seconds_count{stage=\"predict\"} 1",
+        "fdp_quarantine_rows_total{reason=\"nan_price\",action=\"rejected\"} 2",
+        "fdp_order_outcomes_total{status=\"filled\"} 3",
+        "fdp_stage_bars_total{stage=\"quality\"} 10",
     ] {
         assert!(text.contains(family), "{family} missing:\n{text}");
     }

@@ -265,6 +265,36 @@ fn bars_replayed_through_redis_give_the_backtests_decisions() {
     // The features and model operators' work is timed on the live run's metrics too.
     assert!(m.stages.features.count() > 0 && m.stages.predict.count() > 0);
     assert!(text.contains("fdp_stage_seconds_bucket{stage=\"predict\",le=\"+Inf\"}"));
+    // Bars per stage, orders by status and quarantine by reason, as the backtest counts them.
+    let labelled = |name: &str, labels: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{{labels}}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        labelled("fdp_stage_bars_total", "stage=\"quality\""),
+        out.ledger.bars as f64
+    );
+    assert!(labelled("fdp_stage_bars_total", "stage=\"source\"") >= out.ledger.bars as f64);
+    let bt = findashpro::metrics::compute(&out.ledger, &out.quarantine);
+    for (status, n) in &bt.orders {
+        assert_eq!(
+            labelled("fdp_order_outcomes_total", &format!("status=\"{status}\"")),
+            *n as f64,
+            "{status}"
+        );
+    }
+    for (reason, n) in &bt.rejected {
+        assert_eq!(
+            labelled(
+                "fdp_quarantine_rows_total",
+                &format!("reason=\"{reason}\",action=\"rejected\"")
+            ),
+            *n as f64,
+            "{reason}"
+        );
+    }
     assert_eq!(
         m.commit_seconds.count(),
         m.commits.load(std::sync::atomic::Ordering::Relaxed)
