@@ -6,9 +6,13 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS build
+# The commit run folders name (run.json); the context has no .git:
+# docker build --build-arg FDP_GIT_COMMIT="$(git rev-parse HEAD)" ...
+ARG FDP_GIT_COMMIT=unknown
+ENV FDP_GIT_COMMIT=${FDP_GIT_COMMIT}
 WORKDIR /src
 # Manifests first: the dependency layer is rebuilt only when they change.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches

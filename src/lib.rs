@@ -14,6 +14,9 @@
 //! - [`engine`]: wires the graph on timely; its one worker [`engine::Harness`] builds it, feeds
 //!   it at event time and collects the results, for the backtest's file replay ([`engine::run`])
 //!   and for the live run's Redis consumers ([`stream`]) alike.
+//! - [`output`], [`manifest`], [`query`], [`compare`]: a backtest's folder, what made it
+//!   (`run.json`, the resolved `pipeline.toml`), SQL over one or several folders, and what
+//!   differs between two.
 //! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary; [`meter`]: how the
 //!   driver times the operators' work for `/metrics` without an operator reading a clock.
 //!
@@ -32,6 +35,7 @@ pub mod bench_ml;
 pub mod bench_stream;
 pub mod broker_cmd;
 pub mod calendar;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod fact;
@@ -39,6 +43,7 @@ pub mod fault;
 pub mod features_cmd;
 pub mod fetch_cmd;
 pub mod http_server;
+pub mod manifest;
 pub mod meter;
 pub mod metrics;
 pub mod names;

@@ -63,6 +63,9 @@ fn fault_of(e: &anyhow::Error) -> Option<Fault> {
             StreamError,
             SourceError,
             QueryError,
+            findashpro::compare::CompareError,
+            findashpro::manifest::HashError,
+            findashpro::config::overrides::OverrideError,
             FeaturesError,
             FetchError,
             SinkError,
@@ -104,9 +107,14 @@ enum Command {
         #[arg(long = "source-paths")]
         source_paths: Vec<String>,
         /// Also write the run's figures as a Prometheus text exposition to this file at the end
-        /// (for node_exporter's textfile collector or a push gateway).
+        /// (for node_exporter's textfile collector or a push gateway; `-`: standard output).
         #[arg(long)]
         metrics_file: Option<PathBuf>,
+        /// Change any key of the pipeline for this run: `--set model.fast=20`,
+        /// `--set features.0.period=50`, `--set source.tickers='["AAPL"]'` (repeatable; the run's
+        /// folder keeps the resolved pipeline as `pipeline.toml`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -323,12 +331,43 @@ enum Command {
     },
     /// Run SQL (DataFusion) over a run's output tables: signals, orders, fills, positions, equity,
     /// trades, quarantine, exposure, ml_metrics, ml_features, drift.
+    ///
+    /// With several `--run`s each table holds every run's rows, with a first column `run_id`
+    /// (the folder's name). `SHOW TABLES` lists the tables.
     Query {
-        /// The run folder (`runs/<run-id>`).
-        #[arg(long)]
-        run: PathBuf,
+        /// A run folder (`runs/<run-id>`); repeat for a query over several runs.
+        #[arg(long, required = true)]
+        run: Vec<PathBuf>,
+        /// How to show the result.
+        #[arg(long, value_enum, default_value_t = findashpro::query::Format::Table)]
+        format: findashpro::query::Format,
+        /// Write the result to this file (`-`: standard output).
+        #[arg(long, default_value = "-")]
+        output: PathBuf,
         /// The query.
         sql: String,
+    },
+    /// What differs between two run folders: how they were made (pipeline fingerprint,
+    /// overrides, commit, inputs), every metric (B − A), and the first order where they part.
+    Compare {
+        /// Run A's folder.
+        run_a: PathBuf,
+        /// Run B's folder.
+        run_b: PathBuf,
+    },
+    /// Write a commented pipeline to start from, `pipelines/<NAME>.toml` (never over an
+    /// existing file); it runs as written, on seeded synthetic data.
+    Init {
+        /// The pipeline's name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// The folder to write it into.
+        #[arg(long, default_value = "pipelines")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script: `fdp completions bash > /etc/bash_completion.d/fdp`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// The dashboard: runs in PostgreSQL (live, or backtests written with --database-url) and
     /// backtest folders, with charts, updated live; read-only but for the kill switch, which
@@ -547,6 +586,51 @@ fn seconds(s: &str) -> Result<f64, String> {
 }
 
 /// `DATABASE_URL`, else the local server's `test` database.
+/// What made a backtest: `run.json` (version, commit, command line, fingerprint, overrides,
+/// every input file's SHA-256) and the resolved pipeline.
+fn provenance(
+    p: &findashpro::config::LoadedPipeline,
+    pipeline: &std::path::Path,
+    run_id: &str,
+    sets: &[String],
+) -> Result<findashpro::manifest::Provenance> {
+    let inputs = match findashpro::sources::Source::open(p) {
+        Ok(source) => findashpro::manifest::hash_inputs(&source.input_files())?,
+        // A source that opens only while it runs (a stream) reads no files.
+        Err(_) => Vec::new(),
+    };
+    Ok(findashpro::manifest::Provenance {
+        manifest: findashpro::manifest::Manifest {
+            run_id: run_id.to_string(),
+            fdp_version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: findashpro::manifest::COMMIT.to_string(),
+            command_line: std::env::args().collect(),
+            working_dir: std::env::current_dir()?.display().to_string(),
+            pipeline: pipeline.display().to_string(),
+            fingerprint: p.fingerprint(),
+            overrides: sets.to_vec(),
+            inputs,
+            written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+        pipeline_text: p.text.clone(),
+    })
+}
+
+/// Writes `text` to `path`, or to standard output for `-`.
+fn write_or_print(path: &std::path::Path, text: &str) -> Result<()> {
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, text.as_bytes())?;
+        if !text.ends_with('\n') {
+            std::io::Write::write_all(&mut out, b"\n")?;
+        }
+        Ok(())
+    } else {
+        findashpro::sinks::files::write_whole(path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
 fn default_database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -799,27 +883,38 @@ fn command(cli: Cli) -> Result<()> {
             database_url,
             source_paths,
             metrics_file,
+            sets,
             cluster,
         } => {
             if let Some(id) = &run_id {
                 findashpro::names::check_name("run id", id)?;
             }
-            let mut p = Pipeline::load(&pipeline)?;
+            let mut sets = sets;
+            let p = Pipeline::load_with(&pipeline, &sets)?;
             if !source_paths.is_empty() {
-                let findashpro::config::SourceSpec::Files { paths, .. } = &mut p.pipeline.source
-                else {
+                if !matches!(
+                    p.pipeline.source,
+                    findashpro::config::SourceSpec::Files { .. }
+                ) {
                     refuse!(
                         Fault::Input,
                         "--source-paths needs a pipeline whose [source] is files"
                     );
-                };
+                }
+                // Recorded as an override, so the run's pipeline.toml says what it read.
                 let cwd = std::env::current_dir()?;
-                *paths = source_paths
+                let paths: Vec<String> = source_paths
                     .iter()
                     .map(|s| cwd.join(s).to_string_lossy().into_owned())
                     .collect();
+                sets.push(format!("source.paths={}", serde_json::to_string(&paths)?));
             }
-            let base = out.unwrap_or_else(|| PathBuf::from(&p.pipeline.outputs.dir));
+            let p = if source_paths.is_empty() {
+                p
+            } else {
+                Pipeline::load_with(&pipeline, &sets)?
+            };
+            let base = out.unwrap_or_else(|| p.resolve(&p.pipeline.outputs.dir));
             let opts = RunOptions {
                 cluster: cluster.cluster()?,
                 progress: std::io::stderr().is_terminal(),
@@ -840,11 +935,16 @@ fn command(cli: Cli) -> Result<()> {
                 )
             });
             let dir = findashpro::output::run_dir(&base, &run_id);
+            let provenance = provenance(&p, &pipeline, &run_id, &sets)?;
             let m = findashpro::output::write(
                 &dir,
                 &format!("{} — {}", p.pipeline.name, run_id),
                 &output,
-                p.pipeline.outputs.report,
+                &findashpro::output::Contents {
+                    report: p.pipeline.outputs.report,
+                    tables: findashpro::sinks::files::Tables::of(&p.pipeline),
+                    provenance: Some(&provenance),
+                },
             )?;
             println!(
                 "run {run_id}: {} bars, {} periods, final equity {:.2} ({:+.2}%), Sharpe {:.3}, max drawdown {:.2}%, {} closed trades, {} rejected, {} flagged",
@@ -862,7 +962,7 @@ fn command(cli: Cli) -> Result<()> {
             if let Some(path) = metrics_file {
                 let text =
                     findashpro::sinks::run_metrics::render(&run_id, &p.pipeline.name, &output, &m);
-                findashpro::sinks::files::write_whole(&path, text.as_bytes())?;
+                write_or_print(&path, &text)?;
             }
             if let Some(url) = database_url {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -1111,12 +1211,60 @@ fn command(cli: Cli) -> Result<()> {
                 m.acked.load(Relaxed)
             );
         }
-        Command::Query { run, sql } => {
+        Command::Query {
+            run,
+            format,
+            output,
+            sql,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(findashpro::query::run(&run, &sql))?;
+            let text = rt.block_on(findashpro::query::run(&run, &sql, format))?;
+            write_or_print(&output, &text)?;
+        }
+        Command::Compare { run_a, run_b } => {
+            let c = findashpro::compare::compare(&run_a, &run_b)?;
+            let name = |p: &std::path::Path| {
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            };
+            print!(
+                "{}",
+                findashpro::compare::render(&c, &name(&run_a), &name(&run_b))
+            );
+        }
+        Command::Init { name, dir } => {
+            findashpro::names::check_name("pipeline name", &name)?;
+            let path = dir.join(format!("{name}.toml"));
+            let text = findashpro::config::template(&name);
+            std::fs::create_dir_all(&dir)?;
+            let mut file = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => refuse!(
+                    Fault::Input,
+                    "{} exists; fdp init writes only a new file",
+                    path.display()
+                ),
+                Err(e) => return Err(e.into()),
+            };
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            println!(
+                "wrote {} — run it with: fdp backtest {}",
+                path.display(),
+                path.display()
+            );
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "fdp", &mut std::io::stdout());
         }
         Command::Serve {
             addr,

@@ -1,12 +1,24 @@
-//! A run's output folder: `runs/<run-id>/` with the Parquet tables, `metrics.json` and
-//! `report.html`.
+//! A run's output folder: `runs/<run-id>/` with the Parquet tables, `metrics.json`,
+//! `report.html`, and what made it: `run.json` and `pipeline.toml` (see [`crate::manifest`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::engine::RunOutput;
+use crate::manifest::Provenance;
 use crate::metrics::{Metrics, compute};
-use crate::sinks::files::{SinkError, write_run};
+use crate::sinks::files::{SinkError, Tables, write_run};
 use crate::sinks::report;
+
+/// What a run folder holds beyond the core tables and `metrics.json`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Contents<'a> {
+    /// `report.html`.
+    pub report: bool,
+    /// The optional tables the run makes.
+    pub tables: Tables,
+    /// `run.json` and `pipeline.toml`.
+    pub provenance: Option<&'a Provenance>,
+}
 
 /// Writes everything a run produced into `dir`; returns the metrics.
 ///
@@ -21,7 +33,7 @@ pub fn write(
     dir: &Path,
     title: &str,
     out: &RunOutput,
-    with_report: bool,
+    contents: &Contents<'_>,
 ) -> Result<Metrics, SinkError> {
     let io = |p: &Path| {
         let path = p.display().to_string();
@@ -37,7 +49,7 @@ pub fn write(
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
-    let written = write_into(&partial, title, out, with_report);
+    let written = write_into(&partial, title, out, contents);
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&partial);
         return written;
@@ -57,7 +69,7 @@ fn write_into(
     dir: &Path,
     title: &str,
     out: &RunOutput,
-    with_report: bool,
+    contents: &Contents<'_>,
 ) -> Result<Metrics, SinkError> {
     let metrics = compute(&out.ledger, &out.quarantine);
     write_run(
@@ -67,14 +79,28 @@ fn write_into(
         &out.quarantine,
         &out.exposure,
         &metrics,
+        contents.tables,
     )?;
-    if with_report {
-        let html = report::render(title, &out.ledger.equity, &metrics);
-        let p = dir.join("report.html");
-        std::fs::write(&p, html).map_err(|source| SinkError::Io {
+    let put = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|source| SinkError::Io {
             path: p.display().to_string(),
             source,
+        })
+    };
+    if contents.report {
+        put(
+            "report.html",
+            report::render(title, &out.ledger.equity, &metrics).as_bytes(),
+        )?;
+    }
+    if let Some(p) = contents.provenance {
+        let json = serde_json::to_string_pretty(&p.manifest).map_err(|e| SinkError::Encode {
+            path: "run.json".into(),
+            message: e.to_string(),
         })?;
+        put("run.json", (json + "\n").as_bytes())?;
+        put("pipeline.toml", p.pipeline_text.as_bytes())?;
     }
     Ok(metrics)
 }

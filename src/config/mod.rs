@@ -13,6 +13,7 @@ use toml::Spanned;
 mod alerts;
 mod drift;
 mod features;
+pub mod overrides;
 pub mod provider;
 
 pub use alerts::{AlertsSpec, ChannelSpec, TelegramSpec};
@@ -40,6 +41,15 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column.
         column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--set` that cannot be applied, or a pipeline its overrides make invalid (the place
+    /// is in the resolved text, which a run writes as `pipeline.toml`).
+    #[error("{path}: {message}")]
+    Override {
+        /// The file.
+        path: PathBuf,
         /// What is wrong.
         message: String,
     },
@@ -818,6 +828,23 @@ impl LoadedPipeline {
     }
 }
 
+/// The directory a pipeline file's relative paths are resolved against: the repository root (the
+/// file's folder's parent) when the file lives in a `pipelines` folder, else the file's folder.
+/// Inputs (`[source] paths`, `universe`, fundamentals) and outputs (`[outputs] dir`) alike.
+fn base_dir_of(path: &Path) -> PathBuf {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "pipelines") {
+        dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        dir
+    }
+}
+
+/// The commented pipeline `fdp init NAME` writes (it runs as written, on synthetic data).
+pub fn template(name: &str) -> String {
+    include_str!("template.toml").replace("{name}", name)
+}
+
 /// Line and column (1-based) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -839,19 +866,40 @@ impl Pipeline {
             source,
         })?;
         let pipeline = Self::parse(&text, path)?;
-        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        // Paths in pipelines/*.toml are written relative to the repository root (the pipeline's
-        // parent directory's parent) when the file lives in a `pipelines` folder.
-        let base_dir = if base_dir.file_name().is_some_and(|n| n == "pipelines") {
-            base_dir.parent().map(Path::to_path_buf).unwrap_or_default()
-        } else {
-            base_dir
-        };
         Ok(LoadedPipeline {
             pipeline,
             path: path.to_path_buf(),
-            base_dir,
+            base_dir: base_dir_of(path),
             text,
+        })
+    }
+
+    /// Loads a pipeline file with `--set key=value` overrides applied to its text before it is
+    /// parsed (see [`overrides::apply`]); the loaded text is the resolved one.
+    ///
+    /// # Errors
+    /// As [`Pipeline::load`]; a malformed override; a parse error then names the overrides.
+    pub fn load_with(path: &Path, sets: &[String]) -> Result<LoadedPipeline, ConfigError> {
+        if sets.is_empty() {
+            return Self::load(path);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let resolved = overrides::apply(&text, sets).map_err(|e| ConfigError::Override {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let pipeline = Self::parse(&resolved, path).map_err(|e| ConfigError::Override {
+            path: path.to_path_buf(),
+            message: format!("with --set {}: {e}", sets.join(" --set ")),
+        })?;
+        Ok(LoadedPipeline {
+            pipeline,
+            path: path.to_path_buf(),
+            base_dir: base_dir_of(path),
+            text: resolved,
         })
     }
 

@@ -177,7 +177,7 @@ impl Store {
                 let dir = self.folder(run_id)?;
                 match view.folder() {
                     Ok(sql) => {
-                        let batches = crate::query::collect(&dir, sql).await?;
+                        let batches = crate::query::collect_filled(&dir, sql).await?;
                         Table::from_arrow(&batches).map_err(ServeError::Bug)
                     }
                     Err(columns) => Ok(Table::empty(columns)),

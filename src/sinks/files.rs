@@ -149,9 +149,177 @@ fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), Sin
     Ok(())
 }
 
+/// The ML tables: one row per (training, model) — each base model, the ensemble and the
+/// baseline — and one per (training, input) with its selection scores.
+#[allow(clippy::type_complexity)]
+fn ml_tables(
+    name: &dyn Fn(u32) -> String,
+    ledger: &Ledger,
+) -> [(&'static str, Vec<(&'static str, Col)>); 2] {
+    // One row per (training, model): each base model, the ensemble and the baseline.
+    let ml: Vec<(
+        String,
+        &crate::operators::ml::online::TrainingRecord,
+        &str,
+        _,
+    )> = ledger
+        .ml_metrics
+        .iter()
+        .flat_map(|(t, r)| {
+            r.scores
+                .iter()
+                .map(move |(m, s)| (name(*t), r, m.as_str(), *s))
+        })
+        .collect();
+    let metrics_table = (
+        "ml_metrics",
+        vec![
+            ("ticker", Col::Str(ml.iter().map(|r| r.0.clone()).collect())),
+            (
+                "model_id",
+                Col::Str(ml.iter().map(|r| r.1.model_id.clone()).collect()),
+            ),
+            (
+                "trained_at",
+                Col::Time(ml.iter().map(|r| r.1.trained_at).collect()),
+            ),
+            (
+                "installed_at",
+                Col::Time(ml.iter().map(|r| r.1.installed_at).collect()),
+            ),
+            (
+                "train_from",
+                Col::Time(ml.iter().map(|r| r.1.train_from).collect()),
+            ),
+            (
+                "samples",
+                Col::U64(ml.iter().map(|r| r.1.samples as u64).collect()),
+            ),
+            (
+                "model",
+                Col::Str(ml.iter().map(|r| r.2.to_string()).collect()),
+            ),
+            (
+                "accuracy",
+                Col::F64(ml.iter().map(|r| r.3.accuracy).collect()),
+            ),
+            (
+                "roc_auc",
+                Col::F64(ml.iter().map(|r| r.3.roc_auc).collect()),
+            ),
+            (
+                "log_loss",
+                Col::F64(ml.iter().map(|r| r.3.log_loss).collect()),
+            ),
+            ("brier", Col::F64(ml.iter().map(|r| r.3.brier).collect())),
+            (
+                "hit_rate",
+                Col::F64(ml.iter().map(|r| r.3.hit_rate).collect()),
+            ),
+        ],
+    );
+    // One row per (training, input): its selection scores and whether it was kept.
+    let fs: Vec<(&str, &crate::operators::ml::online::TrainingRecord, _)> = ledger
+        .ml_metrics
+        .iter()
+        .flat_map(|(_, r)| r.selection.iter().map(move |s| (r.model_id.as_str(), r, s)))
+        .collect();
+    let features_table = (
+        "ml_features",
+        vec![
+            (
+                "model_id",
+                Col::Str(fs.iter().map(|r| r.0.to_string()).collect()),
+            ),
+            (
+                "trained_at",
+                Col::Time(fs.iter().map(|r| r.1.trained_at).collect()),
+            ),
+            (
+                "feature",
+                Col::Str(fs.iter().map(|r| r.2.feature.clone()).collect()),
+            ),
+            (
+                "importance",
+                Col::F64(fs.iter().map(|r| r.2.importance).collect()),
+            ),
+            (
+                "mutual_information",
+                Col::F64(fs.iter().map(|r| r.2.mutual_information).collect()),
+            ),
+            (
+                "f_statistic",
+                Col::F64(fs.iter().map(|r| r.2.f_statistic).collect()),
+            ),
+            ("rank", Col::F64(fs.iter().map(|r| r.2.rank).collect())),
+            ("chosen", Col::Bool(fs.iter().map(|r| r.2.chosen).collect())),
+        ],
+    );
+    [metrics_table, features_table]
+}
+
+/// The drift table: one row per (ticker, feature) drift event.
+fn drift_table(name: &dyn Fn(u32) -> String, ledger: &Ledger) -> Vec<(&'static str, Col)> {
+    let d = &ledger.drifts;
+    vec![
+        ("ticker", Col::Str(d.iter().map(|r| name(r.0)).collect())),
+        ("time", Col::Time(d.iter().map(|r| r.1.ts).collect())),
+        (
+            "feature",
+            Col::Str(d.iter().map(|r| r.1.name.clone()).collect()),
+        ),
+        ("kl", Col::F64(d.iter().map(|r| r.1.kl).collect())),
+    ]
+}
+
+/// The optional tables of a run folder: those only a model or a drift monitor makes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// `ml_metrics` and `ml_features` (an ML model).
+    pub ml: bool,
+    /// `drift` (a drift monitor: `[drift]`, or an ML model's own).
+    pub drift: bool,
+}
+
+impl Tables {
+    /// The tables a pipeline's run makes.
+    pub fn of(p: &crate::config::Pipeline) -> Tables {
+        Tables {
+            ml: matches!(p.model, crate::config::ModelSpec::Ml(_)),
+            drift: p.drift().is_some(),
+        }
+    }
+}
+
+/// The optional tables, empty, with their columns: what a reader that expects them (the
+/// dashboard's views of a backtest folder) registers for a run without them.
+///
+/// # Errors
+/// None in practice (the columns are fixed); an encoding failure is reported as such.
+pub fn empty_optional_tables() -> Result<Vec<(&'static str, RecordBatch)>, SinkError> {
+    let ledger = Ledger::default();
+    let name = |_: u32| String::new();
+    let mut tables: Vec<(&'static str, Vec<(&'static str, Col)>)> =
+        ml_tables(&name, &ledger).into_iter().collect();
+    tables.push(("drift", drift_table(&name, &ledger)));
+    tables
+        .into_iter()
+        .map(|(table, cols)| {
+            let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
+                cols.into_iter().map(|(n, c)| c.build(n)).unzip();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+                .map(|b| (table, b))
+                .map_err(|e| SinkError::Encode {
+                    path: format!("{table} (empty)"),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 /// Writes signals, orders, fills, positions, equity, trades, quarantine and sector exposure as
-/// Parquet, and
-/// `metrics.json`, into `dir` (created if missing).
+/// Parquet, the optional `tables` the run makes, and `metrics.json`, into `dir` (created if
+/// missing).
 ///
 /// # Errors
 /// File system or encoding failures.
@@ -162,6 +330,7 @@ pub fn write_run(
     quarantine: &[Reject],
     exposure: &[ExposureRow],
     metrics: &Metrics,
+    tables: Tables,
 ) -> Result<(), SinkError> {
     std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
         path: dir.display().to_string(),
@@ -383,121 +552,14 @@ pub fn write_run(
             ("open", Col::Bool(t.iter().map(|r| r.open).collect())),
         ],
     )?;
-    // One row per (training, model): each base model, the ensemble and the baseline.
-    let ml: Vec<(
-        String,
-        &crate::operators::ml::online::TrainingRecord,
-        &str,
-        _,
-    )> = ledger
-        .ml_metrics
-        .iter()
-        .flat_map(|(t, r)| {
-            r.scores
-                .iter()
-                .map(move |(m, s)| (name(*t), r, m.as_str(), *s))
-        })
-        .collect();
-    write_table(
-        dir,
-        "ml_metrics",
-        vec![
-            ("ticker", Col::Str(ml.iter().map(|r| r.0.clone()).collect())),
-            (
-                "model_id",
-                Col::Str(ml.iter().map(|r| r.1.model_id.clone()).collect()),
-            ),
-            (
-                "trained_at",
-                Col::Time(ml.iter().map(|r| r.1.trained_at).collect()),
-            ),
-            (
-                "installed_at",
-                Col::Time(ml.iter().map(|r| r.1.installed_at).collect()),
-            ),
-            (
-                "train_from",
-                Col::Time(ml.iter().map(|r| r.1.train_from).collect()),
-            ),
-            (
-                "samples",
-                Col::U64(ml.iter().map(|r| r.1.samples as u64).collect()),
-            ),
-            (
-                "model",
-                Col::Str(ml.iter().map(|r| r.2.to_string()).collect()),
-            ),
-            (
-                "accuracy",
-                Col::F64(ml.iter().map(|r| r.3.accuracy).collect()),
-            ),
-            (
-                "roc_auc",
-                Col::F64(ml.iter().map(|r| r.3.roc_auc).collect()),
-            ),
-            (
-                "log_loss",
-                Col::F64(ml.iter().map(|r| r.3.log_loss).collect()),
-            ),
-            ("brier", Col::F64(ml.iter().map(|r| r.3.brier).collect())),
-            (
-                "hit_rate",
-                Col::F64(ml.iter().map(|r| r.3.hit_rate).collect()),
-            ),
-        ],
-    )?;
-    // One row per (training, input): its selection scores and whether it was kept.
-    let fs: Vec<(&str, &crate::operators::ml::online::TrainingRecord, _)> = ledger
-        .ml_metrics
-        .iter()
-        .flat_map(|(_, r)| r.selection.iter().map(move |s| (r.model_id.as_str(), r, s)))
-        .collect();
-    write_table(
-        dir,
-        "ml_features",
-        vec![
-            (
-                "model_id",
-                Col::Str(fs.iter().map(|r| r.0.to_string()).collect()),
-            ),
-            (
-                "trained_at",
-                Col::Time(fs.iter().map(|r| r.1.trained_at).collect()),
-            ),
-            (
-                "feature",
-                Col::Str(fs.iter().map(|r| r.2.feature.clone()).collect()),
-            ),
-            (
-                "importance",
-                Col::F64(fs.iter().map(|r| r.2.importance).collect()),
-            ),
-            (
-                "mutual_information",
-                Col::F64(fs.iter().map(|r| r.2.mutual_information).collect()),
-            ),
-            (
-                "f_statistic",
-                Col::F64(fs.iter().map(|r| r.2.f_statistic).collect()),
-            ),
-            ("rank", Col::F64(fs.iter().map(|r| r.2.rank).collect())),
-            ("chosen", Col::Bool(fs.iter().map(|r| r.2.chosen).collect())),
-        ],
-    )?;
-    let d = &ledger.drifts;
-    write_table(
-        dir,
-        "drift",
-        vec![
-            ("ticker", Col::Str(d.iter().map(|r| name(r.0)).collect())),
-            ("time", Col::Time(d.iter().map(|r| r.1.ts).collect())),
-            (
-                "feature",
-                Col::Str(d.iter().map(|r| r.1.name.clone()).collect()),
-            ),
-            ("kl", Col::F64(d.iter().map(|r| r.1.kl).collect())),
-        ],
-    )?;
+    if tables.ml {
+        for (table, cols) in ml_tables(&name, ledger) {
+            write_table(dir, table, cols)?;
+        }
+    }
+    if tables.drift {
+        write_table(dir, "drift", drift_table(&name, ledger))?;
+    }
     write_table(
         dir,
         "quarantine",

@@ -29,6 +29,7 @@ pub struct FileSet {
     files: Vec<(PathBuf, String)>,
     tickers: Tickers,
     sectors: std::collections::BTreeMap<String, String>,
+    universe: Option<PathBuf>,
     start: Option<EventTime>,
     end: Option<EventTime>,
 }
@@ -226,6 +227,7 @@ impl FileSet {
             files,
             tickers,
             sectors,
+            universe: universe.as_deref().map(|u| p.resolve(u)),
             start,
             end,
         })
@@ -234,6 +236,15 @@ impl FileSet {
     /// The run's tickers.
     pub fn tickers(&self) -> Tickers {
         self.tickers.clone()
+    }
+
+    /// The files the run reads: the bars' files (those of kept tickers) and the universe file.
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .map(|(p, _)| p.clone())
+            .chain(self.universe.clone())
+            .collect()
     }
 
     /// Sectors the universe file gives.

@@ -131,6 +131,15 @@ impl Source {
         }
     }
 
+    /// The files a backtest reads (hashed into its `run.json`); none for a stream, providers
+    /// (their answers are cached by request) or synthetic data (its seed is in the pipeline).
+    pub fn input_files(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            Source::Files(f) => f.inputs(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The run's ticker table.
     pub fn tickers(&self) -> Tickers {
         match self {

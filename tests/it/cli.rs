@@ -623,10 +623,7 @@ fn a_run_folder_is_complete_or_absent() {
             vec!["whole".to_string()],
             "no partial or replaced folder left"
         );
-        for f in RUN_FILES
-            .iter()
-            .filter(|f| !f.starts_with("ml_") && **f != "drift.parquet")
-        {
+        for f in RUN_FILES {
             let len = std::fs::metadata(dir.path().join("whole").join(f)).map(|m| m.len());
             assert!(len.as_ref().is_ok_and(|l| *l > 0), "{f}: {len:?}");
         }

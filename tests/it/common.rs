@@ -6,10 +6,7 @@ use findashpro::config::{LoadedPipeline, Pipeline};
 use findashpro::engine::{Cluster, RunOptions, RunOutput, run};
 
 /// Every file a backtest writes into its run folder.
-pub const RUN_FILES: [&str; 13] = [
-    "ml_metrics.parquet",
-    "ml_features.parquet",
-    "drift.parquet",
+pub const RUN_FILES: [&str; 12] = [
     "exposure.parquet",
     "signals.parquet",
     "orders.parquet",
@@ -20,7 +17,12 @@ pub const RUN_FILES: [&str; 13] = [
     "quarantine.parquet",
     "metrics.json",
     "report.html",
+    "run.json",
+    "pipeline.toml",
 ];
+
+/// The files only a run whose model is ML (`ml_*`) or that monitors drift (`drift`) writes.
+pub const ML_FILES: [&str; 3] = ["ml_metrics.parquet", "ml_features.parquet", "drift.parquet"];
 
 /// The repository root.
 pub fn root() -> PathBuf {

@@ -72,7 +72,16 @@ fn the_dashboard_shows_the_database_draws_updates_live_and_guards_the_kill_switc
     // One ML run (trainings, drift, fills) written both ways.
     let p = crate::ml::ml_in(&repo("data/sample"));
     let out = run_with(&p, 1);
-    let m = findashpro::output::write(&runs.join("mlrun"), "mlrun", &out, false).expect("folder");
+    let m = findashpro::output::write(
+        &runs.join("mlrun"),
+        "mlrun",
+        &out,
+        &findashpro::output::Contents {
+            tables: findashpro::sinks::files::Tables::of(&p.pipeline),
+            ..Default::default()
+        },
+    )
+    .expect("folder");
     rt.block_on(async {
         use findashpro::sinks::postgres as pg;
         pg::migrate(&mut client).await?;

@@ -29,8 +29,29 @@ fn fdp(args: &[&str]) -> Command {
     c
 }
 
+/// The files of a run folder but those that name how and when it was made (`run.json`: the
+/// command line, the time) and the report (its title names the run).
+fn outputs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("run folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "report.html" && n != "run.json")
+        .collect();
+    names.sort();
+    names
+}
+
 fn assert_same_files(a: &Path, b: &Path) {
-    for t in RUN_FILES.iter().filter(|f| **f != "report.html") {
+    let names = outputs(a);
+    assert_eq!(names, outputs(b), "the folders hold different files");
+    for f in RUN_FILES.iter().filter(|f| !names.iter().any(|n| n == **f)) {
+        assert!(
+            ["report.html", "run.json"].contains(f),
+            "{f} missing from {}",
+            a.display()
+        );
+    }
+    for t in &names {
         let (x, y) = (
             std::fs::read(a.join(t)).expect("output"),
             std::fs::read(b.join(t)).expect("output"),

@@ -32,6 +32,7 @@ mod quality_quirks;
 mod recovery;
 mod reference_backtest;
 mod risk_limits;
+mod runs;
 mod servers;
 mod streaming;
 mod venue_mode;
