@@ -585,7 +585,6 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `DATABASE_URL`, else the local server's `test` database.
 /// What made a backtest: `run.json` (version, commit, command line, fingerprint, overrides,
 /// every input file's SHA-256) and the resolved pipeline.
 fn provenance(
@@ -593,12 +592,9 @@ fn provenance(
     pipeline: &std::path::Path,
     run_id: &str,
     sets: &[String],
+    inputs: &[PathBuf],
 ) -> Result<findashpro::manifest::Provenance> {
-    let inputs = match findashpro::sources::Source::open(p) {
-        Ok(source) => findashpro::manifest::hash_inputs(&source.input_files())?,
-        // A source that opens only while it runs (a stream) reads no files.
-        Err(_) => Vec::new(),
-    };
+    let inputs = findashpro::manifest::hash_inputs(inputs)?;
     Ok(findashpro::manifest::Provenance {
         manifest: findashpro::manifest::Manifest {
             run_id: run_id.to_string(),
@@ -631,6 +627,7 @@ fn write_or_print(path: &std::path::Path, text: &str) -> Result<()> {
     }
 }
 
+/// `DATABASE_URL`, else the local server's `test` database.
 fn default_database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -935,7 +932,7 @@ fn command(cli: Cli) -> Result<()> {
                 )
             });
             let dir = findashpro::output::run_dir(&base, &run_id);
-            let provenance = provenance(&p, &pipeline, &run_id, &sets)?;
+            let provenance = provenance(&p, &pipeline, &run_id, &sets, &output.inputs)?;
             let m = findashpro::output::write(
                 &dir,
                 &format!("{} — {}", p.pipeline.name, run_id),

@@ -31,6 +31,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
         sectors: Arc::new(source.sectors()),
         facts: Arc::new(spec.facts(p)?),
     };
+    let inputs = source.input_files();
     let progress_wanted = opts.progress;
     let guards = timely::execute(
         opts.cluster.config(),
@@ -83,6 +84,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
                     load_seconds,
                     graph_seconds,
                     stages: Arc::clone(&stages),
+                    inputs: inputs.clone(),
                 }
             }))
         },

@@ -187,6 +187,8 @@ pub struct RunOutput {
     pub graph_seconds: f64,
     /// How long the features and model operators' work took, on this process's workers.
     pub stages: Arc<crate::sinks::prometheus::StageTimes>,
+    /// The files the source read (see [`crate::sources::Source::input_files`]).
+    pub inputs: Vec<std::path::PathBuf>,
 }
 
 /// Options of one run besides the pipeline.
