@@ -8,7 +8,8 @@
 //! - [`operators`]: the graph's stages, each a plain kernel plus a thin timely adapter —
 //!   [`operators::quality`], [`operators::features`] (kernels in [`operators::indicators`]),
 //!   [`operators::drift`] (optional), [`operators::signal`] (rule models and the ML ensemble of
-//!   [`operators::ml`]), [`operators::risk`] and the [`operators::portfolio`] that applies them:
+//!   [`operators::ml`]), [`operators::risk`] and the [`operators::portfolio`] that applies them
+//!   (and follows the benchmark, [`operators::benchmark`]):
 //!   `source → quality → features → [facts] → [drift] → model → portfolio → sinks`.
 //! - [`sinks`]: brokers (paper; Alpaca and IBKR through the outbox `fdp broker` sends), run outputs (Parquet, `metrics.json`), `report.html`.
 //! - [`engine`]: wires the graph on timely; its one worker [`engine::Harness`] builds it, feeds
@@ -17,6 +18,8 @@
 //! - [`output`], [`manifest`], [`query`], [`compare`]: a backtest's folder, what made it
 //!   (`run.json`, the resolved `pipeline.toml`), SQL over one or several folders, and what
 //!   differs between two.
+//! - [`tearsheet`]: a run's daily returns against its benchmark ([`operators::benchmark`], followed
+//!   beside the portfolio), quantstats' full set of figures and the series `report.html` draws.
 //! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary; [`meter`]: how the
 //!   driver times the operators' work for `/metrics` without an operator reading a clock.
 //!
@@ -56,4 +59,5 @@ pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod stream;
+pub mod tearsheet;
 pub mod time;

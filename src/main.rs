@@ -941,20 +941,10 @@ fn command(cli: Cli) -> Result<()> {
                     report: p.pipeline.outputs.report,
                     tables: findashpro::sinks::files::Tables::of(&p.pipeline),
                     provenance: Some(&provenance),
+                    benchmark: &p.pipeline.outputs.benchmark,
                 },
             )?;
-            println!(
-                "run {run_id}: {} bars, {} periods, final equity {:.2} ({:+.2}%), Sharpe {:.3}, max drawdown {:.2}%, {} closed trades, {} rejected, {} flagged",
-                m.bars,
-                m.periods,
-                m.final_equity,
-                m.total_return * 100.0,
-                m.sharpe,
-                m.max_drawdown * 100.0,
-                m.trades,
-                m.rejected.values().sum::<usize>(),
-                m.flagged.values().sum::<usize>()
-            );
+            print!("{}", run_summary(&run_id, &m));
             println!("outputs: {}", dir.display());
             if let Some(path) = metrics_file {
                 let text =
@@ -1287,4 +1277,67 @@ fn command(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a backtest prints at the end: return against the benchmark, Sharpe, drawdown, trades, and
+/// what was refused or rejected when anything was.
+fn run_summary(run_id: &str, m: &findashpro::metrics::Metrics) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "run {run_id}: {} bars, {} periods, {} → {}\n",
+        m.bars, m.periods, m.start, m.end
+    );
+    match &m.vs_benchmark {
+        Some(f) => {
+            let _ = writeln!(
+                s,
+                "  return {:+.2}% vs benchmark {} {:+.2}% (CAGR {:.2}% vs {:.2}%), Sharpe {:.2} vs {:.2}, max drawdown {:.2}% vs {:.2}%",
+                f.strategy.cumulative_return * 100.0,
+                f.benchmark,
+                f.bench.cumulative_return * 100.0,
+                f.strategy.cagr * 100.0,
+                f.bench.cagr * 100.0,
+                f.strategy.sharpe,
+                f.bench.sharpe,
+                f.strategy.max_drawdown * 100.0,
+                f.bench.max_drawdown * 100.0,
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  return {:+.2}%, Sharpe {:.2}, max drawdown {:.2}%",
+                m.total_return * 100.0,
+                m.sharpe,
+                m.max_drawdown * 100.0
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  {} closed trades (win rate {:.1}%), {} open at the end, final equity {:.2}",
+        m.trades,
+        m.win_rate * 100.0,
+        m.open_trades,
+        m.final_equity
+    );
+    let by = |map: &std::collections::BTreeMap<String, usize>| {
+        map.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(&n) = m.orders.get("refused").filter(|n| **n > 0) {
+        let _ = writeln!(
+            s,
+            "  {n} orders refused by risk (see orders.parquet's reason)"
+        );
+    }
+    for (what, map) in [("rejected", &m.rejected), ("flagged", &m.flagged)] {
+        let n: usize = map.values().sum();
+        if n > 0 {
+            let _ = writeln!(s, "  {n} rows {what}: {}", by(map));
+        }
+    }
+    s
 }

@@ -66,6 +66,23 @@ pub struct Metrics {
     /// Mean out-of-sample ROC AUC over the trainings, per model (base models, `ensemble`,
     /// `baseline`).
     pub ml_mean_auc: BTreeMap<String, f64>,
+    /// quantstats' full set of figures for the strategy and its benchmark over the run's days
+    /// ([`crate::tearsheet`]); filled where the run's output is written.
+    #[serde(default)]
+    pub vs_benchmark: Option<Figures>,
+}
+
+/// The tearsheet's figures kept in `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// What the strategy is measured against (`[outputs] benchmark`).
+    pub benchmark: String,
+    /// The strategy's daily-return figures.
+    pub strategy: crate::tearsheet::Stats,
+    /// The benchmark's.
+    pub bench: crate::tearsheet::Stats,
+    /// The strategy against the benchmark.
+    pub relative: crate::tearsheet::Relative,
 }
 
 fn mean(x: &[f64]) -> f64 {
@@ -118,9 +135,7 @@ pub fn compute(ledger: &Ledger, quarantine: &[Reject]) -> Metrics {
     let traded: f64 = ledger.fills.iter().map(|f| f.quantity * f.price).sum();
     let mut orders = BTreeMap::new();
     for o in &ledger.orders {
-        *orders
-            .entry(format!("{:?}", o.status).to_lowercase())
-            .or_insert(0) += 1;
+        *orders.entry(o.status.as_str().to_string()).or_insert(0) += 1;
     }
     let (mut rejected, mut flagged) = (BTreeMap::new(), BTreeMap::new());
     for q in quarantine {
@@ -177,6 +192,7 @@ pub fn compute(ledger: &Ledger, quarantine: &[Reject]) -> Metrics {
             }
             by.into_iter().map(|(m, v)| (m, mean(&v))).collect()
         },
+        vs_benchmark: None,
     }
 }
 

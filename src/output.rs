@@ -18,6 +18,9 @@ pub struct Contents<'a> {
     pub tables: Tables,
     /// `run.json` and `pipeline.toml`.
     pub provenance: Option<&'a Provenance>,
+    /// What the report measures the strategy against (`[outputs] benchmark`; equal weight
+    /// when empty).
+    pub benchmark: &'a str,
 }
 
 /// Writes everything a run produced into `dir`; returns the metrics.
@@ -71,7 +74,25 @@ fn write_into(
     out: &RunOutput,
     contents: &Contents<'_>,
 ) -> Result<Metrics, SinkError> {
-    let metrics = compute(&out.ledger, &out.quarantine);
+    let benchmark = if contents.benchmark.is_empty() {
+        crate::config::EQUAL_WEIGHT
+    } else {
+        contents.benchmark
+    };
+    let mut metrics = compute(&out.ledger, &out.quarantine);
+    let sheet = crate::tearsheet::build(
+        benchmark,
+        &out.tickers,
+        &out.ledger,
+        &out.quarantine,
+        &out.exposure,
+    );
+    metrics.vs_benchmark = Some(crate::metrics::Figures {
+        benchmark: sheet.benchmark.clone(),
+        strategy: sheet.strategy.clone(),
+        bench: sheet.bench.clone(),
+        relative: sheet.relative.clone(),
+    });
     write_run(
         dir,
         &out.tickers,
@@ -91,7 +112,7 @@ fn write_into(
     if contents.report {
         put(
             "report.html",
-            report::render(title, &out.ledger.equity, &metrics).as_bytes(),
+            report::render(title, &sheet, &metrics).as_bytes(),
         )?;
     }
     if let Some(p) = contents.provenance {

@@ -70,6 +70,16 @@ pub enum Action {
     Flagged,
 }
 
+impl Action {
+    /// The lowercase name tables, metric labels and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Rejected => "rejected",
+            Action::Flagged => "flagged",
+        }
+    }
+}
+
 /// One quarantine record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reject {

@@ -778,6 +778,9 @@ pub struct OutputSpec {
     pub dir: String,
     /// Write `report.html`.
     pub report: bool,
+    /// What the report measures the strategy against: `"equal_weight"` (the universe, rebalanced
+    /// at every close) or a ticker of the universe held from its first close.
+    pub benchmark: String,
 }
 
 impl Default for OutputSpec {
@@ -785,9 +788,13 @@ impl Default for OutputSpec {
         OutputSpec {
             dir: "runs".into(),
             report: true,
+            benchmark: EQUAL_WEIGHT.into(),
         }
     }
 }
+
+/// `[outputs] benchmark`'s name for the equal-weight universe.
+pub const EQUAL_WEIGHT: &str = "equal_weight";
 
 /// A pipeline file, loaded and validated, with the directory its relative paths start from.
 #[derive(Debug, Clone)]

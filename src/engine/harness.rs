@@ -149,6 +149,7 @@ impl Harness {
                 (bars_h, rejects_h, updates_h, g)
             });
         if let Some(p) = graph.portfolio.borrow_mut().as_mut() {
+            p.set_benchmark(spec.benchmark);
             p.set_sectors(
                 spec.tickers
                     .names()

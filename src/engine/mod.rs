@@ -67,6 +67,16 @@ pub enum EngineError {
         /// Timely's or the worker's message.
         message: String,
     },
+    /// `[outputs] benchmark` names a ticker the run does not have.
+    #[error(
+        "[outputs] benchmark = {name:?} is neither \"equal_weight\" nor a ticker of the run ({tickers})"
+    )]
+    UnknownBenchmark {
+        /// The name given.
+        name: String,
+        /// The run's first tickers.
+        tickers: String,
+    },
     /// Not one bar passed the quality gate: a run over nothing is an error, not an empty success.
     #[error("no usable bar: {why}")]
     NoBars {
@@ -81,7 +91,9 @@ impl crate::fault::Blame for EngineError {
         use crate::fault::Fault;
         match self {
             EngineError::Source(e) => e.fault(),
-            EngineError::UnknownInputs { .. } => Fault::Input,
+            EngineError::UnknownInputs { .. } | EngineError::UnknownBenchmark { .. } => {
+                Fault::Input
+            }
             EngineError::Registry(e) => e.fault(),
             EngineError::Dataflow { .. } => Fault::Bug,
             EngineError::NoBars { .. } => Fault::Data,
@@ -229,6 +241,8 @@ pub struct GraphSpec {
     /// Where the features and model operators report how long their work took (the live
     /// run's `/metrics`, a backtest's metrics file).
     pub meter: crate::meter::Meter,
+    /// What the equity is measured against (`[outputs] benchmark`, resolved to a ticker id).
+    pub benchmark: crate::operators::benchmark::Benchmark,
 }
 
 /// The graph's input streams.
@@ -278,9 +292,27 @@ impl GraphSpec {
                 )?),
                 None => None,
             };
+        let tickers = source.tickers();
+        let benchmark = match p.pipeline.outputs.benchmark.as_str() {
+            crate::config::EQUAL_WEIGHT => crate::operators::benchmark::Benchmark::EqualWeight,
+            name => match tickers.id(name) {
+                Some(id) => crate::operators::benchmark::Benchmark::Ticker(id),
+                None => {
+                    let names = tickers.names();
+                    let mut shown = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+                    if names.len() > 8 {
+                        shown.push_str(&format!(", … {} in all", names.len()));
+                    }
+                    return Err(EngineError::UnknownBenchmark {
+                        name: name.to_string(),
+                        tickers: shown,
+                    });
+                }
+            },
+        };
         Ok(GraphSpec {
             pipeline: Arc::new(p.pipeline.clone()),
-            tickers: Arc::new(source.tickers()),
+            tickers: Arc::new(tickers),
             base_dir: p.base_dir.clone(),
             model,
             drift,
@@ -288,6 +320,7 @@ impl GraphSpec {
             kill,
             outbox: false,
             meter: crate::meter::Meter::default(),
+            benchmark,
         })
     }
 

@@ -6,6 +6,7 @@
 //! time once the frontier has passed it.
 
 pub mod asof;
+pub mod benchmark;
 pub mod drift;
 pub mod exposure;
 pub mod feature_cache;

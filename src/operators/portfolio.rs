@@ -108,6 +108,19 @@ pub enum OrderStatus {
     Unfilled,
 }
 
+impl OrderStatus {
+    /// The lowercase name every table, metric label and report uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Filled => "filled",
+            OrderStatus::Refused => "refused",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Unfilled => "unfilled",
+        }
+    }
+}
+
 /// An order with its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderRecord {
@@ -174,6 +187,11 @@ pub struct EquityPoint {
     pub equity: f64,
     /// Number of open positions.
     pub open_positions: usize,
+    /// Marked value of the positions without sign (long plus short): gross exposure.
+    pub gross_value: f64,
+    /// The benchmark's return from the previous time to this one
+    /// ([`crate::operators::benchmark`]).
+    pub benchmark_return: f64,
 }
 
 /// A position after a fill.
@@ -290,6 +308,15 @@ impl Account {
         self.marks[i] = price;
     }
 
+    fn gross_value(&self) -> f64 {
+        self.positions
+            .iter()
+            .map(|(&t, p)| {
+                (p.quantity * self.marks.get(t as usize).copied().unwrap_or(p.entry_price)).abs()
+            })
+            .sum()
+    }
+
     fn positions_value(&self) -> f64 {
         self.positions
             .iter()
@@ -402,6 +429,7 @@ pub struct Portfolio<B: Broker> {
     next_id: u64,
     last_ts: Option<EventTime>,
     deltas: Vec<PositionDelta>,
+    benchmark: super::benchmark::Tracker,
 }
 
 impl<B: Broker> Portfolio<B> {
@@ -435,6 +463,7 @@ impl<B: Broker> Portfolio<B> {
             next_id: 0,
             last_ts: None,
             deltas: Vec::new(),
+            benchmark: super::benchmark::Tracker::default(),
         }
     }
 
@@ -609,6 +638,11 @@ impl<B: Broker> Portfolio<B> {
         self.sectors = sectors;
     }
 
+    /// Sets what the equity is measured against (`[outputs] benchmark`; equal weight unless set).
+    pub fn set_benchmark(&mut self, which: super::benchmark::Benchmark) {
+        self.benchmark = super::benchmark::Tracker::new(which);
+    }
+
     /// Processes every ticker's bar and signal for time `t`; `rows` must be sorted by ticker.
     pub fn step(&mut self, t: EventTime, rows: &[(Bar, Option<Signal>, f64)]) {
         self.step_with(t, rows, &[]);
@@ -662,12 +696,15 @@ impl<B: Broker> Portfolio<B> {
             let flatten = self.risk.spec().on_daily_stop == StopAction::Flatten;
             self.stop(t, Refusal::DailyLossStop, false, flatten);
         }
+        let benchmark_return = self.benchmark.step(rows.iter().map(|(bar, _, _)| bar));
         self.ledger.equity.push(EquityPoint {
             ts: t,
             cash: self.account.cash,
             positions_value,
             equity,
             open_positions: self.account.positions.len(),
+            gross_value: self.account.gross_value(),
+            benchmark_return,
         });
         for (bar, signal, payoff) in rows {
             if let Some(s) = signal {
@@ -1373,6 +1410,8 @@ mod tests {
             positions_value: 0.0,
             equity: 1.0,
             open_positions: 0,
+            gross_value: 0.0,
+            benchmark_return: 0.0,
         };
         let mut l = Ledger {
             equity: (1..=5).map(point).collect(),

@@ -438,11 +438,7 @@ pub fn write_run(
             ),
             (
                 "status",
-                Col::Str(
-                    o.iter()
-                        .map(|r| format!("{:?}", r.status).to_lowercase())
-                        .collect(),
-                ),
+                Col::Str(o.iter().map(|r| r.status.as_str().to_string()).collect()),
             ),
             (
                 "reason",
@@ -586,7 +582,7 @@ pub fn write_run(
                 Col::Str(
                     quarantine
                         .iter()
-                        .map(|r| format!("{:?}", r.action).to_lowercase())
+                        .map(|r| r.action.as_str().to_string())
                         .collect(),
                 ),
             ),

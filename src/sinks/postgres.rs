@@ -608,7 +608,7 @@ async fn write_rows(
                 &o.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.order.size_fraction()).collect::<Vec<_>>(),
-                &o.iter().map(|r| format!("{:?}", r.status).to_lowercase()).collect::<Vec<_>>(),
+                &o.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>(),
                 &o.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
@@ -977,9 +977,7 @@ pub async fn commit_step(
                 &q.iter().map(|r| r.ticker.clone()).collect::<Vec<_>>(),
                 &q.iter().map(|r| r.ts.unwrap_or(-1)).collect::<Vec<_>>(),
                 &q.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
-                &q.iter()
-                    .map(|r| format!("{:?}", r.action).to_lowercase())
-                    .collect::<Vec<_>>(),
+                &q.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
                 &q.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
                 &q.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>(),
             ],

@@ -69,10 +69,7 @@ impl WorkerCtx {
         m.rejects
             .fetch_add(quarantine.len() as u64, Ordering::Relaxed);
         for q in quarantine.iter() {
-            let action = match q.action {
-                crate::reject::Action::Rejected => "rejected",
-                crate::reject::Action::Flagged => "flagged",
-            };
+            let action = q.action.as_str();
             m.count(
                 "fdp_quarantine_rows_total",
                 format!("reason=\"{}\",action=\"{action}\"", q.reason.as_str()),
@@ -80,7 +77,7 @@ impl WorkerCtx {
             );
         }
         for o in &ledger.orders {
-            let status = format!("{:?}", o.status).to_lowercase();
+            let status = o.status.as_str();
             m.count(
                 "fdp_order_outcomes_total",
                 format!("status=\"{status}\""),

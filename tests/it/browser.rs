@@ -238,3 +238,15 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Pixels drawn (not transparent) on the canvas inside `#id`.
+pub fn drawn(b: &Browser, id: &str) -> u64 {
+    b.eval(
+        "const c = document.querySelector(`#${arguments[0]} canvas`); if (!c) return 0; \
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+         let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;",
+        json!([id]),
+    )
+    .as_u64()
+    .unwrap_or(0)
+}

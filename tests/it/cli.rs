@@ -32,9 +32,14 @@ fn backtest_writes_every_output_and_a_self_contained_report() {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let html = std::fs::read_to_string(run.join("report.html")).expect("report");
-    assert!(html.contains("<svg") && html.contains("Sharpe") && html.contains("Max drawdown"));
     assert!(
-        !html.contains("src=") && !html.contains("href=") && !html.contains("<script"),
+        html.contains("id=\"chart-cumulative\"")
+            && html.contains("Sharpe")
+            && html.contains("Max drawdown")
+    );
+    // Everything inline: no script, style sheet or import fetched from anywhere.
+    assert!(
+        !html.contains("<script src") && !html.contains("<link") && !html.contains("@import"),
         "the report must open offline"
     );
     let m: serde_json::Value =

@@ -15,7 +15,7 @@ use findashpro::sources::providers::breaker::Breaker;
 use findashpro::sources::providers::budget::{Budget, TierManager};
 use findashpro::sources::redis_stream::Conn;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, drawn};
 use crate::common::{RedisPrefix, TestDb, repo, run_with};
 
 const TOKEN: &str = "dashboard-test-token";
@@ -32,18 +32,6 @@ fn loaded(b: &Browser, what: &str) -> Vec<String> {
         30,
     );
     b.console_errors()
-}
-
-/// Pixels drawn (not transparent) on the canvas inside `#id`.
-fn drawn(b: &Browser, id: &str) -> u64 {
-    b.eval(
-        "const c = document.querySelector(`#${arguments[0]} canvas`); if (!c) return 0; \
-         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
-         let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;",
-        json!([id]),
-    )
-    .as_u64()
-    .unwrap_or(0)
 }
 
 /// A summary card's raw value.

@@ -35,4 +35,5 @@ mod risk_limits;
 mod runs;
 mod servers;
 mod streaming;
+mod tearsheet;
 mod venue_mode;

@@ -1,0 +1,93 @@
+//! The run's benchmark, followed bar by bar beside the portfolio: buy-and-hold of one ticker, or an
+//! equal-weight portfolio of the universe rebalanced at every close. Its return at a time uses the
+//! closes of that time and the ones before, like the equity it is compared with.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bar::{Bar, TickerId};
+
+/// What the strategy is measured against (`[outputs] benchmark`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Benchmark {
+    /// The mean of the close-to-close returns of every ticker with a bar now and one before
+    /// (a universe of one ticker: that ticker held).
+    #[default]
+    EqualWeight,
+    /// One ticker bought at its first close and held (a time without its bar: return 0).
+    Ticker(TickerId),
+}
+
+/// The benchmark's state: each ticker's last close.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    which: Benchmark,
+    last: Vec<f64>,
+}
+
+impl Tracker {
+    /// A tracker of `which` with no close seen.
+    pub fn new(which: Benchmark) -> Self {
+        Tracker {
+            which,
+            last: Vec::new(),
+        }
+    }
+
+    /// The benchmark's simple return at the time of `bars` (one time's bars, sorted by ticker),
+    /// and remembers their closes.
+    pub fn step<'a>(&mut self, bars: impl IntoIterator<Item = &'a Bar>) -> f64 {
+        let (mut sum, mut count) = (0.0, 0usize);
+        for bar in bars {
+            let i = bar.ticker as usize;
+            if i >= self.last.len() {
+                self.last.resize(i + 1, f64::NAN);
+            }
+            let prev = self.last[i];
+            self.last[i] = bar.close;
+            let wanted = match self.which {
+                Benchmark::EqualWeight => true,
+                Benchmark::Ticker(t) => t == bar.ticker,
+            };
+            if wanted && prev.is_finite() && prev != 0.0 {
+                sum += bar.close / prev - 1.0;
+                count += 1;
+            }
+        }
+        if count == 0 { 0.0 } else { sum / count as f64 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(ticker: TickerId, close: f64) -> Bar {
+        Bar {
+            ticker,
+            ts: 0,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 1.0,
+        }
+    }
+
+    #[test]
+    fn equal_weight_averages_the_tickers_seen_twice() {
+        let mut t = Tracker::new(Benchmark::EqualWeight);
+        assert_eq!(t.step(&[bar(0, 100.0)]), 0.0);
+        // Ticker 1 has no previous close yet: only ticker 0 counts.
+        assert!((t.step(&[bar(0, 110.0), bar(1, 50.0)]) - 0.1).abs() < 1e-15);
+        let r = t.step(&[bar(0, 99.0), bar(1, 55.0)]);
+        assert!((r - (-0.1 + 0.1) / 2.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn one_ticker_is_held_and_its_gaps_return_zero() {
+        let mut t = Tracker::new(Benchmark::Ticker(1));
+        t.step(&[bar(0, 1.0), bar(1, 20_000.0)]);
+        assert_eq!(t.step(&[bar(0, 2.0)]), 0.0);
+        assert!((t.step(&[bar(1, 21_000.0)]) - 0.05).abs() < 1e-15);
+    }
+}
