@@ -59,5 +59,6 @@ pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod stream;
+pub mod sweep;
 pub mod tearsheet;
 pub mod time;

@@ -118,6 +118,43 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Run every combination of parameter values in one dataflow over one read of the data
+    /// (features computed once per distinct set, a portfolio per combination) and write
+    /// `<out>/<run-id>/sweep.parquet`, `sweep.json` and `sweep.html`; optionally walk forward.
+    Sweep {
+        /// Pipeline file with a rule model (crossover, threshold).
+        pipeline: PathBuf,
+        /// A swept key and its values: `a,b,c`, `lo..hi/step` or `lo..hi` (repeatable; every
+        /// combination runs), e.g. `--set model.fast=5,10,20 --set model.slow=20..60/10`.
+        #[arg(long = "set", value_name = "KEY=VALUES")]
+        sets: Vec<String>,
+        /// Rank by this figure (any column of sweep.parquet; higher is better).
+        #[arg(long, default_value = "sharpe")]
+        metric: String,
+        /// How many of the best to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Walk-forward optimisation: TRAIN:TEST in days with a return (e.g. 252:63); each
+        /// window trades the combination best by --walk-score on the TRAIN days before it.
+        #[arg(long, value_name = "TRAIN:TEST")]
+        walk_forward: Option<String>,
+        /// Train every window from the first day (else a rolling TRAIN-day window).
+        #[arg(long)]
+        anchored: bool,
+        /// What a walk-forward window maximises: sharpe, sortino, total_return, cagr, calmar,
+        /// max_drawdown.
+        #[arg(long, default_value = "sharpe")]
+        walk_score: String,
+        /// Run id (default: `<pipeline name>-sweep-<UTC time>`).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Output base directory (default: the pipeline's `outputs.dir`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads.
+        #[arg(short = 'w', long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Download a providers pipeline's universe into the Parquet catalog
     /// (`<catalog>/<interval>/<TICKER>.parquet`, replayed by `format = "parquet"` sources),
     /// from where each file ends; resumable after an interrupt. FMP statements and Finnhub
@@ -967,6 +1004,149 @@ fn command(cli: Cli) -> Result<()> {
                 })?;
                 println!("postgres: {written:?}");
             }
+        }
+        Command::Sweep {
+            pipeline,
+            sets,
+            metric,
+            top,
+            walk_forward,
+            anchored,
+            walk_score,
+            run_id,
+            out,
+            workers,
+        } => {
+            use findashpro::sweep::{output, walk};
+            let params = sets
+                .iter()
+                .map(|s| findashpro::sweep::parse_param(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let walk_spec = match walk_forward.as_deref() {
+                None => None,
+                Some(text) => {
+                    let parsed = text
+                        .split_once(':')
+                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+                    let Some((train, test)) = parsed else {
+                        refuse!(
+                            Fault::Input,
+                            "--walk-forward {text:?}: expected TRAIN:TEST in days, e.g. 252:63"
+                        );
+                    };
+                    let Some(score) = walk::Score::parse(&walk_score) else {
+                        refuse!(
+                            Fault::Input,
+                            "--walk-score {walk_score:?}: one of sharpe, sortino, total_return, cagr, calmar, max_drawdown"
+                        );
+                    };
+                    Some(walk::WalkSpec {
+                        train,
+                        test,
+                        anchored,
+                        score,
+                    })
+                }
+            };
+            let plan = findashpro::sweep::plan(&pipeline, params)?;
+            let opts = RunOptions {
+                cluster: Cluster {
+                    workers: workers.max(1),
+                    ..Cluster::default()
+                },
+                progress: std::io::stderr().is_terminal(),
+                ..RunOptions::default()
+            };
+            let _span = tracing::info_span!("sweep", pipeline = %pipeline.display(), combinations = plan.combos.len()).entered();
+            let result = findashpro::engine::sweep::run(&plan.base, plan.spec.clone(), &opts)?;
+            let (rows, returns, dates) = output::results(&plan, &result);
+            if let Some(first) = rows.first()
+                && first.get(&metric).is_none()
+            {
+                let names: Vec<&str> = first.figures.iter().map(|(n, _)| n.as_str()).collect();
+                refuse!(
+                    Fault::Input,
+                    "--metric {metric:?} is not a figure of the sweep: {}",
+                    names.join(", ")
+                );
+            }
+            let walked = match walk_spec {
+                Some(spec) => match walk::walk(&returns, &dates, spec) {
+                    Ok(w) => Some(w),
+                    Err(why) => refuse!(Fault::Input, "{why}"),
+                },
+                None => None,
+            };
+            let best: Vec<&output::ComboResult> = output::ranked(&rows, &metric)
+                .into_iter()
+                .take(top)
+                .collect();
+            let summary = output::Summary {
+                pipeline: pipeline.display().to_string(),
+                params: plan
+                    .params
+                    .iter()
+                    .map(|p| (p.key.as_str(), p.values.as_slice()))
+                    .collect(),
+                combinations: rows.len(),
+                features: plan.features(),
+                bars: result.bars,
+                graph_seconds: result.graph_seconds,
+                metric: &metric,
+                best,
+                walk: walked.as_ref(),
+            };
+            let base = out.unwrap_or_else(|| plan.base.resolve(&plan.base.pipeline.outputs.dir));
+            let run_id = run_id.unwrap_or_else(|| {
+                format!(
+                    "{}-sweep-{}",
+                    plan.base.pipeline.name,
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S")
+                )
+            });
+            let dir = findashpro::output::run_dir(&base, &run_id);
+            output::write(&dir, &plan, &rows, &summary)?;
+            println!(
+                "sweep {run_id}: {} combinations over {} bars read once ({} distinct features), {:.2} s",
+                rows.len(),
+                result.bars,
+                plan.features(),
+                result.graph_seconds
+            );
+            for r in &summary.best {
+                let values: Vec<String> = plan
+                    .params
+                    .iter()
+                    .zip(&r.values)
+                    .map(|(p, v)| format!("{}={v}", p.key))
+                    .collect();
+                println!(
+                    "  #{:<4} {:<40} {metric} {:>9.4}  return {:+.2}%  max drawdown {:.2}%  {} trades",
+                    r.combination,
+                    values.join(" "),
+                    r.get(&metric).unwrap_or(f64::NAN),
+                    r.get("total_return").unwrap_or(f64::NAN) * 100.0,
+                    r.get("max_drawdown").unwrap_or(f64::NAN) * 100.0,
+                    r.get("trades").unwrap_or(f64::NAN),
+                );
+            }
+            if let Some(w) = &walked {
+                println!(
+                    "  walk-forward {}:{}{} by {}: out of sample {:+.2}% (Sharpe {:.2}, max drawdown {:.2}%) over {} days, {} windows, choice changed {} times; best single combination with hindsight {:+.2}%",
+                    w.spec.train,
+                    w.spec.test,
+                    if w.spec.anchored { " anchored" } else { "" },
+                    w.spec.score.name(),
+                    w.total_return * 100.0,
+                    w.sharpe,
+                    w.max_drawdown * 100.0,
+                    w.returns.len(),
+                    w.windows.len(),
+                    w.changes,
+                    w.hindsight_best * 100.0
+                );
+            }
+            println!("outputs: {}", dir.display());
         }
         Command::Fetch {
             pipeline,

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-/// The tables a run folder holds.
-pub const TABLES: [&str; 11] = [
+/// The tables a run folder holds (`sweep`: a sweep's folder, one row per combination).
+pub const TABLES: [&str; 12] = [
+    "sweep",
     "ml_metrics",
     "ml_features",
     "drift",

@@ -65,7 +65,8 @@ pub fn value_of(text: &str) -> Value {
 /// Applies each `key=value` to the TOML `text`, in order, and returns the new text.
 ///
 /// A key is dotted: table names, then the key (`risk.sizing.fraction`); a number indexes an array
-/// or an array of tables (`features.0.period`). Missing tables are created; whether a key is
+/// or an array of tables (`features.0.period`), and one past an array of tables' end appends a
+/// table to it (`features.2.kind=ema` beside two features). Missing tables are created; whether a key is
 /// known is for the pipeline's parser to say, with its place in the returned text.
 ///
 /// # Errors
@@ -157,6 +158,10 @@ fn set_item(
     match item {
         Item::Table(t) => set_in(t, rest, value, text, depth),
         Item::ArrayOfTables(a) => {
+            // One past the end appends a table (`features.3.kind=sma` beside three features).
+            if rest[0].parse::<usize>().ok() == Some(a.len()) {
+                a.push(Table::new());
+            }
             let i = index(a.len())?;
             let t = a
                 .get_mut(i)
@@ -233,6 +238,15 @@ limits = { a = 1 }
     }
 
     #[test]
+    fn one_past_the_end_of_an_array_of_tables_appends_one() {
+        let t = set(&["features.2.kind=ema", "features.2.period=5"]).expect("append");
+        let f = t["features"].as_array().expect("features");
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[2]["kind"].as_str(), Some("ema"));
+        assert_eq!(f[2]["period"].as_integer(), Some(5));
+    }
+
+    #[test]
     fn values_are_typed_as_toml_reads_them_and_text_stays_a_string() {
         let t = set(&[
             "model.fast=5",
@@ -281,7 +295,7 @@ limits = { a = 1 }
         assert!(err("model.fast").contains("expected key=value"));
         assert!(err("model..fast=1").contains("expected key=value"));
         assert!(err("model.fast.x=1").contains("`model.fast` is an integer"));
-        assert!(err("features.2.period=1").contains("`features` has 2 entries; index 2"));
+        assert!(err("features.3.period=1").contains("`features` has 2 entries; index 3"));
         assert!(err("features.x.period=1").contains("`features` is an array"));
         assert!(err("name.x=1").contains("`name` is a string"));
     }

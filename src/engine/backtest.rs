@@ -53,21 +53,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             h.give_rejects(input.rejects).map_err(|e| e.to_string())?;
             let running = Instant::now();
             let progress = Progress::new(progress_wanted && index == 0, input.batches.len());
-            let mut sent = 0usize;
-            for (t, batch) in input.batches {
-                h.give_bars([(t, batch)]).map_err(|e| e.to_string())?;
-                sent += 1;
-                if sent.is_multiple_of(FEED_CHUNK) {
-                    h.advance_to(t + 1);
-                    while h.working_on(t) {
-                        worker.step();
-                    }
-                }
-                progress.tick();
-            }
-            h.close();
-            while worker.step() {}
-            progress.finish();
+            replay(worker, &mut h, input.batches, &progress)?;
             let graph_seconds = running.elapsed().as_secs_f64();
             tracing::info!(graph_seconds, "graph done");
             Ok(h.finish().map(|r| {
@@ -104,16 +90,42 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
     }
 }
 
+/// Feeds `batches` (in time order) through the harness, letting the graph catch up every
+/// [`FEED_CHUNK`] timestamps, then closes the inputs and steps the worker until the graph is done.
+pub(super) fn replay<B: IntoIterator<Item = (u64, crate::bar::BarBatch)>>(
+    worker: &mut timely::worker::Worker,
+    h: &mut Harness,
+    batches: B,
+    progress: &Progress,
+) -> Result<(), String> {
+    let mut sent = 0usize;
+    for (t, batch) in batches {
+        h.give_bars([(t, batch)]).map_err(|e| e.to_string())?;
+        sent += 1;
+        if sent.is_multiple_of(FEED_CHUNK) {
+            h.advance_to(t + 1);
+            while h.working_on(t) {
+                worker.step();
+            }
+        }
+        progress.tick();
+    }
+    h.close();
+    while worker.step() {}
+    progress.finish();
+    Ok(())
+}
+
 /// A progress bar shown on stderr once the replay has run for a second (hidden when stderr is not
 /// a terminal). Wall-clock time is read here, at the edge, never inside an operator.
-struct Progress {
+pub(super) struct Progress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
     shown: std::cell::Cell<bool>,
 }
 
 impl Progress {
-    fn new(enabled: bool, total: usize) -> Self {
+    pub(super) fn new(enabled: bool, total: usize) -> Self {
         let bar = enabled.then(|| {
             indicatif::ProgressBar::with_draw_target(
                 Some(total as u64),

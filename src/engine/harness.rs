@@ -148,15 +148,17 @@ impl Harness {
                 );
                 (bars_h, rejects_h, updates_h, g)
             });
+        let sectors: Vec<String> = spec
+            .tickers
+            .names()
+            .iter()
+            .map(|name| sector_of(refs, name))
+            .collect();
         if let Some(p) = graph.portfolio.borrow_mut().as_mut() {
-            p.set_benchmark(spec.benchmark);
-            p.set_sectors(
-                spec.tickers
-                    .names()
-                    .iter()
-                    .map(|name| sector_of(refs, name))
-                    .collect(),
-            );
+            p.set_sectors(sectors.clone());
+        }
+        for (_, p) in graph.sweep.borrow_mut().iter_mut() {
+            p.set_sectors(sectors.clone());
         }
         feed_references(index, peers, &spec.tickers, refs, sectors_in, facts_in);
         Harness {
@@ -306,6 +308,20 @@ impl Harness {
             ledger.append(p.finish());
             self.results(ledger, EventTime::MAX)
         })
+    }
+
+    /// Takes, once the graph has finished, the ledgers of the sweep's combinations this worker
+    /// stepped, by combination.
+    pub fn finish_sweep(&mut self) -> Vec<(usize, Ledger)> {
+        std::mem::take(&mut *self.graph.sweep.borrow_mut())
+            .into_iter()
+            .map(|(c, p)| (c, p.finish()))
+            .collect()
+    }
+
+    /// Takes the quarantine gathered on this worker (worker 0's is every worker's).
+    pub fn take_quarantine(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut *self.graph.quarantine.borrow_mut())
     }
 
     fn results(&self, ledger: Ledger, through: EventTime) -> Results {

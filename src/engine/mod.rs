@@ -41,6 +41,7 @@ use crate::sources::{Source, SourceError};
 
 mod backtest;
 pub mod harness;
+pub mod sweep;
 
 pub use backtest::run;
 pub use harness::{Harness, ModelPlace, References, Results};
@@ -243,6 +244,18 @@ pub struct GraphSpec {
     pub meter: crate::meter::Meter,
     /// What the equity is measured against (`[outputs] benchmark`, resolved to a ticker id).
     pub benchmark: crate::operators::benchmark::Benchmark,
+    /// A parameter sweep: every combination's model and portfolio instead of the pipeline's one
+    /// ([`crate::operators::sweep`]).
+    pub sweep: Option<Arc<SweepSpec>>,
+}
+
+/// The combinations of a sweep, as the graph needs them.
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    /// Each combination's model (resolved against the union of the feature columns).
+    pub models: Vec<crate::operators::sweep::ComboModel>,
+    /// Each combination's risk and broker settings.
+    pub books: Vec<(crate::config::RiskSpec, BrokerSpec)>,
 }
 
 /// The graph's input streams.
@@ -269,6 +282,8 @@ pub struct Graph {
     pub exposure: Rc<RefCell<Vec<ExposureRow>>>,
     /// Passes a time once the portfolio and the exposure are done with it.
     pub probe: ProbeHandle<u64>,
+    /// A sweep's portfolios on this worker (empty when not sweeping).
+    pub sweep: crate::operators::sweep::SweepPortfolios<PaperBroker>,
 }
 
 impl GraphSpec {
@@ -321,6 +336,7 @@ impl GraphSpec {
             outbox: false,
             meter: crate::meter::Meter::default(),
             benchmark,
+            sweep: None,
         })
     }
 
@@ -336,6 +352,38 @@ impl GraphSpec {
             &p.pipeline.fundamentals.columns(),
             &self.tickers,
         )?)
+    }
+
+    /// A flat paper portfolio with these risk and broker settings, on the graph's kill switch and
+    /// benchmark (venue mode when the spec says so).
+    fn portfolio_for(
+        &self,
+        risk: &crate::config::RiskSpec,
+        broker: &BrokerSpec,
+    ) -> Portfolio<PaperBroker> {
+        let fills = FillModel {
+            slippage: broker.slippage,
+            commission: broker.commission,
+            whole_shares: broker.whole_shares,
+            volume_cap: broker.volume_cap,
+        };
+        let policy = OrderPolicy {
+            entry: broker.order_type,
+            offset: broker.offset,
+            tif: broker.time_in_force,
+            take_profit: risk.take_profit,
+            stop_loss: risk.stop_loss,
+        };
+        let mut p = Portfolio::with_policy(
+            RiskEngine::new(risk.clone(), self.kill.clone()),
+            PaperBroker::new(fills),
+            policy,
+        );
+        if self.outbox {
+            p.venue_mode();
+        }
+        p.set_benchmark(self.benchmark);
+        p
     }
 
     /// Builds quality → features → [as-of facts] → [drift] → model → portfolio, with the quarantine and the
@@ -358,41 +406,18 @@ impl GraphSpec {
             Sizing::Kelly { window, .. } => window,
             _ => 30,
         };
-        let BrokerSpec {
-            slippage,
-            commission,
-            whole_shares,
-            order_type,
-            offset,
-            time_in_force,
-            volume_cap,
-            ..
-        } = pipeline.broker;
-        let model = FillModel {
-            slippage,
-            commission,
-            whole_shares,
-            volume_cap,
-        };
-        let policy = OrderPolicy {
-            entry: order_type,
-            offset,
-            tif: time_in_force,
-            take_profit: pipeline.risk.take_profit,
-            stop_loss: pipeline.risk.stop_loss,
-        };
-        let portfolio: SharedPortfolio<PaperBroker> =
-            Rc::new(RefCell::new((index == 0).then(|| {
-                let mut p = Portfolio::with_policy(
-                    RiskEngine::new(pipeline.risk.clone(), self.kill.clone()),
-                    PaperBroker::new(model),
-                    policy,
-                );
-                if self.outbox {
-                    p.venue_mode();
-                }
-                p
-            })));
+        let sweeping = self.sweep.is_some();
+        let portfolio: SharedPortfolio<PaperBroker> = Rc::new(RefCell::new(
+            (index == 0 && !sweeping).then(|| self.portfolio_for(&pipeline.risk, &pipeline.broker)),
+        ));
+        let sweep_portfolios: crate::operators::sweep::SweepPortfolios<PaperBroker> =
+            Rc::new(RefCell::new(match &self.sweep {
+                Some(sw) => crate::operators::sweep::owned(sw.books.len(), index, peers)
+                    .into_iter()
+                    .map(|c| (c, self.portfolio_for(&sw.books[c].0, &sw.books[c].1)))
+                    .collect(),
+                None => Vec::new(),
+            }));
         let quarantine: Rc<RefCell<Vec<Reject>>> = Rc::new(RefCell::new(Vec::new()));
         let exposure: Rc<RefCell<Vec<ExposureRow>>> = Rc::new(RefCell::new(Vec::new()));
         let probe = ProbeHandle::new();
@@ -410,16 +435,23 @@ impl GraphSpec {
         if let Some(plan) = &self.drift {
             featured = featured.drift(plan.clone());
         }
-        let (equity, deltas) = featured
-            .signals(
-                self.model.clone(),
-                window,
-                Arc::clone(&self.tickers),
-                self.meter.clone(),
-            )
-            .portfolio(Rc::clone(&portfolio), updates);
-        equity.probe_with(&probe);
-        sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
+        if let Some(sw) = &self.sweep {
+            use crate::operators::sweep::SweepExt;
+            featured
+                .sweep(sw.models.clone(), peers, Rc::clone(&sweep_portfolios))
+                .probe_with(&probe);
+        } else {
+            let (equity, deltas) = featured
+                .signals(
+                    self.model.clone(),
+                    window,
+                    Arc::clone(&self.tickers),
+                    self.meter.clone(),
+                )
+                .portfolio(Rc::clone(&portfolio), updates);
+            equity.probe_with(&probe);
+            sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
+        }
         let q = Rc::clone(&quarantine);
         crate::operators::keyed::gather(
             quality_rejects.concat(rejects),
@@ -432,6 +464,7 @@ impl GraphSpec {
             quarantine,
             exposure,
             probe,
+            sweep: sweep_portfolios,
         }
     }
 }

@@ -18,3 +18,4 @@ pub mod portfolio;
 pub mod quality;
 pub mod risk;
 pub mod signal;
+pub mod sweep;

@@ -638,6 +638,16 @@ impl<B: Broker> Portfolio<B> {
         self.sectors = sectors;
     }
 
+    /// Takes the position changes made since the last call (the sector exposure's input).
+    pub fn take_deltas(&mut self) -> Vec<PositionDelta> {
+        std::mem::take(&mut self.deltas)
+    }
+
+    /// The latest equity point.
+    pub fn last_equity(&self) -> Option<&EquityPoint> {
+        self.ledger.equity.last()
+    }
+
     /// Sets what the equity is measured against (`[outputs] benchmark`; equal weight unless set).
     pub fn set_benchmark(&mut self, which: super::benchmark::Benchmark) {
         self.benchmark = super::benchmark::Tracker::new(which);

@@ -53,7 +53,8 @@ impl crate::fault::Blame for SinkError {
 }
 
 /// A column under construction.
-enum Col {
+/// A column of a table this module writes.
+pub(crate) enum Col {
     Time(Vec<i64>),
     OptTime(Vec<Option<i64>>),
     Str(Vec<String>),
@@ -129,7 +130,8 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), SinkError> {
+/// Writes `<dir>/<name>.parquet` from named columns.
+pub(crate) fn write_table(dir: &Path, name: &str, cols: Vec<(&str, Col)>) -> Result<(), SinkError> {
     let path = dir.join(format!("{name}.parquet"));
     let p = path.display().to_string();
     let enc = |e: &dyn std::fmt::Display| SinkError::Encode {

@@ -35,5 +35,6 @@ mod risk_limits;
 mod runs;
 mod servers;
 mod streaming;
+mod sweep;
 mod tearsheet;
 mod venue_mode;

@@ -14,10 +14,11 @@ use crate::time::format_time;
 
 use rows::{Kind, RELATIVE, ROWS, lookup};
 
-const UPLOT_JS: &str = include_str!("../../serve/assets/vendor/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("../../serve/assets/vendor/uPlot.min.css");
+pub(crate) const UPLOT_JS: &str = include_str!("../../serve/assets/vendor/uPlot.iife.min.js");
+pub(crate) const UPLOT_CSS: &str = include_str!("../../serve/assets/vendor/uPlot.min.css");
 const REPORT_JS: &str = include_str!("report.js");
-const REPORT_CSS: &str = include_str!("report.css");
+pub(crate) const SORTABLE_JS: &str = include_str!("sortable.js");
+pub(crate) const REPORT_CSS: &str = include_str!("report.css");
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -441,6 +442,7 @@ pub fn render(title: &str, t: &Tearsheet, m: &Metrics) -> String {
 <script id="tearsheet" type="application/json">{data}</script>
 <script>{UPLOT_JS}</script>
 <script>{REPORT_JS}</script>
+<script>{SORTABLE_JS}</script>
 </body></html>
 "#,
         title = esc(title),

@@ -1,5 +1,5 @@
 // findashpro report: draws the tearsheet's charts with uPlot (inline) from the JSON in
-// <script id="tearsheet">, and makes tables with class "sortable" sort by a clicked column.
+// <script id="tearsheet"> (sortable.js sorts the tables).
 // Drag across a time chart to zoom, double-click to zoom out; the legend shows the values under
 // the cursor.
 'use strict';
@@ -135,25 +135,11 @@
     })), v => fmt(v, 3), { hooks: { draw: [driftLines] } });
   }
 
-  // Sortable tables: numbers by their data-v, text otherwise.
-  for (const table of document.querySelectorAll('table.sortable')) {
-    if (table.id === 'trades') {
-      const wrap = Object.assign(document.createElement('div'), { id: 'trades-wrap' });
-      table.replaceWith(wrap); wrap.append(table);
-    }
-    table.querySelectorAll('thead th').forEach((th, col) => th.addEventListener('click', () => {
-      const asc = !th.classList.contains('asc');
-      table.querySelectorAll('thead th').forEach(x => x.classList.remove('asc', 'desc'));
-      th.classList.add(asc ? 'asc' : 'desc');
-      const key = tr => {
-        const td = tr.children[col];
-        return td.dataset.v !== undefined ? Number(td.dataset.v) : td.textContent;
-      };
-      const body = table.tBodies[0];
-      const rows = Array.from(body.rows);
-      rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
-      body.append(...rows);
-    }));
+  // The trade list scrolls inside its own box (sortable.js sorts it).
+  const trades = document.getElementById('trades');
+  if (trades) {
+    const wrap = Object.assign(document.createElement('div'), { id: 'trades-wrap' });
+    trades.replaceWith(wrap); wrap.append(trades);
   }
   document.body.setAttribute('data-ready', '1');
 })();
