@@ -36,6 +36,7 @@ pub mod bench_fetch;
 pub mod bench_limiter;
 pub mod bench_ml;
 pub mod bench_stream;
+pub mod bench_sweep;
 pub mod broker_cmd;
 pub mod calendar;
 pub mod compare;

@@ -466,6 +466,9 @@ enum BenchWhat {
     /// Peak memory: the SMA-cross backtest of `--tickers × --bars` in a child `fdp backtest` per
     /// worker count, its peak resident set size and wall seconds (outputs included).
     Memory,
+    /// A parameter sweep's combination-bars/s: 190 SMA-cross combinations over the GOOG reference
+    /// bars in one dataflow, per `--workers` count (vectorbt's side: scripts/vectorbt_sweep_bench.py).
+    Sweep,
 }
 
 /// Where the stream lives.
@@ -1228,6 +1231,14 @@ fn command(cli: Cli) -> Result<()> {
             repeats,
             no_graph,
         } => match what {
+            BenchWhat::Sweep => {
+                let lines = findashpro::bench_sweep::run(
+                    std::path::Path::new("pipelines/reference_sma_cross.toml"),
+                    &workers,
+                    repeats,
+                )?;
+                print!("{}", findashpro::bench::table(&lines));
+            }
             BenchWhat::Graph => {
                 let lines =
                     findashpro::bench::suite(tickers, bars.unwrap_or(2520), &workers, repeats);
