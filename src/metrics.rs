@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::operators::portfolio::Ledger;
 use crate::operators::quality::{Action, Reject};
+use crate::tearsheet::stats::{mean, std};
 use crate::time::{DAY, format_time};
 
 /// The numbers of `metrics.json`.
@@ -85,22 +86,6 @@ pub struct Figures {
     pub relative: crate::tearsheet::Relative,
 }
 
-fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() {
-        f64::NAN
-    } else {
-        x.iter().sum::<f64>() / x.len() as f64
-    }
-}
-
-fn std_ddof1(x: &[f64]) -> f64 {
-    if x.len() < 2 {
-        return f64::NAN;
-    }
-    let m = mean(x);
-    (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
-}
-
 /// Drawdown at each point: `equity/cummax − 1` (zero or negative).
 pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
     let mut peak = f64::NEG_INFINITY;
@@ -120,7 +105,7 @@ pub fn compute(ledger: &Ledger, quarantine: &[Reject]) -> Metrics {
     let n = r.len() as f64;
     let first = eq.first().copied().unwrap_or(ledger.capital);
     let last = eq.last().copied().unwrap_or(ledger.capital);
-    let sd = std_ddof1(&r);
+    let sd = std(&r);
     let m = mean(&r);
     let downside = (r.iter().map(|v| v.min(0.0).powi(2)).sum::<f64>() / n).sqrt();
     let max_dd = drawdowns(&eq).into_iter().fold(0.0, f64::min);

@@ -661,6 +661,17 @@ pub enum Sizing {
     },
 }
 
+impl Sizing {
+    /// Returns behind Kelly's payoff estimate: the Kelly sizing's `window`, 30 for the others
+    /// (their payoff is computed but unused).
+    pub fn payoff_window(&self) -> usize {
+        match self {
+            Sizing::Kelly { window, .. } => *window,
+            _ => 30,
+        }
+    }
+}
+
 impl Default for Sizing {
     fn default() -> Self {
         Sizing::Kelly {

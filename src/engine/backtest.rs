@@ -8,7 +8,7 @@ use crate::config::LoadedPipeline;
 use crate::sources::Source;
 
 use super::harness::{Harness, References, model_store};
-use super::{EngineError, GraphSpec, RunOptions, RunOutput, no_bars};
+use super::{EngineError, GraphSpec, RunOptions, RunOutput, no_bars, sort_quarantine};
 
 /// Timestamps a worker feeds before it lets the graph catch up. Bounds the times in flight (each
 /// outstanding time makes every progress update dearer) without stepping once per timestamp;
@@ -58,10 +58,7 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
             tracing::info!(graph_seconds, "graph done");
             Ok(h.finish().map(|r| {
                 let mut quarantine = r.quarantine;
-                quarantine.sort_by(|a, b| {
-                    (&a.ticker, a.ts, a.reason, &a.detail)
-                        .cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
-                });
+                sort_quarantine(&mut quarantine);
                 RunOutput {
                     tickers: (*spec.tickers).clone(),
                     ledger: r.ledger,

@@ -25,7 +25,7 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Concat, Probe};
 
 use crate::bar::{BarBatch, TickerId, Tickers};
-use crate::config::{BrokerSpec, LoadedPipeline, Sizing};
+use crate::config::{BrokerSpec, LoadedPipeline};
 use crate::operators::asof::AsOfExt;
 use crate::operators::drift::{DriftExt, DriftPlan};
 use crate::operators::exposure::{ExposureRow, sector_exposure};
@@ -100,6 +100,14 @@ impl crate::fault::Blame for EngineError {
             EngineError::NoBars { .. } => Fault::Data,
         }
     }
+}
+
+/// Puts quarantined rows in the one order every worker count gives: by ticker, time, reason and
+/// detail (they arrive in any order from the workers).
+fn sort_quarantine(rows: &mut [Reject]) {
+    rows.sort_by(|a, b| {
+        (&a.ticker, a.ts, a.reason, &a.detail).cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
+    });
 }
 
 /// Why a run saw no bar: the source's range was empty, or the first rejects.
@@ -402,10 +410,7 @@ impl GraphSpec {
             .iter()
             .map(|f| f.get_ref().clone())
             .collect();
-        let window = match pipeline.risk.sizing {
-            Sizing::Kelly { window, .. } => window,
-            _ => 30,
-        };
+        let window = pipeline.risk.sizing.payoff_window();
         let sweeping = self.sweep.is_some();
         let portfolio: SharedPortfolio<PaperBroker> = Rc::new(RefCell::new(
             (index == 0 && !sweeping).then(|| self.portfolio_for(&pipeline.risk, &pipeline.broker)),

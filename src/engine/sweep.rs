@@ -13,7 +13,7 @@ use crate::sources::Source;
 
 use super::backtest::{Progress, replay};
 use super::harness::{Harness, References};
-use super::{EngineError, GraphSpec, RunOptions, SweepSpec, no_bars};
+use super::{EngineError, GraphSpec, RunOptions, SweepSpec, no_bars, sort_quarantine};
 
 /// What one worker gives back: its combinations' ledgers, its quarantine, its graph seconds and
 /// the bars it read.
@@ -97,9 +97,7 @@ pub fn run(
         graph_seconds = graph_seconds.max(seconds);
         bars += read;
     }
-    quarantine.sort_by(|a, b| {
-        (&a.ticker, a.ts, a.reason, &a.detail).cmp(&(&b.ticker, b.ts, b.reason, &b.detail))
-    });
+    sort_quarantine(&mut quarantine);
     let ledgers: Vec<Ledger> = ledgers.into_iter().flatten().collect();
     if ledgers.len() != combos {
         return Err(EngineError::Dataflow {

@@ -15,7 +15,7 @@ pub mod walk;
 
 use std::path::Path;
 
-use crate::config::{FeatureSpec, LoadedPipeline, ModelSpec, Pipeline, Sizing};
+use crate::config::{FeatureSpec, LoadedPipeline, ModelSpec, Pipeline};
 use crate::engine::SweepSpec;
 use crate::operators::signal::RuleModel;
 use crate::operators::sweep::ComboModel;
@@ -348,13 +348,9 @@ pub fn plan(path: &Path, params: Vec<Param>) -> Result<Plan, SweepError> {
                 columns.join(", ")
             ))
         })?;
-        let payoff_window = match p.risk.sizing {
-            Sizing::Kelly { window, .. } => window,
-            _ => 30,
-        };
         models.push(ComboModel {
             model,
-            payoff_window,
+            payoff_window: p.risk.sizing.payoff_window(),
         });
         books.push((p.risk.clone(), p.broker.clone()));
     }

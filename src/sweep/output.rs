@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::engine::sweep::SweepOutput;
 use crate::sinks::files::{Col, SinkError, write_table};
-use crate::sinks::report::thousands;
+use crate::sinks::report::{esc, pct, thousands};
 use crate::time::date_of;
 
 use super::Plan;
@@ -174,17 +174,11 @@ pub fn write(
     Ok(())
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 fn shown(name: &str, v: Option<f64>) -> String {
     let Some(v) = v.filter(|v| v.is_finite()) else {
         return "—".into();
     };
-    let pct = [
+    let percent = [
         "total_return",
         "cagr",
         "max_drawdown",
@@ -194,8 +188,8 @@ fn shown(name: &str, v: Option<f64>) -> String {
         "benchmark_return",
         "alpha",
     ];
-    if pct.contains(&name) {
-        format!("{} %", thousands(v * 100.0, 2))
+    if percent.contains(&name) {
+        pct(v)
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         thousands(v, 0)
     } else {
@@ -403,7 +397,6 @@ const SCRIPT: &str = r#"
 "#;
 
 fn html(plan: &Plan, rows: &[ComboResult], s: &Summary<'_>) -> String {
-    let best: Vec<&ComboResult> = s.best.clone();
     let all: Vec<&ComboResult> = rows.iter().collect();
     let walk = s
         .walk
@@ -450,9 +443,9 @@ fn html(plan: &Plan, rows: &[ComboResult], s: &Summary<'_>) -> String {
             rows.len() as f64 * s.bars as f64 / s.graph_seconds.max(1e-9),
             0
         ),
-        top = best.len(),
+        top = s.best.len(),
         metric = esc(s.metric),
-        best = table("best", plan, &best),
+        best = table("best", plan, &s.best),
         heat = heatmap(plan, rows, s.metric),
         table = table("all", plan, &all),
     )

@@ -20,7 +20,8 @@ const REPORT_JS: &str = include_str!("report.js");
 pub(crate) const SORTABLE_JS: &str = include_str!("sortable.js");
 pub(crate) const REPORT_CSS: &str = include_str!("report.css");
 
-fn esc(s: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -52,7 +53,8 @@ pub fn thousands(v: f64, decimals: usize) -> String {
     out
 }
 
-fn pct(v: f64) -> String {
+/// A fraction in percent, two decimals, thousands separated (`—` when not finite).
+pub(crate) fn pct(v: f64) -> String {
     if v.is_finite() {
         format!("{} %", thousands(v * 100.0, 2))
     } else {
