@@ -46,7 +46,11 @@ fn features(c: &mut Criterion) {
         b.iter(|| {
             let mut fe = FeatureEngine::new(specs.clone());
             data.iter()
-                .map(|(_, batch)| fe.apply(batch.clone()).bars.len())
+                .map(|(_, batch)| {
+                    fe.apply(findashpro::frame::Bars::from(batch.clone()))
+                        .bars
+                        .len()
+                })
                 .sum::<usize>()
         })
     });

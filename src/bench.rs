@@ -137,7 +137,11 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
     let (n, s) = best_of(repeats, || {
         let mut fe = FeatureEngine::new(specs.clone());
         data.iter()
-            .map(|(_, b)| std::hint::black_box(fe.apply(b.clone())).bars.len() as u64)
+            .map(|(_, b)| {
+                std::hint::black_box(fe.apply(crate::frame::Bars::from(b.clone())))
+                    .bars
+                    .len() as u64
+            })
             .sum()
     });
     lines.push(BenchLine {
@@ -151,14 +155,14 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
     let mut fe = FeatureEngine::new(specs.clone());
     let featured: Vec<_> = data
         .iter()
-        .map(|(t, b)| (*t, fe.apply(b.clone())))
+        .map(|(t, b)| (*t, fe.apply(crate::frame::Bars::from(b.clone()))))
         .collect();
     let (n, s) = best_of(repeats, || {
         let mut models: Vec<Option<RuleModel>> = vec![None; tickers];
         let mut n = 0;
         for (_, fb) in &featured {
             for i in 0..fb.bars.len() {
-                let m = models[fb.bars.ticker[i] as usize].get_or_insert_with(|| {
+                let m = models[fb.bars.ticker()[i] as usize].get_or_insert_with(|| {
                     RuleModel::new(&p.pipeline.model, &cols).unwrap_or_else(|| unreachable!())
                 });
                 let _ = std::hint::black_box(m.update(fb.row(i)));
@@ -179,7 +183,7 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
         .map(|(t, fb)| {
             let signal = (0..fb.bars.len())
                 .map(|i| {
-                    models[fb.bars.ticker[i] as usize]
+                    models[fb.bars.ticker()[i] as usize]
                         .get_or_insert_with(|| {
                             RuleModel::new(&p.pipeline.model, &cols)
                                 .unwrap_or_else(|| unreachable!())

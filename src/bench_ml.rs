@@ -90,7 +90,7 @@ fn ticker_major(block: &[crate::operators::features::FeatureBatch]) -> Vec<(u32,
     let mut order: Vec<(u32, usize, usize)> = block
         .iter()
         .enumerate()
-        .flat_map(|(b, fb)| (0..fb.bars.len()).map(move |i| (fb.bars.ticker[i], b, i)))
+        .flat_map(|(b, fb)| (0..fb.bars.len()).map(move |i| (fb.bars.ticker()[i], b, i)))
         .collect();
     order.sort_by_key(|o| o.0);
     order
@@ -107,9 +107,9 @@ struct Ticker {
 impl Ticker {
     /// The drift operator's then the model's step on bar `i` of `fb`, as the graph runs them.
     fn decide(&mut self, name: &str, fb: &FeatureBatch, i: usize) -> Option<Signal> {
-        let drift = self.drift.update(fb.bars.ts[i], fb.row(i)).is_some();
+        let drift = self.drift.update(fb.bars.ts()[i], fb.row(i)).is_some();
         self.model
-            .update_bar(name, fb.bars.ts[i], fb.bars.close[i], fb.row(i), drift)
+            .update_bar(name, fb.bars.ts()[i], fb.bars.close()[i], fb.row(i), drift)
     }
 }
 
@@ -164,14 +164,14 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
             break;
         }
         split += 1;
-        let fb = fe.apply(batch.clone());
+        let fb = fe.apply(crate::frame::Bars::from(batch.clone()));
         for i in 0..fb.bars.len() {
-            let t = fb.bars.ticker[i];
+            let t = fb.bars.ticker()[i];
             let s = &mut state[t as usize];
             let started = Instant::now();
             let _ = s.decide(names.name(t), &fb, i);
             let took = started.elapsed().as_secs_f64();
-            s.payoff.update(fb.bars.close[i]);
+            s.payoff.update(fb.bars.close()[i]);
             let tr = s.model.take_trainings();
             if !tr.is_empty() {
                 trained[t as usize] = true;
@@ -197,7 +197,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
     let warmed = || {
         let mut fe = FeatureEngine::new(specs.clone());
         for (_, b) in &data[..split] {
-            fe.apply(b.clone());
+            fe.apply(crate::frame::Bars::from(b.clone()));
         }
         fe
     };
@@ -223,7 +223,10 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
         // As the graph runs it: features per time, the signal stage ticker by ticker over the
         // times ready together (the driver feeds 128 at a time), the portfolio per time.
         for (block, batches) in rest.chunks(128).zip(owned) {
-            let fbs: Vec<_> = batches.into_iter().map(|b| fe2.apply(b)).collect();
+            let fbs: Vec<_> = batches
+                .into_iter()
+                .map(|b| fe2.apply(crate::frame::Bars::from(b)))
+                .collect();
             let mut decided: Vec<Vec<_>> = fbs
                 .iter()
                 .map(|fb| vec![(None, f64::NAN); fb.bars.len()])
@@ -232,7 +235,7 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
                 let fb = &fbs[b];
                 let s = &mut st[k as usize];
                 let signal = s.decide(names.name(k), fb, i);
-                let payoff = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
+                let payoff = s.payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
                 decided[b][i] = (signal, payoff);
             }
             for (((t, _), fb), d) in block.iter().zip(&fbs).zip(&decided) {
@@ -251,7 +254,10 @@ pub fn suite(tickers: usize, bars: usize, repeats: usize, graph: bool) -> Vec<Be
 
         // The model alone (labels, drift, ensemble) over pre-computed features.
         let mut fe3 = warmed();
-        let featured: Vec<_> = rest.iter().map(|(_, b)| fe3.apply(b.clone())).collect();
+        let featured: Vec<_> = rest
+            .iter()
+            .map(|(_, b)| fe3.apply(crate::frame::Bars::from(b.clone())))
+            .collect();
         // Ticker by ticker within blocks of 128 times, as the graph's signal stage; and one time
         // at a time, every ticker's bar in turn (each meets its model cold).
         for (times, best) in [(128, &mut major), (1, &mut model_only)] {

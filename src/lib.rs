@@ -20,6 +20,8 @@
 //!   differs between two.
 //! - [`tearsheet`]: a run's daily returns against its benchmark ([`operators::benchmark`], followed
 //!   beside the portfolio), quantstats' full set of figures and the series `report.html` draws.
+//! - [`frame`]: what the edges carry — Arrow record batches of bars ([`frame::Bars`]; features are
+//!   a `FixedSizeList<Float64>` column beside them), Arrow IPC between processes.
 //! - [`bar`], [`time`], [`calendar`], [`metrics`]: the shared vocabulary; [`meter`]: how the
 //!   driver times the operators' work for `/metrics` without an operator reading a clock.
 //!
@@ -35,6 +37,7 @@ pub mod bench_broker;
 pub mod bench_fetch;
 pub mod bench_limiter;
 pub mod bench_ml;
+pub mod bench_pg;
 pub mod bench_stream;
 pub mod bench_sweep;
 pub mod broker_cmd;
@@ -46,6 +49,7 @@ pub mod fact;
 pub mod fault;
 pub mod features_cmd;
 pub mod fetch_cmd;
+pub mod frame;
 pub mod http_server;
 pub mod manifest;
 pub mod meter;

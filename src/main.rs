@@ -469,6 +469,9 @@ enum BenchWhat {
     /// A parameter sweep's combination-bars/s: 190 SMA-cross combinations over the GOOG reference
     /// bars in one dataflow, per `--workers` count (vectorbt's side: scripts/vectorbt_sweep_bench.py).
     Sweep,
+    /// Recording bars in PostgreSQL (`DATABASE_URL`, a scratch database): rows/s of
+    /// `INSERT … UNNEST` and of binary COPY per batch size, new bars and bars recorded before.
+    Pg,
 }
 
 /// Where the stream lives.
@@ -1295,6 +1298,10 @@ fn command(cli: Cli) -> Result<()> {
             BenchWhat::Ml => {
                 let lines =
                     findashpro::bench_ml::suite(tickers, bars.unwrap_or(2520), repeats, !no_graph);
+                print!("{}", findashpro::bench::table(&lines));
+            }
+            BenchWhat::Pg => {
+                let lines = findashpro::bench_pg::run(&default_database_url(), repeats)?;
                 print!("{}", findashpro::bench::table(&lines));
             }
         },

@@ -17,6 +17,7 @@ use timely::dataflow::operators::{ActivateCapability, Input};
 use crate::bar::{BarBatch, TickerId, Tickers, owner};
 use crate::config::{LoadedPipeline, ModelSpec};
 use crate::fact::Fact;
+use crate::frame::Bars;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::ml::registry::{Registry, StoreHandle};
 use crate::operators::portfolio::Ledger;
@@ -106,7 +107,7 @@ pub fn model_store(
 /// after the floor, which only moves forward.
 pub struct Harness {
     peers: usize,
-    bars: Handle<BarBatch>,
+    bars: Handle<Bars>,
     rejects: Handle<Reject>,
     updates: Handle<VenueUpdate>,
     /// The floor's capabilities (bars, rejects, venue updates); none once the inputs are closed.
@@ -130,7 +131,7 @@ impl Harness {
         let ((bars, bars_cap), (rejects, rejects_cap), (updates, updates_cap), graph) = worker
             .dataflow::<u64, _, _>(|scope| {
                 let (bars_h, bars) =
-                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<BarBatch>>>();
+                    scope.new_unordered_input::<CapacityContainerBuilder<Vec<Bars>>>();
                 let (rejects_h, rejects) =
                     scope.new_unordered_input::<CapacityContainerBuilder<Vec<Reject>>>();
                 let (updates_h, updates) =
@@ -203,7 +204,7 @@ impl Harness {
             let mut h = self.bars.activate();
             let mut s = h.session(&at);
             for part in batch.shard(self.peers) {
-                s.give(part);
+                s.give(Bars::from(part));
             }
         }
         Ok(())

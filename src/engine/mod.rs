@@ -10,6 +10,10 @@
 //! source rejects ──────────┘
 //! ```
 //!
+//! Bars and features travel as Arrow record batches ([`crate::frame::Bars`], and
+//! [`crate::operators::features::FeatureBatch`]'s `FixedSizeList<Float64>` column); across
+//! processes as Arrow IPC.
+//!
 //! A live run whose `[broker] kind` is a venue adds one input: the venue's fills and ends of the
 //! run's orders, at their times, into the portfolio (which then executes nothing on bars); its
 //! orders leave through the outbox (`broker_orders`) that `fdp broker` sends.
@@ -24,8 +28,9 @@ use std::sync::Arc;
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Concat, Probe};
 
-use crate::bar::{BarBatch, TickerId, Tickers};
+use crate::bar::{TickerId, Tickers};
 use crate::config::{BrokerSpec, LoadedPipeline};
+use crate::frame::Bars;
 use crate::operators::asof::AsOfExt;
 use crate::operators::drift::{DriftExt, DriftPlan};
 use crate::operators::exposure::{ExposureRow, sector_exposure};
@@ -269,7 +274,7 @@ pub struct SweepSpec {
 /// The graph's input streams.
 pub struct Inputs<'s> {
     /// Bars at their times.
-    pub bars: timely::dataflow::Stream<'s, u64, Vec<BarBatch>>,
+    pub bars: timely::dataflow::Stream<'s, u64, Vec<Bars>>,
     /// The source's rejects.
     pub rejects: timely::dataflow::Stream<'s, u64, Vec<Reject>>,
     /// A venue's fills and ends of the run's orders (live runs with a venue; empty otherwise).

@@ -42,18 +42,15 @@ impl AsOf {
 
     /// Appends the latest values to each bar's feature row.
     pub fn extend(&mut self, fb: FeatureBatch) -> FeatureBatch {
-        let (w, k) = (fb.width, self.width);
+        let (w, k) = (fb.width(), self.width);
         let mut values = Vec::with_capacity(fb.bars.len() * (w + k));
         for i in 0..fb.bars.len() {
             values.extend_from_slice(fb.row(i));
-            values.extend_from_slice(self.latest.get(fb.bars.ticker[i]));
+            values.extend_from_slice(self.latest.get(fb.bars.ticker()[i]));
         }
-        FeatureBatch {
-            bars: fb.bars,
-            width: w + k,
-            values,
-            drifts: fb.drifts,
-        }
+        let mut out = FeatureBatch::new(fb.bars, w + k, values);
+        out.drifts = fb.drifts;
+        out
     }
 }
 

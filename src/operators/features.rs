@@ -3,11 +3,17 @@
 //! Input arrives already exchanged by ticker (the quality gate did it), so this operator uses a
 //! pipeline edge. Output rows carry the bar and its feature values (NaN while warming up).
 
-use serde::{Deserialize, Serialize};
+use arrow::array::{
+    Array, AsArray, FixedSizeListArray, Float64Array, RecordBatch, RecordBatchOptions,
+};
+use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
+use arrow::error::ArrowError;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 
-use crate::bar::BarBatch;
+use crate::frame::{Bars, Blob, OwnedBlob, from_ipc, ipc_bytes};
 
 use super::indicators::{FeatureSet, FeatureSpec, Ohlcv};
 use std::cell::RefCell;
@@ -21,24 +27,139 @@ use super::drift::DriftRecord;
 use super::feature_cache::{CachedTicker, FeatureCache};
 use super::keyed::{KeyedState, by_time, by_time_then};
 
-/// Bars with their feature values: `values` is row-major, `width` values per bar, in the order of
-/// the pipeline's feature columns.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Bars with their feature values, as Arrow: the values are one `FixedSizeList<Float64>` column
+/// of `width` per bar (row-major in one buffer, in the order of the pipeline's feature columns),
+/// beside the bars' own record batch. Between processes the two travel as one IPC batch.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureBatch {
     /// The bars.
-    pub bars: BarBatch,
-    /// Values per bar.
-    pub width: usize,
-    /// `bars.len() * width` values.
-    pub values: Vec<f64>,
+    pub bars: Bars,
+    features: FixedSizeListArray,
+    values: ScalarBuffer<f64>,
     /// Drift events on these bars (the bar's index, the event), set by the drift operator.
     pub drifts: Vec<(u32, DriftRecord)>,
 }
 
+impl Default for FeatureBatch {
+    fn default() -> Self {
+        FeatureBatch::new(Bars::default(), 0, Vec::new())
+    }
+}
+
 impl FeatureBatch {
+    /// The bars with `values` (`bars.len() * width`, row-major) moved into an Arrow list column
+    /// without a copy. Panics when the lengths disagree: the caller sized `values` (a bug).
+    pub fn new(bars: Bars, width: usize, values: Vec<f64>) -> FeatureBatch {
+        assert_eq!(
+            values.len(),
+            bars.len() * width,
+            "one row of width values per bar"
+        );
+        let values = ScalarBuffer::from(values);
+        let item = Arc::new(Field::new_list_field(DataType::Float64, false));
+        let size = i32::try_from(width).expect("fewer than 2³¹ feature columns");
+        let features = FixedSizeListArray::try_new_with_length(
+            item,
+            size,
+            Arc::new(Float64Array::new(values.clone(), None)),
+            None,
+            bars.len(),
+        )
+        .expect("values sized to the bars");
+        FeatureBatch {
+            bars,
+            features,
+            values,
+            drifts: Vec::new(),
+        }
+    }
+
+    /// Values per bar.
+    pub fn width(&self) -> usize {
+        self.features.value_length() as usize
+    }
+
     /// The feature row of bar `i`.
     pub fn row(&self, i: usize) -> &[f64] {
-        &self.values[i * self.width..(i + 1) * self.width]
+        let w = self.width();
+        &self.values[i * w..(i + 1) * w]
+    }
+
+    /// The feature values as an Arrow `FixedSizeList<Float64>` column, one list per bar.
+    pub fn features(&self) -> &FixedSizeListArray {
+        &self.features
+    }
+
+    /// The bars' columns and a `features` column in one record batch.
+    ///
+    /// # Errors
+    /// Never for a batch built by [`FeatureBatch::new`] (Arrow checks the lengths again).
+    pub fn record_batch(&self) -> Result<RecordBatch, ArrowError> {
+        let rb = self.bars.record_batch();
+        let mut fields: Vec<FieldRef> = rb.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            "features",
+            self.features.data_type().clone(),
+            false,
+        )));
+        let mut cols = rb.columns().to_vec();
+        cols.push(Arc::new(self.features.clone()));
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(self.bars.len())),
+        )
+    }
+
+    /// Splits a [`FeatureBatch::record_batch`] back into bars and values.
+    ///
+    /// # Errors
+    /// No `features` column of `FixedSizeList<Float64>` without nulls, or bars' columns that
+    /// [`Bars::try_new`] refuses.
+    pub fn from_record_batch(mut rb: RecordBatch, dest: u32) -> Result<FeatureBatch, ArrowError> {
+        let at = rb.schema().index_of("features")?;
+        let col = rb.remove_column(at);
+        let features = col
+            .as_fixed_size_list_opt()
+            .filter(|f| f.null_count() == 0 && f.values().null_count() == 0)
+            .ok_or_else(|| {
+                ArrowError::SchemaError(
+                    "features: not a FixedSizeList<Float64> without nulls".into(),
+                )
+            })?
+            .clone();
+        let values = features
+            .values()
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| ArrowError::SchemaError("features: items are not Float64".into()))?
+            .values()
+            .clone();
+        Ok(FeatureBatch {
+            bars: Bars::try_new(rb, dest)?,
+            features,
+            values,
+            drifts: Vec::new(),
+        })
+    }
+}
+
+impl Serialize for FeatureBatch {
+    /// `(dest, IPC bytes, drift events)`: how a batch crosses processes.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rb = self.record_batch().map_err(serde::ser::Error::custom)?;
+        let bytes = ipc_bytes(&rb).map_err(serde::ser::Error::custom)?;
+        (self.bars.dest, Blob(&bytes), &self.drifts).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureBatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (dest, OwnedBlob(bytes), drifts) =
+            <(u32, OwnedBlob, Vec<(u32, DriftRecord)>)>::deserialize(d)?;
+        let rb = from_ipc(&bytes).map_err(serde::de::Error::custom)?;
+        let mut fb = FeatureBatch::from_record_batch(rb, dest).map_err(serde::de::Error::custom)?;
+        fb.drifts = drifts;
+        Ok(fb)
     }
 }
 
@@ -59,27 +180,29 @@ impl FeatureEngine {
     }
 
     /// Feeds the bars (in time order per ticker) and returns them with their features.
-    pub fn apply(&mut self, bars: BarBatch) -> FeatureBatch {
+    pub fn apply(&mut self, bars: Bars) -> FeatureBatch {
         let w = self.width;
         let mut values = vec![f64::NAN; bars.len() * w];
-        for i in 0..bars.len() {
+        let (open, high, low, close, volume) = (
+            bars.open(),
+            bars.high(),
+            bars.low(),
+            bars.close(),
+            bars.volume(),
+        );
+        for (i, &ticker) in bars.ticker().iter().enumerate() {
             let x = Ohlcv {
-                open: bars.open[i],
-                high: bars.high[i],
-                low: bars.low[i],
-                close: bars.close[i],
-                volume: bars.volume[i],
+                open: open[i],
+                high: high[i],
+                low: low[i],
+                close: close[i],
+                volume: volume[i],
             };
             self.sets
-                .get(bars.ticker[i])
+                .get(ticker)
                 .update(&x, &mut values[i * w..(i + 1) * w]);
         }
-        FeatureBatch {
-            bars,
-            width: w,
-            values,
-            drifts: Vec::new(),
-        }
+        FeatureBatch::new(bars, w, values)
     }
 }
 
@@ -106,23 +229,18 @@ impl CachedEngine {
     }
 
     /// As [`FeatureEngine::apply`], serving cached rows where the bars are the cached ones.
-    pub fn apply(&mut self, bars: BarBatch) -> FeatureBatch {
+    pub fn apply(&mut self, bars: Bars) -> FeatureBatch {
         let w = self.width;
         let mut values = vec![f64::NAN; bars.len() * w];
         for i in 0..bars.len() {
-            let t = bars.ticker[i];
+            let t = bars.ticker()[i];
             let slot = self.tickers.get(t);
             let ticker = slot.get_or_insert_with(|| {
                 CachedTicker::new(&self.specs, self.cache.load(self.names.name(t)))
             });
             ticker.update(&bars.get(i), &mut values[i * w..(i + 1) * w]);
         }
-        FeatureBatch {
-            bars,
-            width: w,
-            values,
-            drifts: Vec::new(),
-        }
+        FeatureBatch::new(bars, w, values)
     }
 
     /// Stores every ticker's entry; returns (rows served from the cache, rows computed).
@@ -156,7 +274,7 @@ pub trait FeaturesExt<'s> {
     ) -> Stream<'s, u64, Vec<FeatureBatch>>;
 }
 
-impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
+impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<Bars>> {
     fn features(
         self,
         specs: Vec<FeatureSpec>,
@@ -191,5 +309,63 @@ impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar::{Bar, BarBatch};
+
+    fn bars() -> Bars {
+        let mut b = BarBatch::default();
+        for (i, close) in [1.0731, 1.0729, 412.5, 29_071.25].into_iter().enumerate() {
+            b.push(Bar {
+                ticker: i as u32 % 2,
+                ts: 1_700_000_000 + i as i64,
+                open: close,
+                high: close,
+                low: close,
+                close,
+                volume: 1.0,
+            });
+        }
+        b.dest = 1;
+        Bars::from(b)
+    }
+
+    #[test]
+    fn features_are_a_fixed_size_list_over_the_row_major_values() {
+        let values: Vec<f64> = (0..8).map(f64::from).collect();
+        let fb = FeatureBatch::new(bars(), 2, values.clone());
+        assert_eq!(fb.width(), 2);
+        assert_eq!(fb.row(3), &[6.0, 7.0]);
+        assert_eq!(fb.features().len(), 4);
+        assert_eq!(fb.features().value_length(), 2);
+        let rb = fb.record_batch().unwrap();
+        assert_eq!(rb.num_columns(), 8, "seven bar columns and the features");
+        assert_eq!(rb.schema().field(7).name(), "features");
+    }
+
+    #[test]
+    fn a_feature_batch_crosses_processes_as_ipc_with_its_drift_events() {
+        let mut fb = FeatureBatch::new(bars(), 3, (0..12).map(|x| f64::from(x) / 7.0).collect());
+        fb.drifts.push((
+            2,
+            DriftRecord {
+                ts: 1_700_000_002,
+                feature: 1,
+                name: "rsi_14".into(),
+                kl: 0.31,
+            },
+        ));
+        let back: FeatureBatch = bincode::deserialize(&bincode::serialize(&fb).unwrap()).unwrap();
+        assert_eq!(back, fb);
+        assert_eq!(back.bars.dest, 1);
+        // No columns at all (a run without features) still has one row per bar.
+        let empty = FeatureBatch::new(bars(), 0, Vec::new());
+        let back: FeatureBatch =
+            bincode::deserialize(&bincode::serialize(&empty).unwrap()).unwrap();
+        assert_eq!((back.width(), back.bars.len()), (0, 4));
     }
 }

@@ -10,9 +10,10 @@
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 
-use crate::bar::{Bar, BarBatch};
+use crate::bar::Bar;
 use crate::calendar::sessions_between;
 use crate::config::{CalendarKind, OutlierAction, QualitySpec};
+use crate::frame::Bars;
 use crate::time::{EventTime, date_of, day_number, format_time};
 
 use super::keyed::{KeyedState, by_time};
@@ -172,23 +173,23 @@ pub trait QualityExt<'s> {
         self,
         spec: &QualitySpec,
         names: std::sync::Arc<crate::bar::Tickers>,
-    ) -> (Stream<'s, u64, Vec<BarBatch>>, Stream<'s, u64, Vec<Reject>>);
+    ) -> (Stream<'s, u64, Vec<Bars>>, Stream<'s, u64, Vec<Reject>>);
 }
 
-impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
+impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<Bars>> {
     fn quality(
         self,
         spec: &QualitySpec,
         names: std::sync::Arc<crate::bar::Tickers>,
-    ) -> (Stream<'s, u64, Vec<BarBatch>>, Stream<'s, u64, Vec<Reject>>) {
+    ) -> (Stream<'s, u64, Vec<Bars>>, Stream<'s, u64, Vec<Reject>>) {
         let spec = spec.clone();
         let mut gates: KeyedState<QualityGate> = KeyedState::new(move || QualityGate::new(&spec));
-        let exchange = Exchange::new(|b: &BarBatch| u64::from(b.dest));
+        let exchange = Exchange::new(|b: &Bars| u64::from(b.dest));
         let out = by_time(
             self,
             exchange,
             "Quality",
-            move |_t, batches, out: &mut Vec<Result<BarBatch, Reject>>| {
+            move |_t, batches, out: &mut Vec<Result<Bars, Reject>>| {
                 for batch in batches {
                     let mut rejected: Vec<usize> = Vec::new();
                     for (i, b) in batch.iter().enumerate() {
@@ -216,14 +217,13 @@ impl<'s> QualityExt<'s> for Stream<'s, u64, Vec<BarBatch>> {
                     let pass = if rejected.is_empty() {
                         batch
                     } else {
-                        let mut pass = BarBatch::with_capacity(batch.len() - rejected.len());
-                        let mut skip = rejected.iter().peekable();
-                        for i in 0..batch.len() {
-                            if skip.next_if_eq(&&i).is_none() {
-                                pass.push_row(&batch, i);
-                            }
+                        let mut keep = vec![true; batch.len()];
+                        for &i in &rejected {
+                            keep[i] = false;
                         }
-                        pass
+                        batch
+                            .filter(&keep.into())
+                            .expect("a mask as long as the batch")
                     };
                     if !pass.is_empty() {
                         out.push(Ok(pass));

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline;
 
-use crate::bar::{BarBatch, TickerId};
+use crate::bar::TickerId;
 use crate::config::{ModelSpec, Side};
+use crate::frame::Bars;
 use std::sync::Arc;
 
 use crate::bar::Tickers;
@@ -277,7 +278,7 @@ impl RuleModel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SignalBatch {
     /// The bars.
-    pub bars: BarBatch,
+    pub bars: Bars,
     /// The signal of each bar, if the model has one.
     pub signal: Vec<Option<Signal>>,
     /// Kelly's b for each ticker as of this bar (NaN until warm).
@@ -328,7 +329,7 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 for (j, fb) in fbs.iter().enumerate() {
                     order.extend(
                         (0..fb.bars.len())
-                            .map(|i| (fb.bars.ticker[i], k as u32, j as u32, i as u32)),
+                            .map(|i| (fb.bars.ticker()[i], k as u32, j as u32, i as u32)),
                     );
                 }
             }
@@ -353,12 +354,12 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 let r = &mut results[k][j];
                 r.signal[i] = s.model.update_bar(
                     tickers.name(t),
-                    fb.bars.ts[i],
-                    fb.bars.close[i],
+                    fb.bars.ts()[i],
+                    fb.bars.close()[i],
                     fb.row(i),
                     drift,
                 );
-                r.payoff[i] = s.payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
+                r.payoff[i] = s.payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
                 let tr = s.model.take_trainings();
                 r.trainings.extend(tr.into_iter().map(|x| (t, x)));
             }
@@ -367,7 +368,7 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                     r.drifts = fb
                         .drifts
                         .into_iter()
-                        .map(|(i, d)| (fb.bars.ticker[i as usize], d))
+                        .map(|(i, d)| (fb.bars.ticker()[i as usize], d))
                         .collect();
                     r.bars = fb.bars;
                     out.push(r);

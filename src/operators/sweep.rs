@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
-use crate::bar::{Bar, BarBatch, TickerId};
+use crate::bar::{Bar, TickerId};
+use crate::frame::Bars;
 use crate::operators::features::FeatureBatch;
 use crate::operators::keyed::{KeyedState, by_time, by_times};
 use crate::operators::portfolio::{EquityPoint, Portfolio};
@@ -35,7 +36,7 @@ pub struct SweepBatch {
     /// The worker that owns these combinations.
     pub dest: u32,
     /// The bars.
-    pub bars: BarBatch,
+    pub bars: Bars,
     /// Per owned combination (in `dest`'s order), the signal of each bar.
     pub signals: Vec<Vec<Option<Signal>>>,
     /// Per owned combination, Kelly's b of each bar.
@@ -85,10 +86,10 @@ impl<'s> SweepExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                     let mut sig = vec![vec![None; n]; combos.len()];
                     let mut pay = vec![vec![f64::NAN; n]; combos.len()];
                     for i in 0..n {
-                        let models = state.get(fb.bars.ticker[i]);
+                        let models = state.get(fb.bars.ticker()[i]);
                         for (c, (model, payoff)) in models.iter_mut().enumerate() {
                             sig[c][i] = model.update(fb.row(i));
-                            pay[c][i] = payoff.update(fb.bars.close[i]).unwrap_or(f64::NAN);
+                            pay[c][i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
                         }
                     }
                     for (w, mine) in per_worker.iter().enumerate() {

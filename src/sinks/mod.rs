@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod broker;
 pub mod catalog;
 pub mod files;
+pub mod pg_copy;
 pub mod postgres;
 pub mod prometheus;
 pub mod recorded;

@@ -86,6 +86,7 @@ fn operators_never_read_the_wall_clock() {
 fn shared_vocabulary_sits_below_operators_sources_and_sinks() {
     let vocabulary = [
         "src/bar.rs",
+        "src/frame.rs",
         "src/reject.rs",
         "src/fact.rs",
         "src/order.rs",

@@ -333,3 +333,118 @@ async fn the_writer_role_can_only_append_and_migrate_notices_a_dropped_trigger()
         "{e}"
     );
 }
+
+/// Bars of three markets — FX near 1.0 with a `/`, an equity with a `.`, crypto in the tens of
+/// thousands — at times before 1970, at PostgreSQL's epoch and now, `n` of them.
+fn market_bars(n: usize, stream: &str) -> Vec<findashpro::sinks::postgres::StoredBar> {
+    use findashpro::bar::Bar;
+    let names = ["EUR/USD", "BRK.B", "BTCUSDT"];
+    let levels = [1.07231, 412.57, 29_071.25];
+    (0..n)
+        .map(|i| {
+            let k = i % 3;
+            let close = levels[k] * (1.0 + (i as f64).sin() * 1e-3);
+            findashpro::sinks::postgres::StoredBar {
+                ticker: names[k].to_string(),
+                bar: Bar {
+                    ticker: k as u32,
+                    // From 1969-12-31 on, one hour apart per row of a market.
+                    ts: -86_400 + (i / 3) as i64 * 3_600 + if i == 3 { 946_684_800 } else { 0 },
+                    open: close * 0.999,
+                    high: close * 1.002,
+                    low: close * 0.998,
+                    close,
+                    volume: if k == 0 { 0.0 } else { 1e3 / 3.0 },
+                },
+                stream_id: format!("{stream}-{i}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bars_recorded_by_copy_and_by_unnest_read_back_bit_for_bit_and_re_record_as_no_ops() {
+    use findashpro::bar::Tickers;
+    use findashpro::sinks::pg_copy::{COPY_FROM_ROWS, write_bars_copy};
+    use findashpro::sinks::postgres::{load_bars, write_bars, write_bars_unnest};
+    let (_db, mut c) = TestDb::new().await;
+    migrate(&mut c).await.expect("migrate");
+    let tickers = Tickers::new(["EUR/USD", "BRK.B", "BTCUSDT"].map(String::from));
+    let many = market_bars(COPY_FROM_ROWS + 7, "1700000000000");
+    let few = market_bars(40, "1700000000001");
+    // write_bars picks COPY for the large batch and UNNEST for the small one; each path also
+    // writes the other's batch under a second run id, and the rows read back are the same.
+    for (run, batch) in [("copy", &many), ("unnest", &few)] {
+        assert_eq!(
+            write_bars(&mut c, run, batch).await.expect("write"),
+            batch.len() as u64
+        );
+        assert_eq!(
+            write_bars(&mut c, run, batch).await.expect("again"),
+            0,
+            "{run}: re-recorded"
+        );
+    }
+    assert_eq!(
+        write_bars_unnest(&mut c, "copy2", &many)
+            .await
+            .expect("unnest"),
+        many.len() as u64
+    );
+    assert_eq!(
+        write_bars_copy(&mut c, "unnest2", &few)
+            .await
+            .expect("copy"),
+        few.len() as u64
+    );
+    assert_eq!(
+        write_bars_copy(&mut c, "unnest2", &few)
+            .await
+            .expect("copy again"),
+        0
+    );
+    for (a, b, batch) in [("copy", "copy2", &many), ("unnest", "unnest2", &few)] {
+        let x = load_bars(&c, a, 4_000_000_000, &tickers)
+            .await
+            .expect("load");
+        let y = load_bars(&c, b, 4_000_000_000, &tickers)
+            .await
+            .expect("load");
+        assert_eq!(x.len(), batch.len());
+        assert_eq!(x, y, "{a} and {b} hold the same rows");
+        let mut want: Vec<_> = batch.to_vec();
+        want.sort_by(|p, q| (p.bar.ts, &p.ticker).cmp(&(q.bar.ts, &q.ticker)));
+        for (got, want) in x.iter().zip(&want) {
+            assert_eq!(got.ticker, want.ticker);
+            assert_eq!(got.stream_id, want.stream_id);
+            assert_eq!(got.bar.ts, want.bar.ts);
+            for (g, w) in [
+                (got.bar.open, want.bar.open),
+                (got.bar.high, want.bar.high),
+                (got.bar.low, want.bar.low),
+                (got.bar.close, want.bar.close),
+                (got.bar.volume, want.bar.volume),
+            ] {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{} at {}",
+                    want.ticker,
+                    want.bar.ts
+                );
+            }
+        }
+    }
+    assert!(earliest_bar_is_before_1970(&c).await);
+}
+
+async fn earliest_bar_is_before_1970(c: &Client) -> bool {
+    let r = c
+        .query_one(
+            "SELECT min(extract(epoch FROM time))::float8 FROM bars WHERE run_id = 'copy'",
+            &[],
+        )
+        .await
+        .expect("min");
+    r.get::<_, f64>(0) < 0.0
+}

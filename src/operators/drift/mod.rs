@@ -156,8 +156,8 @@ impl<'s> DriftExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         by_time(self, Pipeline, "Drift", move |_t, batches, out| {
             for mut fb in batches {
                 for i in 0..fb.bars.len() {
-                    let t = fb.bars.ticker[i];
-                    if let Some(d) = state.get(t).update(fb.bars.ts[i], fb.row(i)) {
+                    let t = fb.bars.ticker()[i];
+                    if let Some(d) = state.get(t).update(fb.bars.ts()[i], fb.row(i)) {
                         tracing::info!(ticker = t, ts = d.ts, feature = %d.name, kl = d.kl, "drift alert");
                         fb.drifts.push((i as u32, d));
                     }
