@@ -389,7 +389,7 @@ pub fn table(lines: &[BenchLine]) -> String {
 
 /// One seeded synthetic series of `bars` bars, as kernel input (the feature benchmarks' data).
 pub fn ohlcv_series(bars: usize) -> Vec<crate::operators::indicators::Ohlcv> {
-    Synthetic::new(1, bars, 11, Some("1900-01-01"))
+    Synthetic::new(1, bars, 11, crate::time::parse_time("1900-01-01"))
         .series(0)
         .iter()
         .map(|b| crate::operators::indicators::Ohlcv {

@@ -12,6 +12,53 @@ pub type EventTime = i64;
 /// Seconds in one day, used to map a timestamp to its trading date.
 pub const DAY: i64 = 86_400;
 
+/// A time as a pipeline file writes it (`start = "2020-01-02"`) with the time it names, parsed
+/// once when the file is read: sources and the engine use [`TimeText::at`], never the text
+/// again. Text that names no time holds `None`, which the pipeline's validation refuses with its
+/// line; the text is kept for messages and for the `pipeline.toml` a run writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeText {
+    text: String,
+    at: Option<EventTime>,
+}
+
+impl TimeText {
+    /// Parses `text` ([`parse_time`]).
+    pub fn new(text: impl Into<String>) -> TimeText {
+        let text = text.into();
+        let at = parse_time(&text);
+        TimeText { text, at }
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The time it names (`None`: not a time; a validated pipeline holds none such).
+    pub fn at(&self) -> Option<EventTime> {
+        self.at
+    }
+}
+
+impl From<&str> for TimeText {
+    fn from(text: &str) -> TimeText {
+        TimeText::new(text)
+    }
+}
+
+impl serde::Serialize for TimeText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimeText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(TimeText::new)
+    }
+}
+
 /// Parses the date or date-time text of data files, stream messages and pipeline files.
 ///
 /// * With a zone — a UTC offset (`+0900`, `+09:00`, `-05:00`) or `Z` after the time, as Yahoo's

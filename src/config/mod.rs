@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::order::{Commission, EntryType, TimeInForce};
+pub use crate::time::TimeText;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -178,10 +179,10 @@ pub enum SourceSpec {
         tickers: Vec<String>,
         /// First date included (`YYYY-MM-DD`), inclusive.
         #[serde(default)]
-        start: Option<String>,
+        start: Option<TimeText>,
         /// Last date included, inclusive.
         #[serde(default)]
-        end: Option<String>,
+        end: Option<TimeText>,
     },
     /// A Redis bar store: one sorted set per ticker, `<prefix>:bars:<TICKER>`, scored by event
     /// time, members `ts,open,high,low,close,volume`.
@@ -196,10 +197,10 @@ pub enum SourceSpec {
         tickers: Vec<String>,
         /// First date included (`YYYY-MM-DD`), inclusive.
         #[serde(default)]
-        start: Option<String>,
+        start: Option<TimeText>,
         /// Last date included, inclusive.
         #[serde(default)]
-        end: Option<String>,
+        end: Option<TimeText>,
     },
     /// Market-data providers over HTTP, in priority order: each ticker's bars come from the
     /// first provider whose circuit breaker is closed and whose rate limiter admits the request,
@@ -216,9 +217,9 @@ pub enum SourceSpec {
         #[serde(default)]
         adjusted: bool,
         /// First date included (`YYYY-MM-DD`), inclusive.
-        start: String,
+        start: TimeText,
         /// Last date included, inclusive.
-        end: String,
+        end: TimeText,
         /// Redis holding the shared rate limiters and circuit breakers (default: `REDIS_URL`,
         /// else `redis://127.0.0.1:6379`).
         #[serde(default)]
@@ -257,7 +258,7 @@ pub enum SourceSpec {
         seed: u64,
         /// First date (`YYYY-MM-DD`); bars follow on weekdays.
         #[serde(default)]
-        start: Option<String>,
+        start: Option<TimeText>,
     },
 }
 
@@ -1142,7 +1143,10 @@ impl Pipeline {
             if paths.is_empty() {
                 return Err((locate(text, "[source]", ""), "source.paths is empty".into()));
             }
-            check_range(text, start, end)?;
+            check_range(text, start.as_ref(), end.as_ref())?;
+        }
+        if let SourceSpec::Synthetic { start, .. } = &self.source {
+            check_range(text, start.as_ref(), None)?;
         }
         if let SourceSpec::Providers {
             providers,
@@ -1181,7 +1185,7 @@ impl Pipeline {
             if let Err(e) = provider::Interval::parse(interval) {
                 return Err((locate(text, "[source]", interval), e));
             }
-            check_range(text, &Some(start.clone()), &Some(end.clone()))?;
+            check_range(text, Some(start), Some(end))?;
         }
         if let SourceSpec::Redis {
             tickers,
@@ -1203,7 +1207,7 @@ impl Pipeline {
                 let (bad, e) = bad;
                 return Err((locate(text, "[source]", bad), e.to_string()));
             }
-            check_range(text, start, end)?;
+            check_range(text, start.as_ref(), end.as_ref())?;
         }
         let r = &self.risk;
         let risk_at = locate(text, "[risk", "");
@@ -1406,28 +1410,26 @@ fn check_entry(
 /// `start` not after `end` (an empty range would run over zero bars).
 fn check_range(
     text: &str,
-    start: &Option<String>,
-    end: &Option<String>,
+    start: Option<&TimeText>,
+    end: Option<&TimeText>,
 ) -> Result<(), (usize, String)> {
-    let mut times = [None, None];
-    for (slot, d) in times.iter_mut().zip([start, end]) {
-        if let Some(d) = d {
-            *slot = Some(crate::time::parse_time(d).ok_or_else(|| {
-                (
-                    locate(text, "[source]", d),
-                    format!("`{d}` is not a date (YYYY-MM-DD)"),
-                )
-            })?);
+    for d in [start, end].into_iter().flatten() {
+        if d.at().is_none() {
+            return Err((
+                locate(text, "[source]", d.as_str()),
+                format!("`{}` is not a date (YYYY-MM-DD)", d.as_str()),
+            ));
         }
     }
-    if let ([Some(s), Some(e)], Some(end)) = (times, end)
-        && e < s
+    if let (Some(s), Some(e)) = (start, end)
+        && e.at() < s.at()
     {
         return Err((
-            locate(text, "[source]", end),
+            locate(text, "[source]", e.as_str()),
             format!(
-                "source.end `{end}` is before source.start `{}`: the range holds no bar",
-                start.as_deref().unwrap_or_default()
+                "source.end `{}` is before source.start `{}`: the range holds no bar",
+                e.as_str(),
+                s.as_str()
             ),
         ));
     }
@@ -1522,5 +1524,29 @@ slow = "SMA_30"
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("t.toml:14:1:"), "{e}");
+    }
+
+    #[test]
+    fn source_times_are_parsed_once_with_the_file_and_a_bad_one_is_refused_at_its_line() {
+        let text = GOOD.replace(
+            "bars = 10",
+            "bars = 10\nstart = \"2020-01-02T09:30:00-05:00\"",
+        );
+        let p = Pipeline::parse(&text, Path::new("t.toml")).unwrap();
+        let SourceSpec::Synthetic {
+            start: Some(start), ..
+        } = &p.source
+        else {
+            panic!("a synthetic source with a start");
+        };
+        assert_eq!(start.at(), Some(1_577_975_400), "14:30 UTC");
+        assert_eq!(start.as_str(), "2020-01-02T09:30:00-05:00");
+        // A synthetic start that names no time used to fall back to 2000-01-03 in silence.
+        let text = GOOD.replace("bars = 10", "bars = 10\nstart = \"2020-13-45\"");
+        let e = Pipeline::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:7:"), "{e}");
+        assert!(e.contains("`2020-13-45` is not a date"), "{e}");
     }
 }

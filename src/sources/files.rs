@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::bar::{Bar, BarBatch, Tickers};
 use crate::config::{FileFormat, LoadedPipeline, SourceSpec};
 use crate::reject::{Action, Reason, Reject};
-use crate::time::{DAY, EventTime, parse_time};
+use crate::time::{DAY, EventTime, TimeText, parse_time};
 
 use super::{SourceError, WorkerInput, group_by_time, universe};
 
@@ -220,8 +220,8 @@ impl FileSet {
                 selection: format!("paths: {}", paths.join(", ")),
             });
         }
-        let start = start.as_deref().and_then(parse_time);
-        let end = end.as_deref().and_then(parse_time).map(|e| e + DAY);
+        let start = start.as_ref().and_then(TimeText::at);
+        let end = end.as_ref().and_then(TimeText::at).map(|e| e + DAY);
         Ok(FileSet {
             format: *format,
             files,

@@ -126,7 +126,7 @@ impl Source {
                 *tickers,
                 *bars,
                 *seed,
-                start.as_deref(),
+                start.as_ref().and_then(crate::time::TimeText::at),
             ))),
         }
     }

@@ -7,7 +7,7 @@ use crate::config::LoadedPipeline;
 use crate::reject::{Action, Reason, Reject};
 use crate::sources::redis_stream::Conn;
 use crate::sources::{SourceError, WorkerInput};
-use crate::time::{EventTime, parse_time};
+use crate::time::{EventTime, TimeText};
 
 const DAY: EventTime = 86_400;
 
@@ -87,8 +87,8 @@ impl RedisBars {
             }),
             prefix: prefix.clone(),
             tickers: tickers.clone(),
-            start: start.as_deref().and_then(parse_time),
-            end: end.as_deref().and_then(parse_time).map(|e| e + DAY),
+            start: start.as_ref().and_then(TimeText::at),
+            end: end.as_ref().and_then(TimeText::at).map(|e| e + DAY),
         })
     }
 

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::bar::{Bar, BarBatch, Tickers, owner};
-use crate::time::{DAY, parse_time};
+use crate::time::{DAY, EventTime};
 
 use super::WorkerInput;
 
@@ -23,8 +23,8 @@ pub struct Synthetic {
 
 impl Synthetic {
     /// `tickers` series of `bars` weekday bars from `start` (default 2000-01-03).
-    pub fn new(tickers: usize, bars: usize, seed: u64, start: Option<&str>) -> Self {
-        let start = start.and_then(parse_time).unwrap_or(946_857_600);
+    pub fn new(tickers: usize, bars: usize, seed: u64, start: Option<EventTime>) -> Self {
+        let start = start.unwrap_or(946_857_600);
         Synthetic {
             tickers,
             bars,

@@ -12,7 +12,7 @@ use crate::bar::{BarBatch, TickerId, Tickers};
 use crate::config::{LoadedPipeline, SourceSpec};
 use crate::reject::Reject;
 use crate::sources::{SourceError, WorkerInput};
-use crate::time::{DAY, EventTime, parse_time};
+use crate::time::{DAY, EventTime, TimeText};
 
 use super::cache::ResponseCache;
 use super::controls::{Controls, Link, Session};
@@ -84,7 +84,7 @@ impl ProviderSource {
                 .ok_or_else(|| bad(format!("{} gives no bars", entry.name)))?;
             chain.push(controls.link(kind, entry));
         }
-        let time = |t: &str| parse_time(t).ok_or_else(|| bad(format!("time {t:?}")));
+        let time = |t: &TimeText| t.at().ok_or_else(|| bad(format!("time {:?}", t.as_str())));
         Ok(ProviderSource {
             cache: ResponseCache::new(prefix, Duration::from_secs(*cache_ttl_seconds)),
             controls,
