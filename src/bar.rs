@@ -238,9 +238,18 @@ impl BarBatch {
     }
 
     /// Splits the batch by owning worker (see [`owner`]); each part has `dest` set for the exchange.
-    pub fn shard(self, peers: usize) -> Vec<BarBatch> {
+    pub fn shard(mut self, peers: usize) -> Vec<BarBatch> {
         if peers <= 1 {
             return vec![self];
+        }
+        // A source that loaded only the tickers of one worker (the usual case: sources load by
+        // owner) needs no copy.
+        if let Some(&first) = self.ticker.first() {
+            let dest = owner(first, peers);
+            if self.ticker.iter().all(|&t| owner(t, peers) == dest) {
+                self.dest = dest as u32;
+                return vec![self];
+            }
         }
         let mut parts: Vec<BarBatch> = (0..peers)
             .map(|p| BarBatch {
@@ -368,6 +377,19 @@ mod tests {
         for p in &parts {
             assert!(p.ticker.iter().all(|&t| owner(t, 3) == p.dest as usize));
         }
+        // One worker's tickers only: the batch itself, addressed to it.
+        let mine: Vec<TickerId> = (0..50).filter(|&t| owner(t, 3) == 2).collect();
+        let mut one = BarBatch::default();
+        for &t in &mine {
+            one.push(bar(t, 7));
+        }
+        let ptr = one.close.as_ptr();
+        let parts = one.shard(3);
+        assert_eq!(
+            (parts.len(), parts[0].dest, parts[0].len()),
+            (1, 2, mine.len())
+        );
+        assert_eq!(parts[0].close.as_ptr(), ptr, "not copied");
     }
 
     #[test]

@@ -252,7 +252,8 @@ impl FileSet {
         self.sectors.clone()
     }
 
-    /// Loads the files of worker `index` (every `peers`-th file).
+    /// Loads the files of worker `index`: those of the tickers it owns ([`crate::bar::owner`], so
+    /// its bars need no exchange), and every `peers`-th file of several tickers (Parquet).
     ///
     /// # Errors
     /// An unreadable file, or one whose header is not the declared layout.
@@ -266,7 +267,10 @@ impl FileSet {
             .files
             .iter()
             .enumerate()
-            .filter(|(i, _)| i % peers.max(1) == index)
+            .filter(|(i, (_, ticker))| match tickers.id(ticker) {
+                Some(id) => crate::bar::owner(id, peers) == index,
+                None => i % peers.max(1) == index,
+            })
             .map(|(_, f)| f);
         let (kept, rejects) = self.read(mine, tickers)?;
         Ok(WorkerInput {
