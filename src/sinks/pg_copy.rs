@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use futures_util::SinkExt;
 use tokio_postgres::Client;
 
-use super::postgres::{DbError, StoredBar};
+use super::postgres::{DbError, StoredBar, bars_transaction};
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
 const PG_EPOCH: i64 = 946_684_800;
@@ -78,11 +78,9 @@ pub async fn write_bars_copy(
         return Ok(0);
     }
     let data = encode_bars(run_id, bars)?.freeze();
-    let tx = client.transaction().await?;
-    // As UNNEST's path: the synchronous commit that later covers these bars flushes them.
+    let tx = bars_transaction(client).await?;
     tx.batch_execute(
-        "SET LOCAL synchronous_commit = off; \
-         CREATE TEMP TABLE IF NOT EXISTS bars_copy_in (LIKE bars) ON COMMIT DELETE ROWS",
+        "CREATE TEMP TABLE IF NOT EXISTS bars_copy_in (LIKE bars) ON COMMIT DELETE ROWS",
     )
     .await?;
     let sink = tx

@@ -770,6 +770,19 @@ pub async fn write_bars(
     }
 }
 
+/// The transaction that records bars (by UNNEST or COPY). Its commit need not wait for the WAL
+/// flush: the synchronous commit that later covers these bars' time flushes them too, and nothing
+/// is acknowledged before it.
+///
+/// # Errors
+/// A failing statement.
+pub(crate) async fn bars_transaction(client: &mut Client) -> Result<Transaction<'_>, DbError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    Ok(tx)
+}
+
 /// [`write_bars`] as one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`.
 ///
 /// # Errors
@@ -783,11 +796,7 @@ pub async fn write_bars_unnest(
         return Ok(0);
     }
     let col = |f: fn(&crate::bar::Bar) -> f64| bars.iter().map(|b| f(&b.bar)).collect::<Vec<_>>();
-    // This commit need not wait for the WAL flush: the synchronous commit that later covers these
-    // bars' time flushes them too, and nothing is acknowledged before it.
-    let tx = client.transaction().await?;
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
+    let tx = bars_transaction(client).await?;
     let n = tx
         .execute(
             "INSERT INTO bars (run_id, ticker, time, open, high, low, close, volume, stream_id) \
