@@ -31,10 +31,14 @@ use crate::fault::{Blame, Fault};
 /// What went wrong in a backup or a restore.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    /// The command line asked for something that cannot be done (an output folder that already
-    /// holds files, a backup folder without `backup.json`).
-    #[error("{0}")]
-    Input(String),
+    /// The command line named a folder that already holds files where a new one must go.
+    #[error("{}: {why}", dir.display())]
+    NotEmpty {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// What the folder was for.
+        why: &'static str,
+    },
     /// A tool this needs (`redis-cli`, `pg_basebackup`, `pg_verifybackup`) is not installed.
     #[error("{tool} not found on PATH or under /usr/lib/postgresql/*/bin: install it ({package})")]
     Missing {
@@ -77,7 +81,7 @@ pub enum BackupError {
 impl Blame for BackupError {
     fn fault(&self) -> Fault {
         match self {
-            BackupError::Input(_) | BackupError::Missing { .. } => Fault::Input,
+            BackupError::NotEmpty { .. } | BackupError::Missing { .. } => Fault::Input,
             BackupError::Tool { .. } => Fault::Service,
             BackupError::Corrupt { .. } => Fault::Data,
             BackupError::Io { source, .. } => source.fault(),
@@ -408,9 +412,12 @@ pub fn restore(backup: &Path, to: &RestoreTo) -> Result<Manifest, BackupError> {
 }
 
 /// Refuses a folder that exists and holds anything, saying `why`.
-fn ensure_empty(dir: &Path, why: &str) -> Result<(), BackupError> {
+fn ensure_empty(dir: &Path, why: &'static str) -> Result<(), BackupError> {
     if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-        return Err(BackupError::Input(format!("{}: {why}", dir.display())));
+        return Err(BackupError::NotEmpty {
+            dir: dir.to_path_buf(),
+            why,
+        });
     }
     Ok(())
 }
@@ -484,6 +491,6 @@ mod tests {
             "redis://127.0.0.1:1",
         )
         .expect_err("refused");
-        assert!(matches!(e, BackupError::Input(_)), "{e}");
+        assert!(matches!(e, BackupError::NotEmpty { .. }), "{e}");
     }
 }

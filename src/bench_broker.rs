@@ -173,19 +173,44 @@ fn serve() -> std::io::Result<String> {
     Ok(url)
 }
 
+/// What stops the Alpaca benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchBrokerError {
+    /// An order failed (the loopback server answers every one: a bug of the adapter or bench).
+    #[error(transparent)]
+    Venue(#[from] VenueError),
+    /// The loopback server or the runtime could not start.
+    #[error("{what}: {source}")]
+    Io {
+        /// Which.
+        what: &'static str,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A task of the bench panicked.
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// `orders` orders through the Alpaca adapter on `concurrent` tasks at once.
 ///
 /// # Errors
 /// The loopback server cannot start or an order fails.
-pub fn alpaca(orders: usize, concurrent: usize) -> Result<BrokerLine, VenueError> {
-    let url = serve().map_err(|e| VenueError::Config(format!("loopback server: {e}")))?;
+pub fn alpaca(orders: usize, concurrent: usize) -> Result<BrokerLine, BenchBrokerError> {
+    let url = serve().map_err(|source| BenchBrokerError::Io {
+        what: "loopback server",
+        source,
+    })?;
     let cfg = AlpacaConfig::new(&url, "ws://127.0.0.1:9/stream", "bench", "bench", false)?;
     let client = AlpacaClient::new(cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| VenueError::Config(format!("runtime: {e}")))?;
+        .map_err(|source| BenchBrokerError::Io {
+            what: "runtime",
+            source,
+        })?;
     let concurrent = concurrent.max(1);
     let (lat, seconds) = rt.block_on(async {
         let started = Instant::now();
@@ -212,13 +237,9 @@ pub fn alpaca(orders: usize, concurrent: usize) -> Result<BrokerLine, VenueError
         }
         let mut all = Vec::new();
         for t in tasks {
-            match t.await {
-                Ok(Ok(l)) => all.extend(l),
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(VenueError::Config(format!("task: {e}"))),
-            }
+            all.extend(t.await??);
         }
-        Ok((all, started.elapsed().as_secs_f64()))
+        Ok::<_, BenchBrokerError>((all, started.elapsed().as_secs_f64()))
     })?;
     let mut lat = lat;
     lat.sort();

@@ -70,9 +70,8 @@ impl crate::fault::Blame for BrokerCmdError {
     fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
-            BrokerCmdError::Venue(VenueError::Config(_))
-            | BrokerCmdError::Paper
-            | BrokerCmdError::Busy(_) => Fault::Input,
+            BrokerCmdError::Venue(e) if e.is_config() => Fault::Input,
+            BrokerCmdError::Paper | BrokerCmdError::Busy(_) => Fault::Input,
             BrokerCmdError::Venue(_) => Fault::Service,
             BrokerCmdError::Db(e) => e.fault(),
             BrokerCmdError::Runtime(_) => Fault::Service,
@@ -116,10 +115,10 @@ pub fn run(p: &LoadedPipeline, opts: &BrokerOptions) -> Result<BrokerSummary, Br
                 // refuses the live host without `live = true`); the account must be able to trade.
                 let account = client.account().await?;
                 if account.blocked {
-                    return Err(VenueError::Config(format!(
-                        "alpaca account {} is blocked from trading",
-                        account.number
-                    ))
+                    return Err(VenueError::Blocked {
+                        venue: "alpaca",
+                        account: account.number.clone(),
+                    }
                     .into());
                 }
                 drive(&client, Some(&mut link), p, opts).await

@@ -41,8 +41,8 @@ pub enum OverrideError {
         index: usize,
     },
     /// The pipeline file is not TOML (the parser reports it with its place when loading).
-    #[error("{0}")]
-    Toml(String),
+    #[error(transparent)]
+    Toml(#[from] toml_edit::TomlError),
 }
 
 impl crate::fault::Blame for OverrideError {
@@ -76,9 +76,7 @@ pub fn apply(text: &str, sets: &[String]) -> Result<String, OverrideError> {
     if sets.is_empty() {
         return Ok(text.to_string());
     }
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| OverrideError::Toml(e.to_string()))?;
+    let mut doc: DocumentMut = text.parse().map_err(OverrideError::Toml)?;
     for set in sets {
         let malformed = || OverrideError::Malformed { text: set.clone() };
         let (key, value) = set.split_once('=').ok_or_else(malformed)?;

@@ -54,12 +54,37 @@ pub struct ServeOptions {
 /// What went wrong serving a request, by who is at fault; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// No such run or view.
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
+    /// The path names neither `db` nor `dir` as the run's source.
+    #[error("no run source {0:?} (db or dir)")]
+    NoSource(String),
+    /// The path names no view the dashboard has.
+    #[error("no view {0:?}")]
+    NoView(String),
+    /// No such run where the path looked.
+    #[error("no run {run_id} in {place}")]
+    NoRun {
+        /// The run id asked for.
+        run_id: String,
+        /// Where it was looked for: `the database`, or the runs directory.
+        place: String,
+    },
+    /// The path's run id is not a name a run can have.
+    #[error(transparent)]
+    RunId(#[from] crate::names::NameError),
+    /// The kill switch was asked of a backtest folder.
+    #[error("a backtest folder has no kill switch: only live runs in the database do")]
+    NoKillSwitch,
+    /// The kill action's body is not `{"confirm": "<run id>"}`.
+    #[error("body: {0} (expected {{\"confirm\": \"<run id>\"}})")]
+    KillBody(serde_json::Error),
+    /// The kill action's confirmation is not the run id.
+    #[error("confirmation `{typed}` is not the run id `{run_id}`")]
+    Confirmation {
+        /// What was typed.
+        typed: String,
+        /// The run the path names.
+        run_id: String,
+    },
     /// The action needs a valid token.
     #[error("the kill switch needs the dashboard's token (Authorization: Bearer ...)")]
     Unauthorized,
@@ -75,9 +100,12 @@ pub enum ServeError {
     /// The page asked for the providers but no Redis was configured.
     #[error("no Redis: start fdp serve with --redis-url")]
     NoRedis,
-    /// Redis failed or did not answer in time.
-    #[error("redis: {0}")]
-    Redis(String),
+    /// Redis failed.
+    #[error(transparent)]
+    Redis(#[from] crate::sources::redis_stream::StreamError),
+    /// Redis did not answer in time.
+    #[error("redis: no answer within {:?}", store::DB_TIMEOUT)]
+    RedisTimeout,
     /// PostgreSQL failed or broke.
     #[error(transparent)]
     Db(#[from] crate::sinks::postgres::DbError),
@@ -95,26 +123,48 @@ pub enum ServeError {
         /// The failure.
         source: std::io::Error,
     },
-    /// This program's own mistake.
+    /// A query's answer did not fit the dashboard's answer shape (this program's mistake).
     #[error("bug: {0}")]
-    Bug(String),
+    Table(#[from] table::TableError),
+    /// A query's answer had another number of columns than its view selects.
+    #[error("bug: {view}: {expected} columns expected")]
+    Columns {
+        /// The view.
+        view: &'static str,
+        /// How many it selects.
+        expected: usize,
+    },
+    /// An answer could not be written as JSON (this program's mistake).
+    #[error("bug: {0}")]
+    Json(serde_json::Error),
+    /// A helper task panicked or was cancelled (this program's mistake).
+    #[error("bug: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl ServeError {
     fn status(&self) -> StatusCode {
         match self {
-            ServeError::NotFound(_)
+            ServeError::NoSource(_)
+            | ServeError::NoView(_)
+            | ServeError::NoRun { .. }
             | ServeError::NoDatabase
             | ServeError::NoRunsDir
             | ServeError::NoRedis => StatusCode::NOT_FOUND,
-            ServeError::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServeError::Redis(_) | ServeError::RedisTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::RunId(_)
+            | ServeError::NoKillSwitch
+            | ServeError::KillBody(_)
+            | ServeError::Confirmation { .. } => StatusCode::BAD_REQUEST,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Disabled => StatusCode::FORBIDDEN,
             ServeError::Db(_) | ServeError::DbTimeout => StatusCode::SERVICE_UNAVAILABLE,
-            ServeError::Query(_) | ServeError::Io { .. } | ServeError::Bug(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ServeError::Query(_)
+            | ServeError::Io { .. }
+            | ServeError::Table(_)
+            | ServeError::Columns { .. }
+            | ServeError::Json(_)
+            | ServeError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -123,8 +173,13 @@ impl crate::fault::Blame for ServeError {
     fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
-            ServeError::NotFound(_)
-            | ServeError::BadRequest(_)
+            ServeError::NoSource(_)
+            | ServeError::NoView(_)
+            | ServeError::NoRun { .. }
+            | ServeError::RunId(_)
+            | ServeError::NoKillSwitch
+            | ServeError::KillBody(_)
+            | ServeError::Confirmation { .. }
             | ServeError::Unauthorized
             | ServeError::Disabled
             | ServeError::NoDatabase
@@ -133,9 +188,13 @@ impl crate::fault::Blame for ServeError {
             ServeError::Db(_)
             | ServeError::DbTimeout
             | ServeError::Redis(_)
+            | ServeError::RedisTimeout
             | ServeError::Io { .. } => Fault::Service,
             ServeError::Query(e) => e.fault(),
-            ServeError::Bug(_) => Fault::Bug,
+            ServeError::Table(_)
+            | ServeError::Columns { .. }
+            | ServeError::Json(_)
+            | ServeError::Task(_) => Fault::Bug,
         }
     }
 }
@@ -212,7 +271,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
             body,
         )
             .into_response(),
-        Err(e) => ServeError::Bug(e.to_string()).into_response(),
+        Err(e) => ServeError::Json(e).into_response(),
     }
 }
 
@@ -231,9 +290,7 @@ async fn providers(State(app): State<Arc<App>>) -> Result<Response, ServeError> 
     });
     let (rows, spend) = tokio::time::timeout(store::DB_TIMEOUT, read)
         .await
-        .map_err(|_| ServeError::Redis(format!("no answer within {:?}", store::DB_TIMEOUT)))?
-        .map_err(|e| ServeError::Bug(e.to_string()))?
-        .map_err(|e| ServeError::Redis(e.to_string()))?;
+        .map_err(|_| ServeError::RedisTimeout)???;
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|p| {
@@ -257,17 +314,20 @@ async fn providers(State(app): State<Arc<App>>) -> Result<Response, ServeError> 
 }
 
 fn source(s: &str) -> Result<Source, ServeError> {
-    Source::parse(s).ok_or_else(|| ServeError::NotFound(format!("no run source {s} (db or dir)")))
+    Source::parse(s).ok_or_else(|| ServeError::NoSource(s.into()))
 }
 
 async fn view(
     State(app): State<Arc<App>>,
     Path((src, id, name)): Path<(String, String, String)>,
 ) -> Result<Response, ServeError> {
-    let v = View::parse(&name).ok_or_else(|| ServeError::NotFound(format!("no view {name}")))?;
+    let v = View::parse(&name).ok_or(ServeError::NoView(name))?;
     let src = source(&src)?;
     if src == Source::Db && v == View::Summary && !app.store.known(&id).await? {
-        return Err(ServeError::NotFound(format!("no run {id} in the database")));
+        return Err(ServeError::NoRun {
+            run_id: id,
+            place: "the database".into(),
+        });
     }
     Ok(json(&app.store.view(src, &id, v).await?))
 }
@@ -304,23 +364,20 @@ async fn kill(
         return Err(ServeError::Unauthorized);
     }
     if source(&src)? != Source::Db {
-        return Err(ServeError::BadRequest(
-            "a backtest folder has no kill switch: only live runs in the database do".into(),
-        ));
+        return Err(ServeError::NoKillSwitch);
     }
-    let confirm: KillBody = serde_json::from_str(&body).map_err(|e| {
-        ServeError::BadRequest(format!(
-            "body: {e} (expected {{\"confirm\": \"<run id>\"}})"
-        ))
-    })?;
+    let confirm: KillBody = serde_json::from_str(&body).map_err(ServeError::KillBody)?;
     if confirm.confirm != id {
-        return Err(ServeError::BadRequest(format!(
-            "confirmation `{}` is not the run id `{id}`",
-            confirm.confirm
-        )));
+        return Err(ServeError::Confirmation {
+            typed: confirm.confirm,
+            run_id: id,
+        });
     }
     if !app.store.known(&id).await? {
-        return Err(ServeError::NotFound(format!("no run {id} in the database")));
+        return Err(ServeError::NoRun {
+            run_id: id,
+            place: "the database".into(),
+        });
     }
     let stop = app.data_dir.join("STOP");
     trip(&stop, &id, peer)?;
@@ -390,7 +447,7 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            ServeError::NotFound("x".into()).status(),
+            ServeError::NoView("x".into()).status(),
             StatusCode::NOT_FOUND
         );
     }

@@ -102,7 +102,7 @@ impl Store {
             .await
             .map_err(|_| ServeError::DbTimeout)?
             .map_err(crate::sinks::postgres::DbError::from)?;
-        Table::from_pg(&statement, &rows).map_err(ServeError::Bug)
+        Ok(Table::from_pg(&statement, &rows)?)
     }
 
     /// Every run: PostgreSQL's (newest first), then the runs directory's folders (newest first).
@@ -124,7 +124,10 @@ impl Store {
             let t = self.pg(PG_RUNS, None).await?;
             for r in t.rows {
                 let [id, pipeline, created, committed, equity, orders] = <[Value; 6]>::try_from(r)
-                    .map_err(|_| ServeError::Bug("runs: 6 columns expected".into()))?;
+                    .map_err(|_| ServeError::Columns {
+                        view: "runs",
+                        expected: 6,
+                    })?;
                 let kind = if committed.is_null() {
                     "backtest"
                 } else {
@@ -178,7 +181,7 @@ impl Store {
                 match view.folder() {
                     Ok(sql) => {
                         let batches = crate::query::collect_filled(&dir, sql).await?;
-                        Table::from_arrow(&batches).map_err(ServeError::Bug)
+                        Ok(Table::from_arrow(&batches)?)
                     }
                     Err(columns) => Ok(Table::empty(columns)),
                 }
@@ -202,14 +205,13 @@ impl Store {
         let Some(base) = &self.runs_dir else {
             return Err(ServeError::NoRunsDir);
         };
-        crate::names::check_name("run id", run_id)
-            .map_err(|e| ServeError::BadRequest(e.to_string()))?;
+        crate::names::check_name("run id", run_id)?;
         let dir = base.join(run_id);
         if !dir.join("equity.parquet").is_file() {
-            return Err(ServeError::NotFound(format!(
-                "no backtest run {run_id} in {}",
-                base.display()
-            )));
+            return Err(ServeError::NoRun {
+                run_id: run_id.into(),
+                place: base.display().to_string(),
+            });
         }
         Ok(dir)
     }

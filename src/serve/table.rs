@@ -9,6 +9,36 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
+/// A column the dashboard's answer shape cannot hold: a query of the views asked for it, so it is
+/// this program's mistake, named by column.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A PostgreSQL column of a type the views never select.
+    #[error("column {column} has type {pg_type}, not converted")]
+    Unconverted {
+        /// The column.
+        column: String,
+        /// Its PostgreSQL type.
+        pg_type: Type,
+    },
+    /// A PostgreSQL value that did not read as its column's type.
+    #[error("column {column}: {source}")]
+    Value {
+        /// The column.
+        column: String,
+        /// The driver's failure.
+        source: tokio_postgres::Error,
+    },
+    /// An Arrow column that cannot be shown as text.
+    #[error("column {column}: {source}")]
+    Arrow {
+        /// The column.
+        column: String,
+        /// Arrow's failure.
+        source: arrow::error::ArrowError,
+    },
+}
+
 /// A query's answer as JSON-ready columns and rows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Table {
@@ -35,7 +65,7 @@ impl Table {
     pub fn from_pg(
         statement: &tokio_postgres::Statement,
         rows: &[tokio_postgres::Row],
-    ) -> Result<Table, String> {
+    ) -> Result<Table, TableError> {
         let columns: Vec<String> = statement
             .columns()
             .iter()
@@ -66,10 +96,16 @@ impl Table {
                         .try_get::<_, Option<Value>>(i)
                         .map(|v| v.unwrap_or(Value::Null)),
                     ref t => {
-                        return Err(format!("column {} has type {t}, not converted", c.name()));
+                        return Err(TableError::Unconverted {
+                            column: c.name().into(),
+                            pg_type: t.clone(),
+                        });
                     }
                 };
-                values.push(v.map_err(|e| format!("column {}: {e}", c.name()))?);
+                values.push(v.map_err(|source| TableError::Value {
+                    column: c.name().into(),
+                    source,
+                })?);
             }
             out.push(values);
         }
@@ -80,7 +116,7 @@ impl Table {
     ///
     /// # Errors
     /// A column Arrow cannot show as text.
-    pub fn from_arrow(batches: &[RecordBatch]) -> Result<Table, String> {
+    pub fn from_arrow(batches: &[RecordBatch]) -> Result<Table, TableError> {
         let Some(first) = batches.first() else {
             return Ok(Table::default());
         };
@@ -92,7 +128,17 @@ impl Table {
             .collect();
         let mut rows = Vec::new();
         for b in batches {
-            let cols: Vec<Vec<Value>> = b.columns().iter().map(column).collect::<Result<_, _>>()?;
+            let cols: Vec<Vec<Value>> = b
+                .columns()
+                .iter()
+                .zip(b.schema().fields())
+                .map(|(a, f)| {
+                    column(a).map_err(|source| TableError::Arrow {
+                        column: f.name().clone(),
+                        source,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             for r in 0..b.num_rows() {
                 rows.push(cols.iter().map(|c| c[r].clone()).collect());
             }
@@ -107,7 +153,7 @@ fn float(v: Option<f64>) -> Value {
 }
 
 /// One Arrow column as JSON values.
-fn column(a: &ArrayRef) -> Result<Vec<Value>, String> {
+fn column(a: &ArrayRef) -> Result<Vec<Value>, arrow::error::ArrowError> {
     use arrow::datatypes::{
         Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
         TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt32Type,
@@ -150,7 +196,7 @@ fn column(a: &ArrayRef) -> Result<Vec<Value>, String> {
             })
         }
         _ => {
-            let text = arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let text = arrow::compute::cast(a, &DataType::Utf8)?;
             let s = text.as_string::<i32>();
             each(&|i| Value::String(s.value(i).into()))
         }

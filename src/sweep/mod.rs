@@ -49,12 +49,28 @@ pub enum SweepError {
         /// The loader's error.
         source: crate::config::ConfigError,
     },
-    /// What the sweep does not run.
-    #[error("{0}")]
-    Unsupported(String),
-    /// No `--set`, or too many combinations.
-    #[error("{0}")]
-    Size(String),
+    /// An ensemble model: it trains per combination.
+    #[error(
+        "a sweep runs rule models (crossover, threshold); an ensemble trains per combination — run those as backtests"
+    )]
+    Ensemble,
+    /// A broker other than the paper one.
+    #[error("a sweep simulates: [broker] kind must be \"paper\"")]
+    NotPaper,
+    /// A combination's model reads a column no feature makes.
+    #[error("combination {index}: the model reads a column no feature makes ({columns})")]
+    UnknownColumn {
+        /// Its position.
+        index: usize,
+        /// The columns the features make, comma-separated.
+        columns: String,
+    },
+    /// No `--set`.
+    #[error("nothing to sweep: give --set KEY=VALUES (a,b,c or lo..hi/step)")]
+    Nothing,
+    /// More combinations than one sweep runs.
+    #[error("more than {MAX_COMBINATIONS} combinations: sweep fewer values")]
+    TooMany,
 }
 
 impl crate::fault::Blame for SweepError {
@@ -246,9 +262,7 @@ fn shorthand(
 /// an ML model or a venue broker.
 pub fn plan(path: &Path, params: Vec<Param>) -> Result<Plan, SweepError> {
     if params.is_empty() {
-        return Err(SweepError::Size(
-            "nothing to sweep: give --set KEY=VALUES (a,b,c or lo..hi/step)".into(),
-        ));
+        return Err(SweepError::Nothing);
     }
     for p in &params {
         let head = p.key.split('.').next().unwrap_or_default();
@@ -260,11 +274,7 @@ pub fn plan(path: &Path, params: Vec<Param>) -> Result<Plan, SweepError> {
         .iter()
         .try_fold(1usize, |n, p| n.checked_mul(p.values.len()))
         .filter(|n| *n <= MAX_COMBINATIONS)
-        .ok_or_else(|| {
-            SweepError::Size(format!(
-                "more than {MAX_COMBINATIONS} combinations: sweep fewer values"
-            ))
-        })?;
+        .ok_or(SweepError::TooMany)?;
     let base = crate::config::Pipeline::load(path).map_err(|source| SweepError::Combination {
         index: 0,
         values: "the pipeline itself".into(),
@@ -308,14 +318,10 @@ pub fn plan(path: &Path, params: Vec<Param>) -> Result<Plan, SweepError> {
             }
         })?;
         if matches!(pipeline.pipeline.model, ModelSpec::Ml(_)) {
-            return Err(SweepError::Unsupported(
-                "a sweep runs rule models (crossover, threshold); an ensemble trains per combination — run those as backtests".into(),
-            ));
+            return Err(SweepError::Ensemble);
         }
         if pipeline.pipeline.broker.kind != crate::config::BrokerKind::Paper {
-            return Err(SweepError::Unsupported(
-                "a sweep simulates: [broker] kind must be \"paper\"".into(),
-            ));
+            return Err(SweepError::NotPaper);
         }
         combos.push(Combination {
             values,
@@ -342,12 +348,11 @@ pub fn plan(path: &Path, params: Vec<Param>) -> Result<Plan, SweepError> {
     let mut books = Vec::with_capacity(combos.len());
     for (index, c) in combos.iter().enumerate() {
         let p = &c.pipeline.pipeline;
-        let model = RuleModel::new(&p.model, &columns).ok_or_else(|| {
-            SweepError::Unsupported(format!(
-                "combination {index}: the model reads a column no feature makes ({})",
-                columns.join(", ")
-            ))
-        })?;
+        let model =
+            RuleModel::new(&p.model, &columns).ok_or_else(|| SweepError::UnknownColumn {
+                index,
+                columns: columns.join(", "),
+            })?;
         models.push(ComboModel {
             model,
             payoff_window: p.risk.sizing.payoff_window(),

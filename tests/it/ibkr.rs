@@ -443,7 +443,7 @@ async fn refusals_questions_outside_the_policy_and_sessions() {
         Err(VenueError::Unauthorized { .. })
     ));
     assert!(
-        matches!(IbkrConfig::new(&url, "U1234567", false), Err(VenueError::Config(m)) if m.contains("live = true"))
+        matches!(IbkrConfig::new(&url, "U1234567", false), Err(e @ VenueError::NotLive { .. }) if e.to_string().contains("live = true"))
     );
     assert!(IbkrConfig::new(&url, "U1234567", true).is_ok());
 }

@@ -185,9 +185,44 @@ pub enum VenueError {
         /// Why.
         message: String,
     },
-    /// The adapter's configuration is wrong (a missing key, a live account without `live`).
-    #[error("{0}")]
-    Config(String),
+    /// A key of the adapter's configuration is not set.
+    #[error("{venue}: {key} is not set")]
+    Unset {
+        /// Which venue.
+        venue: &'static str,
+        /// The key (or environment variable).
+        key: String,
+    },
+    /// The configuration names no account.
+    #[error("{venue}: no account")]
+    NoAccount {
+        /// Which venue.
+        venue: &'static str,
+    },
+    /// Live money named without `live = true`: the user must say so.
+    #[error("{venue}: {what} needs `live = true` in [broker]")]
+    NotLive {
+        /// Which venue.
+        venue: &'static str,
+        /// What is live (the host, the account).
+        what: String,
+    },
+    /// The venue says the account may not trade.
+    #[error("{venue} account {account} is blocked from trading")]
+    Blocked {
+        /// Which venue.
+        venue: &'static str,
+        /// The account number.
+        account: String,
+    },
+    /// The HTTP client could not be built (the TLS stack did not start).
+    #[error("{venue}: HTTP client: {message}")]
+    Client {
+        /// Which venue.
+        venue: &'static str,
+        /// What failed (never a URL).
+        message: String,
+    },
 }
 
 impl VenueError {
@@ -209,13 +244,24 @@ impl VenueError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, VenueError::Unavailable { .. })
     }
+
+    /// Whether the user's configuration or account is at fault (nothing to retry).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            VenueError::Unset { .. }
+                | VenueError::NoAccount { .. }
+                | VenueError::NotLive { .. }
+                | VenueError::Blocked { .. }
+        )
+    }
 }
 
 /// The HTTP client of a venue adapter: rustls with ring (installed once per process), every
 /// request bounded by `timeout`; `self_signed` accepts a local gateway's own certificate.
 ///
 /// # Errors
-/// [`VenueError::Config`] when the TLS stack cannot start.
+/// [`VenueError::Client`] when the TLS stack cannot start.
 pub fn http_client(
     venue: &'static str,
     timeout: Duration,
@@ -228,7 +274,10 @@ pub fn http_client(
         .connect_timeout(timeout)
         .danger_accept_invalid_certs(self_signed)
         .build()
-        .map_err(|e| VenueError::Config(format!("{venue}: {}", e.without_url())))
+        .map_err(|e| VenueError::Client {
+            venue,
+            message: e.without_url().to_string(),
+        })
 }
 
 /// The client order id of decision `order_id` of run `run_id`: a stable checksum of the run id

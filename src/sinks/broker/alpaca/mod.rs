@@ -63,13 +63,17 @@ impl AlpacaConfig {
     /// The live host is refused unless `live`.
     ///
     /// # Errors
-    /// [`VenueError::Config`] when a key is missing, or the live host is named without `live`.
+    /// [`VenueError::Unset`] when a key is missing, [`VenueError::NotLive`] when the live host is
+    /// named without `live`.
     pub fn from_env(base_url: &str, stream_url: &str, live: bool) -> Result<Self, VenueError> {
         let var = |k: &str| {
             std::env::var(k)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| VenueError::Config(format!("alpaca: {k} is not set")))
+                .ok_or_else(|| VenueError::Unset {
+                    venue: "alpaca",
+                    key: k.to_string(),
+                })
         };
         AlpacaConfig::new(
             base_url,
@@ -83,7 +87,7 @@ impl AlpacaConfig {
     /// A configuration with explicit keys (tests); the live host is refused unless `live`.
     ///
     /// # Errors
-    /// [`VenueError::Config`] for the live host without `live`.
+    /// [`VenueError::NotLive`] for the live host without `live`.
     pub fn new(
         base_url: &str,
         stream_url: &str,
@@ -93,9 +97,10 @@ impl AlpacaConfig {
     ) -> Result<Self, VenueError> {
         let base_url = base_url.trim_end_matches('/').to_string();
         if !live && (base_url == LIVE_URL || stream_url == LIVE_STREAM_URL) {
-            return Err(VenueError::Config(
-                "alpaca: the live host needs `live = true` in [broker]".into(),
-            ));
+            return Err(VenueError::NotLive {
+                venue: "alpaca",
+                what: "the live host".into(),
+            });
         }
         Ok(AlpacaConfig {
             base_url,

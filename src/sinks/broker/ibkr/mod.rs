@@ -50,15 +50,17 @@ impl IbkrConfig {
     /// A configuration; a live account needs `live`.
     ///
     /// # Errors
-    /// [`VenueError::Config`] for a live account without `live`, or no account.
+    /// [`VenueError::NotLive`] for a live account without `live`, [`VenueError::NoAccount`] for
+    /// none.
     pub fn new(base_url: &str, account: &str, live: bool) -> Result<Self, VenueError> {
         if account.trim().is_empty() {
-            return Err(VenueError::Config("ibkr: no account".into()));
+            return Err(VenueError::NoAccount { venue: "ibkr" });
         }
         if !account.starts_with("DU") && !live {
-            return Err(VenueError::Config(format!(
-                "ibkr: {account} is a live account: it needs `live = true` in [broker]"
-            )));
+            return Err(VenueError::NotLive {
+                venue: "ibkr",
+                what: format!("live account {account}"),
+            });
         }
         Ok(IbkrConfig {
             base_url: base_url.trim_end_matches('/').to_string(),
