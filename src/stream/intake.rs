@@ -2,7 +2,7 @@
 //! decoded and checked (malformed ones and unknown tickers go to the dead-letter stream), a work
 //! item's bars are loaded (a failing one is retried, then dead-lettered), bars older than the
 //! floor are quarantined as `late`, redeliveries of committed bars are acknowledged without
-//! effect, the rest is recorded in PostgreSQL before it is fed, and completed cycles and
+//! effect, the rest is handed to the worker's recorder and fed, and completed cycles and
 //! watermarks raise the shared floor.
 
 use std::collections::BTreeMap;
@@ -19,8 +19,8 @@ use super::StreamRunError;
 use super::worker::{Feed, InFlight, WorkerCtx};
 
 impl WorkerCtx {
-    /// Decodes a read: dead-letters what cannot be processed, loads work items, records the bars
-    /// in PostgreSQL, and returns them by time with the rejects to feed.
+    /// Decodes a read: dead-letters what cannot be processed, loads work items, hands the bars to
+    /// the recorder, and returns them by time with the rejects to feed.
     pub(super) fn take(
         &self,
         feed: &mut Feed,
@@ -189,14 +189,10 @@ impl WorkerCtx {
                 }
             }
         }
-        if !stored.is_empty() {
-            let run_id = o.run_id.clone();
-            feed.db.retry("record bars", |rt, c| {
-                rt.block_on(postgres::write_bars(c, &run_id, &stored))
-            })?;
-            m.bars.fetch_add(stored.len() as u64, Ordering::Relaxed);
-        }
-        // The bars are recorded and about to be fed: now a completed cycle may raise the floor.
+        // Recorded in the background while they are fed: the worker's input holds at the
+        // earliest of them until they are durable (see `super::recorder`), so neither a raised
+        // floor nor another worker lets the frontier pass a bar that is not recorded.
+        feed.recorder.record(stored)?;
         for (cycle, of, ticker, until) in done_cycles {
             if feed.redis.finish_item(&feed.keys, cycle, &ticker)? >= of {
                 floor = floor.max(until.saturating_add(1));

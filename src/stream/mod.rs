@@ -9,8 +9,9 @@
 //! own times; the portfolio decides a time once every worker's capability has passed it, exactly
 //! as in a backtest. A bar older than the floor is quarantined as `late`.
 //!
-//! Crash safety: a worker records the bars it reads in PostgreSQL before feeding them; worker 0
-//! commits the ledger rows, the quarantine and the committed time in one transaction; workers then
+//! Crash safety: a worker records the bars it reads in PostgreSQL, in the background while it feeds
+//! them, and its input does not pass a bar before that bar is recorded; worker 0 commits the
+//! ledger rows, the quarantine and the committed time in one transaction; workers then
 //! acknowledge their messages at or before that time. A restarted run replays the recorded bars up
 //! to the committed time (re-deciding what is already written, which the natural keys make a
 //! no-op), then reads its pending messages again. Messages that fail for good go to the
@@ -18,7 +19,8 @@
 
 //!
 //! The run is split by job: [`worker`] (each worker's state machine), [`intake`] (decode,
-//! dead-letter, record, floor), [`commit`] (commit, then acknowledge), [`producers`]
+//! dead-letter, record, floor), [`recorder`] (bars recorded in the background, holding the
+//! input), [`commit`] (commit, then acknowledge), [`producers`]
 //! (`orchestrate` and `feed`), [`pg`] (PostgreSQL connections, lease, history) and [`shared`]
 //! (what processes share in Redis besides the stream). The graph and its inputs are the engine's
 //! [`crate::engine::Harness`], the same as the backtest's.
@@ -27,6 +29,7 @@ mod commit;
 mod intake;
 mod pg;
 mod producers;
+mod recorder;
 mod shared;
 mod venue;
 mod worker;
@@ -250,7 +253,8 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let stopping = Arc::new(AtomicUsize::new(0));
     let freeze = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
-    let pool = PgPool::open(&opts.database_url, opts.db_connections.min(workers))?;
+    // A connection per worker and per worker's recorder, within the limit.
+    let pool = PgPool::open(&opts.database_url, opts.db_connections.min(2 * workers))?;
     let opts2 = opts.clone();
     let guards = timely::execute(opts.cluster.config(), move |worker| {
         let ctx = WorkerCtx {

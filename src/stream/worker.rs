@@ -17,7 +17,12 @@ use crate::sources::redis_stream::{Conn, Keys, StreamError};
 use crate::time::{EventTime, event_time, timely_time};
 
 use super::pg::{History, PgPool, PgSlot};
+use super::recorder::{MAX_PENDING, Recorder};
 use super::{Ending, StreamOptions, StreamRunError, consumer_name};
+
+/// How long a worker with nothing to read or step waits before it looks again, while messages
+/// of its await a commit (a blocking read would wait for Redis's ~20 ms timer tick instead).
+const IDLE_NAP: Duration = Duration::from_micros(500);
 
 /// What every worker of a process shares.
 pub(super) struct WorkerCtx {
@@ -48,6 +53,11 @@ pub(super) struct Feed {
     pub(super) redis: Conn,
     /// This worker's connection of the process's pool.
     pub(super) db: PgSlot,
+    /// Records the bars read, on another connection of the pool, while they are fed.
+    pub(super) recorder: Recorder,
+    /// The shared floor as last read (timely time): a bar before it is late, even while the
+    /// worker's own input is held lower for a recording.
+    pub(super) floor_seen: u64,
     pub(super) in_flight: Vec<InFlight>,
     pub(super) committed: EventTime,
     /// Work items that failed and wait for a retry (idle shutdown waits for them).
@@ -99,6 +109,7 @@ impl WorkerCtx {
         let (index, peers) = (worker.index(), worker.peers());
         let _span = tracing::info_span!("consumer", index, peers).entered();
         let o = &self.opts;
+        let local = o.cluster.workers.max(1);
         let mut feed = Feed {
             consumer: consumer_name(
                 &o.run_id,
@@ -111,6 +122,15 @@ impl WorkerCtx {
                 pool: Arc::clone(&self.pool),
                 slot: index,
             },
+            // The pool holds a connection for each worker and each recorder when it may.
+            recorder: Recorder::start(
+                PgSlot {
+                    pool: Arc::clone(&self.pool),
+                    slot: index + local,
+                },
+                o.run_id.clone(),
+            )?,
+            floor_seen: 0,
             in_flight: Vec::new(),
             committed: self.history.committed,
             retrying: HashSet::new(),
@@ -160,12 +180,22 @@ impl WorkerCtx {
                 }
             }
             if ph.ending == Some(Ending::Idle) {
+                // Closing lets the frontier pass everything: only once every bar is recorded.
+                while feed.recorder.pending() > 0 {
+                    self.recorded(&mut feed, Duration::from_millis(50))?;
+                }
                 h.close();
             }
+            let stepping = Instant::now();
             for _ in 0..4 {
                 worker.step_or_park(Some(Duration::ZERO));
             }
-            tracing::trace!(frontier = ?h.frontier(), floor = ?h.floor(), "stepped");
+            tracing::trace!(
+                frontier = ?h.frontier(),
+                floor = ?h.floor(),
+                us = stepping.elapsed().as_micros() as u64,
+                "stepped"
+            );
             let dataflow_done = h.frontier().is_none();
             if index == 0 && !ph.frozen {
                 self.commit_passed(&mut feed, &mut h, dataflow_done, &mut ph)?;
@@ -268,14 +298,20 @@ impl WorkerCtx {
     /// takes them in, feeds the graph, and raises the floor to what the stream guarantees.
     fn read(&self, feed: &mut Feed, h: &mut Harness, ph: &mut Phase) -> Result<(), StreamRunError> {
         let o = &self.opts;
+        self.recorded(feed, Duration::ZERO)?;
+        if feed.recorder.pending() >= MAX_PENDING {
+            // PostgreSQL is behind: let it catch up before reading more.
+            self.recorded(feed, o.block.max(Duration::from_millis(1)))?;
+        }
         // While the graph has times in flight or messages await their commit, poll without
         // blocking so those times finish at once; when all is done, block.
-        let floor = h.floor().unwrap_or(u64::MAX);
+        let floor = h.floor().map_or(u64::MAX, |f| f.max(feed.floor_seen));
         let wait = if h.busy() || !feed.in_flight.is_empty() {
             Duration::ZERO
         } else {
             o.block
         };
+        let asked = Instant::now();
         let mut entries = if let Some(after) = ph.pending_cursor.take() {
             let e = feed
                 .redis
@@ -315,22 +351,51 @@ impl WorkerCtx {
             if idle && feed.retrying.is_empty() {
                 tracing::info!("idle: ending the input");
                 ph.ending = Some(Ending::Idle);
+            } else if feed.recorder.pending() > 0 && !h.busy() {
+                // Nothing to read and nothing to step: wait for the recording that holds the
+                // input rather than spin beside the database writing it.
+                self.recorded(feed, Duration::from_millis(2))?;
+            } else if !h.busy() && !feed.in_flight.is_empty() {
+                // Waiting for another worker (its part of the time, or worker 0's commit): a
+                // short nap rather than three Redis round trips per spin, on cores those workers,
+                // Redis and PostgreSQL share.
+                std::thread::sleep(IDLE_NAP);
             }
         } else {
             ph.last_work = Instant::now();
             let n = entries.len();
             let took = Instant::now();
             let (batches, rejects) = self.take(feed, entries, floor)?;
-            tracing::debug!(n, floor, us = took.elapsed().as_micros() as u64, "read");
+            let taken = Instant::now();
             h.give_bars(batches)?;
             h.give_rejects(rejects)?;
+            // Where a read's time goes: Redis's answer, intake, and handing it to the graph.
+            tracing::debug!(
+                n,
+                floor,
+                redis_us = took.duration_since(asked).as_micros() as u64,
+                take_us = taken.duration_since(took).as_micros() as u64,
+                give_us = taken.elapsed().as_micros() as u64,
+                "read"
+            );
         }
         // Advance to the floor the stream guarantees (not while own pending entries are still
         // being re-read: they may be older than the floor).
         if ph.pending_cursor.is_none() && h.floor().is_some() {
-            let shared = feed.redis.floor(&feed.keys)?;
-            h.advance_to(timely_time(shared));
+            feed.floor_seen = timely_time(feed.redis.floor(&feed.keys)?);
+            let hold = feed.recorder.hold().unwrap_or(u64::MAX);
+            h.advance_to(feed.floor_seen.min(hold));
         }
+        Ok(())
+    }
+
+    /// Takes in finished recordings, waiting up to `wait` for one when none has finished.
+    fn recorded(&self, feed: &mut Feed, wait: Duration) -> Result<(), StreamRunError> {
+        let mut n = feed.recorder.collect()?;
+        if n == 0 && !wait.is_zero() {
+            n = feed.recorder.wait_one(wait)?;
+        }
+        self.opts.metrics.bars.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
