@@ -7,6 +7,7 @@ pub mod fundamentals;
 pub mod providers;
 pub mod redis_bars;
 pub mod redis_stream;
+pub mod resp;
 pub mod synthetic;
 pub mod universe;
 

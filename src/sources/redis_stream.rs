@@ -42,6 +42,9 @@ pub enum StreamError {
         /// The reply, or what was missing from it.
         what: String,
     },
+    /// The stream reader's own connection failed, or the server refused its read.
+    #[error(transparent)]
+    Read(#[from] super::resp::RespError),
 }
 
 impl crate::fault::Blame for StreamError {
@@ -51,7 +54,10 @@ impl crate::fault::Blame for StreamError {
             StreamError::Redis(e) if e.kind() == redis::ErrorKind::InvalidClientConfig => {
                 Fault::Input
             }
-            StreamError::Redis(_) | StreamError::Reply { .. } => Fault::Service,
+            StreamError::Read(super::resp::RespError::Unsupported { .. }) => Fault::Input,
+            StreamError::Redis(_) | StreamError::Reply { .. } | StreamError::Read(_) => {
+                Fault::Service
+            }
         }
     }
 }
@@ -382,6 +388,8 @@ fn transient(e: &redis::RedisError) -> bool {
 pub struct Conn {
     client: redis::Client,
     con: Option<redis::Connection>,
+    /// The connection stream reads go through (opened on the first read).
+    raw: Option<super::resp::RawConn>,
     /// How long to keep retrying a command before giving up.
     pub patience: Duration,
     /// Set when a reconnect happened since the flag was last cleared (callers re-read their
@@ -398,6 +406,7 @@ impl Conn {
         let mut c = Conn {
             client: redis::Client::open(url)?,
             con: None,
+            raw: None,
             patience: Duration::from_secs(60),
             reconnected: false,
         };
@@ -492,6 +501,52 @@ impl Conn {
                     wait = (wait * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs an XREADGROUP on the stream reader's connection ([`super::resp`]), reconnecting and
+    /// retrying on transient failures like [`Conn::query`]; after a failure [`Conn::reconnected`]
+    /// is set, since the lost reply may have delivered messages.
+    fn read_entries(
+        &mut self,
+        cmd: &redis::Cmd,
+        block: Duration,
+    ) -> Result<Vec<Entry>, StreamError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let conn = match self.raw.as_mut() {
+                Some(c) => c,
+                None => {
+                    let info = self.client.get_connection_info();
+                    match super::resp::RawConn::open(info, Duration::from_secs(2)) {
+                        Ok(c) => self.raw.insert(c),
+                        Err(e) if e.transient() && started.elapsed() < self.patience => {
+                            tracing::warn!(error = %e, "redis unreachable, retrying");
+                            std::thread::sleep(wait);
+                            wait = (wait * 2).min(Duration::from_secs(1));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            // Longer than the blocking wait: a server that stops answering fails the read
+            // instead of hanging it.
+            match conn.xreadgroup(cmd, block + Duration::from_secs(30)) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    // A reply may be half read: the connection goes.
+                    self.raw = None;
+                    self.reconnected = true;
+                    if !(e.transient() && started.elapsed() < self.patience) {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(error = %e, "redis connection lost, reconnecting");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
             }
         }
     }
@@ -591,38 +646,20 @@ impl Conn {
         c.arg("STREAMS")
             .arg(keys.stream())
             .arg(pending_after.unwrap_or(">"));
-        let v: Value = match self.query(&c) {
-            Ok(v) => v,
-            // The group vanished (the stream was deleted): recreate it and report nothing read.
-            Err(StreamError::Redis(e)) if e.code() == Some("NOGROUP") => {
-                self.ensure_group(keys)?;
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(e),
+        let wait = if pending_after.is_none() {
+            block
+        } else {
+            Duration::ZERO
         };
-        match v {
-            Value::Array(streams) => {
-                let mut out = Vec::new();
-                for s in &streams {
-                    if let Value::Array(kv) = s
-                        && let Some(list) = kv.get(1)
-                    {
-                        out.extend(entries(list)?);
-                    }
-                }
-                Ok(out)
+        match self.read_entries(&c, wait) {
+            // The group vanished (the stream was deleted): recreate it and report nothing read.
+            Err(StreamError::Read(super::resp::RespError::Server { code, .. }))
+                if code == "NOGROUP" =>
+            {
+                self.ensure_group(keys)?;
+                Ok(Vec::new())
             }
-            Value::Map(m) => {
-                let mut out = Vec::new();
-                for (_, list) in &m {
-                    out.extend(entries(list)?);
-                }
-                Ok(out)
-            }
-            Value::Nil => Ok(Vec::new()),
-            other => Err(StreamError::Reply {
-                what: format!("XREADGROUP: {other:?}"),
-            }),
+            r => r,
         }
     }
 

@@ -1,0 +1,451 @@
+//! A RESP2 reader for the one reply the live run reads in bulk: XREADGROUP's entries.
+//!
+//! The redis crate turns every reply into its generic `Value` through a parser-combinator decoder,
+//! about 0.3 µs per value. A read of 2,048 bar messages is some 31,000 values, 10 ms of a worker's
+//! time before anything is decided (measured 2026-12-06). This reader parses the reply's bytes in
+//! one pass straight into [`Entry`]s. It speaks only what it needs: the handshake (AUTH, SELECT)
+//! and commands the redis crate packs; every other command stays with the redis crate.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::redis_stream::Entry;
+
+/// What went wrong on the raw connection.
+#[derive(Debug, thiserror::Error)]
+pub enum RespError {
+    /// The connection failed or timed out (reconnect and retry).
+    #[error("redis connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered with an error.
+    #[error("redis: {code}: {message}")]
+    Server {
+        /// The error's first word (`NOGROUP`, `LOADING`, `ERR`, ...).
+        code: String,
+        /// The rest of its line.
+        message: String,
+    },
+    /// The bytes are not the reply expected here.
+    #[error("redis reply: {what}")]
+    Protocol {
+        /// What was wrong.
+        what: String,
+    },
+    /// The URL names an address this reader does not speak to (TLS).
+    #[error("redis: {what} is not supported by the stream reader")]
+    Unsupported {
+        /// What.
+        what: &'static str,
+    },
+}
+
+impl RespError {
+    /// Whether a reconnect or a short wait cures it: a lost connection, or a server still
+    /// loading its data after a restart.
+    pub fn transient(&self) -> bool {
+        match self {
+            RespError::Io(_) => true,
+            RespError::Server { code, .. } => code == "LOADING",
+            _ => false,
+        }
+    }
+}
+
+/// One reply, as RESP2 sends it.
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Simple(String),
+    Int(i64),
+    /// A bulk string (`None`: the null bulk string).
+    Bulk(Option<Vec<u8>>),
+    /// An array (`None`: the null array).
+    Array(Option<Vec<Reply>>),
+}
+
+/// How far parsing got: a whole reply and the bytes it took, or more bytes are needed.
+enum Parsed {
+    Done(Reply, usize),
+    Incomplete,
+}
+
+/// Parses one reply at the start of `buf`.
+fn parse(buf: &[u8]) -> Result<Parsed, RespError> {
+    let mut at = 0;
+    match value(buf, &mut at)? {
+        Some(r) => Ok(Parsed::Done(r, at)),
+        None => Ok(Parsed::Incomplete),
+    }
+}
+
+/// The line from `*at` to its CRLF (`None`: not all here yet).
+fn line<'a>(buf: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    let rest = buf.get(*at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    *at += end + 2;
+    Some(&rest[..end])
+}
+
+fn int(text: &[u8]) -> Result<i64, RespError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| RespError::Protocol {
+            what: format!("not a length: {:?}", String::from_utf8_lossy(text)),
+        })
+}
+
+fn value(buf: &[u8], at: &mut usize) -> Result<Option<Reply>, RespError> {
+    let Some(&kind) = buf.get(*at) else {
+        return Ok(None);
+    };
+    *at += 1;
+    let Some(head) = line(buf, at) else {
+        return Ok(None);
+    };
+    match kind {
+        b'+' => Ok(Some(Reply::Simple(
+            String::from_utf8_lossy(head).into_owned(),
+        ))),
+        b'-' => {
+            let text = String::from_utf8_lossy(head);
+            let (code, message) = text.split_once(' ').unwrap_or((&text, ""));
+            Err(RespError::Server {
+                code: code.to_string(),
+                message: message.to_string(),
+            })
+        }
+        b':' => Ok(Some(Reply::Int(int(head)?))),
+        b'$' => {
+            let n = int(head)?;
+            if n < 0 {
+                return Ok(Some(Reply::Bulk(None)));
+            }
+            let n = n as usize;
+            let Some(body) = buf.get(*at..*at + n + 2) else {
+                return Ok(None);
+            };
+            if &body[n..] != b"\r\n" {
+                return Err(RespError::Protocol {
+                    what: "a bulk string without its CRLF".into(),
+                });
+            }
+            *at += n + 2;
+            Ok(Some(Reply::Bulk(Some(body[..n].to_vec()))))
+        }
+        b'*' => {
+            let n = int(head)?;
+            if n < 0 {
+                return Ok(Some(Reply::Array(None)));
+            }
+            // Not more elements than bytes left could hold: a corrupt length allocates nothing.
+            let mut items = Vec::with_capacity((n as usize).min(buf.len() - *at));
+            for _ in 0..n {
+                match value(buf, at)? {
+                    Some(v) => items.push(v),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(Reply::Array(Some(items))))
+        }
+        other => Err(RespError::Protocol {
+            what: format!("unknown reply type {:?}", other as char),
+        }),
+    }
+}
+
+fn text(r: Reply) -> Option<String> {
+    match r {
+        Reply::Bulk(Some(b)) => Some(
+            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+        ),
+        Reply::Simple(s) => Some(s),
+        Reply::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// XREADGROUP's reply as entries: `[[stream, [[id, [field, value, ...]], ...]], ...]`, a null
+/// array when nothing came; an entry whose fields are null was trimmed from the stream.
+fn entries(reply: Reply) -> Result<Vec<Entry>, RespError> {
+    let shape = |what: &str| RespError::Protocol {
+        what: format!("XREADGROUP: {what}"),
+    };
+    let streams = match reply {
+        Reply::Array(None) => return Ok(Vec::new()),
+        Reply::Array(Some(s)) => s,
+        other => return Err(shape(&format!("{other:?}"))),
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        let Reply::Array(Some(pair)) = s else {
+            return Err(shape("a stream that is not [name, entries]"));
+        };
+        let Some(Reply::Array(list)) = pair.into_iter().nth(1) else {
+            return Err(shape("a stream without entries"));
+        };
+        out.reserve(list.as_ref().map_or(0, Vec::len));
+        for e in list.into_iter().flatten() {
+            let Reply::Array(Some(e)) = e else {
+                return Err(shape("an entry that is not [id, fields]"));
+            };
+            let mut parts = e.into_iter();
+            let id = parts
+                .next()
+                .and_then(text)
+                .ok_or_else(|| shape("an entry without id"))?;
+            let fields = match parts.next() {
+                Some(Reply::Array(Some(kv))) => {
+                    let mut fields = Vec::with_capacity(kv.len() / 2);
+                    let mut kv = kv.into_iter();
+                    while let Some(k) = kv.next() {
+                        let v = kv.next().and_then(text).unwrap_or_default();
+                        fields.push((text(k).unwrap_or_default(), v));
+                    }
+                    Some(fields)
+                }
+                _ => None,
+            };
+            out.push(Entry { id, fields });
+        }
+    }
+    Ok(out)
+}
+
+/// The socket under a raw connection.
+enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    fn io(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Socket::Tcp(s) => s,
+            #[cfg(unix)]
+            Socket::Unix(s) => s,
+        }
+    }
+
+    fn set_read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(Some(t)),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_read_timeout(Some(t)),
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A connection that sends packed commands and reads their replies with this module's parser.
+pub struct RawConn {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Connects to what `info` names and authenticates and selects its database as the redis
+    /// crate would.
+    ///
+    /// # Errors
+    /// The server unreachable within `timeout`, a refused AUTH or SELECT, or a TLS address.
+    pub fn open(info: &redis::ConnectionInfo, timeout: Duration) -> Result<RawConn, RespError> {
+        let socket = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => {
+                let mut last = None;
+                let mut socket = None;
+                for a in std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))? {
+                    match TcpStream::connect_timeout(&a, timeout) {
+                        Ok(s) => {
+                            socket = Some(s);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                let s = socket.ok_or_else(|| {
+                    last.unwrap_or_else(|| std::io::Error::other("no address to connect to"))
+                })?;
+                s.set_nodelay(true)?;
+                s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                Socket::Tcp(s)
+            }
+            #[cfg(unix)]
+            redis::ConnectionAddr::Unix(path) => {
+                let s = std::os::unix::net::UnixStream::connect(path)?;
+                s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                Socket::Unix(s)
+            }
+            _ => return Err(RespError::Unsupported { what: "TLS" }),
+        };
+        let mut c = RawConn {
+            socket,
+            buf: Vec::with_capacity(1 << 16),
+        };
+        let r = info.redis_settings();
+        if let Some(password) = r.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = r.username() {
+                auth.arg(user);
+            }
+            auth.arg(password);
+            c.request(&auth, Duration::from_secs(10))?;
+        }
+        if r.db() != 0 {
+            c.request(redis::cmd("SELECT").arg(r.db()), Duration::from_secs(10))?;
+        }
+        Ok(c)
+    }
+
+    /// Sends `cmd` and reads its reply, waiting up to `timeout` for it.
+    fn request(&mut self, cmd: &redis::Cmd, timeout: Duration) -> Result<Reply, RespError> {
+        self.socket.set_read_timeout(timeout)?;
+        self.socket.io().write_all(&cmd.get_packed_command())?;
+        self.buf.clear();
+        let mut chunk = vec![0u8; 1 << 18];
+        loop {
+            let n = self.socket.io().read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Parsed::Done(reply, used) = parse(&self.buf)? {
+                if used != self.buf.len() {
+                    return Err(RespError::Protocol {
+                        what: format!("{} bytes after the reply", self.buf.len() - used),
+                    });
+                }
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Runs an XREADGROUP built by the caller and returns its entries.
+    ///
+    /// # Errors
+    /// As [`RespError`]; after one, the connection must be dropped (a reply may be half read).
+    pub fn xreadgroup(
+        &mut self,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, RespError> {
+        entries(self.request(cmd, timeout)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> String {
+        format!("${}\r\n{s}\r\n", s.len())
+    }
+
+    /// A reply with a bar entry, a trimmed one and a symbol with '/' and '.'.
+    fn reply() -> String {
+        let mut r = String::from("*1\r\n*2\r\n");
+        r += &bulk("fdp:stream");
+        r += "*3\r\n";
+        r += "*2\r\n";
+        r += &bulk("1700000000000-0");
+        r += "*4\r\n";
+        r += &bulk("ticker");
+        r += &bulk("EUR/USD");
+        r += &bulk("close");
+        r += &bulk("1.08735");
+        r += "*2\r\n";
+        r += &bulk("1700000000000-1");
+        r += "*-1\r\n";
+        r += "*2\r\n";
+        r += &bulk("1700000000001-0");
+        r += "*2\r\n";
+        r += &bulk("ticker");
+        r += &bulk("BRK.B");
+        r
+    }
+
+    #[test]
+    fn an_xreadgroup_reply_becomes_entries_with_trimmed_ones_kept() {
+        let r = reply();
+        let Parsed::Done(v, used) = parse(r.as_bytes()).expect("parses") else {
+            panic!("incomplete")
+        };
+        assert_eq!(used, r.len());
+        let e = entries(v).expect("entries");
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].id, "1700000000000-0");
+        assert_eq!(
+            e[0].fields,
+            Some(vec![
+                ("ticker".into(), "EUR/USD".into()),
+                ("close".into(), "1.08735".into())
+            ])
+        );
+        assert_eq!(e[1].fields, None, "a trimmed entry");
+        assert_eq!(e[2].map().get("ticker"), Some(&"BRK.B"));
+    }
+
+    #[test]
+    fn every_cut_of_a_reply_is_incomplete_never_an_error() {
+        let r = reply();
+        for cut in 0..r.len() {
+            assert!(
+                matches!(parse(&r.as_bytes()[..cut]), Ok(Parsed::Incomplete)),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_read_errors_and_garbage_are_told_apart() {
+        let Parsed::Done(v, _) = parse(b"*-1\r\n").expect("null") else {
+            panic!("incomplete")
+        };
+        assert!(entries(v).expect("entries").is_empty());
+        match parse(b"-NOGROUP No such key 'k' or consumer group 'g'\r\n") {
+            Err(e @ RespError::Server { .. }) => {
+                assert!(!e.transient());
+                assert!(
+                    e.to_string().starts_with("redis: NOGROUP: No such key"),
+                    "{e}"
+                );
+            }
+            _ => panic!("a server error"),
+        }
+        assert!(matches!(
+            parse(b"-LOADING Redis is loading the dataset in memory\r\n"),
+            Err(e) if e.transient()
+        ));
+        assert!(matches!(parse(b"?x\r\n"), Err(RespError::Protocol { .. })));
+        assert!(matches!(parse(b"$x\r\n"), Err(RespError::Protocol { .. })));
+        assert!(matches!(
+            parse(b"$2\r\nabcd"),
+            Err(RespError::Protocol { .. })
+        ));
+        // A huge declared length with few bytes behind it waits for them, allocating nothing.
+        assert!(matches!(
+            parse(b"*2000000000\r\n:1\r\n"),
+            Ok(Parsed::Incomplete)
+        ));
+        let Parsed::Done(v, _) = parse(b"+OK\r\n").expect("simple") else {
+            panic!("incomplete")
+        };
+        assert!(entries(v).is_err(), "not XREADGROUP's shape");
+    }
+
+    #[test]
+    fn a_non_utf8_value_is_kept_lossily_for_the_dead_letter() {
+        let mut r =
+            b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n$2\r\n".to_vec();
+        r.extend_from_slice(&[0xff, b'a']);
+        r.extend_from_slice(b"\r\n");
+        let Parsed::Done(v, _) = parse(&r).expect("parses") else {
+            panic!("incomplete")
+        };
+        let e = entries(v).expect("entries");
+        assert_eq!(e[0].map().get("k"), Some(&"\u{fffd}a"));
+    }
+}
