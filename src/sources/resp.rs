@@ -69,21 +69,65 @@ enum Parsed {
     Incomplete,
 }
 
-/// Parses one reply at the start of `buf`.
+/// Parses one reply at the start of `buf`. A reply that arrives in pieces is first only walked
+/// ([`whole`]), so its values are built once, when all of it is here.
 fn parse(buf: &[u8]) -> Result<Parsed, RespError> {
     let mut at = 0;
+    if !whole(buf, &mut at)? {
+        return Ok(Parsed::Incomplete);
+    }
+    at = 0;
     match value(buf, &mut at)? {
         Some(r) => Ok(Parsed::Done(r, at)),
         None => Ok(Parsed::Incomplete),
     }
 }
 
+/// Walks one reply from `*at` without building it: whether all of it is in `buf`.
+fn whole(buf: &[u8], at: &mut usize) -> Result<bool, RespError> {
+    let Some(&kind) = buf.get(*at) else {
+        return Ok(false);
+    };
+    *at += 1;
+    let Some(head) = line(buf, at) else {
+        return Ok(false);
+    };
+    match kind {
+        b'$' => {
+            let n = int(head)?;
+            if n >= 0 {
+                *at += n as usize + 2;
+            }
+            Ok(*at <= buf.len())
+        }
+        b'*' => {
+            for _ in 0..int(head)?.max(0) {
+                if !whole(buf, at)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        // Errors, simple strings, integers and unknown types: the parse says what they are.
+        _ => Ok(true),
+    }
+}
+
 /// The line from `*at` to its CRLF (`None`: not all here yet).
 fn line<'a>(buf: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
     let rest = buf.get(*at..)?;
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    *at += end + 2;
-    Some(&rest[..end])
+    let mut from = 0;
+    loop {
+        let cr = from + rest.get(from..)?.iter().position(|&b| b == b'\r')?;
+        if rest.get(cr + 1) == Some(&b'\n') {
+            *at += cr + 2;
+            return Some(&rest[..cr]);
+        }
+        if cr + 1 >= rest.len() {
+            return None;
+        }
+        from = cr + 1;
+    }
 }
 
 fn int(text: &[u8]) -> Result<i64, RespError> {
@@ -240,6 +284,9 @@ impl Socket {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 1 << 16;
+
 /// A connection that sends packed commands and reads their replies with this module's parser.
 pub struct RawConn {
     socket: Socket,
@@ -302,16 +349,27 @@ impl RawConn {
 
     /// Sends `cmd` and reads its reply, waiting up to `timeout` for it.
     fn request(&mut self, cmd: &redis::Cmd, timeout: Duration) -> Result<Reply, RespError> {
+        self.send(cmd)?;
+        self.receive(timeout)
+    }
+
+    /// Sends `cmd` without reading its reply.
+    fn send(&mut self, cmd: &redis::Cmd) -> Result<(), RespError> {
+        Ok(self.socket.io().write_all(&cmd.get_packed_command())?)
+    }
+
+    /// Reads the reply to the command sent last, waiting up to `timeout` for it.
+    fn receive(&mut self, timeout: Duration) -> Result<Reply, RespError> {
         self.socket.set_read_timeout(timeout)?;
-        self.socket.io().write_all(&cmd.get_packed_command())?;
         self.buf.clear();
-        let mut chunk = vec![0u8; 1 << 18];
         loop {
-            let n = self.socket.io().read(&mut chunk)?;
-            if n == 0 {
+            let start = self.buf.len();
+            self.buf.resize(start + READ_CHUNK, 0);
+            let n = self.socket.io().read(&mut self.buf[start..]);
+            self.buf.truncate(start + *n.as_ref().unwrap_or(&0));
+            if n? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
-            self.buf.extend_from_slice(&chunk[..n]);
             if let Parsed::Done(reply, used) = parse(&self.buf)? {
                 if used != self.buf.len() {
                     return Err(RespError::Protocol {
