@@ -396,6 +396,8 @@ impl RawConn {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn bulk(s: &str) -> String {
@@ -505,5 +507,56 @@ mod tests {
         };
         let e = entries(v).expect("entries");
         assert_eq!(e[0].map().get("k"), Some(&"\u{fffd}a"));
+    }
+
+    /// An entry's id and fields (`None`: trimmed).
+    type Sent = (String, Option<Vec<(String, String)>>);
+
+    /// Entries as XREADGROUP would send them.
+    fn encode(entries: &[Sent]) -> Vec<u8> {
+        let b = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+        let mut r = format!("*1\r\n*2\r\n{}*{}\r\n", b("k"), entries.len());
+        for (id, fields) in entries {
+            r += "*2\r\n";
+            r += &b(id);
+            match fields {
+                None => r += "*-1\r\n",
+                Some(f) => {
+                    r += &format!("*{}\r\n", f.len() * 2);
+                    for (k, v) in f {
+                        r += &b(k);
+                        r += &b(v);
+                    }
+                }
+            }
+        }
+        r.into_bytes()
+    }
+
+    proptest! {
+        /// Whatever the values hold (CR, LF, '$', '*', any text) and wherever the bytes are cut,
+        /// a reply reads back as the entries sent, and every cut before its end is incomplete.
+        #[test]
+        fn entries_read_back_exactly_wherever_the_reply_is_cut(
+            sent in prop::collection::vec(
+                (
+                    "[0-9]{1,13}-[0-9]{1,3}",
+                    prop::option::of(prop::collection::vec((".{0,8}", "[\\PC\r\n$*:+-]{0,12}"), 0..8)),
+                ),
+                0..20,
+            ),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = encode(&sent);
+            let at = cut.index(bytes.len());
+            prop_assert!(matches!(parse(&bytes[..at]), Ok(Parsed::Incomplete)));
+            let Ok(Parsed::Done(v, used)) = parse(&bytes) else {
+                return Err(TestCaseError::fail("a whole reply did not parse"));
+            };
+            prop_assert_eq!(used, bytes.len());
+            let got = entries(v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got: Vec<_> = got.into_iter().map(|e| (e.id, e.fields)).collect();
+            prop_assert_eq!(got, sent);
+        }
     }
 }
