@@ -355,7 +355,7 @@ enum Command {
         /// Bars per ticker (graph), or bars of the one series (features: default 1,000,000).
         #[arg(long)]
         bars: Option<usize>,
-        /// Worker counts for the whole-graph runs.
+        /// Worker counts for the whole-graph runs and the stream cases.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         workers: Vec<usize>,
         /// Repeats (the best is reported).
@@ -1249,11 +1249,15 @@ fn command(cli: Cli) -> Result<()> {
             }
             BenchWhat::Stream => {
                 let redis = default_redis_url();
-                let lines = findashpro::bench_stream::suite(
-                    &redis,
-                    &default_database_url(),
-                    workers.first().copied().unwrap_or(1),
-                )?;
+                // Every worker count asked for, as the graph does (it took only the first).
+                let mut lines = Vec::new();
+                for &w in &workers {
+                    lines.extend(findashpro::bench_stream::suite(
+                        &redis,
+                        &default_database_url(),
+                        w,
+                    )?);
+                }
                 print!("{}", findashpro::bench_stream::table(&lines));
             }
             BenchWhat::Limiter => {
