@@ -375,6 +375,35 @@ fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
     Ok(out)
 }
 
+/// The waits between a command's tries on either connection: 20 ms doubling to 1 s, for as long
+/// as the connection's patience lasts.
+struct Backoff {
+    started: std::time::Instant,
+    wait: Duration,
+    patience: Duration,
+}
+
+impl Backoff {
+    fn new(patience: Duration) -> Backoff {
+        Backoff {
+            started: std::time::Instant::now(),
+            wait: Duration::from_millis(20),
+            patience,
+        }
+    }
+
+    /// Whether another try is allowed: the patience is not spent.
+    fn allows(&self) -> bool {
+        self.started.elapsed() < self.patience
+    }
+
+    /// Sleeps before the next try.
+    fn pause(&mut self) {
+        std::thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// Errors that a reconnect or a short wait cures: a lost connection, or a server still loading
 /// its data set after a restart.
 fn transient(e: &redis::RedisError) -> bool {
@@ -463,8 +492,7 @@ impl Conn {
         &mut self,
         f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StreamError> {
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_millis(20);
+        let mut backoff = Backoff::new(self.patience);
         loop {
             if self.con.is_none() {
                 match self
@@ -480,10 +508,9 @@ impl Conn {
                         self.con = Some(c);
                         self.reconnected = true;
                     }
-                    Err(e) if started.elapsed() < self.patience => {
+                    Err(e) if backoff.allows() => {
                         tracing::warn!(error = %e, "redis unreachable, retrying");
-                        std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(1));
+                        backoff.pause();
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -494,11 +521,10 @@ impl Conn {
             };
             match f(con) {
                 Ok(v) => return Ok(v),
-                Err(e) if transient(&e) && started.elapsed() < self.patience => {
+                Err(e) if transient(&e) && backoff.allows() => {
                     tracing::warn!(error = %e, "redis connection lost, reconnecting");
                     self.con = None;
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                    backoff.pause();
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -513,8 +539,7 @@ impl Conn {
         cmd: &redis::Cmd,
         block: Duration,
     ) -> Result<Vec<Entry>, StreamError> {
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_millis(20);
+        let mut backoff = Backoff::new(self.patience);
         loop {
             let conn = match self.raw.as_mut() {
                 Some(c) => c,
@@ -522,10 +547,9 @@ impl Conn {
                     let info = self.client.get_connection_info();
                     match super::resp::RawConn::open(info, Duration::from_secs(2)) {
                         Ok(c) => self.raw.insert(c),
-                        Err(e) if e.transient() && started.elapsed() < self.patience => {
+                        Err(e) if e.transient() && backoff.allows() => {
                             tracing::warn!(error = %e, "redis unreachable, retrying");
-                            std::thread::sleep(wait);
-                            wait = (wait * 2).min(Duration::from_secs(1));
+                            backoff.pause();
                             continue;
                         }
                         Err(e) => return Err(e.into()),
@@ -540,12 +564,11 @@ impl Conn {
                     // A reply may be half read: the connection goes.
                     self.raw = None;
                     self.reconnected = true;
-                    if !(e.transient() && started.elapsed() < self.patience) {
+                    if !(e.transient() && backoff.allows()) {
                         return Err(e.into());
                     }
                     tracing::warn!(error = %e, "redis connection lost, reconnecting");
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                    backoff.pause();
                 }
             }
         }
