@@ -514,18 +514,17 @@ mod tests {
 
     /// Entries as XREADGROUP would send them.
     fn encode(entries: &[Sent]) -> Vec<u8> {
-        let b = |s: &str| format!("${}\r\n{s}\r\n", s.len());
-        let mut r = format!("*1\r\n*2\r\n{}*{}\r\n", b("k"), entries.len());
+        let mut r = format!("*1\r\n*2\r\n{}*{}\r\n", bulk("k"), entries.len());
         for (id, fields) in entries {
             r += "*2\r\n";
-            r += &b(id);
+            r += &bulk(id);
             match fields {
                 None => r += "*-1\r\n",
                 Some(f) => {
                     r += &format!("*{}\r\n", f.len() * 2);
                     for (k, v) in f {
-                        r += &b(k);
-                        r += &b(v);
+                        r += &bulk(k);
+                        r += &bulk(v);
                     }
                 }
             }
