@@ -274,6 +274,9 @@ pub trait Broker {
     fn working(&self, ticker: TickerId) -> Vec<Order>;
     /// Every working order, by ticker then submission (a stop cancels them).
     fn open_orders(&self) -> Vec<Order>;
+    /// The tickers with a working order, ascending: the only ones a bar can fill or expire
+    /// an order of.
+    fn busy_tickers(&self) -> Vec<TickerId>;
     /// The ticker's working orders this bar ends or executes, in the order they were submitted.
     fn due(&mut self, bar: &Bar) -> Vec<Due>;
     /// Records an execution the portfolio booked from a [`Due::Execute`]: `remaining` shares are

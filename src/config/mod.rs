@@ -663,12 +663,12 @@ pub enum Sizing {
 }
 
 impl Sizing {
-    /// Returns behind Kelly's payoff estimate: the Kelly sizing's `window`, 30 for the others
-    /// (their payoff is computed but unused).
-    pub fn payoff_window(&self) -> usize {
+    /// Returns behind Kelly's payoff estimate: the Kelly sizing's `window`; `None` for the
+    /// others, which do not read it (it is then not estimated, and NaN).
+    pub fn payoff_window(&self) -> Option<usize> {
         match self {
-            Sizing::Kelly { window, .. } => *window,
-            _ => 30,
+            Sizing::Kelly { window, .. } => Some(*window),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The backtest's feeder: each worker loads its share of the source and replays it through the
-//! [`Harness`] in time order, letting the graph catch up every [`FEED_CHUNK`] timestamps.
+//! [`Harness`] in time order, in chunks of [`FEED_CHUNK`] timestamps, the graph at most one chunk
+//! behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,9 @@ use crate::sources::Source;
 use super::harness::{Harness, References, model_store};
 use super::{EngineError, GraphSpec, RunOptions, RunOutput, no_bars, sort_quarantine};
 
-/// Timestamps a worker feeds before it lets the graph catch up. Bounds the times in flight (each
-/// outstanding time makes every progress update dearer) without stepping once per timestamp;
-/// 64 to 1,024 measure the same on the benchmark.
+/// Timestamps a worker feeds before it lets the graph catch up with the chunk before. Bounds the
+/// times in flight (each outstanding time makes every progress update dearer) without stepping
+/// once per timestamp; 64 to 1,024 measure the same on the benchmark.
 const FEED_CHUNK: usize = 128;
 
 /// Runs the pipeline to the end of its source. Returns the output on the process holding worker 0
@@ -87,8 +88,13 @@ pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, E
     }
 }
 
-/// Feeds `batches` (in time order) through the harness, letting the graph catch up every
-/// [`FEED_CHUNK`] timestamps, then closes the inputs and steps the worker until the graph is done.
+/// Feeds `batches` (in time order) through the harness, then closes the inputs and steps the
+/// worker until the graph is done.
+///
+/// After each [`FEED_CHUNK`] timestamps the worker steps until the graph has passed the end of
+/// the chunk before, not of this one: the portfolio, which runs on worker 0 alone, works on one
+/// chunk while the other workers already compute the next one's features and signals, instead
+/// of every worker waiting for it at each chunk's end.
 pub(super) fn replay<B: IntoIterator<Item = (u64, crate::bar::BarBatch)>>(
     worker: &mut timely::worker::Worker,
     h: &mut Harness,
@@ -96,14 +102,18 @@ pub(super) fn replay<B: IntoIterator<Item = (u64, crate::bar::BarBatch)>>(
     progress: &Progress,
 ) -> Result<(), String> {
     let mut sent = 0usize;
+    let mut behind: Option<u64> = None;
     for (t, batch) in batches {
         h.give_bars([(t, batch)]).map_err(|e| e.to_string())?;
         sent += 1;
         if sent.is_multiple_of(FEED_CHUNK) {
             h.advance_to(t + 1);
-            while h.working_on(t) {
-                worker.step();
+            if let Some(b) = behind {
+                while h.working_on(b) {
+                    worker.step();
+                }
             }
+            behind = Some(t);
         }
         progress.tick();
     }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bar::{Bar, TickerId};
+use crate::bar::TickerId;
 
 /// What the strategy is measured against (`[outputs] benchmark`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,23 +33,23 @@ impl Tracker {
         }
     }
 
-    /// The benchmark's simple return at the time of `bars` (one time's bars, sorted by ticker),
-    /// and remembers their closes.
-    pub fn step<'a>(&mut self, bars: impl IntoIterator<Item = &'a Bar>) -> f64 {
+    /// The benchmark's simple return at the time of `closes` (one time's tickers and closes,
+    /// sorted by ticker), and remembers the closes.
+    pub fn step(&mut self, closes: impl IntoIterator<Item = (TickerId, f64)>) -> f64 {
         let (mut sum, mut count) = (0.0, 0usize);
-        for bar in bars {
-            let i = bar.ticker as usize;
+        for (ticker, close) in closes {
+            let i = ticker as usize;
             if i >= self.last.len() {
                 self.last.resize(i + 1, f64::NAN);
             }
             let prev = self.last[i];
-            self.last[i] = bar.close;
+            self.last[i] = close;
             let wanted = match self.which {
                 Benchmark::EqualWeight => true,
-                Benchmark::Ticker(t) => t == bar.ticker,
+                Benchmark::Ticker(t) => t == ticker,
             };
             if wanted && prev.is_finite() && prev != 0.0 {
-                sum += bar.close / prev - 1.0;
+                sum += close / prev - 1.0;
                 count += 1;
             }
         }
@@ -61,33 +61,25 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn bar(ticker: TickerId, close: f64) -> Bar {
-        Bar {
-            ticker,
-            ts: 0,
-            open: close,
-            high: close,
-            low: close,
-            close,
-            volume: 1.0,
-        }
+    fn bar(ticker: TickerId, close: f64) -> (TickerId, f64) {
+        (ticker, close)
     }
 
     #[test]
     fn equal_weight_averages_the_tickers_seen_twice() {
         let mut t = Tracker::new(Benchmark::EqualWeight);
-        assert_eq!(t.step(&[bar(0, 100.0)]), 0.0);
+        assert_eq!(t.step([bar(0, 100.0)]), 0.0);
         // Ticker 1 has no previous close yet: only ticker 0 counts.
-        assert!((t.step(&[bar(0, 110.0), bar(1, 50.0)]) - 0.1).abs() < 1e-15);
-        let r = t.step(&[bar(0, 99.0), bar(1, 55.0)]);
+        assert!((t.step([bar(0, 110.0), bar(1, 50.0)]) - 0.1).abs() < 1e-15);
+        let r = t.step([bar(0, 99.0), bar(1, 55.0)]);
         assert!((r - (-0.1 + 0.1) / 2.0).abs() < 1e-15);
     }
 
     #[test]
     fn one_ticker_is_held_and_its_gaps_return_zero() {
         let mut t = Tracker::new(Benchmark::Ticker(1));
-        t.step(&[bar(0, 1.0), bar(1, 20_000.0)]);
-        assert_eq!(t.step(&[bar(0, 2.0)]), 0.0);
-        assert!((t.step(&[bar(1, 21_000.0)]) - 0.05).abs() < 1e-15);
+        t.step([bar(0, 1.0), bar(1, 20_000.0)]);
+        assert_eq!(t.step([bar(0, 2.0)]), 0.0);
+        assert!((t.step([bar(1, 21_000.0)]) - 0.05).abs() < 1e-15);
     }
 }

@@ -3,11 +3,16 @@
 //! For each time `t`, with every ticker's bar and signal for `t` in hand (sorted by ticker, so the
 //! result does not depend on how many workers produced them):
 //! 1. orders pending from earlier bars execute at this bar's open (sized then, against the equity
-//!    marked at the opens),
+//!    marked at the opens); only the tickers with working orders are looked at,
 //! 2. positions are marked at the closes and the equity point for `t` is recorded,
 //! 3. risk reviews the signals and approved orders go to the broker for the ticker's next bar.
 //!
 //! Everything is booked in a [`Ledger`] that the sinks write out.
+//!
+//! The rows of a time are read where the workers' batches hold them, through a ticker-ordered
+//! index ([`Merged`]), not copied into rows. The per-ticker work before the portfolio (features,
+//! model, Kelly's payoff) runs on each ticker's worker, and worker 0 owns a lighter share of the
+//! tickers ([`crate::bar::owner`]) since it runs the portfolio too.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -396,6 +401,129 @@ impl OrderPolicy {
     }
 }
 
+/// One time's bars in ticker order, each with the model's signal and Kelly's payoff: what
+/// [`Portfolio::step_rows`] reads. The portfolio operator reads the workers' batches where they
+/// lie ([`Merged`]); tests and kernels give a slice of rows.
+pub trait TimeRows {
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// Whether there is no row.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Row `k`'s ticker.
+    fn ticker(&self, k: usize) -> TickerId;
+    /// Row `k`'s open.
+    fn open(&self, k: usize) -> f64;
+    /// Row `k`'s close.
+    fn close(&self, k: usize) -> f64;
+    /// Row `k`'s bar.
+    fn bar(&self, k: usize) -> Bar;
+    /// Row `k`'s signal.
+    fn signal(&self, k: usize) -> Option<Signal>;
+    /// Row `k`'s payoff estimate.
+    fn payoff(&self, k: usize) -> f64;
+    /// The first row of `ticker` (or of the first ticker after it; `len()` if none).
+    fn find(&self, ticker: TickerId) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.ticker(mid) < ticker {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+impl TimeRows for [(Bar, Option<Signal>, f64)] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+    fn ticker(&self, k: usize) -> TickerId {
+        self[k].0.ticker
+    }
+    fn open(&self, k: usize) -> f64 {
+        self[k].0.open
+    }
+    fn close(&self, k: usize) -> f64 {
+        self[k].0.close
+    }
+    fn bar(&self, k: usize) -> Bar {
+        self[k].0
+    }
+    fn signal(&self, k: usize) -> Option<Signal> {
+        self[k].1
+    }
+    fn payoff(&self, k: usize) -> f64 {
+        self[k].2
+    }
+}
+
+/// The signal batches of one time from every worker, read in ticker order through an index
+/// (ticker, batch, row) instead of being copied into rows.
+pub struct Merged<'a> {
+    batches: &'a [SignalBatch],
+    order: &'a [(TickerId, u32, u32)],
+}
+
+impl<'a> Merged<'a> {
+    /// Fills `order` with the rows of `batches` in ticker order (stable: a ticker's rows keep
+    /// their batch order) and reads through it.
+    pub fn new(batches: &'a [SignalBatch], order: &'a mut Vec<(TickerId, u32, u32)>) -> Self {
+        order.clear();
+        for (b, sb) in batches.iter().enumerate() {
+            order.extend(
+                sb.bars
+                    .ticker()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| (t, b as u32, i as u32)),
+            );
+        }
+        if !order.is_sorted_by_key(|o| o.0) {
+            order.sort_by_key(|o| o.0);
+        }
+        Merged { batches, order }
+    }
+
+    fn at(&self, k: usize) -> (&'a SignalBatch, usize) {
+        let (_, b, i) = self.order[k];
+        (&self.batches[b as usize], i as usize)
+    }
+}
+
+impl TimeRows for Merged<'_> {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+    fn ticker(&self, k: usize) -> TickerId {
+        self.order[k].0
+    }
+    fn open(&self, k: usize) -> f64 {
+        let (sb, i) = self.at(k);
+        sb.bars.open()[i]
+    }
+    fn close(&self, k: usize) -> f64 {
+        let (sb, i) = self.at(k);
+        sb.bars.close()[i]
+    }
+    fn bar(&self, k: usize) -> Bar {
+        let (sb, i) = self.at(k);
+        sb.bars.get(i)
+    }
+    fn signal(&self, k: usize) -> Option<Signal> {
+        let (sb, i) = self.at(k);
+        sb.signal[i]
+    }
+    fn payoff(&self, k: usize) -> f64 {
+        let (sb, i) = self.at(k);
+        sb.payoff[i]
+    }
+}
+
 /// The portfolio state machine (risk + broker + account + ledger).
 pub struct Portfolio<B: Broker> {
     risk: RiskEngine,
@@ -655,50 +783,74 @@ impl<B: Broker> Portfolio<B> {
 
     /// Processes every ticker's bar and signal for time `t`; `rows` must be sorted by ticker.
     pub fn step(&mut self, t: EventTime, rows: &[(Bar, Option<Signal>, f64)]) {
-        self.step_with(t, rows, &[]);
+        self.step_rows(t, rows, &[]);
     }
 
-    /// [`Portfolio::step`] with the venue's updates at `t` (venue mode), booked before
-    /// anything else of the step, in [`VenueUpdate::sort_key`] order.
+    /// [`Portfolio::step`] with the venue's updates at `t` (venue mode).
     pub fn step_with(
         &mut self,
         t: EventTime,
         rows: &[(Bar, Option<Signal>, f64)],
         updates: &[VenueUpdate],
     ) {
+        self.step_rows(t, rows, updates);
+    }
+
+    /// Processes time `t`: `rows` are its bars in ticker order with their signals and payoffs,
+    /// `updates` the venue's updates at `t` (venue mode), booked before anything else of the
+    /// step, in [`VenueUpdate::sort_key`] order.
+    ///
+    /// Only the tickers with working orders are looked at for fills; every bar marks its
+    /// ticker and counts in the benchmark, and every signal is decided on.
+    pub fn step_rows<R: TimeRows + ?Sized>(
+        &mut self,
+        t: EventTime,
+        rows: &R,
+        updates: &[VenueUpdate],
+    ) {
+        let n = rows.len();
         self.last_ts = Some(t);
-        self.ledger.bars += rows.len() as u64;
+        self.ledger.bars += n as u64;
         if self.risk.killed() && !self.killed {
             // Seen before anything executes on this step's bars.
             self.killed = true;
             let flatten = self.risk.spec().on_kill == StopAction::Flatten;
             self.stop(t, Refusal::KillSwitch, true, flatten);
         }
-        for (bar, _, _) in rows {
-            self.account.mark(bar.ticker, bar.open);
+        for k in 0..n {
+            self.account.mark(rows.ticker(k), rows.open(k));
         }
         // Bars execute from the step after a failover to paper on (its update came at `t`).
-        let simulated = if self.venue { &[][..] } else { rows };
+        let simulate = !self.venue;
         for u in updates {
             self.apply(u);
         }
-        for (bar, _, _) in simulated {
-            for due in self.broker.due(bar) {
-                match due {
-                    Due::Execute {
-                        order,
-                        price,
-                        cap,
-                        remaining,
-                    } => self.execute(order, bar, price, cap, remaining),
-                    Due::Expired { order, reason } => {
-                        self.end(order, OrderStatus::Expired, reason);
+        if simulate {
+            // Executing a ticker's order only adds orders of that ticker (its bracket), so the
+            // tickers working now are all the ones that can fill on this step's bars.
+            for ticker in self.broker.busy_tickers() {
+                let mut k = rows.find(ticker);
+                while k < n && rows.ticker(k) == ticker {
+                    let bar = rows.bar(k);
+                    for due in self.broker.due(&bar) {
+                        match due {
+                            Due::Execute {
+                                order,
+                                price,
+                                cap,
+                                remaining,
+                            } => self.execute(order, &bar, price, cap, remaining),
+                            Due::Expired { order, reason } => {
+                                self.end(order, OrderStatus::Expired, reason);
+                            }
+                        }
                     }
+                    k += 1;
                 }
             }
         }
-        for (bar, _, _) in rows {
-            self.account.mark(bar.ticker, bar.close);
+        for k in 0..n {
+            self.account.mark(rows.ticker(k), rows.close(k));
         }
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
@@ -706,7 +858,9 @@ impl<B: Broker> Portfolio<B> {
             let flatten = self.risk.spec().on_daily_stop == StopAction::Flatten;
             self.stop(t, Refusal::DailyLossStop, false, flatten);
         }
-        let benchmark_return = self.benchmark.step(rows.iter().map(|(bar, _, _)| bar));
+        let benchmark_return = self
+            .benchmark
+            .step((0..n).map(|k| (rows.ticker(k), rows.close(k))));
         self.ledger.equity.push(EquityPoint {
             ts: t,
             cash: self.account.cash,
@@ -716,14 +870,15 @@ impl<B: Broker> Portfolio<B> {
             gross_value: self.account.gross_value(),
             benchmark_return,
         });
-        for (bar, signal, payoff) in rows {
-            if let Some(s) = signal {
+        for k in 0..n {
+            if let Some(s) = rows.signal(k) {
+                let bar = rows.bar(k);
                 self.ledger.signals.push(SignalRecord {
                     ts: t,
                     ticker: bar.ticker,
-                    signal: *s,
+                    signal: s,
                 });
-                self.decide(bar, s, *payoff, equity);
+                self.decide(&bar, &s, rows.payoff(k), equity);
             }
         }
     }
@@ -1355,7 +1510,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
         Stream<'s, u64, Vec<EquityPoint>>,
         Stream<'s, u64, Vec<PositionDelta>>,
     ) {
-        let mut rows: Vec<(Bar, Option<Signal>, f64)> = Vec::new();
+        let mut order: Vec<(TickerId, u32, u32)> = Vec::new();
         let mut venue: Vec<VenueUpdate> = Vec::new();
         let inputs = self
             .map(PortfolioIn::Signals)
@@ -1365,7 +1520,6 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
             Exchange::new(|_b: &PortfolioIn| 0),
             "Portfolio",
             move |t, items, emit: &mut Vec<Result<EquityPoint, PositionDelta>>| {
-                rows.clear();
                 venue.clear();
                 let mut batches = Vec::with_capacity(items.len());
                 for item in items {
@@ -1376,12 +1530,6 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                 }
                 // Updates of one time in a fixed order, however they arrived.
                 venue.sort_by_key(VenueUpdate::sort_key);
-                for sb in &batches {
-                    for i in 0..sb.bars.len() {
-                        rows.push((sb.bars.get(i), sb.signal[i], sb.payoff[i]));
-                    }
-                }
-                rows.sort_by_key(|r| r.0.ticker);
                 if let Some(p) = portfolio.borrow_mut().as_mut() {
                     // Batches arrive from every worker in any order: sort what they carry.
                     let mut tr: Vec<_> = batches
@@ -1396,7 +1544,8 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                         .collect();
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);
-                    p.step_with(crate::time::event_time(t), &rows, &venue);
+                    let rows = Merged::new(&batches, &mut order);
+                    p.step_rows(crate::time::event_time(t), &rows, &venue);
                     emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {
                         emit.push(Ok(*e));

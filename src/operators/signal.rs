@@ -291,17 +291,19 @@ pub struct SignalBatch {
 
 struct TickerModel {
     model: RuleModel,
-    payoff: PayoffEstimator,
+    /// Kelly's payoff estimate, when the sizing reads it.
+    payoff: Option<PayoffEstimator>,
 }
 
 /// Extension trait adding the signal stage.
 pub trait SignalExt<'s> {
-    /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate.
+    /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate
+    /// (`None`: the sizing does not read it, and the payoff is NaN).
     /// Each activation's predictions (and retrainings) are timed on `meter` ([`Stage::Predict`]).
     fn signals(
         self,
         model: RuleModel,
-        payoff_window: usize,
+        payoff_window: Option<usize>,
         tickers: Arc<Tickers>,
         meter: Meter,
     ) -> Stream<'s, u64, Vec<SignalBatch>>;
@@ -311,29 +313,21 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
     fn signals(
         self,
         model: RuleModel,
-        payoff_window: usize,
+        payoff_window: Option<usize>,
         tickers: Arc<Tickers>,
         meter: Meter,
     ) -> Stream<'s, u64, Vec<SignalBatch>> {
+        // An ML ensemble's state is tens of kilobytes: it takes a ticker's bars of all the ready
+        // times in a row, so its model stays in cache. A rule's state is a few bytes: it takes
+        // the bars as they lie, time by time, so the batches stream through the cache once.
+        let ticker_major = model.ml_spec().is_some();
         let mut state = KeyedState::new(move || TickerModel {
             model: model.clone(),
-            payoff: PayoffEstimator::new(payoff_window),
+            payoff: payoff_window.map(PayoffEstimator::new),
         });
         by_times(self, Pipeline, "Signal", move |times, outs| {
-            // Every bar of the ready times, ticker by ticker, each ticker's in time order: its
-            // model (tens of kilobytes for an ML ensemble) stays in cache across its bars.
             let started = meter.start();
             let batches: Vec<Vec<FeatureBatch>> = times.into_iter().map(|(_, b)| b).collect();
-            let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
-            for (k, fbs) in batches.iter().enumerate() {
-                for (j, fb) in fbs.iter().enumerate() {
-                    order.extend(
-                        (0..fb.bars.len())
-                            .map(|i| (fb.bars.ticker()[i], k as u32, j as u32, i as u32)),
-                    );
-                }
-            }
-            order.sort_by_key(|o| o.0);
             let mut results: Vec<Vec<SignalBatch>> = batches
                 .iter()
                 .map(|fbs| {
@@ -346,6 +340,19 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                         .collect()
                 })
                 .collect();
+            let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
+            for (k, fbs) in batches.iter().enumerate() {
+                for (j, fb) in fbs.iter().enumerate() {
+                    order.extend(
+                        (0..fb.bars.len())
+                            .map(|i| (fb.bars.ticker()[i], k as u32, j as u32, i as u32)),
+                    );
+                }
+            }
+            if ticker_major {
+                // Stable: each ticker's bars stay in time order.
+                order.sort_by_key(|o| o.0);
+            }
             for (t, k, j, i) in order {
                 let (k, j, i) = (k as usize, j as usize, i as usize);
                 let fb = &batches[k][j];
@@ -359,7 +366,9 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                     fb.row(i),
                     drift,
                 );
-                r.payoff[i] = s.payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                if let Some(payoff) = &mut s.payoff {
+                    r.payoff[i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                }
                 let tr = s.model.take_trainings();
                 r.trainings.extend(tr.into_iter().map(|x| (t, x)));
             }

@@ -25,8 +25,8 @@ use crate::operators::signal::{RuleModel, Signal};
 pub struct ComboModel {
     /// The combination's rule model, resolved against the union's feature columns.
     pub model: RuleModel,
-    /// Its sizing's payoff window.
-    pub payoff_window: usize,
+    /// Its sizing's payoff window (`None`: its sizing does not read the payoff).
+    pub payoff_window: Option<usize>,
 }
 
 /// The bars of one worker's batch of a time with the signals of the combinations one worker
@@ -76,7 +76,7 @@ impl<'s> SweepExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         let mut state = KeyedState::new(move || {
             models
                 .iter()
-                .map(|c| (c.model.clone(), PayoffEstimator::new(c.payoff_window)))
+                .map(|c| (c.model.clone(), c.payoff_window.map(PayoffEstimator::new)))
                 .collect::<Vec<_>>()
         });
         let signals = by_times(self, Pipeline, "SweepSignals", move |times, outs| {
@@ -89,7 +89,9 @@ impl<'s> SweepExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                         let models = state.get(fb.bars.ticker()[i]);
                         for (c, (model, payoff)) in models.iter_mut().enumerate() {
                             sig[c][i] = model.update(fb.row(i));
-                            pay[c][i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                            if let Some(payoff) = payoff {
+                                pay[c][i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                            }
                         }
                     }
                     for (w, mine) in per_worker.iter().enumerate() {

@@ -178,6 +178,14 @@ impl Broker for PaperBroker {
             .collect()
     }
 
+    fn busy_tickers(&self) -> Vec<TickerId> {
+        self.pending
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(&t, _)| t)
+            .collect()
+    }
+
     fn due(&mut self, bar: &Bar) -> Vec<Due> {
         let Some(list) = self.pending.get_mut(&bar.ticker) else {
             return Vec::new();
