@@ -1561,6 +1561,45 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
 mod tests {
     use super::*;
 
+    fn batch(tickers: &[TickerId]) -> SignalBatch {
+        let mut b = crate::bar::BarBatch::default();
+        for &t in tickers {
+            let p = 100.0 + f64::from(t);
+            b.push(Bar {
+                ticker: t,
+                ts: 7,
+                open: p,
+                high: p + 1.0,
+                low: p - 1.0,
+                close: p + 0.5,
+                volume: 10.0,
+            });
+        }
+        SignalBatch {
+            bars: b.into(),
+            signal: vec![None; tickers.len()],
+            payoff: tickers.iter().map(|&t| f64::from(t)).collect(),
+            ..SignalBatch::default()
+        }
+    }
+
+    #[test]
+    fn merged_rows_read_every_workers_batch_in_ticker_order() {
+        let batches = [batch(&[1, 4, 6]), batch(&[0, 2, 5])];
+        let mut order = Vec::new();
+        let rows = Merged::new(&batches, &mut order);
+        let tickers: Vec<TickerId> = (0..rows.len()).map(|k| rows.ticker(k)).collect();
+        assert_eq!(tickers, [0, 1, 2, 4, 5, 6]);
+        for k in 0..rows.len() {
+            let bar = rows.bar(k);
+            assert_eq!(bar.ticker, rows.ticker(k));
+            assert_eq!((rows.open(k), rows.close(k)), (bar.open, bar.close));
+            assert_eq!(rows.payoff(k), f64::from(bar.ticker));
+        }
+        // The first row of a ticker, or of the next one, or the end.
+        assert_eq!([0, 3, 4, 6, 7].map(|t| rows.find(t)), [0, 3, 3, 5, 6]);
+    }
+
     #[test]
     fn a_ledger_splits_by_each_rows_time_and_appends_back_in_order() {
         let point = |ts| EquityPoint {

@@ -5,10 +5,11 @@
 use findashpro::bar::{Bar, BarBatch};
 use findashpro::config::{QualitySpec, RiskSpec, Sizing};
 use findashpro::operators::indicators::{Bbands, Ema, Rsi, Sma};
-use findashpro::operators::portfolio::Portfolio;
+use findashpro::operators::portfolio::{Merged, OrderPolicy, Portfolio, TimeRows};
 use findashpro::operators::quality::{QualityGate, Verdict};
 use findashpro::operators::risk::{KillSwitch, RiskEngine};
-use findashpro::operators::signal::{Signal, Target};
+use findashpro::operators::signal::{Signal, SignalBatch, Target};
+use findashpro::order::{EntryType, TimeInForce};
 use findashpro::sinks::broker::PaperBroker;
 use proptest::prelude::*;
 
@@ -120,6 +121,64 @@ proptest! {
             prop_assert!(e.cash >= -1e-9, "cash {}", e.cash);
             prop_assert!(close(e.cash + e.positions_value, e.equity));
         }
+    }
+
+    /// The portfolio operator reads each time's rows from the workers' batches in place, looking
+    /// for fills only on tickers with working orders: whatever the batches' split and order, it
+    /// books exactly what stepping the same rows, sorted by ticker, books. Limit entries with a
+    /// bracket keep orders working across bars, so fills land on later steps.
+    #[test]
+    fn stepping_workers_batches_books_what_stepping_sorted_rows_books(
+        steps in prop::collection::vec(prop::collection::vec((0.9f64..1.1, 0u8..4, any::<bool>()), 6), 2..40),
+        reversed in any::<bool>(),
+    ) {
+        let portfolio = || {
+            let risk = RiskSpec { sizing: Sizing::FixedFraction { fraction: 0.1 }, ..RiskSpec::default() };
+            let policy = OrderPolicy {
+                entry: EntryType::Limit,
+                offset: 0.01,
+                tif: TimeInForce::Gtc,
+                take_profit: Some(0.05),
+                stop_loss: Some(0.03),
+            };
+            Portfolio::with_policy(RiskEngine::new(risk, KillSwitch::default()), PaperBroker::simple(0.0, 0.001, true), policy)
+        };
+        let (mut merged, mut sorted) = (portfolio(), portfolio());
+        let mut order = Vec::new();
+        for (day, row) in steps.iter().enumerate() {
+            let ts = day as i64 * 86_400;
+            // Six tickers split over two workers by their last bit.
+            let mut parts = [BarBatch::default(), BarBatch::default()];
+            let mut signals: [Vec<Option<Signal>>; 2] = [Vec::new(), Vec::new()];
+            for (t, &(move_, wants, present)) in row.iter().enumerate() {
+                if !present && t > 0 {
+                    continue;
+                }
+                let base = 50.0 * (t as f64 + 1.0);
+                let (open, close) = (base, base * move_);
+                let bar = Bar { ticker: t as u32, ts, open, high: open.max(close) * 1.02, low: open.min(close) * 0.98, close, volume: 1e6 };
+                let target = match wants { 0 => None, 1 => Some(Target::Flat), _ => Some(Target::Long) };
+                parts[t % 2].push(bar);
+                signals[t % 2].push(target.map(|target| Signal { target, confidence: 0.6, predicted_return: f64::NAN }));
+            }
+            let mut batches: Vec<SignalBatch> = parts
+                .into_iter()
+                .zip(signals)
+                .map(|(b, signal)| SignalBatch { payoff: vec![1.0; b.len()], bars: b.into(), signal, ..SignalBatch::default() })
+                .collect();
+            if reversed {
+                batches.reverse();
+            }
+            let rows = Merged::new(&batches, &mut order);
+            let mut slice: Vec<(Bar, Option<Signal>, f64)> =
+                batches.iter().flat_map(|b| (0..b.bars.len()).map(move |i| (b.bars.get(i), b.signal[i], b.payoff[i]))).collect();
+            slice.sort_by_key(|r| r.0.ticker);
+            prop_assert_eq!(rows.len(), slice.len());
+            merged.step_rows(ts, &rows, &[]);
+            sorted.step(ts, &slice);
+        }
+        let (a, b) = (merged.finish(), sorted.finish());
+        prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
 
     #[test]
