@@ -11,8 +11,7 @@
 //!
 //! The rows of a time are read where the workers' batches hold them, through a ticker-ordered
 //! index ([`Merged`]), not copied into rows. The per-ticker work before the portfolio (features,
-//! model, Kelly's payoff) runs on each ticker's worker, and worker 0 owns a lighter share of the
-//! tickers ([`crate::bar::owner`]) since it runs the portfolio too.
+//! model, Kelly's payoff) runs on each ticker's worker.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
