@@ -423,18 +423,7 @@ pub trait TimeRows {
     /// Row `k`'s payoff estimate.
     fn payoff(&self, k: usize) -> f64;
     /// The first row of `ticker` (or of the first ticker after it; `len()` if none).
-    fn find(&self, ticker: TickerId) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.ticker(mid) < ticker {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
+    fn find(&self, ticker: TickerId) -> usize;
 }
 
 impl TimeRows for [(Bar, Option<Signal>, f64)] {
@@ -458,6 +447,9 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
     }
     fn payoff(&self, k: usize) -> f64 {
         self[k].2
+    }
+    fn find(&self, ticker: TickerId) -> usize {
+        self.partition_point(|r| r.0.ticker < ticker)
     }
 }
 
@@ -520,6 +512,9 @@ impl TimeRows for Merged<'_> {
     fn payoff(&self, k: usize) -> f64 {
         let (sb, i) = self.at(k);
         sb.payoff[i]
+    }
+    fn find(&self, ticker: TickerId) -> usize {
+        self.order.partition_point(|o| o.0 < ticker)
     }
 }
 
