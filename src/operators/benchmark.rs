@@ -61,25 +61,21 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn bar(ticker: TickerId, close: f64) -> (TickerId, f64) {
-        (ticker, close)
-    }
-
     #[test]
     fn equal_weight_averages_the_tickers_seen_twice() {
         let mut t = Tracker::new(Benchmark::EqualWeight);
-        assert_eq!(t.step([bar(0, 100.0)]), 0.0);
+        assert_eq!(t.step([(0, 100.0)]), 0.0);
         // Ticker 1 has no previous close yet: only ticker 0 counts.
-        assert!((t.step([bar(0, 110.0), bar(1, 50.0)]) - 0.1).abs() < 1e-15);
-        let r = t.step([bar(0, 99.0), bar(1, 55.0)]);
+        assert!((t.step([(0, 110.0), (1, 50.0)]) - 0.1).abs() < 1e-15);
+        let r = t.step([(0, 99.0), (1, 55.0)]);
         assert!((r - (-0.1 + 0.1) / 2.0).abs() < 1e-15);
     }
 
     #[test]
     fn one_ticker_is_held_and_its_gaps_return_zero() {
         let mut t = Tracker::new(Benchmark::Ticker(1));
-        t.step([bar(0, 1.0), bar(1, 20_000.0)]);
-        assert_eq!(t.step([bar(0, 2.0)]), 0.0);
-        assert!((t.step([bar(1, 21_000.0)]) - 0.05).abs() < 1e-15);
+        t.step([(0, 1.0), (1, 20_000.0)]);
+        assert_eq!(t.step([(0, 2.0)]), 0.0);
+        assert!((t.step([(1, 21_000.0)]) - 0.05).abs() < 1e-15);
     }
 }

@@ -50,6 +50,7 @@ struct Working {
 #[derive(Debug, Clone)]
 pub struct PaperBroker {
     model: FillModel,
+    /// Each ticker's working orders in submission order; a ticker with none has no entry.
     pending: BTreeMap<TickerId, Vec<Working>>,
 }
 
@@ -179,11 +180,7 @@ impl Broker for PaperBroker {
     }
 
     fn busy_tickers(&self) -> Vec<TickerId> {
-        self.pending
-            .iter()
-            .filter(|(_, l)| !l.is_empty())
-            .map(|(&t, _)| t)
-            .collect()
+        self.pending.keys().copied().collect()
     }
 
     fn due(&mut self, bar: &Bar) -> Vec<Due> {
