@@ -5,6 +5,7 @@ pub mod broker;
 pub mod catalog;
 pub mod files;
 pub mod pg_copy;
+pub mod pg_pipeline;
 pub mod postgres;
 pub mod prometheus;
 pub mod recorded;

@@ -13,6 +13,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::bar::Tickers;
 use crate::operators::exposure::ExposureRow;
 use crate::operators::portfolio::Ledger;
+use crate::sinks::pg_pipeline::{Counts, Pipeline, Slot};
 
 /// The embedded migrations: (version, name, SQL).
 pub const MIGRATIONS: [(i32, &str, &str); 11] = [
@@ -532,66 +533,84 @@ pub async fn write_ledger(
     exposure: &[ExposureRow],
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
-    let written = write_rows(&tx, run_id, tickers, ledger).await?;
-    write_exposure(&tx, run_id, exposure).await?;
+    let mut p = Pipeline::default();
+    let rows = ledger_rows(&mut p, run_id, tickers, ledger);
+    exposure_rows(&mut p, run_id, exposure);
+    let counts = p.run(&tx).await?;
+    withdraw(&tx, run_id, ledger).await?;
     tx.commit().await?;
-    Ok(written)
+    Ok(rows.written(&counts))
 }
 
-/// Writes sector exposure rows inside `tx`; a row already there (a replay) is left as it is.
-async fn write_exposure(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    rows: &[ExposureRow],
-) -> Result<(), DbError> {
+/// Adds the sector exposure rows (none: nothing); a row already there (a replay) is left as it
+/// is.
+fn exposure_rows<'a>(p: &mut Pipeline<'a>, run_id: &'a str, rows: &'a [ExposureRow]) {
     if rows.is_empty() {
-        return Ok(());
+        return;
     }
-    tx.execute(
+    p.push(
         "INSERT INTO exposure (run_id, time, sector, cost_cents, positions) \
          SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[], $4::int8[], $5::int8[]) \
          ON CONFLICT DO NOTHING",
-        &[
-            &run_id,
-            &rows.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.sector.as_str()).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.cost_cents).collect::<Vec<_>>(),
-            &rows.iter().map(|r| r.positions).collect::<Vec<_>>(),
+        vec![
+            Box::new(run_id),
+            Box::new(rows.iter().map(|r| at(r.ts)).collect::<Vec<_>>()),
+            Box::new(rows.iter().map(|r| r.sector.as_str()).collect::<Vec<_>>()),
+            Box::new(rows.iter().map(|r| r.cost_cents).collect::<Vec<_>>()),
+            Box::new(rows.iter().map(|r| r.positions).collect::<Vec<_>>()),
         ],
-    )
-    .await?;
-    Ok(())
+    );
 }
 
-/// Writes the ledger's rows inside `tx`. An order first written as `unfilled` (a run that ended
-/// before its next bar) takes the outcome a later, longer run gives it; every other row is
-/// written once.
-async fn write_rows(
-    tx: &tokio_postgres::Transaction<'_>,
-    run_id: &str,
-    tickers: &Tickers,
-    ledger: &Ledger,
-) -> Result<Written, DbError> {
-    let name = |t: u32| tickers.name(t).to_string();
+/// Where [`ledger_rows`] put the statements whose counts [`Written`] reports.
+struct LedgerSlots {
+    signals: Option<Slot>,
+    orders: Option<Slot>,
+    fills: Option<Slot>,
+    positions: Option<Slot>,
+}
+
+impl LedgerSlots {
+    fn written(&self, counts: &Counts) -> Written {
+        Written {
+            signals: counts.of(self.signals),
+            orders: counts.of(self.orders),
+            fills: counts.of(self.fills),
+            positions: counts.of(self.positions),
+        }
+    }
+}
+
+/// Adds the ledger's rows, one statement per table that has any. An order first written as
+/// `unfilled` (a run that ended before its next bar) takes the outcome a later, longer run gives
+/// it; every other row is written once. The withdrawn orders' cancels must see the orders this
+/// step records: [`withdraw`] runs them after the pipeline.
+fn ledger_rows<'a>(
+    p: &mut Pipeline<'a>,
+    run_id: &'a str,
+    tickers: &'a Tickers,
+    ledger: &'a Ledger,
+) -> LedgerSlots {
+    let name = |t: u32| tickers.name(t);
     let s = &ledger.signals;
-    let signals = tx
-        .execute(
+    let signals = (!s.is_empty()).then(|| {
+        p.push(
             "INSERT INTO signals (run_id, ticker, time, action, confidence, predicted_return) \
              SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::float8[], $6::float8[]) \
              ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &s.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
-                &s.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.signal.target.action()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.signal.confidence).collect::<Vec<_>>(),
-                &s.iter().map(|r| finite(r.signal.predicted_return)).collect::<Vec<_>>(),
+            vec![
+                Box::new(run_id),
+                Box::new(s.iter().map(|r| name(r.ticker)).collect::<Vec<_>>()),
+                Box::new(s.iter().map(|r| at(r.ts)).collect::<Vec<_>>()),
+                Box::new(s.iter().map(|r| r.signal.target.action()).collect::<Vec<_>>()),
+                Box::new(s.iter().map(|r| r.signal.confidence).collect::<Vec<_>>()),
+                Box::new(s.iter().map(|r| finite(r.signal.predicted_return)).collect::<Vec<_>>()),
             ],
         )
-        .await?;
+    });
     let o = &ledger.orders;
-    let orders = tx
-        .execute(
+    let orders = (!o.is_empty()).then(|| {
+        p.push(
             "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason, \
                                  order_type, limit_price, stop_price, time_in_force, parent_id, filled_quantity) \
              SELECT $1, * FROM UNNEST($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::float8[], \
@@ -600,57 +619,119 @@ async fn write_rows(
              ON CONFLICT (run_id, order_id) DO UPDATE \
                 SET status = EXCLUDED.status, reason = EXCLUDED.reason, filled_quantity = EXCLUDED.filled_quantity \
              WHERE orders.status = 'unfilled' AND EXCLUDED.status <> 'unfilled'",
-            &[
-                &run_id,
-                &o.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
-                &o.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>(),
-                &o.iter().map(|r| name(r.order.ticker)).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.size_fraction()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.order.parent.map(|p| p as i64)).collect::<Vec<_>>(),
-                &o.iter().map(|r| r.filled).collect::<Vec<_>>(),
+            vec![
+                Box::new(run_id),
+                Box::new(o.iter().map(|r| r.order.id as i64).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| name(r.order.ticker)).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.size_fraction()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.status.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.order.parent.map(|p| p as i64)).collect::<Vec<_>>()),
+                Box::new(o.iter().map(|r| r.filled).collect::<Vec<_>>()),
             ],
         )
-        .await?;
-    crate::sinks::broker::outbox::record(tx, run_id, tickers, &ledger.submitted).await?;
-    let withdrawn: Vec<i64> = ledger.cancels.iter().map(|c| c.1 as i64).collect();
-    crate::sinks::broker::outbox::request_cancels(tx, run_id, &withdrawn).await?;
+    });
+    crate::sinks::broker::outbox::record_in(p, run_id, tickers, &ledger.submitted);
     let f = &ledger.fills;
-    let fills = tx
-        .execute(
+    let fills = (!f.is_empty()).then(|| {
+        p.push(
             "INSERT INTO fills (run_id, order_id, seq, time, ticker, side, quantity, price, commission) \
              SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[]) \
              ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &f.iter().map(|r| r.order_id as i64).collect::<Vec<_>>(),
-                &f.iter().map(|r| r.seq as i32).collect::<Vec<_>>(),
-                &f.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
-                &f.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
-                &f.iter().map(|r| r.side.as_str()).collect::<Vec<_>>(),
-                &f.iter().map(|r| r.quantity).collect::<Vec<_>>(),
-                &f.iter().map(|r| r.price).collect::<Vec<_>>(),
-                &f.iter().map(|r| r.commission).collect::<Vec<_>>(),
+            vec![
+                Box::new(run_id),
+                Box::new(f.iter().map(|r| r.order_id as i64).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| r.seq as i32).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| at(r.ts)).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| name(r.ticker)).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| r.side.as_str()).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| r.quantity).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| r.price).collect::<Vec<_>>()),
+                Box::new(f.iter().map(|r| r.commission).collect::<Vec<_>>()),
             ],
         )
-        .await?;
-    let ml: Vec<(String, String, DateTime<Utc>, String, serde_json::Value)> = ledger
+    });
+    ml_rows(p, run_id, ledger);
+    let d = &ledger.drifts;
+    if !d.is_empty() {
+        p.push(
+            "WITH ins AS ( \
+               INSERT INTO drift_events (run_id, ticker, time, feature, kl) \
+               SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::float8[]) \
+               ON CONFLICT DO NOTHING RETURNING * ) \
+             INSERT INTO audit_log (event_type, data) \
+             SELECT 'drift_alert', jsonb_build_object('run_id', run_id, 'ticker', ticker, \
+                    'time', time, 'feature', feature, 'kl', kl) FROM ins",
+            vec![
+                Box::new(run_id),
+                Box::new(d.iter().map(|(t, _)| name(*t)).collect::<Vec<_>>()),
+                Box::new(d.iter().map(|(_, r)| at(r.ts)).collect::<Vec<_>>()),
+                Box::new(d.iter().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>()),
+                Box::new(d.iter().map(|(_, r)| r.kl).collect::<Vec<_>>()),
+            ],
+        );
+    }
+    let e = &ledger.equity;
+    if !e.is_empty() {
+        p.push(
+            "INSERT INTO equity (run_id, time, cash, positions_value, equity, open_positions) \
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], \
+             $6::int8[]) ON CONFLICT DO NOTHING",
+            vec![
+                Box::new(run_id),
+                Box::new(e.iter().map(|r| at(r.ts)).collect::<Vec<_>>()),
+                Box::new(e.iter().map(|r| r.cash).collect::<Vec<_>>()),
+                Box::new(e.iter().map(|r| r.positions_value).collect::<Vec<_>>()),
+                Box::new(e.iter().map(|r| r.equity).collect::<Vec<_>>()),
+                Box::new(
+                    e.iter()
+                        .map(|r| i64::try_from(r.open_positions).unwrap_or(i64::MAX))
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        );
+    }
+    let ps = &ledger.positions;
+    let positions = (!ps.is_empty()).then(|| {
+        p.push(
+            "INSERT INTO positions (run_id, ticker, time, quantity, entry_price) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::float8[], $5::float8[]) \
+             ON CONFLICT DO NOTHING",
+            vec![
+                Box::new(run_id),
+                Box::new(ps.iter().map(|r| name(r.ticker)).collect::<Vec<_>>()),
+                Box::new(ps.iter().map(|r| at(r.ts)).collect::<Vec<_>>()),
+                Box::new(ps.iter().map(|r| r.quantity).collect::<Vec<_>>()),
+                Box::new(ps.iter().map(|r| r.entry_price).collect::<Vec<_>>()),
+            ],
+        )
+    });
+    LedgerSlots {
+        signals,
+        orders,
+        fills,
+        positions,
+    }
+}
+
+/// Adds the ML models' scores, one row per (training, model).
+fn ml_rows<'a>(p: &mut Pipeline<'a>, run_id: &'a str, ledger: &'a Ledger) {
+    let ml: Vec<(&str, DateTime<Utc>, &str, serde_json::Value)> = ledger
         .ml_metrics
         .iter()
-        .flat_map(|(t, r)| {
+        .flat_map(|(_, r)| {
             r.scores.iter().map(move |(m, s)| {
                 (
-                    name(*t),
-                    r.model_id.clone(),
+                    r.model_id.as_str(),
                     at(r.trained_at),
-                    m.clone(),
+                    m.as_str(),
                     serde_json::json!({
                         "samples": r.samples, "train_from": r.train_from,
                         "installed_at": r.installed_at,
@@ -663,81 +744,28 @@ async fn write_rows(
             })
         })
         .collect();
-    if !ml.is_empty() {
-        tx.execute(
-            "INSERT INTO ml_metrics (run_id, model_id, trained_at, model, metrics) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::jsonb[]) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &ml.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
-                &ml.iter().map(|r| r.2).collect::<Vec<_>>(),
-                &ml.iter().map(|r| r.3.clone()).collect::<Vec<_>>(),
-                &ml.iter().map(|r| r.4.clone()).collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
+    if ml.is_empty() {
+        return;
     }
-    let d = &ledger.drifts;
-    if !d.is_empty() {
-        tx.execute(
-            "WITH ins AS ( \
-               INSERT INTO drift_events (run_id, ticker, time, feature, kl) \
-               SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::float8[]) \
-               ON CONFLICT DO NOTHING RETURNING * ) \
-             INSERT INTO audit_log (event_type, data) \
-             SELECT 'drift_alert', jsonb_build_object('run_id', run_id, 'ticker', ticker, \
-                    'time', time, 'feature', feature, 'kl', kl) FROM ins",
-            &[
-                &run_id,
-                &d.iter().map(|(t, _)| name(*t)).collect::<Vec<_>>(),
-                &d.iter().map(|(_, r)| at(r.ts)).collect::<Vec<_>>(),
-                &d.iter().map(|(_, r)| r.name.clone()).collect::<Vec<_>>(),
-                &d.iter().map(|(_, r)| r.kl).collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
-    }
-    let e = &ledger.equity;
-    if !e.is_empty() {
-        tx.execute(
-            "INSERT INTO equity (run_id, time, cash, positions_value, equity, open_positions) \
-             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], \
-             $6::int8[]) ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &e.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
-                &e.iter().map(|r| r.cash).collect::<Vec<_>>(),
-                &e.iter().map(|r| r.positions_value).collect::<Vec<_>>(),
-                &e.iter().map(|r| r.equity).collect::<Vec<_>>(),
-                &e.iter()
-                    .map(|r| i64::try_from(r.open_positions).unwrap_or(i64::MAX))
-                    .collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
-    }
-    let p = &ledger.positions;
-    let positions = tx
-        .execute(
-            "INSERT INTO positions (run_id, ticker, time, quantity, entry_price) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::float8[], $5::float8[]) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &p.iter().map(|r| name(r.ticker)).collect::<Vec<_>>(),
-                &p.iter().map(|r| at(r.ts)).collect::<Vec<_>>(),
-                &p.iter().map(|r| r.quantity).collect::<Vec<_>>(),
-                &p.iter().map(|r| r.entry_price).collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
-    Ok(Written {
-        signals,
-        orders,
-        fills,
-        positions,
-    })
+    p.push(
+        "INSERT INTO ml_metrics (run_id, model_id, trained_at, model, metrics) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::timestamptz[], $4::text[], $5::jsonb[]) \
+         ON CONFLICT DO NOTHING",
+        vec![
+            Box::new(run_id),
+            Box::new(ml.iter().map(|r| r.0).collect::<Vec<_>>()),
+            Box::new(ml.iter().map(|r| r.1).collect::<Vec<_>>()),
+            Box::new(ml.iter().map(|r| r.2).collect::<Vec<_>>()),
+            Box::new(ml.into_iter().map(|r| r.3).collect::<Vec<_>>()),
+        ],
+    );
+}
+
+/// Marks the orders the portfolio withdrew, after the pipeline recorded this step's orders.
+async fn withdraw(tx: &Transaction<'_>, run_id: &str, ledger: &Ledger) -> Result<(), DbError> {
+    let withdrawn: Vec<i64> = ledger.cancels.iter().map(|c| c.1 as i64).collect();
+    crate::sinks::broker::outbox::request_cancels(tx, run_id, &withdrawn).await?;
+    Ok(())
 }
 
 /// A bar as it entered a streaming run, with the stream entry it came in.
@@ -975,51 +1003,55 @@ pub async fn commit_step(
         epoch,
     } = *step;
     let tx = client.transaction().await?;
+    let mut p = Pipeline::default();
     // Fencing: the lease is still this process's (a newer holder's update waits for this
-    // transaction, and this one's next commit then sees the new epoch).
-    let now: Option<i64> = tx
-        .query_opt(
-            "SELECT epoch FROM run_leases WHERE run_id = $1 FOR SHARE",
-            &[&run_id],
-        )
-        .await?
-        .map(|r| r.get(0));
-    if now != Some(epoch) {
+    // transaction, and this one's next commit then sees the new epoch). Checked before COMMIT.
+    let lease = p.push(
+        "SELECT 1 FROM run_leases WHERE run_id = $1 AND epoch = $2 FOR SHARE",
+        vec![Box::new(run_id), Box::new(epoch)],
+    );
+    let rows = ledger_rows(&mut p, run_id, tickers, ledger);
+    exposure_rows(&mut p, run_id, exposure);
+    if !quarantine.is_empty() {
+        let q = quarantine;
+        p.push(
+            "INSERT INTO quarantine (run_id, ticker, ts, reason, action, detail, origin) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+             $7::text[]) ON CONFLICT DO NOTHING",
+            vec![
+                Box::new(run_id),
+                Box::new(q.iter().map(|r| r.ticker.as_str()).collect::<Vec<_>>()),
+                Box::new(q.iter().map(|r| r.ts.unwrap_or(-1)).collect::<Vec<_>>()),
+                Box::new(q.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>()),
+                Box::new(q.iter().map(|r| r.action.as_str()).collect::<Vec<_>>()),
+                Box::new(q.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>()),
+                Box::new(q.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>()),
+            ],
+        );
+    }
+    p.push(
+        "INSERT INTO stream_state (run_id, committed) VALUES ($1, $2) \
+         ON CONFLICT (run_id) DO UPDATE SET committed = GREATEST(stream_state.committed, EXCLUDED.committed), updated_at = now()",
+        vec![Box::new(run_id), Box::new(committed)],
+    );
+    let counts = p.run(&tx).await?;
+    if counts.of(Some(lease)) != 1 {
+        let now: Option<i64> = tx
+            .query_opt("SELECT epoch FROM run_leases WHERE run_id = $1", &[&run_id])
+            .await?
+            .map(|r| r.get(0));
+        // Dropping the transaction rolls every row of the step back.
         return Err(DbError::Fenced {
             run_id: run_id.into(),
             ours: epoch,
             now: now.unwrap_or(0),
         });
     }
-    let written = write_rows(&tx, run_id, tickers, ledger).await?;
-    write_exposure(&tx, run_id, exposure).await?;
-    if !quarantine.is_empty() {
-        let q = quarantine;
-        tx.execute(
-            "INSERT INTO quarantine (run_id, ticker, ts, reason, action, detail, origin) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-             $7::text[]) ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &q.iter().map(|r| r.ticker.clone()).collect::<Vec<_>>(),
-                &q.iter().map(|r| r.ts.unwrap_or(-1)).collect::<Vec<_>>(),
-                &q.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(),
-                &q.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
-                &q.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
-                &q.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>(),
-            ],
-        )
-        .await?;
-    }
-    tx.execute(
-        "INSERT INTO stream_state (run_id, committed) VALUES ($1, $2) \
-         ON CONFLICT (run_id) DO UPDATE SET committed = GREATEST(stream_state.committed, EXCLUDED.committed), updated_at = now()",
-        &[&run_id, &committed],
-    )
-    .await?;
+    withdraw(&tx, run_id, ledger).await?;
     tx.commit().await?;
-    Ok(written)
+    Ok(rows.written(&counts))
 }
+
 /// The model registry in PostgreSQL (`ml_models`), used by streaming runs with a database: the
 /// same metadata and bincode bytes as the filesystem registry, written from the training thread
 /// on its own connection (opened on first use, reopened after a failure).

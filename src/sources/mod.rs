@@ -10,6 +10,7 @@ pub mod redis_stream;
 pub mod resp;
 pub mod synthetic;
 pub mod universe;
+pub mod wake;
 
 use std::path::PathBuf;
 

@@ -10,6 +10,7 @@
 //! | `{p}:committed:{run}` | the event time through which `run`'s effects are in PostgreSQL |
 //! | `{p}:cycle`, `{p}:until`, `{p}:cycle:{c}:done` | orchestrator cycles and their completion |
 //! | `{p}:failures` | failure count per message id |
+//! | `{p}:readers` | hash: each consumer's stream-reading connection id, to wake it ([`super::wake`]) |
 //!
 //! Message shapes (fields of a stream entry):
 //! - a bar: `ticker, ts, open, high, low, close, volume` (`kind=bar` optional); `ts` in epoch
@@ -107,6 +108,10 @@ impl Keys {
     /// Failure counts per message id.
     pub fn failures(&self) -> String {
         format!("{}:failures", self.prefix)
+    }
+    /// The stream readers' connection ids by consumer, for waking ([`super::wake`]).
+    pub fn readers(&self) -> String {
+        format!("{}:readers", self.prefix)
     }
 }
 
@@ -418,7 +423,12 @@ pub struct Conn {
     client: redis::Client,
     con: Option<redis::Connection>,
     /// The connection stream reads go through (opened on the first read).
-    raw: Option<super::resp::RawConn>,
+    pub(super) raw: Option<super::resp::RawConn>,
+    /// The stream reader connection's server id, as registered for waking
+    /// ([`super::wake`]; `None`: not open, or the server refused `CLIENT ID`).
+    pub(super) reader_id: Option<i64>,
+    /// Whether raising the floor wakes the other readers (off once the server refused it).
+    pub(super) wake: bool,
     /// How long to keep retrying a command before giving up.
     pub patience: Duration,
     /// Set when a reconnect happened since the flag was last cleared (callers re-read their
@@ -436,6 +446,8 @@ impl Conn {
             client: redis::Client::open(url)?,
             con: None,
             raw: None,
+            reader_id: None,
+            wake: true,
             patience: Duration::from_secs(60),
             reconnected: false,
         };
@@ -531,39 +543,35 @@ impl Conn {
         }
     }
 
-    /// Runs an XREADGROUP on the stream reader's connection ([`super::resp`]), reconnecting and
-    /// retrying on transient failures like [`Conn::query`]; after a failure [`Conn::reconnected`]
-    /// is set, since the lost reply may have delivered messages.
-    fn read_entries(
+    /// Runs `f` on the stream reader's connection ([`super::resp`]), opening it when needed,
+    /// and reconnecting and retrying on transient failures like [`Conn::query`]; after a failure
+    /// [`Conn::reconnected`] is set, since a lost reply may have delivered messages.
+    pub(super) fn with_reader<T>(
         &mut self,
-        cmd: &redis::Cmd,
-        block: Duration,
-    ) -> Result<Vec<Entry>, StreamError> {
+        mut f: impl FnMut(&mut super::resp::RawConn) -> Result<T, super::resp::RespError>,
+    ) -> Result<T, StreamError> {
         let mut backoff = Backoff::new(self.patience);
         loop {
-            let conn = match self.raw.as_mut() {
-                Some(c) => c,
-                None => {
-                    let info = self.client.get_connection_info();
-                    match super::resp::RawConn::open(info, Duration::from_secs(2)) {
-                        Ok(c) => self.raw.insert(c),
-                        Err(e) if e.transient() && backoff.allows() => {
-                            tracing::warn!(error = %e, "redis unreachable, retrying");
-                            backoff.pause();
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
+            if self.raw.is_none() {
+                let info = self.client.get_connection_info();
+                match super::resp::RawConn::open(info, Duration::from_secs(2)) {
+                    Ok(c) => self.raw = Some(c),
+                    Err(e) if e.transient() && backoff.allows() => {
+                        tracing::warn!(error = %e, "redis unreachable, retrying");
+                        backoff.pause();
+                        continue;
                     }
+                    Err(e) => return Err(e.into()),
                 }
+            }
+            let Some(conn) = self.raw.as_mut() else {
+                continue;
             };
-            // Longer than the blocking wait: a server that stops answering fails the read
-            // instead of hanging it.
-            match conn.xreadgroup(cmd, block + Duration::from_secs(30)) {
+            match f(conn) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     // A reply may be half read: the connection goes.
-                    self.raw = None;
-                    self.reconnected = true;
+                    self.drop_reader();
                     if !(e.transient() && backoff.allows()) {
                         return Err(e.into());
                     }
@@ -572,6 +580,13 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Drops the stream reader's connection after a failure (the next read opens another).
+    pub(super) fn drop_reader(&mut self) {
+        self.raw = None;
+        self.reader_id = None;
+        self.reconnected = true;
     }
 
     /// Creates the consumer group (and the stream) unless it exists; new groups start at the
@@ -674,7 +689,10 @@ impl Conn {
         } else {
             Duration::ZERO
         };
-        match self.read_entries(&c, wait) {
+        // Longer than the blocking wait: a server that stops answering fails the read instead
+        // of hanging it.
+        let timeout = wait + Duration::from_secs(30);
+        match self.with_reader(|raw| raw.xreadgroup(&c, timeout)) {
             // The group vanished (the stream was deleted): recreate it and report nothing read.
             Err(StreamError::Read(super::resp::RespError::Server { code, .. }))
                 if code == "NOGROUP" =>
@@ -823,17 +841,6 @@ impl Conn {
         for id in ids {
             c.arg(*id);
         }
-        self.query::<i64>(&c).map(|_| ())
-    }
-
-    /// Raises the floor to at least `ts` (never lowers it).
-    ///
-    /// # Errors
-    /// Redis errors.
-    pub fn raise_floor(&mut self, keys: &Keys, ts: EventTime) -> Result<(), StreamError> {
-        let mut c = redis::cmd("ZADD");
-        // GT (Redis 6.2+) adds a missing member and otherwise only raises its score.
-        c.arg(keys.floor()).arg("GT").arg(ts).arg("floor");
         self.query::<i64>(&c).map(|_| ())
     }
 

@@ -290,7 +290,11 @@ const READ_CHUNK: usize = 1 << 16;
 /// A connection that sends packed commands and reads their replies with this module's parser.
 pub struct RawConn {
     socket: Socket,
+    /// Bytes read and not yet parsed: the rest of a reply, or the start of the next one of a
+    /// pipelined pair.
     buf: Vec<u8>,
+    /// Replies asked for and not yet read.
+    outstanding: usize,
 }
 
 impl RawConn {
@@ -331,6 +335,7 @@ impl RawConn {
         let mut c = RawConn {
             socket,
             buf: Vec::with_capacity(1 << 16),
+            outstanding: 0,
         };
         let r = info.redis_settings();
         if let Some(password) = r.password() {
@@ -355,14 +360,41 @@ impl RawConn {
 
     /// Sends `cmd` without reading its reply.
     fn send(&mut self, cmd: &redis::Cmd) -> Result<(), RespError> {
-        Ok(self.socket.io().write_all(&cmd.get_packed_command())?)
+        self.socket.io().write_all(&cmd.get_packed_command())?;
+        self.outstanding += 1;
+        Ok(())
     }
 
-    /// Reads the reply to the command sent last, waiting up to `timeout` for it.
+    /// Reads the reply to the oldest command not answered yet, waiting up to `timeout` for it.
+    /// Bytes past it stay for the next reply when one is still expected; otherwise they are a
+    /// protocol error.
     fn receive(&mut self, timeout: Duration) -> Result<Reply, RespError> {
         self.socket.set_read_timeout(timeout)?;
-        self.buf.clear();
         loop {
+            if self.buf.first() == Some(&b'-') {
+                // An error reply is whole at its line's end; it is taken off like any reply, so
+                // the connection stays in step with its requests.
+                let mut at = 1;
+                if line(&self.buf, &mut at).is_some() {
+                    let err = parse(&self.buf[..at]).err();
+                    self.buf.drain(..at);
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    return Err(err.unwrap_or_else(|| RespError::Protocol {
+                        what: "an error reply that did not parse".into(),
+                    }));
+                }
+            } else if !self.buf.is_empty()
+                && let Parsed::Done(reply, used) = parse(&self.buf)?
+            {
+                self.buf.drain(..used);
+                self.outstanding = self.outstanding.saturating_sub(1);
+                if self.outstanding == 0 && !self.buf.is_empty() {
+                    return Err(RespError::Protocol {
+                        what: format!("{} bytes after the reply", self.buf.len()),
+                    });
+                }
+                return Ok(reply);
+            }
             let start = self.buf.len();
             self.buf.resize(start + READ_CHUNK, 0);
             let n = self.socket.io().read(&mut self.buf[start..]);
@@ -370,15 +402,62 @@ impl RawConn {
             if n? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
-            if let Parsed::Done(reply, used) = parse(&self.buf)? {
-                if used != self.buf.len() {
-                    return Err(RespError::Protocol {
-                        what: format!("{} bytes after the reply", self.buf.len() - used),
-                    });
-                }
-                return Ok(reply);
-            }
         }
+    }
+
+    /// This connection's id on the server (`CLIENT ID`), which `CLIENT UNBLOCK` names.
+    ///
+    /// # Errors
+    /// As [`RespError`]; a server that refuses `CLIENT ID` (an ACL) answers a server error.
+    pub fn client_id(&mut self) -> Result<i64, RespError> {
+        match self.request(redis::cmd("CLIENT").arg("ID"), Duration::from_secs(10))? {
+            Reply::Int(id) => Ok(id),
+            other => Err(RespError::Protocol {
+                what: format!("CLIENT ID: {other:?}"),
+            }),
+        }
+    }
+
+    /// Sends `score` (a `ZSCORE`) and `read` (a blocking XREADGROUP) in one write, so the server
+    /// runs them back to back: what the score says held when the read began to wait. Their
+    /// replies follow: [`RawConn::receive_score`], then [`RawConn::receive_entries`].
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub fn send_watched(&mut self, score: &redis::Cmd, read: &redis::Cmd) -> Result<(), RespError> {
+        let mut bytes = score.get_packed_command();
+        bytes.extend_from_slice(&read.get_packed_command());
+        self.socket.io().write_all(&bytes)?;
+        self.outstanding += 2;
+        Ok(())
+    }
+
+    /// The reply to a `ZSCORE` sent by [`RawConn::send_watched`] (`None`: no such member).
+    ///
+    /// # Errors
+    /// As [`RespError`]; after one, the connection must be dropped.
+    pub fn receive_score(&mut self, timeout: Duration) -> Result<Option<f64>, RespError> {
+        match self.receive(timeout)? {
+            Reply::Bulk(None) => Ok(None),
+            Reply::Bulk(Some(b)) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .map(Some)
+                .ok_or_else(|| RespError::Protocol {
+                    what: format!("ZSCORE: {:?}", String::from_utf8_lossy(&b)),
+                }),
+            other => Err(RespError::Protocol {
+                what: format!("ZSCORE: {other:?}"),
+            }),
+        }
+    }
+
+    /// The entries of the XREADGROUP sent last, waiting up to `timeout` for them.
+    ///
+    /// # Errors
+    /// As [`RespError`]; after one, the connection must be dropped.
+    pub fn receive_entries(&mut self, timeout: Duration) -> Result<Vec<Entry>, RespError> {
+        entries(self.receive(timeout)?)
     }
 
     /// Runs an XREADGROUP built by the caller and returns its entries.
@@ -507,6 +586,41 @@ mod tests {
         };
         let e = entries(v).expect("entries");
         assert_eq!(e[0].map().get("k"), Some(&"\u{fffd}a"));
+    }
+
+    /// A server on loopback that answers the first request with `reply`, whole, in one write.
+    fn answering(reply: &'static [u8]) -> RawConn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut req = [0u8; 256];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(reply);
+            // Keep the socket open until the client is done.
+            let _ = s.read(&mut req);
+        });
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+        RawConn::open(client.get_connection_info(), Duration::from_secs(5)).expect("connects")
+    }
+
+    #[test]
+    fn pipelined_replies_are_read_one_by_one_and_an_error_reply_is_taken_off() {
+        let mut c = answering(b"$10\r\n1700000000\r\n*-1\r\n");
+        let score = redis::cmd("ZSCORE");
+        let read = redis::cmd("XREADGROUP");
+        c.send_watched(&score, &read).expect("sent");
+        let t = Duration::from_secs(5);
+        assert_eq!(c.receive_score(t).expect("score"), Some(1.7e9));
+        assert!(c.receive_entries(t).expect("entries").is_empty());
+        let mut c = answering(b"-NOPERM no client for you\r\n:42\r\n");
+        c.outstanding = 1;
+        c.send(&redis::cmd("CLIENT")).expect("sent");
+        match c.receive(t) {
+            Err(RespError::Server { code, .. }) => assert_eq!(code, "NOPERM"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.receive(t).expect("the next reply"), Reply::Int(42));
     }
 
     /// An entry's id and fields (`None`: trimmed).

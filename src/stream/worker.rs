@@ -226,6 +226,9 @@ impl WorkerCtx {
                 }
             }
         }
+        if let Err(e) = feed.redis.forget_reader(&feed.keys, &feed.consumer) {
+            tracing::warn!(error = %e, "could not remove this reader's registration");
+        }
         Ok(ph.ending.unwrap_or(Ending::Idle))
     }
 
@@ -322,9 +325,19 @@ impl WorkerCtx {
             ph.last_claim = Instant::now();
             feed.redis
                 .autoclaim(&feed.keys, &feed.consumer, o.claim_idle, o.batch)?
-        } else {
+        } else if wait.is_zero() {
             feed.redis
                 .read(&feed.keys, &feed.consumer, o.batch, wait, None)?
+        } else {
+            // A wait another worker's raise of the floor ends (`sources::wake`): this worker's
+            // input holds every worker's frontier until it advances.
+            feed.redis.read_watching(
+                &feed.keys,
+                &feed.consumer,
+                o.batch,
+                wait,
+                event_time(feed.floor_seen),
+            )?
         };
         if !feed.in_flight.is_empty() && !entries.is_empty() {
             // Pending and reclaimed reads may return messages this worker already fed.

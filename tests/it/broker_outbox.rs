@@ -811,3 +811,39 @@ async fn a_replaced_leg_is_patched_at_the_venue_once() {
     assert!(out.contains("0 sent"), "{out}");
     assert_eq!(m.orders().len(), 3);
 }
+
+/// A committed step's statements go out pipelined; the withdrawals run after them, so an order
+/// the portfolio submitted and withdrew within one step is recorded and marked withdrawn, never
+/// sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_withdrawn_in_the_step_that_submits_it_is_recorded_withdrawn() {
+    let (_m, _db, mut c, _dir) = setup().await;
+    findashpro::sinks::postgres::migrate(&mut c)
+        .await
+        .expect("migrate");
+    let run = "live-same-step";
+    let ledger = findashpro::operators::portfolio::Ledger {
+        submitted: vec![entry(7, 2), entry(8, 1)],
+        cancels: vec![(T, 7)],
+        ..Default::default()
+    };
+    findashpro::sinks::postgres::write_ledger(&mut c, run, &tickers(), &ledger, &[])
+        .await
+        .expect("write");
+    let rows = c
+        .query(
+            "SELECT order_id, ticker, cancel_requested FROM broker_orders WHERE run_id = $1 \
+             ORDER BY order_id",
+            &[&run],
+        )
+        .await
+        .expect("rows");
+    let got: Vec<(i64, String, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [(7, "BTC/USD".into(), true), (8, "BRK.B".into(), false)]
+    );
+}

@@ -38,3 +38,4 @@ mod streaming;
 mod sweep;
 mod tearsheet;
 mod venue_mode;
+mod wake;

@@ -23,14 +23,16 @@ use crate::bar::Tickers;
 use crate::config::Failover;
 use crate::operators::portfolio::Submitted;
 use crate::order::{OrderSide, OrderType, TimeInForce, VenueEnd, VenueUpdate, VenueUpdateKind};
+use crate::sinks::pg_pipeline::{Pipeline, Slot};
 use crate::sinks::postgres::{DbError, audit};
 
 use super::venue::{
     OrderRequest, Venue, VenueError, VenueEvent, VenueOrder, VenueStatus, client_order_id,
 };
 
-/// Records the orders a committed step submitted, inside its transaction. A replay of the same
-/// decisions (after a restart) finds its rows there and leaves them as they are.
+/// Records the orders a committed step submitted, inside its transaction; returns the rows new
+/// to `broker_orders`. A replay of the same decisions (after a restart) finds its rows there and
+/// leaves them as they are.
 ///
 /// # Errors
 /// A failing insert.
@@ -40,39 +42,51 @@ pub async fn record(
     tickers: &Tickers,
     submitted: &[Submitted],
 ) -> Result<u64, DbError> {
+    let mut p = Pipeline::default();
+    let slot = record_in(&mut p, run_id, tickers, submitted);
+    Ok(p.run(tx).await?.of(slot))
+}
+
+/// [`record`] as a statement of the committing transaction's pipeline (nothing when none).
+pub fn record_in<'a>(
+    p: &mut Pipeline<'a>,
+    run_id: &'a str,
+    tickers: &'a Tickers,
+    submitted: &'a [Submitted],
+) -> Option<Slot> {
     if submitted.is_empty() {
-        return Ok(0);
+        return None;
     }
     let s = submitted;
     let at = |ts: i64| chrono::DateTime::from_timestamp(ts, 0).unwrap_or_default();
-    Ok(tx
-        .execute(
-            "INSERT INTO broker_orders (run_id, client_order_id, order_id, decided_at, ticker, side, \
-                                        intent, quantity, order_type, limit_price, stop_price, time_in_force, \
-                                        replaces) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[], $5::text[], $6::text[], \
-                                      $7::text[], $8::float8[], $9::text[], $10::float8[], $11::float8[], $12::text[], \
-                                      $13::text[]) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &run_id,
-                &s.iter().map(|r| client_order_id(run_id, r.order.id)).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.id as i64).collect::<Vec<_>>(),
-                &s.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>(),
-                &s.iter().map(|r| tickers.name(r.order.ticker).to_string()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.quantity).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>(),
-                &s.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>(),
-                &s.iter()
+    Some(p.push(
+        "INSERT INTO broker_orders (run_id, client_order_id, order_id, decided_at, ticker, side, \
+                                    intent, quantity, order_type, limit_price, stop_price, time_in_force, \
+                                    replaces) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::timestamptz[], $5::text[], $6::text[], \
+                                  $7::text[], $8::float8[], $9::text[], $10::float8[], $11::float8[], $12::text[], \
+                                  $13::text[]) \
+         ON CONFLICT DO NOTHING",
+        vec![
+            Box::new(run_id),
+            Box::new(s.iter().map(|r| client_order_id(run_id, r.order.id)).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.id as i64).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| at(r.order.ts)).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| tickers.name(r.order.ticker)).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.side.as_str()).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.kind.as_str()).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.quantity).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.order_type.as_str()).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.order_type.limit()).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.order_type.stop()).collect::<Vec<_>>()),
+            Box::new(s.iter().map(|r| r.order.tif.as_str()).collect::<Vec<_>>()),
+            Box::new(
+                s.iter()
                     .map(|r| r.replaces.map(|id| client_order_id(run_id, id)))
                     .collect::<Vec<_>>(),
-            ],
-        )
-        .await?)
+            ),
+        ],
+    ))
 }
 
 /// Marks the orders the portfolio withdrew ([`crate::operators::portfolio::Ledger::cancels`])
