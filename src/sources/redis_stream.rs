@@ -212,6 +212,17 @@ impl Entry {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
     }
+
+    /// One field's value (the last, when it repeats), found by a scan: a message has a handful
+    /// of fields, fewer than hashing them into a map would pay for.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .as_ref()?
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The most of a message's text that the dead-letter stream and the audit log keep.
@@ -256,12 +267,7 @@ pub fn decode(e: &Entry) -> Result<Work, String> {
     if e.fields.is_none() {
         return Err("entry was trimmed from the stream before it was processed".into());
     }
-    let m = e.map();
-    let get = |k: &str| {
-        m.get(k)
-            .copied()
-            .ok_or_else(|| format!("missing field `{k}`"))
-    };
+    let get = |k: &str| e.field(k).ok_or_else(|| format!("missing field `{k}`"));
     let num = |k: &str| -> Result<f64, String> {
         let v = get(k)?;
         v.trim()
@@ -282,7 +288,7 @@ pub fn decode(e: &Entry) -> Result<Work, String> {
         let t = get("ticker")?;
         crate::names::canonical_ticker(t).map_err(|e| format!("field `ticker`: {e}"))
     };
-    match m.get("kind").copied().unwrap_or("bar") {
+    match e.field("kind").unwrap_or("bar") {
         "bar" => Ok(Work::Bar {
             ticker: ticker()?,
             ts: time("ts")?,

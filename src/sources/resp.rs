@@ -130,13 +130,26 @@ fn line<'a>(buf: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
     }
 }
 
+/// A length or integer line: an optional `-` and at most 18 digits (no `i64` overflows).
 fn int(text: &[u8]) -> Result<i64, RespError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| RespError::Protocol {
-            what: format!("not a length: {:?}", String::from_utf8_lossy(text)),
-        })
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let bad = || RespError::Protocol {
+        what: format!("not a length: {:?}", String::from_utf8_lossy(text)),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return Err(bad());
+    }
+    let mut n = 0i64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        n = n * 10 + i64::from(d - b'0');
+    }
+    Ok(if negative { -n } else { n })
 }
 
 fn value(buf: &[u8], at: &mut usize) -> Result<Option<Reply>, RespError> {
@@ -383,7 +396,8 @@ impl RawConn {
                         what: "an error reply that did not parse".into(),
                     }));
                 }
-            } else if !self.buf.is_empty()
+            } else if self.buf.ends_with(b"\r\n")
+                // A whole reply ends with CRLF: a buffer that does not is not walked again.
                 && let Parsed::Done(reply, used) = parse(&self.buf)?
             {
                 self.buf.drain(..used);

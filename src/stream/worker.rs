@@ -170,8 +170,12 @@ impl WorkerCtx {
                 });
             }
             self.check_stop(&mut ph);
+            // Whether this worker has nothing to read and waits on the others' part of a time:
+            // then its first step parks until they send something (or a nap's length passes),
+            // instead of spinning on cores they, Redis and PostgreSQL share.
+            let mut waits_on_peers = false;
             if ph.ending.is_none() {
-                self.read(&mut feed, &mut h, &mut ph)?;
+                waits_on_peers = self.read(&mut feed, &mut h, &mut ph)?;
                 if index == 0
                     && self.spec.outbox
                     && self.take_venue(&mut feed, &mut h, &mut ph.last_venue)? > 0
@@ -187,7 +191,12 @@ impl WorkerCtx {
                 h.close();
             }
             let stepping = Instant::now();
-            for _ in 0..4 {
+            worker.step_or_park(Some(if waits_on_peers {
+                IDLE_NAP
+            } else {
+                Duration::ZERO
+            }));
+            for _ in 0..3 {
                 worker.step_or_park(Some(Duration::ZERO));
             }
             tracing::trace!(
@@ -299,7 +308,15 @@ impl WorkerCtx {
 
     /// One read: own pending entries first, reclaimed idle ones now and then, else new ones;
     /// takes them in, feeds the graph, and raises the floor to what the stream guarantees.
-    fn read(&self, feed: &mut Feed, h: &mut Harness, ph: &mut Phase) -> Result<(), StreamRunError> {
+    /// Answers whether nothing came while the graph works on a time the other workers' parts
+    /// still hold.
+    fn read(
+        &self,
+        feed: &mut Feed,
+        h: &mut Harness,
+        ph: &mut Phase,
+    ) -> Result<bool, StreamRunError> {
+        let mut waits_on_peers = false;
         let o = &self.opts;
         self.recorded(feed, Duration::ZERO)?;
         if feed.recorder.pending() >= MAX_PENDING {
@@ -373,6 +390,8 @@ impl WorkerCtx {
                 // short nap rather than three Redis round trips per spin, on cores those workers,
                 // Redis and PostgreSQL share.
                 std::thread::sleep(IDLE_NAP);
+            } else if h.busy() && o.cluster.workers.max(1) * o.cluster.processes.max(1) > 1 {
+                waits_on_peers = true;
             }
         } else {
             ph.last_work = Instant::now();
@@ -399,7 +418,7 @@ impl WorkerCtx {
             let hold = feed.recorder.hold().unwrap_or(u64::MAX);
             h.advance_to(feed.floor_seen.min(hold));
         }
-        Ok(())
+        Ok(waits_on_peers)
     }
 
     /// Takes in finished recordings, waiting up to `wait` for one when none has finished.
