@@ -7,7 +7,9 @@
 //! (the time every message still to come is at or after: a bar's time, a watermark, a completed
 //! orchestrator cycle's cut-off + 1, shared through Redis) and sends what it reads at the bars'
 //! own times; the portfolio decides a time once every worker's capability has passed it, exactly
-//! as in a backtest. A bar older than the floor is quarantined as `late`.
+//! as in a backtest. A bar older than the floor is quarantined as `late`. A worker that raises the
+//! floor wakes the others' waiting reads ([`crate::sources::wake`]): until a worker advances, its
+//! capability holds every worker's frontier.
 //!
 //! Crash safety: a worker records the bars it reads in PostgreSQL, in the background while it feeds
 //! them, and its input does not pass a bar before that bar is recorded; worker 0 commits the
