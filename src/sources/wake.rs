@@ -11,7 +11,9 @@
 //! they read the floor and advance.
 //!
 //! No wake is lost between a reader's last look at the floor and its wait. The wait goes out in
-//! one write with a `ZSCORE` of the floor, which the server runs just before it. A reader whose
+//! one write with a `ZSCORE` of the floor, which the server runs just before it (both arrive in
+//! one read of the socket and run back to back; were they ever split, the cost is one wait that
+//! ends at the next message or its timeout, as without waking). A reader whose
 //! score shows a floor past what it has advanced to unblocks its own wait at once, on its other
 //! connection. A raise after the score finds the reader waiting, and wakes it.
 //!
@@ -147,7 +149,7 @@ impl Conn {
         }
         let id = self.with_reader(|raw| match raw.client_id() {
             Ok(id) => Ok(Some(id)),
-            Err(RespError::Server { code, message }) => {
+            Err(RespError::Server { code, message }) if code == "NOPERM" || code == "ERR" => {
                 tracing::warn!(code, message, "CLIENT ID refused: readers are not woken");
                 Ok(None)
             }
@@ -183,7 +185,8 @@ impl Conn {
     }
 }
 
-/// Whether the server answered with an error (a refusal, not a lost connection).
+/// Whether the server refused the command for good: an ACL (`NOPERM`), or a server that does
+/// not know it (`ERR`). A lost connection or a server still loading is not a refusal.
 fn refused(e: &StreamError) -> bool {
-    matches!(e, StreamError::Redis(e) if e.code().is_some())
+    matches!(e, StreamError::Redis(e) if matches!(e.code(), Some("NOPERM" | "ERR")))
 }
