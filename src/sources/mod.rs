@@ -5,6 +5,7 @@
 pub mod files;
 pub mod fundamentals;
 pub mod providers;
+pub mod read_ahead;
 pub mod redis_bars;
 pub mod redis_stream;
 pub mod resp;

@@ -435,6 +435,8 @@ pub struct Conn {
     pub(super) reader_id: Option<i64>,
     /// Whether raising the floor wakes the other readers (off once the server refused it).
     pub(super) wake: bool,
+    /// Whether a read was sent ahead and its answer not taken yet ([`super::read_ahead`]).
+    pub(super) ahead: bool,
     /// How long to keep retrying a command before giving up.
     pub patience: Duration,
     /// Set when a reconnect happened since the flag was last cleared (callers re-read their
@@ -454,6 +456,7 @@ impl Conn {
             raw: None,
             reader_id: None,
             wake: true,
+            ahead: false,
             patience: Duration::from_secs(60),
             reconnected: false,
         };
@@ -588,10 +591,42 @@ impl Conn {
         }
     }
 
+    /// Takes the answer to an XREADGROUP already sent on the reader's connection. A lost
+    /// connection answers nothing (with [`Conn::reconnected`] set: the lost reply may have
+    /// delivered messages); a vanished group is made again and answers nothing.
+    pub(super) fn answer(
+        &mut self,
+        keys: &Keys,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, StreamError> {
+        let Some(raw) = self.raw.as_mut() else {
+            return Ok(Vec::new());
+        };
+        match raw.receive_entries(timeout) {
+            Ok(entries) => Ok(entries),
+            Err(e) => {
+                // A reply may be half read: the connection goes.
+                self.drop_reader();
+                match e {
+                    super::resp::RespError::Server { code, .. } if code == "NOGROUP" => {
+                        self.ensure_group(keys)?;
+                        Ok(Vec::new())
+                    }
+                    e if e.transient() => {
+                        tracing::warn!(error = %e, "redis connection lost in a read, reconnecting");
+                        Ok(Vec::new())
+                    }
+                    e => Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// Drops the stream reader's connection after a failure (the next read opens another).
     pub(super) fn drop_reader(&mut self) {
         self.raw = None;
         self.reader_id = None;
+        self.ahead = false;
         self.reconnected = true;
     }
 
@@ -678,6 +713,15 @@ impl Conn {
         block: Duration,
         pending_after: Option<&str>,
     ) -> Result<Vec<Entry>, StreamError> {
+        if self.ahead {
+            // The read sent ahead answers first on the reader's connection.
+            let entries = self.take_read_ahead(keys)?;
+            if pending_after.is_none() {
+                return Ok(entries);
+            }
+            // Asked for own pending messages instead (after a reconnect): those just read are
+            // pending for this consumer too, and its pending pages read them again.
+        }
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP")
             .arg(GROUP)

@@ -419,6 +419,15 @@ impl RawConn {
         }
     }
 
+    /// Sends an XREADGROUP without waiting for its answer ([`RawConn::receive_entries`] takes
+    /// it).
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub fn send_read(&mut self, read: &redis::Cmd) -> Result<(), RespError> {
+        self.send(read)
+    }
+
     /// This connection's id on the server (`CLIENT ID`), which `CLIENT UNBLOCK` names.
     ///
     /// # Errors

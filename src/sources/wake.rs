@@ -46,6 +46,10 @@ impl Conn {
         block: Duration,
         advanced_to: EventTime,
     ) -> Result<Vec<Entry>, StreamError> {
+        if self.ahead {
+            // The read sent ahead answers first on the reader's connection.
+            return self.take_read_ahead(keys);
+        }
         self.register_reader(keys, consumer)?;
         if !self.wake || self.reader_id.is_none() {
             // A wait nobody can end early: the plain read.
@@ -71,27 +75,7 @@ impl Conn {
         if floor.is_some_and(|f| f as EventTime > advanced_to) {
             self.unblock_own_read()?;
         }
-        let Some(raw) = self.raw.as_mut() else {
-            return Ok(Vec::new());
-        };
-        match raw.receive_entries(block + SCORE_ANSWER) {
-            Ok(entries) => Ok(entries),
-            Err(e) => {
-                // A reply may be half read: the connection goes.
-                self.drop_reader();
-                match e {
-                    RespError::Server { code, .. } if code == "NOGROUP" => {
-                        self.ensure_group(keys)?;
-                        Ok(Vec::new())
-                    }
-                    e if e.transient() => {
-                        tracing::warn!(error = %e, "redis connection lost in a read, reconnecting");
-                        Ok(Vec::new())
-                    }
-                    e => Err(e.into()),
-                }
-            }
-        }
+        self.answer(keys, block + SCORE_ANSWER)
     }
 
     /// Raises the floor to at least `ts` (never lowers it); when it rose, wakes the other

@@ -332,6 +332,8 @@ impl WorkerCtx {
             o.block
         };
         let asked = Instant::now();
+        // A read of new messages (not own pending ones, not reclaimed ones).
+        let mut fresh = false;
         let mut entries = if let Some(after) = ph.pending_cursor.take() {
             let e = feed
                 .redis
@@ -343,9 +345,11 @@ impl WorkerCtx {
             feed.redis
                 .autoclaim(&feed.keys, &feed.consumer, o.claim_idle, o.batch)?
         } else if wait.is_zero() {
+            fresh = true;
             feed.redis
                 .read(&feed.keys, &feed.consumer, o.batch, wait, None)?
         } else {
+            fresh = true;
             // A wait another worker's raise of the floor ends (`sources::wake`): this worker's
             // input holds every worker's frontier until it advances.
             feed.redis.read_watching(
@@ -356,6 +360,8 @@ impl WorkerCtx {
                 event_time(feed.floor_seen),
             )?
         };
+        // A full read of new messages: more are likely waiting (a backlog).
+        let full = fresh && entries.len() >= o.batch;
         if !feed.in_flight.is_empty() && !entries.is_empty() {
             // Pending and reclaimed reads may return messages this worker already fed.
             let mine: HashSet<&str> = feed.in_flight.iter().map(|m| m.id.as_str()).collect();
@@ -417,6 +423,12 @@ impl WorkerCtx {
             feed.floor_seen = timely_time(feed.redis.floor(&feed.keys)?);
             let hold = feed.recorder.hold().unwrap_or(u64::MAX);
             h.advance_to(feed.floor_seen.min(hold));
+            if full && ph.ending.is_none() {
+                // After the floor was read (`sources::read_ahead` says why only then): the
+                // server prepares the next batch while this one is stepped and committed.
+                feed.redis
+                    .send_read_ahead(&feed.keys, &feed.consumer, o.batch)?;
+            }
         }
         Ok(waits_on_peers)
     }

@@ -29,6 +29,7 @@ mod provider_controls;
 mod provider_live;
 mod providers;
 mod quality_quirks;
+mod read_ahead;
 mod recovery;
 mod reference_backtest;
 mod risk_limits;
