@@ -16,7 +16,7 @@ use crate::operators::portfolio::Ledger;
 use crate::sinks::pg_pipeline::{Counts, Pipeline, Slot};
 
 /// The embedded migrations: (version, name, SQL).
-pub const MIGRATIONS: [(i32, &str, &str); 11] = [
+pub const MIGRATIONS: [(i32, &str, &str); 12] = [
     (1, "core", include_str!("../../migrations/0001_core.sql")),
     (
         2,
@@ -63,6 +63,11 @@ pub const MIGRATIONS: [(i32, &str, &str); 11] = [
         11,
         "broker_replace",
         include_str!("../../migrations/0011_broker_replace.sql"),
+    ),
+    (
+        12,
+        "bars_time_key",
+        include_str!("../../migrations/0012_bars_time_key.sql"),
     ),
 ];
 

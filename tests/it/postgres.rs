@@ -18,7 +18,7 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let (_db, mut c) = TestDb::new().await;
     assert_eq!(
         migrate(&mut c).await.expect("migrate"),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
     assert_eq!(migrate(&mut c).await.expect("rerun"), Vec::<i32>::new());
     let partitions: i64 = c
@@ -33,6 +33,54 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
         partitions >= 52,
         "yearly partitions 1990-2040 and a default: {partitions}"
     );
+}
+
+/// Migration 12 re-keys `bars` by (run, time, ticker) over bars recorded before it: they stay,
+/// a redelivered bar is still refused by the key, and running it again changes nothing.
+#[tokio::test]
+async fn bars_are_rekeyed_by_time_over_bars_recorded_before() {
+    let (_db, c) = TestDb::new().await;
+    let migrations = findashpro::sinks::postgres::MIGRATIONS;
+    for (_, _, sql) in &migrations[..11] {
+        c.batch_execute(sql).await.expect("migrations before 12");
+    }
+    let insert = "INSERT INTO bars VALUES ('old', 'EUR/USD', '2024-03-01T00:00:00+01:00', 1.08, 1.09, 1.07, 1.085, 0, '1-0'), \
+                  ('old', 'BRK.B', '2024-02-29T23:00:00Z', 410, 412, 409, 411, 1000, '1-1')";
+    c.batch_execute(insert).await.expect("old rows");
+    let key = "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c \
+               CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) \
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum \
+               WHERE c.conrelid = 'bars'::regclass AND c.contype = 'p'";
+    let before: Vec<String> = c.query_one(key, &[]).await.expect("key").get(0);
+    assert_eq!(before, ["run_id", "ticker", "time"]);
+    for _ in 0..2 {
+        c.batch_execute(migrations[11].2)
+            .await
+            .expect("migration 12");
+        let after: Vec<String> = c.query_one(key, &[]).await.expect("key").get(0);
+        assert_eq!(after, ["run_id", "time", "ticker"]);
+    }
+    assert_eq!(count(&c, "bars").await, 2);
+    let again = c
+        .batch_execute(insert)
+        .await
+        .expect_err("the key still refuses a duplicate");
+    assert_eq!(
+        again.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+    // The restart's replay reads the bars in the key's order: by time, then ticker.
+    let order: Vec<String> = c
+        .query(
+            "SELECT ticker FROM bars WHERE run_id = 'old' ORDER BY time, ticker",
+            &[],
+        )
+        .await
+        .expect("replay")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, ["BRK.B", "EUR/USD"]);
 }
 
 /// Migration 9 (order types, partial fills) over rows written before it: an old filled order
