@@ -2,6 +2,7 @@
 //! sets), universe lists, and a seeded synthetic generator. Each worker loads its share of the files
 //! (or synthetic tickers) and feeds them at their event time; the quality gate exchanges by ticker.
 
+pub mod entry;
 pub mod files;
 pub mod fundamentals;
 pub mod providers;

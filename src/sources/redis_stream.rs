@@ -21,7 +21,6 @@
 //! The connection wrapper reconnects with backoff when Redis goes away, so a restarted server
 //! costs a pause, not the run.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Value;
@@ -189,41 +188,7 @@ impl Work {
     }
 }
 
-/// A stream entry: its id and fields (`None` when the entry was trimmed away while pending).
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Stream id (`ms-seq`).
-    pub id: String,
-    /// Field/value pairs in order.
-    pub fields: Option<Vec<(String, String)>>,
-}
-
-impl Entry {
-    /// Milliseconds since the epoch at which Redis added the entry (the id's first part).
-    pub fn added_ms(&self) -> Option<u64> {
-        self.id.split('-').next()?.parse().ok()
-    }
-
-    /// The fields as a map (last value wins).
-    pub fn map(&self) -> HashMap<&str, &str> {
-        self.fields
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-
-    /// One field's value (the last, when it repeats), found by a scan: a message has a handful
-    /// of fields, fewer than hashing them into a map would pay for.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .as_ref()?
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use super::entry::{Entry, Fields};
 
 /// The most of a message's text that the dead-letter stream and the audit log keep.
 pub const KEPT_BYTES: usize = 4096;
@@ -377,7 +342,7 @@ fn entries(v: &Value) -> Result<Vec<Entry>, StreamError> {
                             c.get(1).and_then(text).unwrap_or_default(),
                         )
                     })
-                    .collect(),
+                    .collect::<Fields>(),
             ),
             _ => None,
         };

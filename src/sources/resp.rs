@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::redis_stream::Entry;
+use super::entry::{Entry, Fields};
 
 /// What went wrong on the raw connection.
 #[derive(Debug, thiserror::Error)]
@@ -211,62 +211,161 @@ fn value(buf: &[u8], at: &mut usize) -> Result<Option<Reply>, RespError> {
     }
 }
 
-fn text(r: Reply) -> Option<String> {
-    match r {
-        Reply::Bulk(Some(b)) => Some(
-            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
-        ),
-        Reply::Simple(s) => Some(s),
-        Reply::Int(i) => Some(i.to_string()),
-        _ => None,
+/// XREADGROUP's reply as entries: `[[stream, [[id, [field, value, ...]], ...]], ...]`, a null
+/// array when nothing came; an entry whose fields are null was trimmed from the stream. Read
+/// straight from the bytes once [`whole`] found all of them here (`None` otherwise), each entry's
+/// fields into one [`Fields`]: no reply tree is built.
+fn parse_entries(buf: &[u8]) -> Result<Option<(Vec<Entry>, usize)>, RespError> {
+    let mut end = 0;
+    if !whole(buf, &mut end)? {
+        return Ok(None);
     }
+    let buf = &buf[..end];
+    let mut at = 0;
+    let out = entries_at(buf, &mut at)?;
+    Ok(Some((out, end)))
 }
 
-/// XREADGROUP's reply as entries: `[[stream, [[id, [field, value, ...]], ...]], ...]`, a null
-/// array when nothing came; an entry whose fields are null was trimmed from the stream.
-fn entries(reply: Reply) -> Result<Vec<Entry>, RespError> {
+fn entries_at(buf: &[u8], at: &mut usize) -> Result<Vec<Entry>, RespError> {
     let shape = |what: &str| RespError::Protocol {
         what: format!("XREADGROUP: {what}"),
     };
-    let streams = match reply {
-        Reply::Array(None) => return Ok(Vec::new()),
-        Reply::Array(Some(s)) => s,
-        other => return Err(shape(&format!("{other:?}"))),
+    let Some(streams) = array(buf, at).map_err(|what| shape(&what))? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for s in streams {
-        let Reply::Array(Some(pair)) = s else {
-            return Err(shape("a stream that is not [name, entries]"));
-        };
-        let Some(Reply::Array(list)) = pair.into_iter().nth(1) else {
+    for _ in 0..streams {
+        let pair = array(buf, at)
+            .ok()
+            .flatten()
+            .ok_or_else(|| shape("a stream that is not [name, entries]"))?;
+        if pair < 2 {
             return Err(shape("a stream without entries"));
-        };
-        out.reserve(list.as_ref().map_or(0, Vec::len));
-        for e in list.into_iter().flatten() {
-            let Reply::Array(Some(e)) = e else {
-                return Err(shape("an entry that is not [id, fields]"));
-            };
-            let mut parts = e.into_iter();
-            let id = parts
-                .next()
-                .and_then(text)
-                .ok_or_else(|| shape("an entry without id"))?;
-            let fields = match parts.next() {
-                Some(Reply::Array(Some(kv))) => {
-                    let mut fields = Vec::with_capacity(kv.len() / 2);
-                    let mut kv = kv.into_iter();
-                    while let Some(k) = kv.next() {
-                        let v = kv.next().and_then(text).unwrap_or_default();
-                        fields.push((text(k).unwrap_or_default(), v));
-                    }
-                    Some(fields)
-                }
-                _ => None,
-            };
-            out.push(Entry { id, fields });
+        }
+        skip(buf, at)?;
+        let list = array(buf, at).map_err(|_| shape("a stream without entries"))?;
+        for _ in 0..list.unwrap_or(0) {
+            out.push(entry_at(buf, at)?);
+        }
+        for _ in 2..pair {
+            skip(buf, at)?;
         }
     }
     Ok(out)
+}
+
+/// One `[id, fields]` of XREADGROUP's reply.
+fn entry_at(buf: &[u8], at: &mut usize) -> Result<Entry, RespError> {
+    let shape = |what: &str| RespError::Protocol {
+        what: format!("XREADGROUP: {what}"),
+    };
+    let parts = array(buf, at)
+        .ok()
+        .flatten()
+        .ok_or_else(|| shape("an entry that is not [id, fields]"))?;
+    if parts == 0 {
+        return Err(shape("an entry without id"));
+    }
+    let id = match piece(buf, at)? {
+        Some(b) => String::from_utf8_lossy(b).into_owned(),
+        None => return Err(shape("an entry without id")),
+    };
+    let fields = if parts >= 2 {
+        fields_at(buf, at)?
+    } else {
+        None
+    };
+    for _ in 2..parts {
+        skip(buf, at)?;
+    }
+    Ok(Entry { id, fields })
+}
+
+/// An entry's `[field, value, ...]` (`None`: a null array, or not an array); a field without its
+/// value gets the empty one.
+fn fields_at(buf: &[u8], at: &mut usize) -> Result<Option<Fields>, RespError> {
+    let n = match array(buf, at) {
+        Ok(Some(n)) => n,
+        Ok(None) => return Ok(None),
+        Err(_) => {
+            skip(buf, at)?;
+            return Ok(None);
+        }
+    };
+    let mut fields = Fields::with_capacity(n.div_ceil(2).min(buf.len()), 0);
+    let mut k = 0;
+    while k < n {
+        let name = piece(buf, at)?.unwrap_or_default();
+        let value = if k + 1 < n {
+            piece(buf, at)?.unwrap_or_default()
+        } else {
+            &[]
+        };
+        fields.push_bytes(name, value);
+        k += 2;
+    }
+    Ok(Some(fields))
+}
+
+/// The length of the array at `*at` (`None`: the null array), past its header. `Err` with what
+/// is there instead, the position left unchanged.
+fn array(buf: &[u8], at: &mut usize) -> Result<Option<usize>, String> {
+    if buf.get(*at) != Some(&b'*') {
+        let mut probe = *at;
+        return Err(match value(buf, &mut probe) {
+            Ok(Some(r)) => format!("{r:?}"),
+            Ok(None) => "nothing".into(),
+            Err(e) => e.to_string(),
+        });
+    }
+    let mut next = *at + 1;
+    let head = line(buf, &mut next).ok_or("a cut array header")?;
+    let n = int(head).map_err(|e| e.to_string())?;
+    *at = next;
+    Ok(usize::try_from(n).ok())
+}
+
+/// The bytes of the text value at `*at`, past it: a bulk string's body, a simple string's or an
+/// integer's line (`None`: a null bulk string, or an array, which is skipped).
+fn piece<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, RespError> {
+    let protocol = |what: &str| RespError::Protocol { what: what.into() };
+    match buf.get(*at) {
+        Some(b'$') => {
+            *at += 1;
+            let head = line(buf, at).ok_or_else(|| protocol("a cut bulk header"))?;
+            let Ok(n) = usize::try_from(int(head)?) else {
+                return Ok(None);
+            };
+            let body = buf
+                .get(*at..*at + n + 2)
+                .ok_or_else(|| protocol("a cut bulk string"))?;
+            if &body[n..] != b"\r\n" {
+                return Err(protocol("a bulk string without its CRLF"));
+            }
+            *at += n + 2;
+            Ok(Some(&body[..n]))
+        }
+        Some(b'+' | b':') => {
+            *at += 1;
+            line(buf, at)
+                .map(Some)
+                .ok_or_else(|| protocol("a cut line"))
+        }
+        _ => {
+            skip(buf, at)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Steps over the value at `*at`, checking it as [`value`] does.
+fn skip(buf: &[u8], at: &mut usize) -> Result<(), RespError> {
+    match value(buf, at)? {
+        Some(_) => Ok(()),
+        None => Err(RespError::Protocol {
+            what: "a cut reply".into(),
+        }),
+    }
 }
 
 /// The socket under a raw connection.
@@ -382,6 +481,20 @@ impl RawConn {
     /// Bytes past it stay for the next reply when one is still expected; otherwise they are a
     /// protocol error.
     fn receive(&mut self, timeout: Duration) -> Result<Reply, RespError> {
+        self.receive_as(timeout, |buf| {
+            Ok(match parse(buf)? {
+                Parsed::Done(reply, used) => Some((reply, used)),
+                Parsed::Incomplete => None,
+            })
+        })
+    }
+
+    /// As [`RawConn::receive`], the reply built by `build` (`None`: not all of it is here).
+    fn receive_as<T>(
+        &mut self,
+        timeout: Duration,
+        build: impl Fn(&[u8]) -> Result<Option<(T, usize)>, RespError>,
+    ) -> Result<T, RespError> {
         self.socket.set_read_timeout(timeout)?;
         loop {
             if self.buf.first() == Some(&b'-') {
@@ -398,7 +511,7 @@ impl RawConn {
                 }
             } else if self.buf.ends_with(b"\r\n")
                 // A whole reply ends with CRLF: a buffer that does not is not walked again.
-                && let Parsed::Done(reply, used) = parse(&self.buf)?
+                && let Some((reply, used)) = build(&self.buf)?
             {
                 self.buf.drain(..used);
                 self.outstanding = self.outstanding.saturating_sub(1);
@@ -480,7 +593,7 @@ impl RawConn {
     /// # Errors
     /// As [`RespError`]; after one, the connection must be dropped.
     pub fn receive_entries(&mut self, timeout: Duration) -> Result<Vec<Entry>, RespError> {
-        entries(self.receive(timeout)?)
+        self.receive_as(timeout, parse_entries)
     }
 
     /// Runs an XREADGROUP built by the caller and returns its entries.
@@ -492,7 +605,8 @@ impl RawConn {
         cmd: &redis::Cmd,
         timeout: Duration,
     ) -> Result<Vec<Entry>, RespError> {
-        entries(self.request(cmd, timeout)?)
+        self.send(cmd)?;
+        self.receive_entries(timeout)
     }
 }
 
@@ -532,19 +646,19 @@ mod tests {
     #[test]
     fn an_xreadgroup_reply_becomes_entries_with_trimmed_ones_kept() {
         let r = reply();
-        let Parsed::Done(v, used) = parse(r.as_bytes()).expect("parses") else {
-            panic!("incomplete")
-        };
+        let (e, used) = parse_entries(r.as_bytes())
+            .expect("parses")
+            .expect("complete");
         assert_eq!(used, r.len());
-        let e = entries(v).expect("entries");
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].id, "1700000000000-0");
         assert_eq!(
             e[0].fields,
-            Some(vec![
-                ("ticker".into(), "EUR/USD".into()),
-                ("close".into(), "1.08735".into())
-            ])
+            Some(
+                [("ticker", "EUR/USD"), ("close", "1.08735")]
+                    .into_iter()
+                    .collect()
+            )
         );
         assert_eq!(e[1].fields, None, "a trimmed entry");
         assert_eq!(e[2].map().get("ticker"), Some(&"BRK.B"));
@@ -558,15 +672,17 @@ mod tests {
                 matches!(parse(&r.as_bytes()[..cut]), Ok(Parsed::Incomplete)),
                 "cut at {cut}"
             );
+            assert!(
+                matches!(parse_entries(&r.as_bytes()[..cut]), Ok(None)),
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn nothing_read_errors_and_garbage_are_told_apart() {
-        let Parsed::Done(v, _) = parse(b"*-1\r\n").expect("null") else {
-            panic!("incomplete")
-        };
-        assert!(entries(v).expect("entries").is_empty());
+        let (e, _) = parse_entries(b"*-1\r\n").expect("null").expect("complete");
+        assert!(e.is_empty());
         match parse(b"-NOGROUP No such key 'k' or consumer group 'g'\r\n") {
             Err(e @ RespError::Server { .. }) => {
                 assert!(!e.transient());
@@ -592,10 +708,18 @@ mod tests {
             parse(b"*2000000000\r\n:1\r\n"),
             Ok(Parsed::Incomplete)
         ));
-        let Parsed::Done(v, _) = parse(b"+OK\r\n").expect("simple") else {
-            panic!("incomplete")
-        };
-        assert!(entries(v).is_err(), "not XREADGROUP's shape");
+        assert!(parse_entries(b"+OK\r\n").is_err(), "not XREADGROUP's shape");
+        assert!(
+            parse_entries(b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n:5\r\n").is_err(),
+            "an entry that is not [id, fields]"
+        );
+        assert!(
+            parse_entries(
+                b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n-ERR x\r\n"
+            )
+            .is_err(),
+            "an error inside the reply"
+        );
     }
 
     #[test]
@@ -604,10 +728,7 @@ mod tests {
             b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n$2\r\n".to_vec();
         r.extend_from_slice(&[0xff, b'a']);
         r.extend_from_slice(b"\r\n");
-        let Parsed::Done(v, _) = parse(&r).expect("parses") else {
-            panic!("incomplete")
-        };
-        let e = entries(v).expect("entries");
+        let (e, _) = parse_entries(&r).expect("parses").expect("complete");
         assert_eq!(e[0].map().get("k"), Some(&"\u{fffd}a"));
     }
 
@@ -685,13 +806,20 @@ mod tests {
         ) {
             let bytes = encode(&sent);
             let at = cut.index(bytes.len());
-            prop_assert!(matches!(parse(&bytes[..at]), Ok(Parsed::Incomplete)));
-            let Ok(Parsed::Done(v, used)) = parse(&bytes) else {
+            prop_assert!(matches!(parse_entries(&bytes[..at]), Ok(None)));
+            let Ok(Some((got, used))) = parse_entries(&bytes) else {
                 return Err(TestCaseError::fail("a whole reply did not parse"));
             };
             prop_assert_eq!(used, bytes.len());
-            let got = entries(v).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let got: Vec<_> = got.into_iter().map(|e| (e.id, e.fields)).collect();
+            let got: Vec<Sent> = got
+                .into_iter()
+                .map(|e| {
+                    let fields = e.fields.map(|f| {
+                        f.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                    });
+                    (e.id, fields)
+                })
+                .collect();
             prop_assert_eq!(got, sent);
         }
     }

@@ -97,7 +97,7 @@ proptest! {
         clock in any::<u64>(),
         ahead in any::<i64>(),
     ) {
-        let e = Entry { id, fields: Some(fields) };
+        let e = Entry { id, fields: Some(fields.into_iter().collect()) };
         if let Ok(w) = decode(&e) {
             let _ = w.check_times(Some(clock), ahead);
             let _ = w.check_times(e.added_ms(), 86_400);
