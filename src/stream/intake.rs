@@ -119,10 +119,11 @@ impl WorkerCtx {
                     out.entry(timely_time(ts))
                         .or_default()
                         .push_from_entry(bar, origin_of(&e.id));
+                    let added_ms = e.added_ms();
                     feed.in_flight.push(InFlight {
-                        id: e.id.clone(),
+                        id: e.id,
                         ts,
-                        added_ms: e.added_ms(),
+                        added_ms,
                         bars: 1,
                     });
                 }

@@ -362,8 +362,10 @@ impl WorkerCtx {
         };
         // A full read of new messages: more are likely waiting (a backlog).
         let full = fresh && entries.len() >= o.batch;
-        if !feed.in_flight.is_empty() && !entries.is_empty() {
-            // Pending and reclaimed reads may return messages this worker already fed.
+        if !fresh && !feed.in_flight.is_empty() && !entries.is_empty() {
+            // Pending and reclaimed reads may return messages this worker already fed; a read
+            // of new messages never does (and hashing every id in flight for it cost more than
+            // reading it, measured 2026-12-07).
             let mine: HashSet<&str> = feed.in_flight.iter().map(|m| m.id.as_str()).collect();
             entries.retain(|e| !mine.contains(e.id.as_str()));
         }
