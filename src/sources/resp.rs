@@ -178,17 +178,7 @@ fn value(buf: &[u8], at: &mut usize) -> Result<Option<Reply>, RespError> {
             if n < 0 {
                 return Ok(Some(Reply::Bulk(None)));
             }
-            let n = n as usize;
-            let Some(body) = buf.get(*at..*at + n + 2) else {
-                return Ok(None);
-            };
-            if &body[n..] != b"\r\n" {
-                return Err(RespError::Protocol {
-                    what: "a bulk string without its CRLF".into(),
-                });
-            }
-            *at += n + 2;
-            Ok(Some(Reply::Bulk(Some(body[..n].to_vec()))))
+            Ok(bulk_body(buf, at, n as usize)?.map(|b| Reply::Bulk(Some(b.to_vec()))))
         }
         b'*' => {
             let n = int(head)?;
@@ -211,6 +201,28 @@ fn value(buf: &[u8], at: &mut usize) -> Result<Option<Reply>, RespError> {
     }
 }
 
+/// The body of a bulk string of `n` bytes at `*at` (past its header), and past it (`None`: not
+/// all of it is here).
+fn bulk_body<'a>(buf: &'a [u8], at: &mut usize, n: usize) -> Result<Option<&'a [u8]>, RespError> {
+    let Some(body) = buf.get(*at..*at + n + 2) else {
+        return Ok(None);
+    };
+    if &body[n..] != b"\r\n" {
+        return Err(RespError::Protocol {
+            what: "a bulk string without its CRLF".into(),
+        });
+    }
+    *at += n + 2;
+    Ok(Some(&body[..n]))
+}
+
+/// A reply that is not the shape XREADGROUP answers with.
+fn shape(what: &str) -> RespError {
+    RespError::Protocol {
+        what: format!("XREADGROUP: {what}"),
+    }
+}
+
 /// XREADGROUP's reply as entries: `[[stream, [[id, [field, value, ...]], ...]], ...]`, a null
 /// array when nothing came; an entry whose fields are null was trimmed from the stream. Read
 /// straight from the bytes once [`whole`] found all of them here (`None` otherwise), each entry's
@@ -227,9 +239,6 @@ fn parse_entries(buf: &[u8]) -> Result<Option<(Vec<Entry>, usize)>, RespError> {
 }
 
 fn entries_at(buf: &[u8], at: &mut usize) -> Result<Vec<Entry>, RespError> {
-    let shape = |what: &str| RespError::Protocol {
-        what: format!("XREADGROUP: {what}"),
-    };
     let Some(streams) = array(buf, at).map_err(|what| shape(&what))? else {
         return Ok(Vec::new());
     };
@@ -256,9 +265,6 @@ fn entries_at(buf: &[u8], at: &mut usize) -> Result<Vec<Entry>, RespError> {
 
 /// One `[id, fields]` of XREADGROUP's reply.
 fn entry_at(buf: &[u8], at: &mut usize) -> Result<Entry, RespError> {
-    let shape = |what: &str| RespError::Protocol {
-        what: format!("XREADGROUP: {what}"),
-    };
     let parts = array(buf, at)
         .ok()
         .flatten()
@@ -336,14 +342,9 @@ fn piece<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, RespErro
             let Ok(n) = usize::try_from(int(head)?) else {
                 return Ok(None);
             };
-            let body = buf
-                .get(*at..*at + n + 2)
-                .ok_or_else(|| protocol("a cut bulk string"))?;
-            if &body[n..] != b"\r\n" {
-                return Err(protocol("a bulk string without its CRLF"));
-            }
-            *at += n + 2;
-            Ok(Some(&body[..n]))
+            bulk_body(buf, at, n)?
+                .map(Some)
+                .ok_or_else(|| protocol("a cut bulk string"))
         }
         Some(b'+' | b':') => {
             *at += 1;
