@@ -35,15 +35,25 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     );
 }
 
+/// Applies the embedded migrations older than `version`, for a test of `version` over rows
+/// written before it.
+async fn migrate_before(c: &Client, version: i32) {
+    for (v, name, sql) in findashpro::sinks::postgres::MIGRATIONS {
+        if v < version {
+            c.batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("migration {v} ({name}): {e}"));
+        }
+    }
+}
+
 /// Migration 12 re-keys `bars` by (run, time, ticker) over bars recorded before it: they stay,
 /// a redelivered bar is still refused by the key, and running it again changes nothing.
 #[tokio::test]
 async fn bars_are_rekeyed_by_time_over_bars_recorded_before() {
     let (_db, c) = TestDb::new().await;
     let migrations = findashpro::sinks::postgres::MIGRATIONS;
-    for (_, _, sql) in &migrations[..11] {
-        c.batch_execute(sql).await.expect("migrations before 12");
-    }
+    migrate_before(&c, 12).await;
     let insert = "INSERT INTO bars VALUES ('old', 'EUR/USD', '2024-03-01T00:00:00+01:00', 1.08, 1.09, 1.07, 1.085, 0, '1-0'), \
                   ('old', 'BRK.B', '2024-02-29T23:00:00Z', 410, 412, 409, 411, 1000, '1-1')";
     c.batch_execute(insert).await.expect("old rows");
@@ -88,10 +98,7 @@ async fn bars_are_rekeyed_by_time_over_bars_recorded_before() {
 #[tokio::test]
 async fn order_types_migrate_over_rows_written_before_them() {
     let (_db, c) = TestDb::new().await;
-    let migrations = findashpro::sinks::postgres::MIGRATIONS;
-    for (_, _, sql) in &migrations[..8] {
-        c.batch_execute(sql).await.expect("migration before 9");
-    }
+    migrate_before(&c, 9).await;
     c.batch_execute(
         "INSERT INTO orders (run_id, order_id, time, ticker, side, intent, size_fraction, status, reason) \
          VALUES ('old', 1, now(), 'BRK.B', 'buy', 'entry', 0.02, 'filled', ''), \
@@ -101,7 +108,9 @@ async fn order_types_migrate_over_rows_written_before_them() {
     )
     .await
     .expect("old rows");
-    c.batch_execute(migrations[8].2).await.expect("migration 9");
+    c.batch_execute(findashpro::sinks::postgres::MIGRATIONS[8].2)
+        .await
+        .expect("migration 9");
     let rows = c
         .query(
             "SELECT order_id, filled_quantity, order_type, time_in_force FROM orders ORDER BY order_id",
