@@ -1,6 +1,9 @@
 //! The run's benchmark, followed bar by bar beside the portfolio: buy-and-hold of one ticker, or an
 //! equal-weight portfolio of the universe rebalanced at every close. Its return at a time uses the
 //! closes of that time and the ones before, like the equity it is compared with.
+//!
+//! A time's closes may come in any order (each worker's batch as it lies): the equal-weight mean
+//! sums the returns exactly, in fixed point, so the result does not depend on that order.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +20,51 @@ pub enum Benchmark {
     Ticker(TickerId),
 }
 
-/// The benchmark's state: each ticker's last close.
+/// Fixed-point scale of the exact sum: 2⁸⁰, so a return down to 1e-24 keeps its bits and one up to
+/// 2⁴⁷ (a price 10¹⁴ times its last) still fits; a wilder one saturates.
+const SCALE_BITS: i32 = 80;
+const SCALE: f64 = 1_208_925_819_614_629_174_706_176.0;
+
+/// `r` in units of 2⁻⁸⁰, truncated toward zero (saturating past ±2⁴⁷; NaN counts as 0): read off
+/// the float's bits, since a float-to-`i128` conversion is a slow library call.
+fn fixed(r: f64) -> i128 {
+    let bits = r.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let magnitude: i128 = match exponent {
+        0x7ff if fraction != 0 => 0,
+        0x7ff => i128::MAX,
+        _ => {
+            let (mantissa, e) = if exponent == 0 {
+                (fraction, -1074)
+            } else {
+                (fraction | 1u64 << 52, exponent - 1075)
+            };
+            match e + SCALE_BITS {
+                s if s > 74 => i128::MAX,
+                s if s >= 0 => i128::from(mantissa) << s,
+                s if s > -64 => i128::from(mantissa >> -s),
+                _ => 0,
+            }
+        }
+    };
+    if bits >> 63 == 1 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// The benchmark's state: each ticker's last close, and the time being summed.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     which: Benchmark,
     last: Vec<f64>,
+    /// Sum of this time's returns in units of 1/[`SCALE`] (wrapping addition is associative,
+    /// so any order gives the same bits), how many, and the first (returned as is when alone).
+    sum: i128,
+    count: usize,
+    first: f64,
 }
 
 impl Tracker {
@@ -29,31 +72,52 @@ impl Tracker {
     pub fn new(which: Benchmark) -> Self {
         Tracker {
             which,
-            last: Vec::new(),
+            ..Tracker::default()
         }
     }
 
-    /// The benchmark's simple return at the time of `closes` (one time's tickers and closes,
-    /// sorted by ticker), and remembers the closes.
-    pub fn step(&mut self, closes: impl IntoIterator<Item = (TickerId, f64)>) -> f64 {
-        let (mut sum, mut count) = (0.0, 0usize);
-        for (ticker, close) in closes {
-            let i = ticker as usize;
-            if i >= self.last.len() {
-                self.last.resize(i + 1, f64::NAN);
-            }
-            let prev = self.last[i];
-            self.last[i] = close;
-            let wanted = match self.which {
-                Benchmark::EqualWeight => true,
-                Benchmark::Ticker(t) => t == ticker,
-            };
-            if wanted && prev.is_finite() && prev != 0.0 {
-                sum += close / prev - 1.0;
-                count += 1;
-            }
+    /// Counts one ticker's close at the time being summed (each ticker once per time, in any
+    /// order), and remembers it.
+    pub fn observe(&mut self, ticker: TickerId, close: f64) {
+        let i = ticker as usize;
+        if i >= self.last.len() {
+            self.last.resize(i + 1, f64::NAN);
         }
-        if count == 0 { 0.0 } else { sum / count as f64 }
+        let prev = std::mem::replace(&mut self.last[i], close);
+        let wanted = match self.which {
+            Benchmark::EqualWeight => true,
+            Benchmark::Ticker(t) => t == ticker,
+        };
+        if wanted && prev.is_finite() && prev != 0.0 {
+            let r = close / prev - 1.0;
+            if self.count == 0 {
+                self.first = r;
+            }
+            self.sum = self.sum.wrapping_add(fixed(r));
+            self.count += 1;
+        }
+    }
+
+    /// The benchmark's simple return at the time whose closes were observed since the last call.
+    pub fn take_return(&mut self) -> f64 {
+        let (sum, count) = (
+            std::mem::take(&mut self.sum),
+            std::mem::take(&mut self.count),
+        );
+        match count {
+            0 => 0.0,
+            1 => self.first,
+            n => sum as f64 / SCALE / n as f64,
+        }
+    }
+
+    /// The benchmark's simple return at the time of `closes` (one time's tickers and closes, each
+    /// ticker once, in any order), and remembers the closes.
+    pub fn step(&mut self, closes: impl IntoIterator<Item = (TickerId, f64)>) -> f64 {
+        for (ticker, close) in closes {
+            self.observe(ticker, close);
+        }
+        self.take_return()
     }
 }
 
@@ -76,6 +140,45 @@ mod tests {
         let mut t = Tracker::new(Benchmark::Ticker(1));
         t.step([(0, 1.0), (1, 20_000.0)]);
         assert_eq!(t.step([(0, 2.0)]), 0.0);
-        assert!((t.step([(1, 21_000.0)]) - 0.05).abs() < 1e-15);
+        assert_eq!(t.step([(1, 21_000.0)]), 21_000.0 / 20_000.0 - 1.0);
+    }
+
+    #[test]
+    fn fixed_point_is_the_float_times_two_to_the_eighty_truncated() {
+        for r in [
+            0.0, -0.0, 1.0, -1.0, 0.05, -0.013, 1e-20, -3.7e-9, 12_345.678, 1e14,
+        ] {
+            let want = (r * SCALE) as i128;
+            assert_eq!(fixed(r), want, "{r}");
+        }
+        assert_eq!(fixed(1e-30), 0);
+        assert_eq!(fixed(1e20), i128::MAX);
+        assert_eq!(fixed(f64::NEG_INFINITY), -i128::MAX);
+        assert_eq!(fixed(f64::NAN), 0);
+    }
+
+    #[test]
+    fn the_mean_is_the_same_bits_in_any_order_and_close_to_the_float_sum() {
+        // FX near 1.0, equities in the hundreds, crypto in the tens of thousands, a penny stock.
+        let before = [1.08421, 187.31, 43_250.5, 0.0123, 1.3377, 612.0];
+        let after = [1.08437, 186.02, 44_101.25, 0.0125, 1.33769, 612.0];
+        let mut want = None;
+        for rotate in 0..before.len() {
+            let mut t = Tracker::new(Benchmark::EqualWeight);
+            let order: Vec<usize> = (0..before.len())
+                .map(|k| (k + rotate) % before.len())
+                .collect();
+            t.step(order.iter().map(|&k| (k as TickerId, before[k])));
+            let got = t.step(order.iter().rev().map(|&k| (k as TickerId, after[k])));
+            assert_eq!(*want.get_or_insert(got), got, "order {order:?}");
+        }
+        let float: f64 = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a / b - 1.0)
+            .sum::<f64>()
+            / 6.0;
+        let got = want.unwrap_or(f64::NAN);
+        assert!((got - float).abs() <= 1e-16, "{got} vs {float}");
     }
 }

@@ -1,7 +1,7 @@
 //! The portfolio operator: one account, decided once per timestamp after the frontier passed it.
 //!
-//! For each time `t`, with every ticker's bar and signal for `t` in hand (sorted by ticker, so the
-//! result does not depend on how many workers produced them):
+//! For each time `t`, with every ticker's bar and signal for `t` in hand (from every worker, in any
+//! order: the result does not depend on how many workers produced them):
 //! 1. orders pending from earlier bars execute at this bar's open (sized then, against the equity
 //!    marked at the opens); only the tickers with working orders are looked at,
 //! 2. positions are marked at the closes and the equity point for `t` is recorded,
@@ -9,8 +9,9 @@
 //!
 //! Everything is booked in a [`Ledger`] that the sinks write out.
 //!
-//! The rows of a time are read where the workers' batches hold them, through a ticker-ordered
-//! index ([`Merged`]), not copied into rows. The per-ticker work before the portfolio (features,
+//! The rows of a time are read where the workers' batches hold them ([`Merged`]), not copied or
+//! sorted: marking and the benchmark take them in any order, fills look a ticker up, and only the
+//! signals are put in ticker order. The per-ticker work before the portfolio (features,
 //! model, Kelly's payoff) runs on each ticker's worker.
 
 use std::cell::RefCell;
@@ -400,9 +401,11 @@ impl OrderPolicy {
     }
 }
 
-/// One time's bars in ticker order, each with the model's signal and Kelly's payoff: what
-/// [`Portfolio::step_rows`] reads. The portfolio operator reads the workers' batches where they
-/// lie ([`Merged`]); tests and kernels give a slice of rows.
+/// One time's bars, each with the model's signal and Kelly's payoff: what [`Portfolio::step_rows`]
+/// reads. A row is named by an index `k < len()`; rows need not lie in ticker order, since
+/// marking and the benchmark do not care, and the few that need an order (signals) are given in
+/// it. The portfolio operator reads the workers' batches where they lie ([`Merged`]); tests and
+/// kernels give a slice of rows in ticker order.
 pub trait TimeRows {
     /// Number of rows.
     fn len(&self) -> usize;
@@ -410,34 +413,35 @@ pub trait TimeRows {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Row `k`'s ticker.
-    fn ticker(&self, k: usize) -> TickerId;
-    /// Row `k`'s open.
-    fn open(&self, k: usize) -> f64;
-    /// Row `k`'s close.
-    fn close(&self, k: usize) -> f64;
+    /// Calls `f(ticker, open, close)` for every row, in no particular order.
+    fn prices(&self, f: impl FnMut(TickerId, f64, f64));
+    /// The rows of `ticker`, in row order.
+    fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_;
+    /// The rows with a signal, in ticker order (a ticker's rows in row order).
+    fn signalled(&self) -> impl Iterator<Item = usize> + '_;
     /// Row `k`'s bar.
     fn bar(&self, k: usize) -> Bar;
     /// Row `k`'s signal.
     fn signal(&self, k: usize) -> Option<Signal>;
     /// Row `k`'s payoff estimate.
     fn payoff(&self, k: usize) -> f64;
-    /// The first row of `ticker` (or of the first ticker after it; `len()` if none).
-    fn find(&self, ticker: TickerId) -> usize;
 }
 
 impl TimeRows for [(Bar, Option<Signal>, f64)] {
     fn len(&self) -> usize {
         <[_]>::len(self)
     }
-    fn ticker(&self, k: usize) -> TickerId {
-        self[k].0.ticker
+    fn prices(&self, mut f: impl FnMut(TickerId, f64, f64)) {
+        for (b, _, _) in self {
+            f(b.ticker, b.open, b.close);
+        }
     }
-    fn open(&self, k: usize) -> f64 {
-        self[k].0.open
+    fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_ {
+        let first = self.partition_point(|r| r.0.ticker < ticker);
+        (first..self.len()).take_while(move |&k| self[k].0.ticker == ticker)
     }
-    fn close(&self, k: usize) -> f64 {
-        self[k].0.close
+    fn signalled(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(|&k| self[k].1.is_some())
     }
     fn bar(&self, k: usize) -> Bar {
         self[k].0
@@ -448,58 +452,127 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
     fn payoff(&self, k: usize) -> f64 {
         self[k].2
     }
-    fn find(&self, ticker: TickerId) -> usize {
-        self.partition_point(|r| r.0.ticker < ticker)
-    }
 }
 
-/// The signal batches of one time from every worker, read in ticker order through an index
-/// (ticker, batch, row) instead of being copied into rows.
+/// What [`Merged`] keeps from one time to the next, so indexing a time allocates nothing.
+#[derive(Debug, Default)]
+pub struct MergeScratch {
+    /// Per ticker: the time it was last indexed at and its row there.
+    slot: Vec<(u32, u32)>,
+    /// The current indexing's stamp.
+    stamp: u32,
+    /// Row index where each batch starts.
+    starts: Vec<u32>,
+    /// The rows with a signal: (ticker, row), sorted.
+    signalled: Vec<(TickerId, u32)>,
+    /// Every row in ticker order, (ticker, row): only when a ticker has two rows at one time.
+    order: Vec<(TickerId, u32)>,
+}
+
+/// The signal batches of one time from every worker, read where they lie: a row `k` is batch `b`'s
+/// row `k - start(b)`. Indexing is one pass over each batch's tickers and signals (no sort of the
+/// whole time): a dense ticker → row slot for fills, and the rows with a signal sorted by ticker.
 pub struct Merged<'a> {
     batches: &'a [SignalBatch],
-    order: &'a [(TickerId, u32, u32)],
+    scratch: &'a MergeScratch,
+    len: usize,
+    /// Whether some ticker has two rows (the quality gate refuses that; then rows are found
+    /// through [`MergeScratch::order`]).
+    repeated: bool,
 }
 
 impl<'a> Merged<'a> {
-    /// Fills `order` with the rows of `batches` in ticker order (stable: a ticker's rows keep
-    /// their batch order) and reads through it.
-    pub fn new(batches: &'a [SignalBatch], order: &'a mut Vec<(TickerId, u32, u32)>) -> Self {
-        order.clear();
-        for (b, sb) in batches.iter().enumerate() {
-            order.extend(
-                sb.bars
-                    .ticker()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &t)| (t, b as u32, i as u32)),
-            );
+    /// Indexes `batches` (one time's, in any order) into `scratch` and reads through it.
+    pub fn new(batches: &'a [SignalBatch], scratch: &'a mut MergeScratch) -> Self {
+        let s = scratch;
+        s.stamp = s.stamp.wrapping_add(1);
+        if s.stamp == 0 {
+            // Stamps wrapped: forget every slot rather than mistake an old one for this time's.
+            s.slot.iter_mut().for_each(|x| *x = (0, 0));
+            s.stamp = 1;
         }
-        if !order.is_sorted_by_key(|o| o.0) {
-            order.sort_by_key(|o| o.0);
+        let stamp = s.stamp;
+        s.starts.clear();
+        s.signalled.clear();
+        s.order.clear();
+        let mut len = 0u32;
+        let mut repeated = false;
+        for sb in batches {
+            s.starts.push(len);
+            let tickers = sb.bars.ticker();
+            for (i, (&t, sig)) in tickers.iter().zip(&sb.signal).enumerate() {
+                let k = len + i as u32;
+                let at = t as usize;
+                if at >= s.slot.len() {
+                    s.slot.resize(at + 1, (0, 0));
+                }
+                repeated |= s.slot[at].0 == stamp;
+                s.slot[at] = (stamp, k);
+                if sig.is_some() {
+                    s.signalled.push((t, k));
+                }
+            }
+            len += tickers.len() as u32;
         }
-        Merged { batches, order }
+        s.signalled.sort_unstable();
+        if repeated {
+            for sb in batches {
+                let start = s.order.len() as u32;
+                s.order.extend(
+                    sb.bars
+                        .ticker()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &t)| (t, start + i as u32)),
+                );
+            }
+            s.order.sort_unstable();
+        }
+        Merged {
+            batches,
+            scratch: s,
+            len: len as usize,
+            repeated,
+        }
     }
 
     fn at(&self, k: usize) -> (&'a SignalBatch, usize) {
-        let (_, b, i) = self.order[k];
-        (&self.batches[b as usize], i as usize)
+        let starts = &self.scratch.starts;
+        let b = starts.partition_point(|&s| s as usize <= k) - 1;
+        (&self.batches[b], k - starts[b] as usize)
     }
 }
 
 impl TimeRows for Merged<'_> {
     fn len(&self) -> usize {
-        self.order.len()
+        self.len
     }
-    fn ticker(&self, k: usize) -> TickerId {
-        self.order[k].0
+    fn prices(&self, mut f: impl FnMut(TickerId, f64, f64)) {
+        for sb in self.batches {
+            let b = &sb.bars;
+            for ((&t, &o), &c) in b.ticker().iter().zip(b.open()).zip(b.close()) {
+                f(t, o, c);
+            }
+        }
     }
-    fn open(&self, k: usize) -> f64 {
-        let (sb, i) = self.at(k);
-        sb.bars.open()[i]
+    fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_ {
+        let s = self.scratch;
+        let (one, many) = if self.repeated {
+            let first = s.order.partition_point(|o| o.0 < ticker);
+            let n = s.order[first..].partition_point(|o| o.0 == ticker);
+            (None, &s.order[first..first + n])
+        } else {
+            let hit = s
+                .slot
+                .get(ticker as usize)
+                .filter(|x| x.0 == s.stamp)
+                .map(|x| x.1 as usize);
+            (hit, &s.order[..0])
+        };
+        one.into_iter().chain(many.iter().map(|o| o.1 as usize))
     }
-    fn close(&self, k: usize) -> f64 {
-        let (sb, i) = self.at(k);
-        sb.bars.close()[i]
+    fn signalled(&self) -> impl Iterator<Item = usize> + '_ {
+        self.scratch.signalled.iter().map(|o| o.1 as usize)
     }
     fn bar(&self, k: usize) -> Bar {
         let (sb, i) = self.at(k);
@@ -512,9 +585,6 @@ impl TimeRows for Merged<'_> {
     fn payoff(&self, k: usize) -> f64 {
         let (sb, i) = self.at(k);
         sb.payoff[i]
-    }
-    fn find(&self, ticker: TickerId) -> usize {
-        self.order.partition_point(|o| o.0 < ticker)
     }
 }
 
@@ -790,7 +860,8 @@ impl<B: Broker> Portfolio<B> {
         self.step_rows(t, rows, updates);
     }
 
-    /// Processes time `t`: `rows` are its bars in ticker order with their signals and payoffs,
+    /// Processes time `t`: `rows` are its bars with their signals and payoffs (one row per ticker
+    /// and time, as the quality gate leaves them; signals are decided in ticker order),
     /// `updates` the venue's updates at `t` (venue mode), booked before anything else of the
     /// step, in [`VenueUpdate::sort_key`] order.
     ///
@@ -811,9 +882,7 @@ impl<B: Broker> Portfolio<B> {
             let flatten = self.risk.spec().on_kill == StopAction::Flatten;
             self.stop(t, Refusal::KillSwitch, true, flatten);
         }
-        for k in 0..n {
-            self.account.mark(rows.ticker(k), rows.open(k));
-        }
+        rows.prices(|ticker, open, _| self.account.mark(ticker, open));
         // Bars execute from the step after a failover to paper on (its update came at `t`).
         let simulate = !self.venue;
         for u in updates {
@@ -823,8 +892,7 @@ impl<B: Broker> Portfolio<B> {
             // Executing a ticker's order only adds orders of that ticker (its bracket), so the
             // tickers working now are all the ones that can fill on this step's bars.
             for ticker in self.broker.busy_tickers() {
-                let mut k = rows.find(ticker);
-                while k < n && rows.ticker(k) == ticker {
+                for k in rows.rows_of(ticker) {
                     let bar = rows.bar(k);
                     for due in self.broker.due(&bar) {
                         match due {
@@ -839,22 +907,21 @@ impl<B: Broker> Portfolio<B> {
                             }
                         }
                     }
-                    k += 1;
                 }
             }
         }
-        for k in 0..n {
-            self.account.mark(rows.ticker(k), rows.close(k));
-        }
+        let (account, benchmark) = (&mut self.account, &mut self.benchmark);
+        rows.prices(|ticker, _, close| {
+            account.mark(ticker, close);
+            benchmark.observe(ticker, close);
+        });
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
         if self.risk.mark(t, equity) {
             let flatten = self.risk.spec().on_daily_stop == StopAction::Flatten;
             self.stop(t, Refusal::DailyLossStop, false, flatten);
         }
-        let benchmark_return = self
-            .benchmark
-            .step((0..n).map(|k| (rows.ticker(k), rows.close(k))));
+        let benchmark_return = self.benchmark.take_return();
         self.ledger.equity.push(EquityPoint {
             ts: t,
             cash: self.account.cash,
@@ -864,7 +931,7 @@ impl<B: Broker> Portfolio<B> {
             gross_value: self.account.gross_value(),
             benchmark_return,
         });
-        for k in 0..n {
+        for k in rows.signalled() {
             if let Some(s) = rows.signal(k) {
                 let bar = rows.bar(k);
                 self.ledger.signals.push(SignalRecord {
@@ -1504,7 +1571,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
         Stream<'s, u64, Vec<EquityPoint>>,
         Stream<'s, u64, Vec<PositionDelta>>,
     ) {
-        let mut order: Vec<(TickerId, u32, u32)> = Vec::new();
+        let mut scratch = MergeScratch::default();
         let mut venue: Vec<VenueUpdate> = Vec::new();
         let inputs = self
             .map(PortfolioIn::Signals)
@@ -1538,7 +1605,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                         .collect();
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);
-                    let rows = Merged::new(&batches, &mut order);
+                    let rows = Merged::new(&batches, &mut scratch);
                     p.step_rows(crate::time::event_time(t), &rows, &venue);
                     emit.extend(p.deltas.drain(..).map(Err));
                     if let Some(e) = p.ledger.equity.last() {
@@ -1578,20 +1645,45 @@ mod tests {
     }
 
     #[test]
-    fn merged_rows_read_every_workers_batch_in_ticker_order() {
-        let batches = [batch(&[1, 4, 6]), batch(&[0, 2, 5])];
-        let mut order = Vec::new();
-        let rows = Merged::new(&batches, &mut order);
-        let tickers: Vec<TickerId> = (0..rows.len()).map(|k| rows.ticker(k)).collect();
-        assert_eq!(tickers, [0, 1, 2, 4, 5, 6]);
-        for k in 0..rows.len() {
-            let bar = rows.bar(k);
-            assert_eq!(bar.ticker, rows.ticker(k));
-            assert_eq!((rows.open(k), rows.close(k)), (bar.open, bar.close));
-            assert_eq!(rows.payoff(k), f64::from(bar.ticker));
+    fn merged_rows_find_each_ticker_and_give_signals_in_ticker_order() {
+        let mut batches = [batch(&[1, 4, 6]), batch(&[]), batch(&[0, 5, 2])];
+        let flat = Signal {
+            target: Target::Flat,
+            confidence: 0.5,
+            predicted_return: f64::NAN,
+        };
+        batches[0].signal[2] = Some(flat);
+        batches[2].signal[0] = Some(flat);
+        batches[2].signal[2] = Some(flat);
+        let mut scratch = MergeScratch::default();
+        for _ in 0..2 {
+            // A second indexing of the same scratch forgets nothing it should not.
+            let rows = Merged::new(&batches, &mut scratch);
+            assert_eq!(rows.len(), 6);
+            let mut seen = Vec::new();
+            rows.prices(|t, o, c| seen.push((t, o, c)));
+            seen.sort_by_key(|s| s.0);
+            let want: Vec<_> = [0, 1, 2, 4, 5, 6]
+                .map(|t| (t, 100.0 + f64::from(t), 100.5 + f64::from(t)))
+                .into();
+            assert_eq!(seen, want);
+            for t in [0, 1, 2, 4, 5, 6] {
+                let k: Vec<usize> = rows.rows_of(t).collect();
+                assert_eq!(k.len(), 1, "ticker {t}");
+                assert_eq!(rows.bar(k[0]).ticker, t);
+                assert_eq!(rows.payoff(k[0]), f64::from(t));
+            }
+            assert_eq!(rows.rows_of(3).count(), 0);
+            assert_eq!(rows.rows_of(99).count(), 0);
+            let signalled: Vec<TickerId> = rows.signalled().map(|k| rows.bar(k).ticker).collect();
+            assert_eq!(signalled, [0, 2, 6]);
         }
-        // The first row of a ticker, or of the next one, or the end.
-        assert_eq!([0, 3, 4, 6, 7].map(|t| rows.find(t)), [0, 3, 3, 5, 6]);
+        // A ticker twice in one time (the quality gate refuses it): both rows, in row order.
+        let twice = [batch(&[3, 1]), batch(&[3])];
+        let rows = Merged::new(&twice, &mut scratch);
+        assert_eq!(rows.rows_of(3).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(rows.rows_of(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(rows.rows_of(4).count(), 0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use findashpro::bar::{Bar, BarBatch};
 use findashpro::config::{QualitySpec, RiskSpec, Sizing};
 use findashpro::operators::indicators::{Bbands, Ema, Rsi, Sma};
-use findashpro::operators::portfolio::{Merged, OrderPolicy, Portfolio, TimeRows};
+use findashpro::operators::portfolio::{MergeScratch, Merged, OrderPolicy, Portfolio, TimeRows};
 use findashpro::operators::quality::{QualityGate, Verdict};
 use findashpro::operators::risk::{KillSwitch, RiskEngine};
 use findashpro::operators::signal::{Signal, SignalBatch, Target};
@@ -144,7 +144,7 @@ proptest! {
             Portfolio::with_policy(RiskEngine::new(risk, KillSwitch::default()), PaperBroker::simple(0.0, 0.001, true), policy)
         };
         let (mut merged, mut sorted) = (portfolio(), portfolio());
-        let mut order = Vec::new();
+        let mut scratch = MergeScratch::default();
         for (day, row) in steps.iter().enumerate() {
             let ts = day as i64 * 86_400;
             // Six tickers split over two workers by their last bit.
@@ -169,7 +169,7 @@ proptest! {
             if reversed {
                 batches.reverse();
             }
-            let rows = Merged::new(&batches, &mut order);
+            let rows = Merged::new(&batches, &mut scratch);
             let mut slice: Vec<(Bar, Option<Signal>, f64)> =
                 batches.iter().flat_map(|b| (0..b.bars.len()).map(move |i| (b.bars.get(i), b.signal[i], b.payoff[i]))).collect();
             slice.sort_by_key(|r| r.0.ticker);
