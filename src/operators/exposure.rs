@@ -17,7 +17,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use crate::bar::TickerId;
 use crate::time::EventTime;
 
-use super::keyed::by_time;
+use super::keyed::{by_time, in_order};
 use super::portfolio::PositionDelta;
 
 /// Exposure of one sector after the fills at `ts`.
@@ -69,7 +69,8 @@ pub fn sector_exposure<'s>(
     sectors: Stream<'s, u64, Vec<(TickerId, String)>>,
     out: Rc<RefCell<Vec<ExposureRow>>>,
 ) -> Stream<'s, u64, Vec<()>> {
-    let positions = by_time(deltas, Pipeline, "OpenPositions", |t, items, out| {
+    // The portfolio emits its deltas in time order on this worker: taken as they arrive.
+    let positions = in_order(deltas, "OpenPositions", |t, items, out| {
         out.extend(
             items
                 .into_iter()

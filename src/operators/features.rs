@@ -11,7 +11,6 @@ use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
 use arrow::error::ArrowError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Pipeline;
 
 use crate::frame::{Bars, Blob, OwnedBlob, from_ipc, ipc_bytes};
 
@@ -25,7 +24,7 @@ use crate::meter::{Meter, Stage};
 
 use super::drift::DriftRecord;
 use super::feature_cache::{CachedTicker, FeatureCache};
-use super::keyed::{KeyedState, by_time, by_time_then};
+use super::keyed::{KeyedState, in_order, in_order_then};
 
 /// Bars with their feature values, as Arrow: the values are one `FixedSizeList<Float64>` column
 /// of `width` per bar (row-major in one buffer, in the order of the pipeline's feature columns),
@@ -284,7 +283,7 @@ impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<Bars>> {
         match cache {
             None => {
                 let mut engine = FeatureEngine::new(specs);
-                by_time(self, Pipeline, "Features", move |_t, batches, out| {
+                in_order(self, "Features", move |_t, batches, out| {
                     let started = meter.start();
                     out.extend(batches.into_iter().map(|b| engine.apply(b)));
                     meter.stop(started, Stage::Features);
@@ -293,14 +292,15 @@ impl<'s> FeaturesExt<'s> for Stream<'s, u64, Vec<Bars>> {
             Some((cache, names)) => {
                 let engine = Rc::new(RefCell::new(CachedEngine::new(specs, cache, names)));
                 let at_end = Rc::clone(&engine);
-                by_time_then(
+                in_order_then(
                     self,
-                    Pipeline,
                     "Features",
-                    move |_t, batches, out| {
+                    move |times, outs| {
                         let started = meter.start();
                         let mut e = engine.borrow_mut();
-                        out.extend(batches.into_iter().map(|b| e.apply(b)));
+                        for ((_t, batches), out) in times.into_iter().zip(outs.iter_mut()) {
+                            out.extend(batches.into_iter().map(|b| e.apply(b)));
+                        }
                         meter.stop(started, Stage::Features);
                     },
                     move || {

@@ -4,12 +4,16 @@
 //! kernel must see a ticker's bars in time order, and the portfolio must see every ticker's data for
 //! `t` before deciding, so [`by_time`] stashes input by time and hands a time's data to the logic
 //! only once the input frontier has passed it, in increasing time order.
+//!
+//! Behind the quality gate's exchange, each worker's per-ticker stages are chained by `Pipeline`
+//! edges that carry the times in increasing order already: [`in_order`] hands them on as they
+//! arrive, without a capability held per time.
 
 use std::collections::BTreeMap;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::ParallelizationContract;
+use timely::dataflow::channels::pact::{ParallelizationContract, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
@@ -121,47 +125,99 @@ impl<I> Stash<I> {
     }
 }
 
-/// As [`by_time`], but hands every time the frontier has passed to `logic` at once, in time
-/// order: `logic(times, outs)` gets `(t, items)` per time and fills `outs[k]` with what to emit at
-/// the `k`-th time. For per-ticker stages whose state is large: they can take a ticker's bars of
-/// many times in a row (in time order) while its state is in cache, which changes nothing else,
-/// since tickers do not interact there.
-pub fn by_times<'s, I, O, P, L>(
+/// For a stage fed over a `Pipeline` edge by a stage of the same worker that emits its times in
+/// increasing order (every per-ticker stage after the quality gate's exchange): its input arrives
+/// in time order, so each activation's times are handed to `logic` at once, as `(t, items)` in
+/// time order, and what `logic` puts in `outs[k]` is emitted at the `k`-th time; no time waits
+/// for the frontier to pass it. Holding a capability per time until the frontier passes it is
+/// progress-tracking work that every worker repeats for every operator at every time; a stage
+/// that needs no other worker's data for `t` should not pay it. A per-ticker stage whose state is
+/// large can take a ticker's bars of all those times in a row while its state is in cache
+/// (tickers do not interact there). `at_end` runs once, when the input has ended.
+pub fn in_order_then<'s, I, O, L, E>(
     stream: Stream<'s, u64, Vec<I>>,
-    pact: P,
+    name: &str,
+    mut logic: L,
+    mut at_end: E,
+) -> Stream<'s, u64, Vec<O>>
+where
+    I: 'static,
+    O: 'static,
+    L: FnMut(Vec<(u64, Vec<I>)>, &mut Vec<Vec<O>>) + 'static,
+    E: FnMut() + 'static,
+{
+    let mut ended = false;
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(
+        Pipeline,
+        name,
+        |_cap, _info| {
+            let mut outs: Vec<Vec<O>> = Vec::new();
+            let mut last: Option<u64> = None;
+            move |(input, frontier), output| {
+                let port = output.output_index();
+                let mut caps: Vec<Capability<u64>> = Vec::new();
+                let mut ready: Vec<(u64, Vec<I>)> = Vec::new();
+                // Stamps come sorted within an activation; across activations the upstream's
+                // order holds.
+                input.for_each_stamp(|cap, data| {
+                    let Some(&t) = cap.least() else { return };
+                    debug_assert!(last.is_none_or(|l| l <= t), "{t} after {last:?}");
+                    last = Some(t);
+                    match ready.last_mut() {
+                        Some((at, items)) if *at == t => {
+                            data.for_each(|c| items.append(c));
+                        }
+                        _ => {
+                            if let Some(c) = cap.retain_least(port) {
+                                caps.push(c);
+                                let mut items = Vec::new();
+                                data.for_each(|c| items.append(c));
+                                ready.push((t, items));
+                            }
+                        }
+                    }
+                });
+                if !ready.is_empty() {
+                    outs.clear();
+                    outs.resize_with(ready.len(), Vec::new);
+                    logic(ready, &mut outs);
+                    for (cap, out) in caps.iter().zip(outs.iter_mut()) {
+                        if !out.is_empty() {
+                            output.session(cap).give_iterator(out.drain(..));
+                        }
+                    }
+                }
+                if !ended && frontier.is_empty() {
+                    ended = true;
+                    at_end();
+                }
+            }
+        },
+    )
+}
+
+/// As [`in_order_then`], one time at a time, with nothing to do at the end: `logic(t, items,
+/// out)` as [`by_time`]'s.
+pub fn in_order<'s, I, O, L>(
+    stream: Stream<'s, u64, Vec<I>>,
     name: &str,
     mut logic: L,
 ) -> Stream<'s, u64, Vec<O>>
 where
     I: 'static,
     O: 'static,
-    P: ParallelizationContract<u64, Vec<I>>,
-    L: FnMut(Vec<(u64, Vec<I>)>, &mut Vec<Vec<O>>) + 'static,
+    L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
 {
-    stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
-        let mut stash = Stash::default();
-        let mut outs: Vec<Vec<O>> = Vec::new();
-        move |(input, frontier), output| {
-            let port = output.output_index();
-            input.for_each_stamp(|cap, data| stash.absorb(cap, data, port));
-            let (caps, ready): (Vec<_>, Vec<_>) = stash
-                .ready(frontier)
-                .into_iter()
-                .map(|(t, cap, items)| (cap, (t, items)))
-                .unzip();
-            if ready.is_empty() {
-                return;
+    in_order_then(
+        stream,
+        name,
+        move |times, outs| {
+            for ((t, items), out) in times.into_iter().zip(outs.iter_mut()) {
+                logic(t, items, out);
             }
-            outs.clear();
-            outs.resize_with(ready.len(), Vec::new);
-            logic(ready, &mut outs);
-            for (cap, out) in caps.iter().zip(outs.iter_mut()) {
-                if !out.is_empty() {
-                    output.session(cap).give_iterator(out.drain(..));
-                }
-            }
-        }
-    })
+        },
+        || {},
+    )
 }
 
 /// Splits a stream of results into its `Ok` and `Err` parts (errors are data: they travel on).

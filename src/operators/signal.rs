@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Pipeline;
 
 use crate::bar::TickerId;
 use crate::config::{ModelSpec, Side};
@@ -20,7 +19,7 @@ use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRec
 use crate::operators::ml::registry::StoreHandle;
 
 use super::features::FeatureBatch;
-use super::keyed::{KeyedState, by_times};
+use super::keyed::{KeyedState, in_order_then};
 use super::risk::PayoffEstimator;
 
 /// The position a model wants for a ticker.
@@ -325,66 +324,71 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
             model: model.clone(),
             payoff: payoff_window.map(PayoffEstimator::new),
         });
-        by_times(self, Pipeline, "Signal", move |times, outs| {
-            let started = meter.start();
-            let batches: Vec<Vec<FeatureBatch>> = times.into_iter().map(|(_, b)| b).collect();
-            let mut results: Vec<Vec<SignalBatch>> = batches
-                .iter()
-                .map(|fbs| {
-                    fbs.iter()
-                        .map(|fb| SignalBatch {
-                            signal: vec![None; fb.bars.len()],
-                            payoff: vec![f64::NAN; fb.bars.len()],
-                            ..SignalBatch::default()
-                        })
-                        .collect()
-                })
-                .collect();
-            let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
-            for (k, fbs) in batches.iter().enumerate() {
-                for (j, fb) in fbs.iter().enumerate() {
-                    order.extend(
-                        (0..fb.bars.len())
-                            .map(|i| (fb.bars.ticker()[i], k as u32, j as u32, i as u32)),
+        in_order_then(
+            self,
+            "Signal",
+            move |times, outs| {
+                let started = meter.start();
+                let batches: Vec<Vec<FeatureBatch>> = times.into_iter().map(|(_, b)| b).collect();
+                let mut results: Vec<Vec<SignalBatch>> = batches
+                    .iter()
+                    .map(|fbs| {
+                        fbs.iter()
+                            .map(|fb| SignalBatch {
+                                signal: vec![None; fb.bars.len()],
+                                payoff: vec![f64::NAN; fb.bars.len()],
+                                ..SignalBatch::default()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut order: Vec<(TickerId, u32, u32, u32)> = Vec::new();
+                for (k, fbs) in batches.iter().enumerate() {
+                    for (j, fb) in fbs.iter().enumerate() {
+                        order.extend(
+                            (0..fb.bars.len())
+                                .map(|i| (fb.bars.ticker()[i], k as u32, j as u32, i as u32)),
+                        );
+                    }
+                }
+                if ticker_major {
+                    // Stable: each ticker's bars stay in time order.
+                    order.sort_by_key(|o| o.0);
+                }
+                for (t, k, j, i) in order {
+                    let (k, j, i) = (k as usize, j as usize, i as usize);
+                    let fb = &batches[k][j];
+                    let drift = fb.drifts.iter().any(|(at, _)| *at as usize == i);
+                    let s = state.get(t);
+                    let r = &mut results[k][j];
+                    r.signal[i] = s.model.update_bar(
+                        tickers.name(t),
+                        fb.bars.ts()[i],
+                        fb.bars.close()[i],
+                        fb.row(i),
+                        drift,
                     );
+                    if let Some(payoff) = &mut s.payoff {
+                        r.payoff[i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                    }
+                    let tr = s.model.take_trainings();
+                    r.trainings.extend(tr.into_iter().map(|x| (t, x)));
                 }
-            }
-            if ticker_major {
-                // Stable: each ticker's bars stay in time order.
-                order.sort_by_key(|o| o.0);
-            }
-            for (t, k, j, i) in order {
-                let (k, j, i) = (k as usize, j as usize, i as usize);
-                let fb = &batches[k][j];
-                let drift = fb.drifts.iter().any(|(at, _)| *at as usize == i);
-                let s = state.get(t);
-                let r = &mut results[k][j];
-                r.signal[i] = s.model.update_bar(
-                    tickers.name(t),
-                    fb.bars.ts()[i],
-                    fb.bars.close()[i],
-                    fb.row(i),
-                    drift,
-                );
-                if let Some(payoff) = &mut s.payoff {
-                    r.payoff[i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
+                for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
+                    for (fb, mut r) in fbs.into_iter().zip(rs) {
+                        r.drifts = fb
+                            .drifts
+                            .into_iter()
+                            .map(|(i, d)| (fb.bars.ticker()[i as usize], d))
+                            .collect();
+                        r.bars = fb.bars;
+                        out.push(r);
+                    }
                 }
-                let tr = s.model.take_trainings();
-                r.trainings.extend(tr.into_iter().map(|x| (t, x)));
-            }
-            for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
-                for (fb, mut r) in fbs.into_iter().zip(rs) {
-                    r.drifts = fb
-                        .drifts
-                        .into_iter()
-                        .map(|(i, d)| (fb.bars.ticker()[i as usize], d))
-                        .collect();
-                    r.bars = fb.bars;
-                    out.push(r);
-                }
-            }
-            meter.stop(started, Stage::Predict);
-        })
+                meter.stop(started, Stage::Predict);
+            },
+            || {},
+        )
     }
 }
 

@@ -19,14 +19,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Pipeline;
 
 use crate::config::DriftSpec;
 use crate::time::EventTime;
 
 use self::monitor::{DriftMonitor, Reference};
 use super::features::FeatureBatch;
-use super::keyed::{KeyedState, by_time};
+use super::keyed::{KeyedState, in_order};
 
 /// Laplace smoothing of the reference's bin probabilities: an empty bin never gives an
 /// infinite divergence.
@@ -153,7 +152,7 @@ impl<'s> DriftExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         let mut state = KeyedState::new(move || DriftTicker::new(Arc::clone(&plan)));
         // Input arrives exchanged by ticker; a ticker has one bar per time, and times come in
         // order, so each ticker's bars reach its state machine in time order.
-        by_time(self, Pipeline, "Drift", move |_t, batches, out| {
+        in_order(self, "Drift", move |_t, batches, out| {
             for mut fb in batches {
                 for i in 0..fb.bars.len() {
                     let t = fb.bars.ticker()[i];
