@@ -63,24 +63,16 @@ enum Reply {
     Array(Option<Vec<Reply>>),
 }
 
-/// How far parsing got: a whole reply and the bytes it took, or more bytes are needed.
-enum Parsed {
-    Done(Reply, usize),
-    Incomplete,
-}
-
-/// Parses one reply at the start of `buf`. A reply that arrives in pieces is first only walked
+/// Parses one reply at the start of `buf`: the reply and the bytes it took, or `None` while more
+/// bytes are needed (as [`parse_entries`]). A reply that arrives in pieces is first only walked
 /// ([`whole`]), so its values are built once, when all of it is here.
-fn parse(buf: &[u8]) -> Result<Parsed, RespError> {
+fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
     let mut at = 0;
     if !whole(buf, &mut at)? {
-        return Ok(Parsed::Incomplete);
+        return Ok(None);
     }
     at = 0;
-    match value(buf, &mut at)? {
-        Some(r) => Ok(Parsed::Done(r, at)),
-        None => Ok(Parsed::Incomplete),
-    }
+    Ok(value(buf, &mut at)?.map(|r| (r, at)))
 }
 
 /// Walks one reply from `*at` without building it: whether all of it is in `buf`.
@@ -482,12 +474,7 @@ impl RawConn {
     /// Bytes past it stay for the next reply when one is still expected; otherwise they are a
     /// protocol error.
     fn receive(&mut self, timeout: Duration) -> Result<Reply, RespError> {
-        self.receive_as(timeout, |buf| {
-            Ok(match parse(buf)? {
-                Parsed::Done(reply, used) => Some((reply, used)),
-                Parsed::Incomplete => None,
-            })
-        })
+        self.receive_as(timeout, parse)
     }
 
     /// As [`RawConn::receive`], the reply built by `build` (`None`: not all of it is here).
@@ -670,7 +657,7 @@ mod tests {
         let r = reply();
         for cut in 0..r.len() {
             assert!(
-                matches!(parse(&r.as_bytes()[..cut]), Ok(Parsed::Incomplete)),
+                matches!(parse(&r.as_bytes()[..cut]), Ok(None)),
                 "cut at {cut}"
             );
             assert!(
@@ -705,10 +692,7 @@ mod tests {
             Err(RespError::Protocol { .. })
         ));
         // A huge declared length with few bytes behind it waits for them, allocating nothing.
-        assert!(matches!(
-            parse(b"*2000000000\r\n:1\r\n"),
-            Ok(Parsed::Incomplete)
-        ));
+        assert!(matches!(parse(b"*2000000000\r\n:1\r\n"), Ok(None)));
         assert!(parse_entries(b"+OK\r\n").is_err(), "not XREADGROUP's shape");
         assert!(
             parse_entries(b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n:5\r\n").is_err(),
