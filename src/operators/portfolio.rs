@@ -476,9 +476,6 @@ pub struct Merged<'a> {
     batches: &'a [SignalBatch],
     scratch: &'a MergeScratch,
     len: usize,
-    /// Whether some ticker has two rows (the quality gate refuses that; then rows are found
-    /// through [`MergeScratch::order`]).
-    repeated: bool,
 }
 
 impl<'a> Merged<'a> {
@@ -516,8 +513,9 @@ impl<'a> Merged<'a> {
         }
         s.signalled.sort_unstable();
         if repeated {
-            for sb in batches {
-                let start = s.order.len() as u32;
+            // Some ticker has two rows (the quality gate refuses that): its rows are found
+            // through the whole time in ticker order instead of its slot.
+            for (sb, &start) in batches.iter().zip(&s.starts) {
                 s.order.extend(
                     sb.bars
                         .ticker()
@@ -532,7 +530,6 @@ impl<'a> Merged<'a> {
             batches,
             scratch: s,
             len: len as usize,
-            repeated,
         }
     }
 
@@ -557,7 +554,7 @@ impl TimeRows for Merged<'_> {
     }
     fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_ {
         let s = self.scratch;
-        let (one, many) = if self.repeated {
+        let (one, many) = if !s.order.is_empty() {
             let first = s.order.partition_point(|o| o.0 < ticker);
             let n = s.order[first..].partition_point(|o| o.0 == ticker);
             (None, &s.order[first..first + n])
