@@ -14,7 +14,7 @@ use timely::dataflow::operators::core::UnorderedInput;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::{ActivateCapability, Input};
 
-use crate::bar::{BarBatch, TickerId, Tickers, owner};
+use crate::bar::{BarBatch, owner};
 use crate::config::{LoadedPipeline, ModelSpec};
 use crate::fact::Fact;
 use crate::frame::Bars;
@@ -126,7 +126,13 @@ impl Harness {
         refs: &References,
     ) -> Harness {
         let (index, peers) = (worker.index(), worker.peers());
-        let mut sectors_in = InputHandle::new();
+        let sectors: Arc<Vec<String>> = Arc::new(
+            spec.tickers
+                .names()
+                .iter()
+                .map(|name| sector_of(refs, name))
+                .collect(),
+        );
         let mut facts_in = InputHandle::new();
         let ((bars, bars_cap), (rejects, rejects_cap), (updates, updates_cap), graph) = worker
             .dataflow::<u64, _, _>(|scope| {
@@ -143,25 +149,13 @@ impl Harness {
                         bars,
                         rejects,
                         updates,
-                        sectors: scope.input_from(&mut sectors_in),
+                        sectors: Arc::clone(&sectors),
                         facts: scope.input_from(&mut facts_in),
                     },
                 );
                 (bars_h, rejects_h, updates_h, g)
             });
-        let sectors: Vec<String> = spec
-            .tickers
-            .names()
-            .iter()
-            .map(|name| sector_of(refs, name))
-            .collect();
-        if let Some(p) = graph.portfolio.borrow_mut().as_mut() {
-            p.set_sectors(sectors.clone());
-        }
-        for (_, p) in graph.sweep.borrow_mut().iter_mut() {
-            p.set_sectors(sectors.clone());
-        }
-        feed_references(index, peers, &spec.tickers, refs, sectors_in, facts_in);
+        feed_facts(index, peers, refs, facts_in);
         Harness {
             peers,
             bars,
@@ -362,25 +356,17 @@ fn sector_of(refs: &References, ticker: &str) -> String {
     refs.sectors
         .get(ticker)
         .cloned()
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| crate::operators::exposure::UNKNOWN.into())
 }
 
-/// Sends each ticker's sector (from worker 0; `unknown` when the universe names none) and the
-/// facts, each at its publication time by the worker that owns its ticker, and closes both.
-fn feed_references(
+/// Sends the facts, each at its publication time by the worker that owns its ticker, and closes
+/// the input.
+fn feed_facts(
     index: usize,
     peers: usize,
-    tickers: &Tickers,
     refs: &References,
-    mut sectors_in: InputHandle<u64, CapacityContainerBuilder<Vec<(TickerId, String)>>>,
     mut facts_in: InputHandle<u64, CapacityContainerBuilder<Vec<Fact>>>,
 ) {
-    if index == 0 {
-        for (id, name) in tickers.names().iter().enumerate() {
-            sectors_in.send((id as TickerId, sector_of(refs, name)));
-        }
-    }
-    sectors_in.close();
     for f in refs
         .facts
         .iter()

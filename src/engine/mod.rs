@@ -28,12 +28,12 @@ use std::sync::Arc;
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Concat, Probe};
 
-use crate::bar::{TickerId, Tickers};
+use crate::bar::Tickers;
 use crate::config::{BrokerSpec, LoadedPipeline};
 use crate::frame::Bars;
 use crate::operators::asof::AsOfExt;
 use crate::operators::drift::{DriftExt, DriftPlan};
-use crate::operators::exposure::{ExposureRow, sector_exposure};
+use crate::operators::exposure::{ExposureRow, SectorExposure};
 use crate::operators::features::FeaturesExt;
 use crate::operators::indicators::FeatureSpec;
 use crate::operators::portfolio::{Ledger, OrderPolicy, Portfolio, PortfolioExt, SharedPortfolio};
@@ -279,8 +279,8 @@ pub struct Inputs<'s> {
     pub rejects: timely::dataflow::Stream<'s, u64, Vec<Reject>>,
     /// A venue's fills and ends of the run's orders (live runs with a venue; empty otherwise).
     pub updates: timely::dataflow::Stream<'s, u64, Vec<crate::order::VenueUpdate>>,
-    /// Ticker → sector, at the first time.
-    pub sectors: timely::dataflow::Stream<'s, u64, Vec<(TickerId, String)>>,
+    /// Each ticker's sector, by ticker id (from the universe file, known before the first bar).
+    pub sectors: Arc<Vec<String>>,
     /// Fundamentals and sentiment, at their publication times.
     pub facts: timely::dataflow::Stream<'s, u64, Vec<Fact>>,
 }
@@ -417,14 +417,21 @@ impl GraphSpec {
             .collect();
         let window = pipeline.risk.sizing.payoff_window();
         let sweeping = self.sweep.is_some();
-        let portfolio: SharedPortfolio<PaperBroker> = Rc::new(RefCell::new(
-            (index == 0 && !sweeping).then(|| self.portfolio_for(&pipeline.risk, &pipeline.broker)),
-        ));
+        let portfolio: SharedPortfolio<PaperBroker> =
+            Rc::new(RefCell::new((index == 0 && !sweeping).then(|| {
+                let mut p = self.portfolio_for(&pipeline.risk, &pipeline.broker);
+                p.set_sectors(sectors.to_vec());
+                p
+            })));
         let sweep_portfolios: crate::operators::sweep::SweepPortfolios<PaperBroker> =
             Rc::new(RefCell::new(match &self.sweep {
                 Some(sw) => crate::operators::sweep::owned(sw.books.len(), index, peers)
                     .into_iter()
-                    .map(|c| (c, self.portfolio_for(&sw.books[c].0, &sw.books[c].1)))
+                    .map(|c| {
+                        let mut p = self.portfolio_for(&sw.books[c].0, &sw.books[c].1);
+                        p.set_sectors(sectors.to_vec());
+                        (c, p)
+                    })
                     .collect(),
                 None => Vec::new(),
             }));
@@ -451,16 +458,21 @@ impl GraphSpec {
                 .sweep(sw.models.clone(), peers, Rc::clone(&sweep_portfolios))
                 .probe_with(&probe);
         } else {
-            let (equity, deltas) = featured
+            featured
                 .signals(
                     self.model.clone(),
                     window,
                     Arc::clone(&self.tickers),
                     self.meter.clone(),
+                    self.benchmark,
                 )
-                .portfolio(Rc::clone(&portfolio), updates);
-            equity.probe_with(&probe);
-            sector_exposure(deltas, sectors, Rc::clone(&exposure)).probe_with(&probe);
+                .portfolio(
+                    Rc::clone(&portfolio),
+                    updates,
+                    SectorExposure::new(&sectors),
+                    Rc::clone(&exposure),
+                )
+                .probe_with(&probe);
         }
         let q = Rc::clone(&quarantine);
         crate::operators::keyed::gather(

@@ -55,6 +55,40 @@ fn fixed(r: f64) -> i128 {
     }
 }
 
+/// Part of one time's benchmark return: the exact sum of some tickers' returns (in units of
+/// 1/[`SCALE`]), how many, and the first. Each worker sums the tickers it owns beside their
+/// signals, and the portfolio adds the parts up ([`Share::combine`]): integer sums give the same
+/// bits in any order and however the tickers are split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    sum: i128,
+    count: u64,
+    first: f64,
+}
+
+impl Share {
+    /// The benchmark return of a time from all its parts (none or no return: 0; a lone return is
+    /// returned as is, so a one-ticker benchmark keeps its bits).
+    pub fn combine<'a>(parts: impl IntoIterator<Item = &'a Share>) -> f64 {
+        let mut total = Share::default();
+        for p in parts {
+            if p.count == 0 {
+                continue;
+            }
+            if total.count == 0 {
+                total.first = p.first;
+            }
+            total.sum = total.sum.wrapping_add(p.sum);
+            total.count += p.count;
+        }
+        match total.count {
+            0 => 0.0,
+            1 => total.first,
+            n => total.sum as f64 / SCALE / n as f64,
+        }
+    }
+}
+
 /// The benchmark's state: each ticker's last close, and the time being summed.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
@@ -98,17 +132,26 @@ impl Tracker {
         }
     }
 
+    /// The part of the benchmark return summed from the closes observed since the last call.
+    pub fn take_share(&mut self) -> Share {
+        Share {
+            sum: std::mem::take(&mut self.sum),
+            count: std::mem::take(&mut self.count) as u64,
+            first: self.first,
+        }
+    }
+
     /// The benchmark's simple return at the time whose closes were observed since the last call.
     pub fn take_return(&mut self) -> f64 {
-        let (sum, count) = (
-            std::mem::take(&mut self.sum),
-            std::mem::take(&mut self.count),
-        );
-        match count {
-            0 => 0.0,
-            1 => self.first,
-            n => sum as f64 / SCALE / n as f64,
+        Share::combine([&self.take_share()])
+    }
+
+    /// Observes one time's `closes` of `tickers` (a worker's batch) and returns their part.
+    pub fn share(&mut self, tickers: &[TickerId], closes: &[f64]) -> Share {
+        for (&t, &c) in tickers.iter().zip(closes) {
+            self.observe(t, c);
         }
+        self.take_share()
     }
 
     /// The benchmark's simple return at the time of `closes` (one time's tickers and closes, each
@@ -141,6 +184,44 @@ mod tests {
         t.step([(0, 1.0), (1, 20_000.0)]);
         assert_eq!(t.step([(0, 2.0)]), 0.0);
         assert_eq!(t.step([(1, 21_000.0)]), 21_000.0 / 20_000.0 - 1.0);
+    }
+
+    #[test]
+    fn parts_split_any_way_combine_to_the_whole() {
+        let tickers: Vec<TickerId> = (0..6).collect();
+        let before = [1.08421, 187.31, 43_250.5, 0.0123, 1.3377, 612.0];
+        let after = [1.08437, 186.02, 44_101.25, 0.0125, 1.33769, 612.0];
+        let mut whole = Tracker::new(Benchmark::EqualWeight);
+        whole.share(&tickers, &before);
+        let want = Share::combine([&whole.share(&tickers, &after)]);
+        for cut in 0..=6 {
+            let (mut a, mut b) = (
+                Tracker::new(Benchmark::EqualWeight),
+                Tracker::new(Benchmark::EqualWeight),
+            );
+            a.share(&tickers[..cut], &before[..cut]);
+            b.share(&tickers[cut..], &before[cut..]);
+            let parts = [
+                b.share(&tickers[cut..], &after[cut..]),
+                a.share(&tickers[..cut], &after[..cut]),
+            ];
+            assert_eq!(
+                Share::combine(&parts).to_bits(),
+                want.to_bits(),
+                "cut {cut}"
+            );
+        }
+        // One ticker's benchmark: its return as is, whichever part holds it.
+        let mut one = Tracker::new(Benchmark::Ticker(2));
+        let mut none = Tracker::new(Benchmark::Ticker(2));
+        one.share(&tickers[2..3], &before[2..3]);
+        none.share(&tickers[..2], &before[..2]);
+        let parts = [
+            none.share(&tickers[..2], &after[..2]),
+            one.share(&tickers[2..3], &after[2..3]),
+        ];
+        assert_eq!(Share::combine(&parts), after[2] / before[2] - 1.0);
+        assert_eq!(Share::combine(&[]), 0.0);
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::order::{
 };
 use crate::time::EventTime;
 
+use super::benchmark::{Share, Tracker};
+use super::exposure::{ExposureRow, SectorExposure};
 use super::keyed::by_time;
 use super::risk::{EntryContext, EntrySize, Refusal, RiskEngine};
 use super::signal::{Signal, SignalBatch, Target};
@@ -425,6 +427,10 @@ pub trait TimeRows {
     fn signal(&self, k: usize) -> Option<Signal>;
     /// Row `k`'s payoff estimate.
     fn payoff(&self, k: usize) -> f64;
+    /// The benchmark's return at this time. Rows that carry their workers' parts of it (summed
+    /// beside the signals, [`SignalBatch::benchmark`]) add those up; plain rows are observed in
+    /// `own`, the portfolio's tracker.
+    fn benchmark(&self, own: &mut Tracker) -> f64;
 }
 
 impl TimeRows for [(Bar, Option<Signal>, f64)] {
@@ -451,6 +457,12 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
     }
     fn payoff(&self, k: usize) -> f64 {
         self[k].2
+    }
+    fn benchmark(&self, own: &mut Tracker) -> f64 {
+        for (b, _, _) in self {
+            own.observe(b.ticker, b.close);
+        }
+        own.take_return()
     }
 }
 
@@ -495,20 +507,22 @@ impl<'a> Merged<'a> {
         let mut len = 0u32;
         let mut repeated = false;
         for sb in batches {
+            debug_assert!(
+                sb.signalled.len() == sb.signal.iter().filter(|x| x.is_some()).count(),
+                "a signal batch's signalled rows were not indexed"
+            );
             s.starts.push(len);
             let tickers = sb.bars.ticker();
-            for (i, (&t, sig)) in tickers.iter().zip(&sb.signal).enumerate() {
-                let k = len + i as u32;
+            for (i, &t) in tickers.iter().enumerate() {
                 let at = t as usize;
                 if at >= s.slot.len() {
                     s.slot.resize(at + 1, (0, 0));
                 }
                 repeated |= s.slot[at].0 == stamp;
-                s.slot[at] = (stamp, k);
-                if sig.is_some() {
-                    s.signalled.push((t, k));
-                }
+                s.slot[at] = (stamp, len + i as u32);
             }
+            s.signalled
+                .extend(sb.signalled.iter().map(|&i| (tickers[i as usize], len + i)));
             len += tickers.len() as u32;
         }
         s.signalled.sort_unstable();
@@ -583,6 +597,9 @@ impl TimeRows for Merged<'_> {
         let (sb, i) = self.at(k);
         sb.payoff[i]
     }
+    fn benchmark(&self, _own: &mut Tracker) -> f64 {
+        Share::combine(self.batches.iter().map(|b| &b.benchmark))
+    }
 }
 
 /// The portfolio state machine (risk + broker + account + ledger).
@@ -618,7 +635,7 @@ pub struct Portfolio<B: Broker> {
     next_id: u64,
     last_ts: Option<EventTime>,
     deltas: Vec<PositionDelta>,
-    benchmark: super::benchmark::Tracker,
+    benchmark: Tracker,
 }
 
 impl<B: Broker> Portfolio<B> {
@@ -652,7 +669,7 @@ impl<B: Broker> Portfolio<B> {
             next_id: 0,
             last_ts: None,
             deltas: Vec::new(),
-            benchmark: super::benchmark::Tracker::default(),
+            benchmark: Tracker::default(),
         }
     }
 
@@ -839,7 +856,7 @@ impl<B: Broker> Portfolio<B> {
 
     /// Sets what the equity is measured against (`[outputs] benchmark`; equal weight unless set).
     pub fn set_benchmark(&mut self, which: super::benchmark::Benchmark) {
-        self.benchmark = super::benchmark::Tracker::new(which);
+        self.benchmark = Tracker::new(which);
     }
 
     /// Processes every ticker's bar and signal for time `t`; `rows` must be sorted by ticker.
@@ -862,8 +879,9 @@ impl<B: Broker> Portfolio<B> {
     /// `updates` the venue's updates at `t` (venue mode), booked before anything else of the
     /// step, in [`VenueUpdate::sort_key`] order.
     ///
-    /// Only the tickers with working orders are looked at for fills; every bar marks its
-    /// ticker and counts in the benchmark, and every signal is decided on.
+    /// Only the tickers with working orders are looked at for fills, and only the tickers a
+    /// position can be valued at are marked at the open; every bar marks its ticker at the
+    /// close and counts in the benchmark, and every signal is decided on.
     pub fn step_rows<R: TimeRows + ?Sized>(
         &mut self,
         t: EventTime,
@@ -879,7 +897,13 @@ impl<B: Broker> Portfolio<B> {
             let flatten = self.risk.spec().on_kill == StopAction::Flatten;
             self.stop(t, Refusal::KillSwitch, true, flatten);
         }
-        rows.prices(|ticker, open, _| self.account.mark(ticker, open));
+        // Marks at the open are read only by positions (held now, or opened by this step's
+        // fills and venue updates) before the close marks every ticker: only those are set.
+        for ticker in self.held_or_filling(updates) {
+            for k in rows.rows_of(ticker) {
+                self.account.mark(ticker, rows.bar(k).open);
+            }
+        }
         // Bars execute from the step after a failover to paper on (its update came at `t`).
         let simulate = !self.venue;
         for u in updates {
@@ -907,18 +931,14 @@ impl<B: Broker> Portfolio<B> {
                 }
             }
         }
-        let (account, benchmark) = (&mut self.account, &mut self.benchmark);
-        rows.prices(|ticker, _, close| {
-            account.mark(ticker, close);
-            benchmark.observe(ticker, close);
-        });
+        rows.prices(|ticker, _, close| self.account.mark(ticker, close));
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
         if self.risk.mark(t, equity) {
             let flatten = self.risk.spec().on_daily_stop == StopAction::Flatten;
             self.stop(t, Refusal::DailyLossStop, false, flatten);
         }
-        let benchmark_return = self.benchmark.take_return();
+        let benchmark_return = rows.benchmark(&mut self.benchmark);
         self.ledger.equity.push(EquityPoint {
             ts: t,
             cash: self.account.cash,
@@ -939,6 +959,22 @@ impl<B: Broker> Portfolio<B> {
                 self.decide(&bar, &s, rows.payoff(k), equity);
             }
         }
+    }
+
+    /// The tickers whose positions this step can value before its close: held, with working
+    /// orders, or named by a venue update (an adopted position, a fill of a sent order).
+    fn held_or_filling(&self, updates: &[VenueUpdate]) -> Vec<TickerId> {
+        let mut tickers: Vec<TickerId> = self.account.positions.keys().copied().collect();
+        tickers.extend(self.broker.busy_tickers());
+        for u in updates {
+            match u.kind {
+                VenueUpdateKind::Position { ticker, .. } => tickers.push(ticker),
+                _ => tickers.extend(self.sent.get(&u.order_id).map(|(o, _)| o.ticker)),
+            }
+        }
+        tickers.sort_unstable();
+        tickers.dedup();
+        tickers
     }
 
     fn new_order(
@@ -1545,18 +1581,17 @@ pub type SharedPortfolio<B> = Rc<RefCell<Option<Portfolio<B>>>>;
 /// Extension trait adding the portfolio stage.
 pub trait PortfolioExt<'s> {
     /// Sends every signal batch and venue update to worker 0 and steps `portfolio` there, once
-    /// per timestamp after the frontier passed it. The engine takes the portfolio back to
-    /// [`Portfolio::finish`] it once the stream has ended. Returns the equity points and the
-    /// position changes.
-    #[allow(clippy::type_complexity)]
+    /// per timestamp after the frontier passed it, applying each step's position changes to
+    /// `sectors` and appending the rows that changed to `exposure`. The engine takes the
+    /// portfolio back to [`Portfolio::finish`] it once the stream has ended. Returns the equity
+    /// points.
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
         updates: Stream<'s, u64, Vec<VenueUpdate>>,
-    ) -> (
-        Stream<'s, u64, Vec<EquityPoint>>,
-        Stream<'s, u64, Vec<PositionDelta>>,
-    );
+        sectors: SectorExposure,
+        exposure: Rc<RefCell<Vec<ExposureRow>>>,
+    ) -> Stream<'s, u64, Vec<EquityPoint>>;
 }
 
 impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
@@ -1564,20 +1599,19 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
         self,
         portfolio: SharedPortfolio<B>,
         updates: Stream<'s, u64, Vec<VenueUpdate>>,
-    ) -> (
-        Stream<'s, u64, Vec<EquityPoint>>,
-        Stream<'s, u64, Vec<PositionDelta>>,
-    ) {
+        mut sectors: SectorExposure,
+        exposure: Rc<RefCell<Vec<ExposureRow>>>,
+    ) -> Stream<'s, u64, Vec<EquityPoint>> {
         let mut scratch = MergeScratch::default();
         let mut venue: Vec<VenueUpdate> = Vec::new();
         let inputs = self
             .map(PortfolioIn::Signals)
             .concat(updates.map(PortfolioIn::Venue));
-        let events = by_time(
+        by_time(
             inputs,
             Exchange::new(|_b: &PortfolioIn| 0),
             "Portfolio",
-            move |t, items, emit: &mut Vec<Result<EquityPoint, PositionDelta>>| {
+            move |t, items, emit: &mut Vec<EquityPoint>| {
                 venue.clear();
                 let mut batches = Vec::with_capacity(items.len());
                 for item in items {
@@ -1603,15 +1637,16 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                     dr.sort_by_key(|(t, r)| (r.ts, *t, r.feature));
                     p.ledger.drifts.extend(dr);
                     let rows = Merged::new(&batches, &mut scratch);
-                    p.step_rows(crate::time::event_time(t), &rows, &venue);
-                    emit.extend(p.deltas.drain(..).map(Err));
+                    let ts = crate::time::event_time(t);
+                    p.step_rows(ts, &rows, &venue);
+                    sectors.apply(ts, &p.deltas, &mut exposure.borrow_mut());
+                    p.deltas.clear();
                     if let Some(e) = p.ledger.equity.last() {
-                        emit.push(Ok(*e));
+                        emit.push(*e);
                     }
                 }
             },
-        );
-        super::keyed::split(events)
+        )
     }
 }
 
@@ -1652,6 +1687,7 @@ mod tests {
         batches[0].signal[2] = Some(flat);
         batches[2].signal[0] = Some(flat);
         batches[2].signal[2] = Some(flat);
+        batches.iter_mut().for_each(SignalBatch::index_signals);
         let mut scratch = MergeScratch::default();
         for _ in 0..2 {
             // A second indexing of the same scratch forgets nothing it should not.

@@ -18,6 +18,7 @@ use crate::meter::{Meter, Stage};
 use crate::operators::ml::online::{DriftRecord, MlContext, MlTicker, TrainingRecord};
 use crate::operators::ml::registry::StoreHandle;
 
+use super::benchmark::{Benchmark, Share, Tracker};
 use super::features::FeatureBatch;
 use super::keyed::{KeyedState, in_order_then};
 use super::risk::PayoffEstimator;
@@ -286,6 +287,27 @@ pub struct SignalBatch {
     pub trainings: Vec<(TickerId, TrainingRecord)>,
     /// Drift events on these bars (from the drift operator), for the sinks.
     pub drifts: Vec<(TickerId, DriftRecord)>,
+    /// The rows whose signal is set, ascending: what the portfolio decides on, found on the
+    /// worker that made the signals rather than by the portfolio's scan of every row
+    /// ([`SignalBatch::index_signals`]).
+    pub signalled: Vec<u32>,
+    /// These bars' part of the benchmark return at their time, summed on the worker that owns
+    /// their tickers (per-ticker work the portfolio's one worker need not do).
+    pub benchmark: Share,
+}
+
+impl SignalBatch {
+    /// Records which rows have a signal ([`SignalBatch::signalled`]), after `signal` is set.
+    pub fn index_signals(&mut self) {
+        self.signalled.clear();
+        self.signalled.extend(
+            self.signal
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_some())
+                .map(|(i, _)| i as u32),
+        );
+    }
 }
 
 struct TickerModel {
@@ -297,7 +319,8 @@ struct TickerModel {
 /// Extension trait adding the signal stage.
 pub trait SignalExt<'s> {
     /// Runs the model of `spec` over the feature `columns`; `payoff_window` sizes Kelly's estimate
-    /// (`None`: the sizing does not read it, and the payoff is NaN).
+    /// (`None`: the sizing does not read it, and the payoff is NaN). Each batch also carries its
+    /// bars' part of the `benchmark` return.
     /// Each activation's predictions (and retrainings) are timed on `meter` ([`Stage::Predict`]).
     fn signals(
         self,
@@ -305,6 +328,7 @@ pub trait SignalExt<'s> {
         payoff_window: Option<usize>,
         tickers: Arc<Tickers>,
         meter: Meter,
+        benchmark: Benchmark,
     ) -> Stream<'s, u64, Vec<SignalBatch>>;
 }
 
@@ -315,7 +339,9 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
         payoff_window: Option<usize>,
         tickers: Arc<Tickers>,
         meter: Meter,
+        benchmark: Benchmark,
     ) -> Stream<'s, u64, Vec<SignalBatch>> {
+        let mut bench = Tracker::new(benchmark);
         // An ML ensemble's state is tens of kilobytes: it takes a ticker's bars of all the ready
         // times in a row, so its model stays in cache. A rule's state is a few bytes: it takes
         // the bars as they lie, time by time, so the batches stream through the cache once.
@@ -376,6 +402,9 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 }
                 for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
                     for (fb, mut r) in fbs.into_iter().zip(rs) {
+                        // Times in order, so each ticker's closes are seen in time order.
+                        r.benchmark = bench.share(fb.bars.ticker(), fb.bars.close());
+                        r.index_signals();
                         r.drifts = fb
                             .drifts
                             .into_iter()

@@ -1,4 +1,4 @@
-//! Sector exposure (differential-dataflow) agrees with the ledger: after the last fill, each
+//! Sector exposure agrees with the ledger: after the last fill, each
 //! sector's open positions and value at entry prices are those of the trades still open.
 
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 
 use findashpro::bar::{Bar, BarBatch};
 use findashpro::config::{QualitySpec, RiskSpec, Sizing};
+use findashpro::operators::benchmark::{Benchmark, Tracker};
 use findashpro::operators::indicators::{Bbands, Ema, Rsi, Sma};
 use findashpro::operators::portfolio::{MergeScratch, Merged, OrderPolicy, Portfolio, TimeRows};
 use findashpro::operators::quality::{QualityGate, Verdict};
@@ -145,6 +146,8 @@ proptest! {
         };
         let (mut merged, mut sorted) = (portfolio(), portfolio());
         let mut scratch = MergeScratch::default();
+        // Each worker sums the benchmark over its own tickers.
+        let mut shares = [Tracker::new(Benchmark::EqualWeight), Tracker::new(Benchmark::EqualWeight)];
         for (day, row) in steps.iter().enumerate() {
             let ts = day as i64 * 86_400;
             // Six tickers split over two workers by their last bit.
@@ -164,7 +167,12 @@ proptest! {
             let mut batches: Vec<SignalBatch> = parts
                 .into_iter()
                 .zip(signals)
-                .map(|(b, signal)| SignalBatch { payoff: vec![1.0; b.len()], bars: b.into(), signal, ..SignalBatch::default() })
+                .zip(shares.iter_mut())
+                .map(|((b, signal), share)| {
+                    let mut sb = SignalBatch { payoff: vec![1.0; b.len()], benchmark: share.share(&b.ticker, &b.close), bars: b.into(), signal, ..SignalBatch::default() };
+                    sb.index_signals();
+                    sb
+                })
                 .collect();
             if reversed {
                 batches.reverse();
