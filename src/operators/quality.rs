@@ -11,10 +11,10 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 
 use crate::bar::Bar;
-use crate::calendar::sessions_between;
+use crate::calendar::sessions_between_days;
 use crate::config::{CalendarKind, OutlierAction, QualitySpec};
 use crate::frame::Bars;
-use crate::time::{EventTime, date_of, day_number, format_time};
+use crate::time::{EventTime, day_number, format_time};
 
 use super::keyed::{KeyedState, by_time};
 
@@ -107,7 +107,7 @@ impl QualityGate {
             let missing = if day_number(b.ts) - day_number(last) <= 1 {
                 0
             } else {
-                sessions_between(self.calendar, date_of(last), date_of(b.ts))
+                sessions_between_days(self.calendar, day_number(last), day_number(b.ts))
             };
             if missing > 0 {
                 flags.push((
