@@ -51,6 +51,7 @@ pub fn suite(
         })?;
     let name = format!("fdp_bench_{}", std::process::id());
     let admin = rt.block_on(postgres::connect(database_url))?;
+    remove_leftovers(&rt, &admin, redis_url)?;
     rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
         .map_err(postgres::DbError::from)?;
     let url = match database_url.rsplit_once('/') {
@@ -76,6 +77,50 @@ pub fn suite(
     let _ =
         rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")));
     result.map(|()| out)
+}
+
+/// Whether process `pid` is gone (no `/proc/<pid>`): a scratch database or key prefix named after
+/// it is a leftover of a bench that was killed. A reused pid keeps a leftover one run longer.
+fn gone(pid: &str) -> bool {
+    pid.parse::<u32>()
+        .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// Drops the scratch databases and Redis keys of earlier benches that were killed before their
+/// own cleanup ran (named `fdp_bench_<pid>` and `fdpbench:<pid>:…` after a process now gone).
+fn remove_leftovers(
+    rt: &tokio::runtime::Runtime,
+    admin: &tokio_postgres::Client,
+    redis_url: &str,
+) -> Result<(), StreamRunError> {
+    let rows = rt
+        .block_on(admin.query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'fdp\\_bench\\_%'",
+            &[],
+        ))
+        .map_err(postgres::DbError::from)?;
+    for row in rows {
+        let db: String = row.get(0);
+        if db.strip_prefix("fdp_bench_").is_some_and(gone) {
+            tracing::info!(database = %db, "dropping a killed bench's scratch database");
+            rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                .map_err(postgres::DbError::from)?;
+        }
+    }
+    let mut r = Conn::open(redis_url)?;
+    let mut prefixes: Vec<String> = r
+        .scan("fdpbench:*")?
+        .into_iter()
+        .filter_map(|k| k.split(':').nth(1).map(str::to_string))
+        .filter(|pid| gone(pid))
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    for pid in prefixes {
+        let removed = r.delete_prefix(&format!("fdpbench:{pid}"))?;
+        tracing::info!(pid = %pid, removed, "removed a killed bench's Redis keys");
+    }
+    Ok(())
 }
 
 fn case(
@@ -170,4 +215,17 @@ pub fn table(lines: &[StreamLine]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_that_is_gone_leaves_leftovers() {
+        assert!(!gone(&std::process::id().to_string()));
+        assert!(!gone("not-a-pid"));
+        // Above Linux's largest pid (2^22).
+        assert!(gone("4294967295"));
+    }
 }
