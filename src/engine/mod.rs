@@ -367,12 +367,13 @@ impl GraphSpec {
         )?)
     }
 
-    /// A flat paper portfolio with these risk and broker settings, on the graph's kill switch and
-    /// benchmark (venue mode when the spec says so).
+    /// A flat paper portfolio with these risk and broker settings and the tickers' `sectors`, on
+    /// the graph's kill switch and benchmark (venue mode when the spec says so).
     fn portfolio_for(
         &self,
         risk: &crate::config::RiskSpec,
         broker: &BrokerSpec,
+        sectors: &[String],
     ) -> Portfolio<PaperBroker> {
         let fills = FillModel {
             slippage: broker.slippage,
@@ -396,6 +397,7 @@ impl GraphSpec {
             p.venue_mode();
         }
         p.set_benchmark(self.benchmark);
+        p.set_sectors(sectors.to_vec());
         p
     }
 
@@ -419,18 +421,17 @@ impl GraphSpec {
         let sweeping = self.sweep.is_some();
         let portfolio: SharedPortfolio<PaperBroker> =
             Rc::new(RefCell::new((index == 0 && !sweeping).then(|| {
-                let mut p = self.portfolio_for(&pipeline.risk, &pipeline.broker);
-                p.set_sectors(sectors.to_vec());
-                p
+                self.portfolio_for(&pipeline.risk, &pipeline.broker, &sectors)
             })));
         let sweep_portfolios: crate::operators::sweep::SweepPortfolios<PaperBroker> =
             Rc::new(RefCell::new(match &self.sweep {
                 Some(sw) => crate::operators::sweep::owned(sw.books.len(), index, peers)
                     .into_iter()
                     .map(|c| {
-                        let mut p = self.portfolio_for(&sw.books[c].0, &sw.books[c].1);
-                        p.set_sectors(sectors.to_vec());
-                        (c, p)
+                        (
+                            c,
+                            self.portfolio_for(&sw.books[c].0, &sw.books[c].1, &sectors),
+                        )
                     })
                     .collect(),
                 None => Vec::new(),

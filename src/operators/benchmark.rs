@@ -112,7 +112,7 @@ impl Tracker {
 
     /// Counts one ticker's close at the time being summed (each ticker once per time, in any
     /// order), and remembers it.
-    pub fn observe(&mut self, ticker: TickerId, close: f64) {
+    fn observe(&mut self, ticker: TickerId, close: f64) {
         let i = ticker as usize;
         if i >= self.last.len() {
             self.last.resize(i + 1, f64::NAN);
@@ -133,7 +133,7 @@ impl Tracker {
     }
 
     /// The part of the benchmark return summed from the closes observed since the last call.
-    pub fn take_share(&mut self) -> Share {
+    fn take_share(&mut self) -> Share {
         Share {
             sum: std::mem::take(&mut self.sum),
             count: std::mem::take(&mut self.count) as u64,
@@ -141,26 +141,19 @@ impl Tracker {
         }
     }
 
-    /// The benchmark's simple return at the time whose closes were observed since the last call.
-    pub fn take_return(&mut self) -> f64 {
-        Share::combine([&self.take_share()])
-    }
-
-    /// Observes one time's `closes` of `tickers` (a worker's batch) and returns their part.
-    pub fn share(&mut self, tickers: &[TickerId], closes: &[f64]) -> Share {
-        for (&t, &c) in tickers.iter().zip(closes) {
-            self.observe(t, c);
+    /// Observes some of one time's `(ticker, close)` pairs (a worker's batch; each ticker once, in
+    /// any order) and returns their part of the time's return.
+    pub fn share(&mut self, closes: impl IntoIterator<Item = (TickerId, f64)>) -> Share {
+        for (ticker, close) in closes {
+            self.observe(ticker, close);
         }
         self.take_share()
     }
 
-    /// The benchmark's simple return at the time of `closes` (one time's tickers and closes, each
-    /// ticker once, in any order), and remembers the closes.
+    /// The benchmark's simple return at the time of `closes` (all of one time's tickers and
+    /// closes, each ticker once, in any order), and remembers the closes.
     pub fn step(&mut self, closes: impl IntoIterator<Item = (TickerId, f64)>) -> f64 {
-        for (ticker, close) in closes {
-            self.observe(ticker, close);
-        }
-        self.take_return()
+        Share::combine([&self.share(closes)])
     }
 }
 
@@ -186,24 +179,31 @@ mod tests {
         assert_eq!(t.step([(1, 21_000.0)]), 21_000.0 / 20_000.0 - 1.0);
     }
 
+    fn pairs<'a>(
+        tickers: &'a [TickerId],
+        closes: &'a [f64],
+    ) -> impl Iterator<Item = (TickerId, f64)> + 'a {
+        tickers.iter().copied().zip(closes.iter().copied())
+    }
+
     #[test]
     fn parts_split_any_way_combine_to_the_whole() {
         let tickers: Vec<TickerId> = (0..6).collect();
         let before = [1.08421, 187.31, 43_250.5, 0.0123, 1.3377, 612.0];
         let after = [1.08437, 186.02, 44_101.25, 0.0125, 1.33769, 612.0];
         let mut whole = Tracker::new(Benchmark::EqualWeight);
-        whole.share(&tickers, &before);
-        let want = Share::combine([&whole.share(&tickers, &after)]);
+        whole.share(pairs(&tickers, &before));
+        let want = Share::combine([&whole.share(pairs(&tickers, &after))]);
         for cut in 0..=6 {
             let (mut a, mut b) = (
                 Tracker::new(Benchmark::EqualWeight),
                 Tracker::new(Benchmark::EqualWeight),
             );
-            a.share(&tickers[..cut], &before[..cut]);
-            b.share(&tickers[cut..], &before[cut..]);
+            a.share(pairs(&tickers[..cut], &before[..cut]));
+            b.share(pairs(&tickers[cut..], &before[cut..]));
             let parts = [
-                b.share(&tickers[cut..], &after[cut..]),
-                a.share(&tickers[..cut], &after[..cut]),
+                b.share(pairs(&tickers[cut..], &after[cut..])),
+                a.share(pairs(&tickers[..cut], &after[..cut])),
             ];
             assert_eq!(
                 Share::combine(&parts).to_bits(),
@@ -214,11 +214,11 @@ mod tests {
         // One ticker's benchmark: its return as is, whichever part holds it.
         let mut one = Tracker::new(Benchmark::Ticker(2));
         let mut none = Tracker::new(Benchmark::Ticker(2));
-        one.share(&tickers[2..3], &before[2..3]);
-        none.share(&tickers[..2], &before[..2]);
+        one.share(pairs(&tickers[2..3], &before[2..3]));
+        none.share(pairs(&tickers[..2], &before[..2]));
         let parts = [
-            none.share(&tickers[..2], &after[..2]),
-            one.share(&tickers[2..3], &after[2..3]),
+            none.share(pairs(&tickers[..2], &after[..2])),
+            one.share(pairs(&tickers[2..3], &after[2..3])),
         ];
         assert_eq!(Share::combine(&parts), after[2] / before[2] - 1.0);
         assert_eq!(Share::combine(&[]), 0.0);

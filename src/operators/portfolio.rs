@@ -10,7 +10,7 @@
 //! Everything is booked in a [`Ledger`] that the sinks write out.
 //!
 //! The rows of a time are read where the workers' batches hold them ([`Merged`]), not copied or
-//! sorted: marking and the benchmark take them in any order, fills look a ticker up, and only the
+//! sorted: the close marks take them in any order, the benchmark comes summed by the workers, fills look a ticker up, and only the
 //! signals are put in ticker order. The per-ticker work before the portfolio (features,
 //! model, Kelly's payoff) runs on each ticker's worker.
 
@@ -415,8 +415,8 @@ pub trait TimeRows {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Calls `f(ticker, open, close)` for every row, in no particular order.
-    fn prices(&self, f: impl FnMut(TickerId, f64, f64));
+    /// Calls `f(ticker, close)` for every row, in no particular order.
+    fn closes(&self, f: impl FnMut(TickerId, f64));
     /// The rows of `ticker`, in row order.
     fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_;
     /// The rows with a signal, in ticker order (a ticker's rows in row order).
@@ -437,9 +437,9 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
     fn len(&self) -> usize {
         <[_]>::len(self)
     }
-    fn prices(&self, mut f: impl FnMut(TickerId, f64, f64)) {
+    fn closes(&self, mut f: impl FnMut(TickerId, f64)) {
         for (b, _, _) in self {
-            f(b.ticker, b.open, b.close);
+            f(b.ticker, b.close);
         }
     }
     fn rows_of(&self, ticker: TickerId) -> impl Iterator<Item = usize> + '_ {
@@ -459,10 +459,7 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
         self[k].2
     }
     fn benchmark(&self, own: &mut Tracker) -> f64 {
-        for (b, _, _) in self {
-            own.observe(b.ticker, b.close);
-        }
-        own.take_return()
+        own.step(self.iter().map(|(b, _, _)| (b.ticker, b.close)))
     }
 }
 
@@ -558,11 +555,10 @@ impl TimeRows for Merged<'_> {
     fn len(&self) -> usize {
         self.len
     }
-    fn prices(&self, mut f: impl FnMut(TickerId, f64, f64)) {
+    fn closes(&self, mut f: impl FnMut(TickerId, f64)) {
         for sb in self.batches {
-            let b = &sb.bars;
-            for ((&t, &o), &c) in b.ticker().iter().zip(b.open()).zip(b.close()) {
-                f(t, o, c);
+            for (&t, &c) in sb.bars.ticker().iter().zip(sb.bars.close()) {
+                f(t, c);
             }
         }
     }
@@ -931,7 +927,7 @@ impl<B: Broker> Portfolio<B> {
                 }
             }
         }
-        rows.prices(|ticker, _, close| self.account.mark(ticker, close));
+        rows.closes(|ticker, close| self.account.mark(ticker, close));
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
         if self.risk.mark(t, equity) {
@@ -1050,7 +1046,7 @@ impl<B: Broker> Portfolio<B> {
         let sector_of = |t: TickerId| {
             self.sectors
                 .get(t as usize)
-                .map_or("unknown", String::as_str)
+                .map_or(super::exposure::UNKNOWN, String::as_str)
         };
         let mine = sector_of(ticker);
         let (mut gross, mut net) = (0.0, 0.0);
@@ -1694,16 +1690,15 @@ mod tests {
             let rows = Merged::new(&batches, &mut scratch);
             assert_eq!(rows.len(), 6);
             let mut seen = Vec::new();
-            rows.prices(|t, o, c| seen.push((t, o, c)));
+            rows.closes(|t, c| seen.push((t, c)));
             seen.sort_by_key(|s| s.0);
-            let want: Vec<_> = [0, 1, 2, 4, 5, 6]
-                .map(|t| (t, 100.0 + f64::from(t), 100.5 + f64::from(t)))
-                .into();
+            let want: Vec<_> = [0, 1, 2, 4, 5, 6].map(|t| (t, 100.5 + f64::from(t))).into();
             assert_eq!(seen, want);
             for t in [0, 1, 2, 4, 5, 6] {
                 let k: Vec<usize> = rows.rows_of(t).collect();
                 assert_eq!(k.len(), 1, "ticker {t}");
                 assert_eq!(rows.bar(k[0]).ticker, t);
+                assert_eq!(rows.bar(k[0]).open, 100.0 + f64::from(t));
                 assert_eq!(rows.payoff(k[0]), f64::from(t));
             }
             assert_eq!(rows.rows_of(3).count(), 0);

@@ -403,7 +403,13 @@ impl<'s> SignalExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 for ((fbs, rs), out) in batches.into_iter().zip(results).zip(outs.iter_mut()) {
                     for (fb, mut r) in fbs.into_iter().zip(rs) {
                         // Times in order, so each ticker's closes are seen in time order.
-                        r.benchmark = bench.share(fb.bars.ticker(), fb.bars.close());
+                        r.benchmark = bench.share(
+                            fb.bars
+                                .ticker()
+                                .iter()
+                                .copied()
+                                .zip(fb.bars.close().iter().copied()),
+                        );
                         r.index_signals();
                         r.drifts = fb
                             .drifts

@@ -169,7 +169,7 @@ proptest! {
                 .zip(signals)
                 .zip(shares.iter_mut())
                 .map(|((b, signal), share)| {
-                    let mut sb = SignalBatch { payoff: vec![1.0; b.len()], benchmark: share.share(&b.ticker, &b.close), bars: b.into(), signal, ..SignalBatch::default() };
+                    let mut sb = SignalBatch { payoff: vec![1.0; b.len()], benchmark: share.share(b.ticker.iter().copied().zip(b.close.iter().copied())), bars: b.into(), signal, ..SignalBatch::default() };
                     sb.index_signals();
                     sb
                 })
