@@ -26,34 +26,14 @@ pub fn by_time<'s, I, O, P, L>(
     stream: Stream<'s, u64, Vec<I>>,
     pact: P,
     name: &str,
-    logic: L,
-) -> Stream<'s, u64, Vec<O>>
-where
-    I: 'static,
-    O: 'static,
-    P: ParallelizationContract<u64, Vec<I>>,
-    L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
-{
-    by_time_then(stream, pact, name, logic, || {})
-}
-
-/// As [`by_time`], and calls `at_end` once, when the input has ended (its frontier is empty) and
-/// every time has been handed to `logic`: for work a stage owes after its last bar.
-pub fn by_time_then<'s, I, O, P, L, E>(
-    stream: Stream<'s, u64, Vec<I>>,
-    pact: P,
-    name: &str,
     mut logic: L,
-    mut at_end: E,
 ) -> Stream<'s, u64, Vec<O>>
 where
     I: 'static,
     O: 'static,
     P: ParallelizationContract<u64, Vec<I>>,
     L: FnMut(u64, Vec<I>, &mut Vec<O>) + 'static,
-    E: FnMut() + 'static,
 {
-    let mut ended = false;
     stream.unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(pact, name, |_cap, _info| {
         let mut stash = Stash::default();
         let mut out = Vec::new();
@@ -65,10 +45,6 @@ where
                 if !out.is_empty() {
                     output.session(&cap).give_iterator(out.drain(..));
                 }
-            }
-            if !ended && stash.is_empty() && frontier.is_empty() {
-                ended = true;
-                at_end();
             }
         }
     })
@@ -118,10 +94,6 @@ impl<I> Stash<I> {
             out.push((t, cap, items));
         }
         out
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

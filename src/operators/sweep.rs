@@ -15,7 +15,7 @@ use timely::dataflow::channels::pact::Exchange;
 use crate::bar::{Bar, TickerId};
 use crate::frame::Bars;
 use crate::operators::features::FeatureBatch;
-use crate::operators::keyed::{KeyedState, by_time, in_order_then};
+use crate::operators::keyed::{KeyedState, by_time, in_order};
 use crate::operators::portfolio::{EquityPoint, Portfolio};
 use crate::operators::risk::PayoffEstimator;
 use crate::operators::signal::{RuleModel, Signal};
@@ -79,44 +79,33 @@ impl<'s> SweepExt<'s> for Stream<'s, u64, Vec<FeatureBatch>> {
                 .map(|c| (c.model.clone(), c.payoff_window.map(PayoffEstimator::new)))
                 .collect::<Vec<_>>()
         });
-        let signals = in_order_then(
-            self,
-            "SweepSignals",
-            move |times, outs| {
-                for ((_, fbs), out) in times.into_iter().zip(outs.iter_mut()) {
-                    for fb in fbs {
-                        let n = fb.bars.len();
-                        let mut sig = vec![vec![None; n]; combos.len()];
-                        let mut pay = vec![vec![f64::NAN; n]; combos.len()];
-                        for i in 0..n {
-                            let models = state.get(fb.bars.ticker()[i]);
-                            for (c, (model, payoff)) in models.iter_mut().enumerate() {
-                                sig[c][i] = model.update(fb.row(i));
-                                if let Some(payoff) = payoff {
-                                    pay[c][i] =
-                                        payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
-                                }
-                            }
-                        }
-                        for (w, mine) in per_worker.iter().enumerate() {
-                            if mine.is_empty() {
-                                continue;
-                            }
-                            out.push(SweepBatch {
-                                dest: w as u32,
-                                bars: fb.bars.clone(),
-                                signals: mine
-                                    .iter()
-                                    .map(|&c| std::mem::take(&mut sig[c]))
-                                    .collect(),
-                                payoff: mine.iter().map(|&c| std::mem::take(&mut pay[c])).collect(),
-                            });
+        let signals = in_order(self, "SweepSignals", move |_t, fbs, out| {
+            for fb in fbs {
+                let n = fb.bars.len();
+                let mut sig = vec![vec![None; n]; combos.len()];
+                let mut pay = vec![vec![f64::NAN; n]; combos.len()];
+                for i in 0..n {
+                    let models = state.get(fb.bars.ticker()[i]);
+                    for (c, (model, payoff)) in models.iter_mut().enumerate() {
+                        sig[c][i] = model.update(fb.row(i));
+                        if let Some(payoff) = payoff {
+                            pay[c][i] = payoff.update(fb.bars.close()[i]).unwrap_or(f64::NAN);
                         }
                     }
                 }
-            },
-            || {},
-        );
+                for (w, mine) in per_worker.iter().enumerate() {
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    out.push(SweepBatch {
+                        dest: w as u32,
+                        bars: fb.bars.clone(),
+                        signals: mine.iter().map(|&c| std::mem::take(&mut sig[c])).collect(),
+                        payoff: mine.iter().map(|&c| std::mem::take(&mut pay[c])).collect(),
+                    });
+                }
+            }
+        });
         let mut rows: Vec<(Bar, usize, usize)> = Vec::new();
         let mut step_rows: Vec<(Bar, Option<Signal>, f64)> = Vec::new();
         by_time(
