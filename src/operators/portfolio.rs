@@ -308,11 +308,24 @@ impl Account {
     }
 
     fn mark(&mut self, t: TickerId, price: f64) {
+        Self::set(&mut self.marks, t, price);
+    }
+
+    fn set(marks: &mut Vec<f64>, t: TickerId, price: f64) {
         let i = t as usize;
-        if i >= self.marks.len() {
-            self.marks.resize(i + 1, f64::NAN);
+        if i >= marks.len() {
+            marks.resize(i + 1, f64::NAN);
         }
-        self.marks[i] = price;
+        marks[i] = price;
+    }
+
+    /// Marks each position's ticker at `price(ticker)`, where it has one.
+    fn mark_held(&mut self, mut price: impl FnMut(TickerId) -> Option<f64>) {
+        for &t in self.positions.keys() {
+            if let Some(p) = price(t) {
+                Self::set(&mut self.marks, t, p);
+            }
+        }
     }
 
     fn gross_value(&self) -> f64 {
@@ -423,6 +436,8 @@ pub trait TimeRows {
     fn signalled(&self) -> impl Iterator<Item = usize> + '_;
     /// Row `k`'s bar.
     fn bar(&self, k: usize) -> Bar;
+    /// Row `k`'s close (without reading the bar's other columns).
+    fn close(&self, k: usize) -> f64;
     /// Row `k`'s signal.
     fn signal(&self, k: usize) -> Option<Signal>;
     /// Row `k`'s payoff estimate.
@@ -451,6 +466,9 @@ impl TimeRows for [(Bar, Option<Signal>, f64)] {
     }
     fn bar(&self, k: usize) -> Bar {
         self[k].0
+    }
+    fn close(&self, k: usize) -> f64 {
+        self[k].0.close
     }
     fn signal(&self, k: usize) -> Option<Signal> {
         self[k].1
@@ -584,6 +602,10 @@ impl TimeRows for Merged<'_> {
     fn bar(&self, k: usize) -> Bar {
         let (sb, i) = self.at(k);
         sb.bars.get(i)
+    }
+    fn close(&self, k: usize) -> f64 {
+        let (sb, i) = self.at(k);
+        sb.bars.close()[i]
     }
     fn signal(&self, k: usize) -> Option<Signal> {
         let (sb, i) = self.at(k);
@@ -876,8 +898,9 @@ impl<B: Broker> Portfolio<B> {
     /// step, in [`VenueUpdate::sort_key`] order.
     ///
     /// Only the tickers with working orders are looked at for fills, and only the tickers a
-    /// position can be valued at are marked at the open; every bar marks its ticker at the
-    /// close and counts in the benchmark, and every signal is decided on.
+    /// position can be valued at are marked at the open; at the close the positions are marked
+    /// (on paper) or every bar's ticker (at a venue, whose fills need no bar); every signal is
+    /// decided on.
     pub fn step_rows<R: TimeRows + ?Sized>(
         &mut self,
         t: EventTime,
@@ -894,7 +917,7 @@ impl<B: Broker> Portfolio<B> {
             self.stop(t, Refusal::KillSwitch, true, flatten);
         }
         // Marks at the open are read only by positions (held now, or opened by this step's
-        // fills and venue updates) before the close marks every ticker: only those are set.
+        // fills and venue updates) before the close marks them again: only those are set.
         for ticker in self.held_or_filling(updates) {
             for k in rows.rows_of(ticker) {
                 self.account.mark(ticker, rows.bar(k).open);
@@ -927,7 +950,18 @@ impl<B: Broker> Portfolio<B> {
                 }
             }
         }
-        rows.closes(|ticker, close| self.account.mark(ticker, close));
+        if simulate {
+            // On paper a position opens only by a fill on one of this step's bars, its ticker
+            // marked at that bar's open first: no other ticker's mark is ever read, so only the
+            // positions are marked at the close (not every row, which worker 0 would read from
+            // the other workers' memory).
+            self.account
+                .mark_held(|ticker| rows.rows_of(ticker).last().map(|k| rows.close(k)));
+        } else {
+            // A venue may report a fill of a ticker without a bar now: its position is valued at
+            // the ticker's last close, held or not.
+            rows.closes(|ticker, close| self.account.mark(ticker, close));
+        }
         let positions_value = self.account.positions_value();
         let equity = self.account.cash + positions_value;
         if self.risk.mark(t, equity) {

@@ -387,3 +387,35 @@ fn a_further_fill_of_the_entry_replaces_its_bracket_legs_at_the_venue() {
     assert_eq!(l.positions.last().map(|p| p.quantity), Some(0.0));
     assert_eq!(l.cancels, [(t3, sl2)]);
 }
+
+#[test]
+fn a_position_the_venue_reports_without_a_bar_is_valued_at_its_tickers_last_close() {
+    let mut p = venue(false, EntryType::Market);
+    let btc = |day: i64, price: f64| Bar {
+        ticker: 1,
+        ..bar(day, price)
+    };
+    p.step(
+        T0,
+        &[(bar(0, 250.0), None, 1.0), (btc(0, 40_000.0), None, 1.0)],
+    );
+    // Ticker 1 trades on with nothing held or working: only a venue's report makes it a position.
+    p.step(T0 + DAY, &[(btc(1, 41_000.0), None, 1.0)]);
+    let t = T0 + DAY + 3600;
+    let adopted = VenueUpdate {
+        ts: t,
+        order_id: 0,
+        kind: VenueUpdateKind::Position {
+            ticker: 1,
+            quantity: 0.5,
+            price: 40_500.0,
+        },
+    };
+    p.step_with(t, &[], &[adopted]);
+    let l = drained(&mut p);
+    let last = l.equity.last().expect("an equity point");
+    assert_eq!(last.ts, t);
+    // Bought at the venue's 40 500, valued at the ticker's last close, 41 000.
+    assert_eq!(last.positions_value, 0.5 * 41_000.0);
+    assert_eq!(last.cash, 100_000.0 - 0.5 * 40_500.0);
+}
