@@ -31,6 +31,7 @@ const FEED_LAG: usize = 4;
 pub fn run(p: &LoadedPipeline, opts: &RunOptions) -> Result<Option<RunOutput>, EngineError> {
     let source = Arc::new(Source::open(p)?);
     let mut spec = GraphSpec::new(p, &source, opts.kill.clone())?;
+    spec.local_workers = opts.cluster.workers.max(1);
     spec.model
         .configure_ml(model_store(p, &opts.models)?, false);
     let stages = Arc::new(crate::sinks::prometheus::StageTimes::default());

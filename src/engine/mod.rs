@@ -10,6 +10,9 @@
 //! source rejects ──────────┘
 //! ```
 //!
+//! The portfolio hands each signal batch it stepped back to the worker of this process that built
+//! it, to be freed there (`free_where_built`).
+//!
 //! Bars and features travel as Arrow record batches ([`crate::frame::Bars`], and
 //! [`crate::operators::features::FeatureBatch`]'s `FixedSizeList<Float64>` column); across
 //! processes as Arrow IPC.
@@ -39,7 +42,7 @@ use crate::operators::indicators::FeatureSpec;
 use crate::operators::portfolio::{Ledger, OrderPolicy, Portfolio, PortfolioExt, SharedPortfolio};
 use crate::operators::quality::{QualityExt, Reject};
 use crate::operators::risk::{KillSwitch, RiskEngine};
-use crate::operators::signal::{RuleModel, SignalExt};
+use crate::operators::signal::{RuleModel, SignalBatch, SignalExt};
 use crate::sinks::broker::{FillModel, PaperBroker};
 use crate::sources::fundamentals::Fact;
 use crate::sources::{Source, SourceError};
@@ -260,6 +263,9 @@ pub struct GraphSpec {
     /// A parameter sweep: every combination's model and portfolio instead of the pipeline's one
     /// ([`crate::operators::sweep`]).
     pub sweep: Option<Arc<SweepSpec>>,
+    /// Workers in this process (the portfolio's is one of them): the signal batches a worker of
+    /// this process built go back to it to be freed once the portfolio has stepped them.
+    pub local_workers: usize,
 }
 
 /// The combinations of a sweep, as the graph needs them.
@@ -350,6 +356,7 @@ impl GraphSpec {
             meter: crate::meter::Meter::default(),
             benchmark,
             sweep: None,
+            local_workers: 1,
         })
     }
 
@@ -459,7 +466,7 @@ impl GraphSpec {
                 .sweep(sw.models.clone(), peers, Rc::clone(&sweep_portfolios))
                 .probe_with(&probe);
         } else {
-            featured
+            let spent = featured
                 .signals(
                     self.model.clone(),
                     window,
@@ -474,6 +481,9 @@ impl GraphSpec {
                     Rc::clone(&exposure),
                 )
                 .probe_with(&probe);
+            if self.local_workers > 1 {
+                free_where_built(spent, self.local_workers);
+            }
         }
         let q = Rc::clone(&quarantine);
         crate::operators::keyed::gather(
@@ -489,5 +499,38 @@ impl GraphSpec {
             probe,
             sweep: sweep_portfolios,
         }
+    }
+}
+
+/// Frees each stepped signal batch on the worker that built it, when that worker is in this
+/// process (`local` workers; a batch from another process was decoded here, and is freed here).
+/// The portfolio's worker reads every worker's batches; freeing them there cost it ~5 % of a
+/// `-w 2` backtest in frees of memory other threads allocated, while the others wait for it.
+fn free_where_built(spent: timely::dataflow::Stream<'_, u64, Vec<SignalBatch>>, local: usize) {
+    use timely::dataflow::channels::pact::Exchange;
+    use timely::dataflow::operators::generic::Operator;
+    spent.sink(
+        Exchange::new(move |b: &SignalBatch| builder(b.bars.dest, local)),
+        "Free",
+        |(input, _frontier)| input.for_each(|_, data| data.clear()),
+    );
+}
+
+/// The worker a batch built by worker `dest` is freed on: its builder when it is one of this
+/// process's `local` workers (process 0's are `0..local`), else the portfolio's, worker 0.
+fn builder(dest: u32, local: usize) -> u64 {
+    let dest = u64::from(dest);
+    if dest < local as u64 { dest } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_goes_back_to_its_builder_only_within_the_process() {
+        assert_eq!(super::builder(1, 2), 1);
+        assert_eq!(super::builder(0, 2), 0);
+        // Built in another process: freed where it was decoded.
+        assert_eq!(super::builder(3, 2), 0);
+        assert_eq!(super::builder(1, 1), 0);
     }
 }

@@ -1613,15 +1613,16 @@ pub trait PortfolioExt<'s> {
     /// Sends every signal batch and venue update to worker 0 and steps `portfolio` there, once
     /// per timestamp after the frontier passed it, applying each step's position changes to
     /// `sectors` and appending the rows that changed to `exposure`. The engine takes the
-    /// portfolio back to [`Portfolio::finish`] it once the stream has ended. Returns the equity
-    /// points.
+    /// portfolio back to [`Portfolio::finish`] it once the stream has ended. Returns the signal
+    /// batches once stepped, at their time: memory is freed fastest by the thread that allocated
+    /// it, so the engine hands each back to the worker that built it.
     fn portfolio<B: Broker + 'static>(
         self,
         portfolio: SharedPortfolio<B>,
         updates: Stream<'s, u64, Vec<VenueUpdate>>,
         sectors: SectorExposure,
         exposure: Rc<RefCell<Vec<ExposureRow>>>,
-    ) -> Stream<'s, u64, Vec<EquityPoint>>;
+    ) -> Stream<'s, u64, Vec<SignalBatch>>;
 }
 
 impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
@@ -1631,7 +1632,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
         updates: Stream<'s, u64, Vec<VenueUpdate>>,
         mut sectors: SectorExposure,
         exposure: Rc<RefCell<Vec<ExposureRow>>>,
-    ) -> Stream<'s, u64, Vec<EquityPoint>> {
+    ) -> Stream<'s, u64, Vec<SignalBatch>> {
         let mut scratch = MergeScratch::default();
         let mut venue: Vec<VenueUpdate> = Vec::new();
         let inputs = self
@@ -1641,7 +1642,7 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
             inputs,
             Exchange::new(|_b: &PortfolioIn| 0),
             "Portfolio",
-            move |t, items, emit: &mut Vec<EquityPoint>| {
+            move |t, items, spent: &mut Vec<SignalBatch>| {
                 venue.clear();
                 let mut batches = Vec::with_capacity(items.len());
                 for item in items {
@@ -1671,10 +1672,8 @@ impl<'s> PortfolioExt<'s> for Stream<'s, u64, Vec<SignalBatch>> {
                     p.step_rows(ts, &rows, &venue);
                     sectors.apply(ts, &p.deltas, &mut exposure.borrow_mut());
                     p.deltas.clear();
-                    if let Some(e) = p.ledger.equity.last() {
-                        emit.push(*e);
-                    }
                 }
+                *spent = batches;
             },
         )
     }

@@ -183,6 +183,7 @@ pub fn run(p: &LoadedPipeline, opts: &StreamOptions) -> Result<Ending, StreamRun
     let source = Arc::new(Source::open(p).map_err(EngineError::from)?);
     let kill = KillSwitch::default();
     let mut spec = GraphSpec::new(p, &source, kill.clone())?;
+    spec.local_workers = opts.cluster.workers.max(1);
     // Orders bound for a venue are recorded with the decisions; `fdp broker` sends them.
     spec.outbox = p.pipeline.broker.kind != crate::config::BrokerKind::Paper;
     spec.meter = crate::meter::Meter::new(opts.metrics.clone());
