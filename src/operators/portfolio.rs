@@ -10,9 +10,10 @@
 //! Everything is booked in a [`Ledger`] that the sinks write out.
 //!
 //! The rows of a time are read where the workers' batches hold them ([`Merged`]), not copied or
-//! sorted: the close marks take them in any order, the benchmark comes summed by the workers, fills look a ticker up, and only the
-//! signals are put in ticker order. The per-ticker work before the portfolio (features,
-//! model, Kelly's payoff) runs on each ticker's worker.
+//! sorted: the benchmark comes summed by the workers, marks and fills look a ticker up (only at a
+//! venue does the close mark every row, in any order), and only the signals are put in ticker
+//! order. The per-ticker work before the portfolio (features, model, Kelly's payoff) runs on each
+//! ticker's worker.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -308,24 +309,11 @@ impl Account {
     }
 
     fn mark(&mut self, t: TickerId, price: f64) {
-        Self::set(&mut self.marks, t, price);
-    }
-
-    fn set(marks: &mut Vec<f64>, t: TickerId, price: f64) {
         let i = t as usize;
-        if i >= marks.len() {
-            marks.resize(i + 1, f64::NAN);
+        if i >= self.marks.len() {
+            self.marks.resize(i + 1, f64::NAN);
         }
-        marks[i] = price;
-    }
-
-    /// Marks each position's ticker at `price(ticker)`, where it has one.
-    fn mark_held(&mut self, mut price: impl FnMut(TickerId) -> Option<f64>) {
-        for &t in self.positions.keys() {
-            if let Some(p) = price(t) {
-                Self::set(&mut self.marks, t, p);
-            }
-        }
+        self.marks[i] = price;
     }
 
     fn gross_value(&self) -> f64 {
@@ -898,9 +886,8 @@ impl<B: Broker> Portfolio<B> {
     /// step, in [`VenueUpdate::sort_key`] order.
     ///
     /// Only the tickers with working orders are looked at for fills, and only the tickers a
-    /// position can be valued at are marked at the open; at the close the positions are marked
-    /// (on paper) or every bar's ticker (at a venue, whose fills need no bar); every signal is
-    /// decided on.
+    /// position can be valued at are marked at the open; at the close those again (on paper) or
+    /// every bar's ticker (at a venue, whose fills need no bar); every signal is decided on.
     pub fn step_rows<R: TimeRows + ?Sized>(
         &mut self,
         t: EventTime,
@@ -918,7 +905,8 @@ impl<B: Broker> Portfolio<B> {
         }
         // Marks at the open are read only by positions (held now, or opened by this step's
         // fills and venue updates) before the close marks them again: only those are set.
-        for ticker in self.held_or_filling(updates) {
+        let valued = self.held_or_filling(updates);
+        for &ticker in &valued {
             for k in rows.rows_of(ticker) {
                 self.account.mark(ticker, rows.bar(k).open);
             }
@@ -953,10 +941,14 @@ impl<B: Broker> Portfolio<B> {
         if simulate {
             // On paper a position opens only by a fill on one of this step's bars, its ticker
             // marked at that bar's open first: no other ticker's mark is ever read, so only the
-            // positions are marked at the close (not every row, which worker 0 would read from
-            // the other workers' memory).
-            self.account
-                .mark_held(|ticker| rows.rows_of(ticker).last().map(|k| rows.close(k)));
+            // tickers marked at the open (every position after this step's fills among them)
+            // are marked at the close, not every row, which worker 0 would read from the other
+            // workers' memory.
+            for &ticker in &valued {
+                for k in rows.rows_of(ticker) {
+                    self.account.mark(ticker, rows.close(k));
+                }
+            }
         } else {
             // A venue may report a fill of a ticker without a bar now: its position is valued at
             // the ticker's last close, held or not.
