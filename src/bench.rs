@@ -87,8 +87,14 @@ fn best_of<F: FnMut() -> u64>(repeats: usize, mut f: F) -> (u64, f64) {
     (n, best)
 }
 
-/// Runs the suite and returns its lines.
-pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> Vec<BenchLine> {
+/// Runs the suite: each stage's line, and the whole graph's lines (best of the rounds) with its
+/// [`Rounds`].
+pub fn suite(
+    tickers: usize,
+    bars: usize,
+    workers: &[usize],
+    repeats: usize,
+) -> (Vec<BenchLine>, Vec<Rounds>) {
     let mut lines = Vec::new();
     let syn = Synthetic::new(tickers, bars, 7, None);
     let names: Tickers = syn.tickers();
@@ -228,38 +234,130 @@ pub fn suite(tickers: usize, bars: usize, workers: &[usize], repeats: usize) -> 
         seconds: s,
     });
 
-    for &w in workers {
-        let opts = RunOptions {
-            cluster: Cluster {
-                workers: w,
-                ..Cluster::default()
-            },
-            ..RunOptions::default()
-        };
-        let mut best: Option<(u64, f64, f64)> = None;
-        for _ in 0..repeats.max(1) {
-            let t = Instant::now();
-            if let Ok(Some(o)) = run(&p, &opts) {
-                let total = t.elapsed().as_secs_f64();
-                if best.is_none_or(|b| total < b.1) {
-                    best = Some((o.ledger.bars, total, o.graph_seconds));
-                }
-            }
-        }
-        if let Some((n, total, graph)) = best {
+    let rounds = graph_rounds(&p, workers, repeats);
+    for r in &rounds {
+        if let Some((n, graph, total)) = r.best() {
             lines.push(BenchLine {
-                name: format!("graph: SMA-cross pipeline, -w {w}"),
+                name: format!("graph: SMA-cross pipeline, -w {}", r.workers),
                 bars: n,
                 seconds: graph,
             });
             lines.push(BenchLine {
-                name: format!("  the same, with source generation, -w {w}"),
+                name: format!("  the same, with source generation, -w {}", r.workers),
                 bars: n,
                 seconds: total,
             });
         }
     }
-    lines
+    (lines, rounds)
+}
+
+/// The whole-graph runs of one worker count, one per round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rounds {
+    /// Timely workers.
+    pub workers: usize,
+    /// Per round: bars replayed, graph seconds and whole-run seconds (`None`: the run failed).
+    pub runs: Vec<Option<(u64, f64, f64)>>,
+}
+
+impl Rounds {
+    /// The run with the least whole-run time: (bars, its graph seconds, its whole-run seconds).
+    pub fn best(&self) -> Option<(u64, f64, f64)> {
+        self.runs
+            .iter()
+            .flatten()
+            .copied()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+    }
+
+    fn graph(&self, round: usize) -> Option<f64> {
+        self.runs.get(round).copied().flatten().map(|r| r.1)
+    }
+}
+
+/// Runs `p` once per worker count in each of `repeats` rounds, the counts' order reversed every
+/// other round. On a host whose speed drifts within minutes, runs of one round saw the same
+/// host: their ratio (the speed-up) is the figure to read, not one best time per count.
+fn graph_rounds(p: &LoadedPipeline, workers: &[usize], repeats: usize) -> Vec<Rounds> {
+    let mut rounds: Vec<Rounds> = workers
+        .iter()
+        .map(|&w| Rounds {
+            workers: w,
+            runs: Vec::new(),
+        })
+        .collect();
+    for round in 0..repeats.max(1) {
+        let mut order: Vec<usize> = (0..rounds.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let opts = RunOptions {
+                cluster: Cluster {
+                    workers: rounds[i].workers,
+                    ..Cluster::default()
+                },
+                ..RunOptions::default()
+            };
+            let t = Instant::now();
+            let run = match run(p, &opts) {
+                Ok(Some(o)) => Some((o.ledger.bars, o.graph_seconds, t.elapsed().as_secs_f64())),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(workers = rounds[i].workers, error = %e, "bench run failed");
+                    None
+                }
+            };
+            rounds[i].runs.push(run);
+        }
+    }
+    rounds
+}
+
+/// Median and range of `xs` (`None` when empty).
+fn spread(xs: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    let median = if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    };
+    Some((median, v[0], v[v.len() - 1]))
+}
+
+/// The rounds as text: each worker count's graph seconds (median, min–max) and, against the
+/// first count, the speed-up of each round (median, min–max).
+pub fn rounds_table(rounds: &[Rounds]) -> String {
+    let n = rounds.iter().map(|r| r.runs.len()).max().unwrap_or(0);
+    let mut s = format!("graph seconds over {n} alternating rounds (median, min-max):\n");
+    let base = rounds.first();
+    for r in rounds {
+        let graph: Vec<f64> = (0..r.runs.len()).filter_map(|k| r.graph(k)).collect();
+        let Some((med, lo, hi)) = spread(&graph) else {
+            s.push_str(&format!("  -w {}: no run finished\n", r.workers));
+            continue;
+        };
+        s.push_str(&format!("  -w {}: {med:.4} s ({lo:.4}-{hi:.4})", r.workers));
+        if let Some(b) = base.filter(|b| b.workers != r.workers) {
+            let ratios: Vec<f64> = (0..n)
+                .filter_map(|k| Some(b.graph(k)? / r.graph(k)?))
+                .collect();
+            if let Some((m, lo, hi)) = spread(&ratios) {
+                s.push_str(&format!(
+                    "; speed-up over -w {} per round {m:.2}x ({lo:.2}-{hi:.2}x)",
+                    b.workers
+                ));
+            }
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// One child backtest's peak memory.
@@ -451,4 +549,58 @@ pub fn ns_table(lines: &[BenchLine]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds(workers: usize, runs: &[Option<(f64, f64)>]) -> Rounds {
+        Rounds {
+            workers,
+            runs: runs.iter().map(|r| r.map(|(g, t)| (1000, g, t))).collect(),
+        }
+    }
+
+    #[test]
+    fn spread_is_the_median_and_range_of_the_finite_values() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), Some((2.5, 1.0, 4.0)));
+        assert_eq!(spread(&[f64::NAN, 5.0]), Some((5.0, 5.0, 5.0)));
+        assert_eq!(spread(&[]), None);
+    }
+
+    #[test]
+    fn the_best_run_is_the_one_with_the_least_whole_run_time() {
+        let r = rounds(1, &[Some((0.10, 0.50)), None, Some((0.12, 0.40))]);
+        assert_eq!(r.best(), Some((1000, 0.12, 0.40)));
+        assert_eq!(rounds(2, &[None]).best(), None);
+    }
+
+    #[test]
+    fn speed_ups_pair_the_runs_of_one_round() {
+        // Paired by round, the speed-ups are 1.5x, 0.5x and 6x (median 1.5x); the counts' own
+        // medians, taken apart, would give 0.20 / 0.10 = 2x.
+        let one = rounds(
+            1,
+            &[Some((0.15, 1.0)), Some((0.20, 1.0)), Some((0.60, 1.0))],
+        );
+        let two = rounds(
+            2,
+            &[Some((0.10, 1.0)), Some((0.40, 1.0)), Some((0.10, 1.0))],
+        );
+        let text = rounds_table(&[one.clone(), two.clone()]);
+        assert!(text.contains("over 3 alternating rounds"), "{text}");
+        assert!(text.contains("-w 1: 0.2000 s (0.1500-0.6000)\n"), "{text}");
+        assert!(
+            text.contains(
+                "-w 2: 0.1000 s (0.1000-0.4000); speed-up over -w 1 per round 1.50x (0.50-6.00x)"
+            ),
+            "{text}"
+        );
+        // A round where one count failed gives no ratio.
+        let two = rounds(2, &[Some((0.10, 1.0)), None, None]);
+        let text = rounds_table(&[one, two]);
+        assert!(text.contains("per round 1.50x (1.50-1.50x)"), "{text}");
+    }
 }

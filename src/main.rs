@@ -358,7 +358,8 @@ enum Command {
         /// Worker counts for the whole-graph runs and the stream cases.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         workers: Vec<usize>,
-        /// Repeats (the best is reported).
+        /// Repeats (the best is reported); for `graph`, rounds of one run per worker count, whose
+        /// medians, ranges and per-round speed-ups are reported too.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
         /// `ml`: leave out the whole-graph line (its trainings take minutes), for repeated
@@ -1249,9 +1250,10 @@ fn command(cli: Cli) -> Result<()> {
                 print!("{}", findashpro::bench::table(&lines));
             }
             BenchWhat::Graph => {
-                let lines =
+                let (lines, rounds) =
                     findashpro::bench::suite(tickers, bars.unwrap_or(2520), &workers, repeats);
                 print!("{}", findashpro::bench::table(&lines));
+                print!("{}", findashpro::bench::rounds_table(&rounds));
             }
             BenchWhat::Stream => {
                 let redis = default_redis_url();
