@@ -315,20 +315,13 @@ fn graph_rounds(p: &LoadedPipeline, workers: &[usize], repeats: usize) -> Vec<Ro
     rounds
 }
 
-/// Median and range of `xs` (`None` when empty).
+/// Median (numpy's, as the tear sheet computes it) and range of the finite values of `xs`
+/// (`None` when there are none).
 fn spread(xs: &[f64]) -> Option<(f64, f64, f64)> {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    let median = if v.len().is_multiple_of(2) {
-        (v[m - 1] + v[m]) / 2.0
-    } else {
-        v[m]
-    };
-    Some((median, v[0], v[v.len() - 1]))
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    Some((crate::tearsheet::stats::quantile(&v, 0.5), lo, hi))
 }
 
 /// The rounds as text: each worker count's graph seconds (median, min–max) and, against the
@@ -338,7 +331,7 @@ pub fn rounds_table(rounds: &[Rounds]) -> String {
     let mut s = format!("graph seconds over {n} alternating rounds (median, min-max):\n");
     let base = rounds.first();
     for r in rounds {
-        let graph: Vec<f64> = (0..r.runs.len()).filter_map(|k| r.graph(k)).collect();
+        let graph: Vec<f64> = r.runs.iter().flatten().map(|run| run.1).collect();
         let Some((med, lo, hi)) = spread(&graph) else {
             s.push_str(&format!("  -w {}: no run finished\n", r.workers));
             continue;
@@ -589,7 +582,7 @@ mod tests {
             2,
             &[Some((0.10, 1.0)), Some((0.40, 1.0)), Some((0.10, 1.0))],
         );
-        let text = rounds_table(&[one.clone(), two.clone()]);
+        let text = rounds_table(&[one.clone(), two]);
         assert!(text.contains("over 3 alternating rounds"), "{text}");
         assert!(text.contains("-w 1: 0.2000 s (0.1500-0.6000)\n"), "{text}");
         assert!(
